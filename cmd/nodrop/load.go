@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+func newLoadCommand() *cobra.Command {
+	var (
+		cfg       loadgen.Config
+		keepAlive bool
+		headers   []string
+		body      string
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "load --url URL [flags]",
+		Short: "Send constant-rate load and report every lost request",
+		Long: `Send constant-rate, open-loop HTTP load and report every lost request:
+HTTP 5xx or other unexpected status, connection refused, reset, EOF or timeout.
+
+Strict by default: a request the server dropped is lost even where Go's
+net/http would silently re-send it. Exit status: 0 nothing lost, 1 some
+requests lost, 2 bad input.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(cfg.Targets) == 0 {
+				return usagef("--url is required")
+			}
+			cfg.DisableKeepAlive = !keepAlive
+			cfg.Body = []byte(body)
+			h, err := parseHeaders(headers)
+			if err != nil {
+				return err
+			}
+			cfg.Header = h
+			if cmd.Flags().Changed("rate") && cfg.Rate <= 0 {
+				return usagef("--rate must be > 0, got %d", cfg.Rate)
+			}
+			if cmd.Flags().Changed("timeout") && cfg.Timeout <= 0 {
+				return usagef("--timeout must be > 0, got %s", cfg.Timeout)
+			}
+			stderr := cmd.ErrOrStderr()
+			live := isTerminal(stderr)
+			if live {
+				cfg.Progress = func(p loadgen.Progress) {
+					fmt.Fprintf(stderr, "\r%6.1fs  sent %-8d lost %-8d", p.Elapsed.Seconds(), p.Sent, p.Lost)
+				}
+			}
+			r, err := loadgen.Run(cmd.Context(), cfg)
+			if live {
+				fmt.Fprint(stderr, "\r\033[K")
+			}
+			if errors.Is(err, loadgen.ErrInvalidConfig) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else if err := r.WriteTable(out); err != nil {
+				return err
+			}
+			switch {
+			case r.Total == 0:
+				return exitError{code: exitLost, msg: "no request was sent; nothing was judged"}
+			case r.Lost > 0:
+				return exitError{code: exitLost}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&cfg.Targets, "url", nil, "target URL; repeat for several targets, used in turn")
+	f.IntVar(&cfg.Rate, "rate", loadgen.DefaultRate, "requests per second across all targets")
+	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send load; 0 sends until interrupted (at most "+loadgen.MaxDuration.String()+")")
+	f.DurationVar(&cfg.Timeout, "timeout", loadgen.DefaultTimeout, "per-request timeout, from dial to the last body byte")
+	f.BoolVar(&keepAlive, "keepalive", true, "reuse connections; --keepalive=false opens a fresh connection per request")
+	f.StringVar(&cfg.Method, "method", http.MethodGet, "HTTP method")
+	f.StringVar(&body, "body", "", "request body")
+	f.StringArrayVarP(&headers, "header", "H", nil, `request header "Name: value"; repeatable`)
+	f.BoolVar(&cfg.Lenient, "lenient", false, "let net/http retry requests that failed on a reused connection, as most Go clients do, and report how many it retried")
+	f.Uint64Var(&cfg.MaxWorkers, "max-workers", 0, "bound on concurrent requests (default: rate × timeout + 10)")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "bound on connections per host (default: max-workers)")
+	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	return cmd
+}
+
+func parseHeaders(lines []string) (http.Header, error) {
+	h := http.Header{}
+	for _, l := range lines {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, usagef("--header %q: want \"Name: value\"", l)
+		}
+		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return h, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,215 @@
+// Command app is nodrop's sample HTTP server. Its flags reproduce every
+// start-up and shut-down behaviour the rollout suites test: slow start,
+// a port that opens before the app is ready, no/naive/drain graceful
+// shutdown, an in-app delay after SIGTERM and per-request work time.
+//
+// Every lifecycle event is one JSON line on stdout, so nodrop can place it
+// on the timeline next to what Kubernetes did.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Graceful shutdown styles.
+const (
+	gracefulNone  = "none"  // exit at once on SIGTERM: in-flight requests are cut
+	gracefulNaive = "naive" // http.Server.Shutdown at once: closes idle kept-alive connections, racing requests on the wire
+	gracefulDrain = "drain" // answer with Connection: close for drain-period, then Shutdown
+)
+
+type config struct {
+	listen        string
+	version       string
+	pod           string
+	startupDelay  time.Duration
+	listenEarly   bool
+	graceful      string
+	shutdownDelay time.Duration
+	drainPeriod   time.Duration
+	drainTimeout  time.Duration
+	workTime      time.Duration
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "app:", err)
+		os.Exit(2)
+	}
+	os.Exit(serve(cfg))
+}
+
+// parseConfig reads flags; every flag can also be set by an environment
+// variable NODROP_<FLAG> (dashes as underscores), which is what the
+// Kubernetes fixtures use.
+func parseConfig(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("app", flag.ContinueOnError)
+	host, _ := os.Hostname()
+	fs.StringVar(&c.listen, "listen", ":8080", "address to serve on")
+	fs.StringVar(&c.version, "version", "v1", "value of the X-Nodrop-Version response header")
+	fs.StringVar(&c.pod, "pod", host, "value of the X-Nodrop-Pod response header")
+	fs.DurationVar(&c.startupDelay, "startup-delay", 0, "time from start until the app is ready")
+	fs.BoolVar(&c.listenEarly, "listen-early", false, "open the port before the app is ready (a TCP probe then passes too early)")
+	fs.StringVar(&c.graceful, "graceful", gracefulDrain, "shutdown on SIGTERM: none, naive or drain")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "wait this long after SIGTERM before shutting down (an in-app preStop)")
+	fs.DurationVar(&c.drainPeriod, "drain-period", 2*time.Second, "drain mode: keep serving with Connection: close this long")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 20*time.Second, "bound on waiting for in-flight requests")
+	fs.DurationVar(&c.workTime, "work-time", 0, "time each request takes")
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			fs.Set(f.Name, v)
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch c.graceful {
+	case gracefulNone, gracefulNaive, gracefulDrain:
+	default:
+		return c, fmt.Errorf("--graceful must be none, naive or drain, got %q", c.graceful)
+	}
+	return c, nil
+}
+
+func envName(flagName string) string {
+	b := []byte("NODROP_" + flagName)
+	for i, ch := range b {
+		switch {
+		case ch == '-':
+			b[i] = '_'
+		case ch >= 'a' && ch <= 'z':
+			b[i] = ch - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// logEvent writes one lifecycle event as a JSON line.
+func logEvent(cfg config, event string, fields ...any) {
+	m := map[string]any{"ts": time.Now().UTC().Format(time.RFC3339Nano), "event": event, "pod": cfg.pod, "version": cfg.version, "pid": os.Getpid()}
+	for i := 0; i+1 < len(fields); i += 2 {
+		m[fmt.Sprint(fields[i])] = fields[i+1]
+	}
+	line, _ := json.Marshal(m)
+	os.Stdout.Write(append(line, '\n'))
+}
+
+func serve(cfg config) int {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	logEvent(cfg, "start", "graceful", cfg.graceful, "args", os.Args[1:])
+
+	var ready, terminating atomic.Bool
+	srv := &http.Server{Handler: handler(cfg, &ready, &terminating), ReadHeaderTimeout: 10 * time.Second}
+
+	var ln net.Listener
+	listen := func() error {
+		var err error
+		ln, err = net.Listen("tcp", cfg.listen)
+		if err != nil {
+			return err
+		}
+		logEvent(cfg, "listening", "addr", ln.Addr().String())
+		go srv.Serve(ln)
+		return nil
+	}
+	if cfg.listenEarly {
+		if err := listen(); err != nil {
+			logEvent(cfg, "exit", "error", err.Error(), "code", 1)
+			return 1
+		}
+	}
+	select {
+	case <-time.After(cfg.startupDelay):
+	case s := <-sigs:
+		logEvent(cfg, "sigterm", "signal", s.String(), "phase", "starting")
+		logEvent(cfg, "exit", "code", 0)
+		return 0
+	}
+	if !cfg.listenEarly {
+		if err := listen(); err != nil {
+			logEvent(cfg, "exit", "error", err.Error(), "code", 1)
+			return 1
+		}
+	}
+	ready.Store(true)
+	logEvent(cfg, "ready")
+
+	s := <-sigs
+	terminating.Store(true)
+	logEvent(cfg, "sigterm", "signal", s.String())
+	if cfg.graceful == gracefulNone {
+		logEvent(cfg, "exit", "code", 0, "graceful", false)
+		return 0
+	}
+	if cfg.shutdownDelay > 0 {
+		time.Sleep(cfg.shutdownDelay)
+		logEvent(cfg, "shutdown_delay_over")
+	}
+	if cfg.graceful == gracefulDrain {
+		// Every response from now on carries Connection: close, so
+		// kept-alive clients move to another pod after their current
+		// request instead of racing a closed idle connection.
+		srv.SetKeepAlivesEnabled(false)
+		logEvent(cfg, "draining", "period", cfg.drainPeriod.String())
+		time.Sleep(cfg.drainPeriod)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
+	defer cancel()
+	logEvent(cfg, "listener_closed")
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		logEvent(cfg, "drain_timeout", "after", cfg.drainTimeout.String())
+		logEvent(cfg, "exit", "code", 1)
+		return 1
+	}
+	logEvent(cfg, "drained")
+	logEvent(cfg, "exit", "code", 0)
+	return 0
+}
+
+func handler(cfg config, ready, terminating *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() || terminating.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Nodrop-Pod", cfg.pod)
+		w.Header().Set("X-Nodrop-Version", cfg.version)
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		work := cfg.workTime
+		if v := r.URL.Query().Get("work"); v != "" {
+			if d, err := time.ParseDuration(v); err == nil {
+				work = d
+			}
+		}
+		if work > 0 {
+			time.Sleep(work)
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("hello from " + cfg.pod + " " + cfg.version + " " + strconv.Itoa(os.Getpid()) + "\n"))
+	})
+	return mux
+}

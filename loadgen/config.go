@@ -1,0 +1,116 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	DefaultRate    = 1000
+	DefaultTimeout = 2 * time.Second
+	// MaxDuration bounds every run, also one that is meant to last until
+	// its context is cancelled.
+	MaxDuration = 2 * time.Hour
+)
+
+// Config describes one constant-rate load run. The zero value of each
+// field means its default; Normalize fills them in.
+type Config struct {
+	// Targets are the URLs requests go to, in turn.
+	Targets []string
+	// Rate is requests per second across all targets.
+	Rate int
+	// Duration is how long to send; 0 means until the context is
+	// cancelled (and at most MaxDuration).
+	Duration time.Duration
+	// Timeout bounds each request from dial to the last body byte.
+	Timeout time.Duration
+	// DisableKeepAlive opens a fresh connection for every request, which
+	// tests endpoint propagation; the default reuses connections, which
+	// tests draining.
+	DisableKeepAlive bool
+	// MaxWorkers bounds concurrent requests. Default: enough to keep the
+	// rate through a stall as long as Timeout (rate × timeout + 10), so
+	// load stays open-loop exactly when it matters.
+	MaxWorkers uint64
+	// MaxConns bounds connections per target host. Default: MaxWorkers.
+	MaxConns int
+	Method   string
+	Body     []byte
+	Header   http.Header
+	// Lenient lets net/http retry a request that failed on a reused
+	// connection, as most Go clients do; such requests then count as OK
+	// and Report.Retried says how many there were. Strict (the default)
+	// counts them as lost.
+	Lenient bool
+	// Progress, when set, is called about four times a second.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a running load.
+type Progress struct {
+	Elapsed time.Duration
+	Sent    int
+	Lost    int
+}
+
+// ErrInvalidConfig marks every error returned by Normalize.
+var ErrInvalidConfig = errors.New("invalid load configuration")
+
+// Normalize validates cfg and returns a copy with defaults filled in.
+func (cfg Config) Normalize() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if len(cfg.Targets) == 0 {
+		return bad("no target URL")
+	}
+	for _, t := range cfg.Targets {
+		u, err := url.Parse(t)
+		if err != nil {
+			return bad("target %q: %v", t, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return bad("target %q: scheme must be http or https", t)
+		}
+		if u.Host == "" {
+			return bad("target %q: no host", t)
+		}
+	}
+	if cfg.Rate == 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.Rate < 0 {
+		return bad("rate must be > 0, got %d", cfg.Rate)
+	}
+	if cfg.Duration < 0 {
+		return bad("duration must not be negative, got %s", cfg.Duration)
+	}
+	if cfg.Duration > MaxDuration {
+		return bad("duration must be at most %s, got %s", MaxDuration, cfg.Duration)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Timeout < 0 {
+		return bad("timeout must be > 0, got %s", cfg.Timeout)
+	}
+	if cfg.MaxWorkers == 0 {
+		cfg.MaxWorkers = uint64(math.Ceil(float64(cfg.Rate)*cfg.Timeout.Seconds())) + 10
+	}
+	if cfg.MaxConns < 0 {
+		return bad("max connections must not be negative, got %d", cfg.MaxConns)
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = int(min(cfg.MaxWorkers, math.MaxInt32))
+	}
+	if cfg.Method == "" {
+		cfg.Method = http.MethodGet
+	}
+	return cfg, nil
+}

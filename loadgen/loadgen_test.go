@@ -1,0 +1,233 @@
+package loadgen_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+func run(t *testing.T, cfg loadgen.Config) *loadgen.Report {
+	t.Helper()
+	r, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// expectOnly asserts the report lost exactly want requests, all of class c.
+func expectOnly(t *testing.T, r *loadgen.Report, c loadgen.Class, want int) {
+	t.Helper()
+	for _, k := range loadgen.LossClasses {
+		n, exp := r.LostByClass[k], 0
+		if k == c {
+			exp = want
+		}
+		if n != exp {
+			t.Errorf("lost_by_class[%s] = %d, want %d (%s)", k, n, exp, r.Summary())
+		}
+	}
+	if r.Lost != want || r.OK+r.Lost != r.Total {
+		t.Errorf("lost = %d, ok = %d, total = %d; want lost %d", r.Lost, r.OK, r.Total, want)
+	}
+}
+
+// Each misbehaviour, at 1000 requests with the default GET and keep-alive,
+// must be counted exactly, in its own class.
+func TestEveryMisbehaviourIsCountedExactly(t *testing.T) {
+	cases := []struct {
+		name  string
+		act   action
+		class loadgen.Class
+		// idleRace: the loss is on a reused connection before any
+		// response byte, which the report names separately.
+		idleRace bool
+	}{
+		{"503", respond503, loadgen.HTTP5xx, false},
+		{"RST after reading the request", resetConn, loadgen.Reset, true},
+		{"FIN without a response", closeConn, loadgen.EOF, true},
+		{"body cut short", partialBody, loadgen.EOF, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startRawServer(t, every(10, tc.act))
+			r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 1000, Duration: time.Second})
+			if r.Total != 1000 || srv.n.Load() != 1000 {
+				t.Fatalf("client sent %d, server saw %d; want 1000 each", r.Total, srv.n.Load())
+			}
+			expectOnly(t, r, tc.class, 100)
+			// A drop on a kept-alive connection before any response byte is
+			// the idle-close race; one on a connection's first request is not.
+			onReused := 0
+			for _, l := range r.Losses {
+				if l.ConnReused && !l.GotResponseByte {
+					onReused++
+				}
+			}
+			if want := map[bool]int{true: onReused, false: 0}[tc.idleRace]; r.IdleCloseRace != want || (tc.idleRace && want == 0) {
+				t.Errorf("idle_close_race = %d, want %d (losses on reused connections before a response byte)", r.IdleCloseRace, want)
+			}
+			if r.Retried != 0 {
+				t.Errorf("retried = %d in strict mode", r.Retried)
+			}
+			for _, l := range r.Losses {
+				if l.Class != tc.class {
+					t.Fatalf("loss %+v has class %s", l, l.Class)
+				}
+			}
+		})
+	}
+}
+
+func TestStallPastTimeoutIsTimeout(t *testing.T) {
+	srv := startRawServer(t, every(10, stall))
+	r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 200, Duration: time.Second, Timeout: 500 * time.Millisecond})
+	if r.Total != 200 {
+		t.Fatalf("total = %d, want 200", r.Total)
+	}
+	expectOnly(t, r, loadgen.Timeout, 20)
+}
+
+func TestClosedPortIsRefused(t *testing.T) {
+	r := run(t, loadgen.Config{Targets: []string{closedPortURL(t)}, Rate: 200, Duration: time.Second})
+	expectOnly(t, r, loadgen.Refused, 200)
+	if r.LongestOutage == nil || r.LongestOutage.Requests != 200 {
+		t.Errorf("longest outage = %+v, want all 200 requests", r.LongestOutage)
+	}
+}
+
+func TestFreshConnectionsMode(t *testing.T) {
+	srv := startRawServer(t, every(10, resetConn))
+	r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 500, Duration: time.Second, DisableKeepAlive: true})
+	expectOnly(t, r, loadgen.Reset, 50)
+	if r.IdleCloseRace != 0 {
+		t.Errorf("idle_close_race = %d on fresh connections, want 0", r.IdleCloseRace)
+	}
+	for _, l := range r.Losses {
+		if l.ConnReused {
+			t.Fatalf("loss %+v on a reused connection with keep-alive off", l)
+		}
+	}
+}
+
+// Go's Transport re-sends a GET that failed on a reused connection. Strict
+// mode must count each such request; lenient mode shows what a retrying
+// client sees and says how many it re-sent.
+func TestStrictCountsWhatNetHTTPWouldRetry(t *testing.T) {
+	for _, act := range []action{resetConn, closeConn} {
+		srv := startRawServer(t, every(10, act))
+		strict := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 1000, Duration: time.Second})
+		if strict.Lost != 100 || srv.dropped.Load() != 100 {
+			t.Errorf("strict: lost %d, server dropped %d; want 100 each", strict.Lost, srv.dropped.Load())
+		}
+
+		srv = startRawServer(t, every(10, act))
+		lenient := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 1000, Duration: time.Second, Lenient: true})
+		dropped := int(srv.dropped.Load())
+		if lenient.Retried == 0 || lenient.Lost+lenient.Retried != dropped {
+			t.Errorf("lenient: lost %d + retried %d, server dropped %d; want a sum equal to the drops with retries > 0",
+				lenient.Lost, lenient.Retried, dropped)
+		}
+		if lenient.Lost >= strict.Lost {
+			t.Errorf("lenient lost %d, strict lost %d: retries should hide losses from a lenient client", lenient.Lost, strict.Lost)
+		}
+	}
+}
+
+// A healthy server must give exactly 0 lost at 2000 rps for 5 s.
+func TestHealthyServerLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("5 s of load")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set(loadgen.PodHeader, "healthy")
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	r := run(t, loadgen.Config{Targets: []string{srv.URL}, Rate: 2000, Duration: 5 * time.Second})
+	if !r.Lossless() {
+		t.Fatalf("healthy server: %s", r.Summary())
+	}
+	if r.Total < 9990 || r.Total > 10000 {
+		t.Errorf("total = %d, want about 10000", r.Total)
+	}
+	if r.ByPod["healthy"] != r.Total {
+		t.Errorf("by_pod = %v, want all %d from healthy", r.ByPod, r.Total)
+	}
+	if len(r.Timeline) < 50 || r.RateAchieved < 1900 {
+		t.Errorf("timeline has %d buckets, rate %.0f/s", len(r.Timeline), r.RateAchieved)
+	}
+}
+
+func TestCancelStopsSendingAndJudgesInFlight(t *testing.T) {
+	srv := startRawServer(t, func(int64) action { return respond200 })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{srv.URL()}, Rate: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Lossless() || r.Total < 100 || r.Total > 200 {
+		t.Fatalf("after 300 ms at 500/s: %s", r.Summary())
+	}
+}
+
+func TestReportJSONHasEveryClass(t *testing.T) {
+	srv := startRawServer(t, every(4, respond503))
+	r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 100, Duration: 500 * time.Millisecond})
+	raw, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Total, OK, Lost int
+		LostByClass     map[string]int   `json:"lost_by_class"`
+		RateAchieved    *float64         `json:"rate_achieved"`
+		Latency         map[string]any   `json:"latency"`
+		Timeline        []map[string]any `json:"timeline"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range loadgen.LossClasses {
+		if _, ok := m.LostByClass[string(c)]; !ok {
+			t.Errorf("lost_by_class lacks %q: %s", c, raw)
+		}
+	}
+	if m.Total != 50 || m.Lost != 12 || m.LostByClass["http_5xx"] != 12 || m.RateAchieved == nil || len(m.Latency) == 0 || len(m.Timeline) == 0 {
+		t.Errorf("unexpected JSON: %s", raw)
+	}
+	var table strings.Builder
+	if err := r.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"http_5xx", "longest outage", "losses by 100 ms bucket"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for name, cfg := range map[string]loadgen.Config{
+		"no target":        {},
+		"not a URL":        {Targets: []string{"://x"}},
+		"bad scheme":       {Targets: []string{"ftp://127.0.0.1/"}},
+		"no host":          {Targets: []string{"http:///x"}},
+		"negative rate":    {Targets: []string{"http://127.0.0.1/"}, Rate: -1},
+		"negative timeout": {Targets: []string{"http://127.0.0.1/"}, Timeout: -time.Second},
+		"negative dur":     {Targets: []string{"http://127.0.0.1/"}, Duration: -time.Second},
+		"too long":         {Targets: []string{"http://127.0.0.1/"}, Duration: 3 * time.Hour},
+	} {
+		if _, err := loadgen.Run(context.Background(), cfg); !errors.Is(err, loadgen.ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}

@@ -1,0 +1,259 @@
+package loadgen
+
+import (
+	"cmp"
+	"context"
+	"net/http"
+	"slices"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// initialWorkers is how many workers vegeta starts with; it adds more, up
+// to MaxWorkers, when they are all busy.
+const initialWorkers = 32
+
+// Run sends constant-rate load until cfg.Duration has passed or ctx is
+// cancelled, waits for requests in flight (at most cfg.Timeout), and
+// judges every request. The error is non-nil only for a bad Config.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg, err := cfg.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	tr := newTracker(cfg)
+	client := &http.Client{
+		Transport: tr, // the tracker enforces cfg.Timeout itself
+		// A redirect is an answer; following it would hide where it came from.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	atk := vegeta.NewAttacker(
+		vegeta.Client(client),
+		vegeta.Workers(min(cfg.MaxWorkers, initialWorkers)),
+		vegeta.MaxWorkers(cfg.MaxWorkers),
+		vegeta.MaxBody(0), // bodies are read to the end and dropped, not kept
+	)
+	targets := make([]vegeta.Target, len(cfg.Targets))
+	for i, u := range cfg.Targets {
+		targets[i] = vegeta.Target{Method: cfg.Method, URL: u, Body: cfg.Body, Header: cfg.Header}
+	}
+	duration := cfg.Duration
+	if duration == 0 {
+		duration = MaxDuration
+	}
+
+	acc := newAccumulator(cfg, time.Now())
+	results := atk.Attack(vegeta.NewStaticTargeter(targets...), vegeta.ConstantPacer{Freq: cfg.Rate, Per: time.Second}, duration, "nodrop")
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	stop := ctx.Done()
+	defer tr.base.CloseIdleConnections()
+	for {
+		select {
+		case res, ok := <-results:
+			if !ok {
+				return acc.report(), nil
+			}
+			acc.add(res, tr.take(res.Seq))
+		case <-stop:
+			// Stop sending; requests in flight still finish and are judged.
+			atk.Stop()
+			stop = nil
+		case <-tick.C:
+			if cfg.Progress != nil {
+				cfg.Progress(Progress{Elapsed: time.Since(acc.r.Started), Sent: acc.r.Total, Lost: acc.r.Lost})
+			}
+		}
+	}
+}
+
+// sample is what the accumulator keeps of every request.
+type sample struct {
+	seq     uint64
+	at      time.Time
+	latency time.Duration
+	lost    bool
+}
+
+type accumulator struct {
+	r       *Report
+	samples []sample
+}
+
+func newAccumulator(cfg Config, started time.Time) *accumulator {
+	r := &Report{
+		Targets:     cfg.Targets,
+		Method:      cfg.Method,
+		KeepAlive:   !cfg.DisableKeepAlive,
+		Strict:      !cfg.Lenient,
+		RateTarget:  cfg.Rate,
+		Started:     started,
+		LostByClass: make(map[Class]int, len(LossClasses)),
+		ByPod:       map[string]int{},
+		ByVersion:   map[string]int{},
+		Losses:      []Loss{},
+	}
+	for _, c := range LossClasses {
+		r.LostByClass[c] = 0
+	}
+	return &accumulator{r: r}
+}
+
+// judge classifies one vegeta result using what the transport saw.
+func judge(res *vegeta.Result, a *attempt, strict bool) (Class, error) {
+	switch {
+	case a == nil:
+		// The request never reached the transport (a target error).
+		if res.Error != "" && res.Code == 0 {
+			return classifyMessage(res.Error), errorString(res.Error)
+		}
+	case a.err != nil:
+		err := a.cause()
+		return Classify(err, 0), err
+	case strict && a.retried():
+		// Guard: strict requests are not replayable, so net/http should
+		// never retry them; if it did, the first attempt was still lost.
+		err := a.retryCause()
+		return Classify(err, 0), err
+	case res.Code == 0 && res.Error != "":
+		// The transport saw no error but vegeta did: only its text is left.
+		return classifyMessage(res.Error), errorString(res.Error)
+	}
+	return Classify(nil, int(res.Code)), nil
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+func (acc *accumulator) add(res *vegeta.Result, a *attempt) {
+	r := acc.r
+	class, err := judge(res, a, r.Strict)
+	lost := class != OK
+	r.Total++
+	acc.samples = append(acc.samples, sample{seq: res.Seq, at: res.Timestamp, latency: res.Latency, lost: lost})
+
+	idx := int(res.Timestamp.Sub(r.Started) / BucketWidth)
+	for len(r.Timeline) <= idx {
+		r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(len(r.Timeline)) * BucketWidth.Milliseconds()})
+	}
+	b := &r.Timeline[idx]
+	b.Sent++
+	if a != nil && a.retried() && !r.Strict {
+		r.Retried++
+	}
+	if !lost {
+		r.OK++
+		b.OK++
+		if pod := res.Headers.Get(PodHeader); pod != "" {
+			r.ByPod[pod]++
+		}
+		if v := res.Headers.Get(VersionHeader); v != "" {
+			r.ByVersion[v]++
+		}
+		return
+	}
+
+	r.Lost++
+	r.LostByClass[class]++
+	b.Lost++
+	if b.LostByClass == nil {
+		b.LostByClass = map[Class]int{}
+	}
+	b.LostByClass[class]++
+	if r.FirstLoss == nil || res.Timestamp.Before(*r.FirstLoss) {
+		t := res.Timestamp
+		r.FirstLoss = &t
+	}
+	if r.LastLoss == nil || res.Timestamp.After(*r.LastLoss) {
+		t := res.Timestamp
+		r.LastLoss = &t
+	}
+	l := Loss{
+		Seq:       res.Seq,
+		At:        res.Timestamp,
+		LatencyMs: ms(res.Latency),
+		Class:     class,
+		Status:    int(res.Code),
+		Target:    res.URL,
+		Pod:       res.Headers.Get(PodHeader),
+	}
+	if err != nil {
+		l.Error = err.Error()
+	}
+	if a != nil {
+		l.ConnReused = a.reused
+		l.GotResponseByte = a.firstByte
+		l.Retried = a.retried()
+		l.IdleCloseRace = a.reused && !a.firstByte && (class == EOF || class == Reset)
+	}
+	if l.IdleCloseRace {
+		r.IdleCloseRace++
+	}
+	if len(r.Losses) < MaxLossDetails {
+		r.Losses = append(r.Losses, l)
+	} else {
+		r.LossesTruncated = true
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report finishes the aggregates that need every sample.
+func (acc *accumulator) report() *Report {
+	r := acc.r
+	s := acc.samples
+	if len(s) == 0 {
+		return r
+	}
+	slices.SortFunc(s, func(a, b sample) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(r.Losses, func(a, b Loss) int { return cmp.Compare(a.Seq, b.Seq) })
+
+	first, last := s[0].at, s[len(s)-1].at
+	var end time.Time
+	for _, x := range s {
+		end = maxTime(end, x.at.Add(x.latency))
+	}
+	r.DurationSec = end.Sub(r.Started).Seconds()
+	if span := last.Sub(first).Seconds(); len(s) > 1 && span > 0 {
+		r.RateAchieved = float64(len(s)-1) / span
+	}
+
+	var run, best Window
+	for _, x := range s {
+		if !x.lost {
+			run = Window{}
+			continue
+		}
+		if run.Requests == 0 {
+			run.Start = x.at
+		}
+		run.End = maxTime(run.End, x.at.Add(x.latency))
+		run.Requests++
+		if run.Requests > best.Requests {
+			best = run
+		}
+	}
+	if best.Requests > 0 {
+		r.LongestOutage = &best
+	}
+
+	lat := make([]time.Duration, len(s))
+	var sum time.Duration
+	for i, x := range s {
+		lat[i] = x.latency
+		sum += x.latency
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return ms(lat[min(len(lat)-1, int(p*float64(len(lat))))]) }
+	r.Latency = Latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: ms(lat[len(lat)-1]), Mean: ms(sum / time.Duration(len(lat)))}
+	return r
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,266 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// errRetried stands for a retry whose first failure left no trace.
+var errRetried = errors.New("net/http retried the request on a new connection")
+
+// seqHeader is set by vegeta on every request; it ties a vegeta Result
+// back to what nodrop's transport saw for the same request.
+const seqHeader = "X-Vegeta-Seq"
+
+// attempt is what the transport observed for one request: vegeta keeps
+// only the error's text, nodrop keeps the error itself.
+type attempt struct {
+	conns     []*trackedConn // one per connection attempt; more than one means net/http retried
+	reused    bool           // the first connection was a kept-alive one
+	firstByte bool           // some response byte arrived
+	err       error          // from RoundTrip or from reading the body
+}
+
+// retried reports whether net/http sent the request more than once.
+func (a *attempt) retried() bool { return len(a.conns) > 1 }
+
+// cause is the most precise error known for a failed request: the error
+// net/http returned or, when that is a flattened sentinel such as "server
+// closed idle connection", the read or write error its connection hit.
+func (a *attempt) cause() error {
+	if a.err != nil && Classify(a.err, 0) != Other {
+		return a.err
+	}
+	if len(a.conns) > 0 {
+		// A closed-connection error is net/http closing the socket after
+		// the failure, not the failure itself.
+		if err := a.conns[len(a.conns)-1].failure(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+	}
+	return a.err
+}
+
+// retryCause is why net/http had to retry: the failure of the first
+// connection the request was sent on.
+func (a *attempt) retryCause() error {
+	if err := a.conns[0].failure(); err != nil {
+		return err
+	}
+	return errRetried
+}
+
+// tracker records an attempt per vegeta sequence number. It also owns
+// each request's deadline, so a request cut off by it is known for sure to
+// be a timeout, whatever error net/http returns for the cancellation.
+type tracker struct {
+	base    *http.Transport
+	strict  bool
+	timeout time.Duration
+
+	mu       sync.Mutex
+	attempts map[uint64]*attempt
+}
+
+func newTracker(cfg Config) *tracker {
+	t := &tracker{strict: !cfg.Lenient, timeout: cfg.Timeout, attempts: make(map[uint64]*attempt)}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	if cfg.DisableKeepAlive {
+		dialer.KeepAlive = -1
+	}
+	t.base = &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &trackedConn{Conn: c}, nil
+		},
+		DisableKeepAlives:   cfg.DisableKeepAlive,
+		MaxConnsPerHost:     cfg.MaxConns,
+		MaxIdleConnsPerHost: cfg.MaxConns,
+		MaxIdleConns:        cfg.MaxConns * max(1, len(cfg.Targets)),
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		// A proxy from the environment would put a hop between nodrop
+		// and the server that can hide or rewrite failures.
+		Proxy: nil,
+	}
+	return t
+}
+
+// take removes and returns the attempt recorded for seq.
+func (t *tracker) take(seq uint64) *attempt {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.attempts[seq]
+	delete(t.attempts, seq)
+	return a
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *tracker) RoundTrip(req *http.Request) (*http.Response, error) {
+	a := &attempt{}
+	if seq, err := strconv.ParseUint(req.Header.Get(seqHeader), 10, 64); err == nil {
+		t.mu.Lock()
+		t.attempts[seq] = a
+		t.mu.Unlock()
+	}
+	var mu sync.Mutex // trace hooks may run on transport goroutines
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			tc, _ := info.Conn.(*trackedConn)
+			if len(a.conns) == 0 {
+				a.reused = info.Reused
+			}
+			a.conns = append(a.conns, tc)
+		},
+		GotFirstResponseByte: func() {
+			mu.Lock()
+			a.firstByte = true
+			mu.Unlock()
+		},
+	}
+	ctx, cancel := context.WithTimeout(httptrace.WithClientTrace(req.Context(), trace), t.timeout)
+	out := req.WithContext(ctx)
+	if t.strict {
+		makeNonReplayable(out)
+	}
+	resp, err := t.base.RoundTrip(out)
+	if err != nil {
+		cancel()
+		err = t.deadlineOr(ctx, err)
+		mu.Lock()
+		a.err = err
+		mu.Unlock()
+		return nil, err
+	}
+	resp.Body = &trackedBody{ReadCloser: resp.Body, t: t, ctx: ctx, cancel: cancel, a: a, mu: &mu}
+	return resp, nil
+}
+
+// deadlineOr returns err, or a timeout error if the request's deadline
+// had passed when it failed.
+func (t *tracker) deadlineOr(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &timeoutError{after: t.timeout, err: err}
+	}
+	return err
+}
+
+// timeoutError is a request cut off by its deadline.
+type timeoutError struct {
+	after time.Duration
+	err   error
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("no complete response within %s (%v)", e.after, e.err)
+}
+func (e *timeoutError) Unwrap() error { return context.DeadlineExceeded }
+func (e *timeoutError) Timeout() bool { return true }
+
+// makeNonReplayable stops net/http from silently re-sending a request
+// that failed on a reused connection. The Transport retries only requests
+// it can replay: no body, or a body with GetBody. A body that is present
+// but cannot be rewound is neither, and an empty one still goes out as a
+// plain request without Content-Length or chunking.
+func makeNonReplayable(req *http.Request) {
+	if req.Body == nil || req.Body == http.NoBody {
+		req.Body = emptyBody{}
+		req.ContentLength = 0
+	}
+	req.GetBody = nil
+}
+
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }
+
+// trackedBody records the error of a failed body read: a response cut off
+// mid-body is as lost as one never sent.
+type trackedBody struct {
+	io.ReadCloser
+	t      *tracker
+	ctx    context.Context
+	cancel context.CancelFunc
+	a      *attempt
+	mu     *sync.Mutex
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.t.deadlineOr(b.ctx, err)
+		b.mu.Lock()
+		if b.a.err == nil {
+			b.a.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *trackedBody) Close() error {
+	defer b.cancel()
+	return b.ReadCloser.Close()
+}
+
+// trackedConn remembers the first read and write error of a connection,
+// so a loss that net/http reports as "server closed idle connection" can
+// still be told apart as an EOF or a reset.
+type trackedConn struct {
+	net.Conn
+	mu       sync.Mutex
+	readErr  error
+	writeErr error
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.readErr == nil {
+			c.readErr = err
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.writeErr == nil {
+			c.writeErr = err
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// failure is the connection's first write error, else its first read
+// error.
+func (c *trackedConn) failure() error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	return c.readErr
+}
