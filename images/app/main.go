@@ -44,6 +44,11 @@ type config struct {
 }
 
 func main() {
+	// `app --probe URL` is an exec readiness probe that needs no shell or
+	// curl in the image: exit 0 when URL answers 2xx.
+	if len(os.Args) == 3 && os.Args[1] == "--probe" {
+		os.Exit(probe(os.Args[2]))
+	}
 	cfg, err := parseConfig(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "app:", err)
@@ -179,6 +184,21 @@ func serve(cfg config) int {
 	}
 	logEvent(cfg, "drained")
 	logEvent(cfg, "exit", "code", 0)
+	return 0
+}
+
+func probe(url string) int {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probe:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(os.Stderr, "probe:", resp.Status)
+		return 1
+	}
 	return 0
 }
 

@@ -1,0 +1,67 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
+	"github.com/nodrop-dev/nodrop/images"
+)
+
+// SetupOptions describe everything `nodrop cluster up` does.
+type SetupOptions struct {
+	Options
+	// KubernetesVersion of the offline node image when NodeImage is empty.
+	KubernetesVersion string
+	// SourceRoot is nodrop's source tree, where the sample apps are.
+	SourceRoot string
+}
+
+// Ready is a cluster with nodrop's images loaded.
+type Ready struct {
+	*Cluster
+	// Images maps each image variant to its reference.
+	Images map[string]string
+}
+
+// Setup builds the node image unless one is given, brings the cluster up
+// (or reuses the same one), builds the sample images and loads them.
+func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
+	start := time.Now()
+	if _, _, err := LoadConfig(o.ConfigPath); err != nil {
+		return nil, err
+	}
+	if o.NodeImage == "" {
+		img, err := nodeimage.Build(ctx, nodeimage.Options{KubernetesVersion: o.KubernetesVersion, CacheDir: o.StateDir, Log: o.Log})
+		if errors.Is(err, nodeimage.ErrNotRoot) {
+			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		o.NodeImage = img
+	}
+	c, err := Up(ctx, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	built, err := images.Build(ctx, o.SourceRoot, o.StateDir, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	r := &Ready{Cluster: c, Images: map[string]string{}}
+	var refs []string
+	for _, b := range built {
+		r.Images[b.Variant] = b.Ref
+		refs = append(refs, b.Ref)
+	}
+	if err := LoadImages(ctx, c.Name, refs, o.Log); err != nil {
+		return nil, err
+	}
+	o.Log.Printf("✓ cluster %q is up (%s); node IPs %s\n  export KUBECONFIG=%s",
+		c.Name, time.Since(start).Round(100*time.Millisecond), strings.Join(c.NodeIPs, " "), c.Kubeconfig)
+	return r, nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
+	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/progress"
+)
+
+func newClusterCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Bring nodrop's kind cluster up or down"}
+	var (
+		name    string
+		verbose bool
+		up      upOptions
+	)
+	upCmd := &cobra.Command{
+		Use:   "up",
+		Short: "Create the kind cluster (building the node image offline if needed) and load nodrop's images",
+		Long: `Create the kind cluster from a kind config, building the node image offline
+first unless --image names one, then build nodrop's sample images and load them
+into the nodes.
+
+A second "up" reuses the cluster only when it was made from the same config and
+node image, and says so; a cluster made otherwise is refused unless --recreate.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			up.name, up.verbose = name, verbose
+			_, err := clusterUp(cmd, up)
+			return err
+		},
+	}
+	f := upCmd.Flags()
+	f.StringVar(&up.config, "config", "kind-config.yaml", "kind config file")
+	f.StringVar(&up.image, "image", "", "node image to use instead of building one offline (e.g. kindest/node:v1.37.2 where a registry is reachable)")
+	f.StringVar(&up.k8sVersion, "kubernetes-version", nodeimage.DefaultKubernetesVersion, "Kubernetes release of the offline node image")
+	f.BoolVar(&up.recreate, "recreate", false, "replace an existing cluster that was made from another config or image")
+
+	downCmd := &cobra.Command{
+		Use:   "down",
+		Short: "Delete the cluster and its Docker network",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			state, err := cacheDir()
+			if err != nil {
+				return err
+			}
+			if err := requireDocker(cmd.Context()); err != nil {
+				return err
+			}
+			return cluster.Down(cmd.Context(), name, state, progress.New(cmd.ErrOrStderr(), verbose))
+		},
+	}
+	statusCmd := &cobra.Command{
+		Use:   "status",
+		Short: "Say whether the cluster exists, what it was made from and whether it is ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			state, err := cacheDir()
+			if err != nil {
+				return err
+			}
+			if err := requireDocker(cmd.Context()); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			exists, err := cluster.Exists(name)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				fmt.Fprintf(out, "cluster %q: does not exist\n", name)
+				return exitError{code: exitLost}
+			}
+			c, id, err := cluster.Connect(cmd.Context(), name, state)
+			if c == nil {
+				return err
+			}
+			fmt.Fprintf(out, "cluster %q: exists\n  kubeconfig  %s\n  node IPs    %s\n", name, c.Kubeconfig, strings.Join(c.NodeIPs, " "))
+			if err != nil {
+				fmt.Fprintf(out, "  identity    unknown: %v\n", err)
+			} else {
+				fmt.Fprintf(out, "  node image  %s\n  config hash %s\n", id.NodeImage, id.ConfigHash[:12])
+			}
+			return nil
+		},
+	}
+	cmd.PersistentFlags().StringVar(&name, "name", cluster.DefaultName, "cluster name")
+	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "show the output of every command")
+	cmd.AddCommand(upCmd, downCmd, statusCmd)
+	return cmd
+}
+
+type upOptions struct {
+	name, config, image, k8sVersion string
+	recreate, verbose               bool
+}
+
+// clusterUp is `nodrop cluster up`: the node image, the cluster, the
+// sample images in it.
+func clusterUp(cmd *cobra.Command, o upOptions) (*cluster.Ready, error) {
+	ctx := cmd.Context()
+	state, err := cacheDir()
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := cluster.LoadConfig(o.config); err != nil {
+		return nil, usageError{err}
+	}
+	if err := requireDocker(ctx); err != nil {
+		return nil, err
+	}
+	root, err := os.Getwd()
+	if err == nil {
+		root, err = images.SourceRoot(root)
+	}
+	if err != nil {
+		return nil, usageError{err}
+	}
+	r, err := cluster.Setup(ctx, cluster.SetupOptions{
+		Options: cluster.Options{
+			Name: o.name, ConfigPath: o.config, NodeImage: o.image, StateDir: state, Recreate: o.recreate,
+			Log: progress.New(cmd.ErrOrStderr(), o.verbose),
+		},
+		KubernetesVersion: o.k8sVersion,
+		SourceRoot:        root,
+	})
+	if errors.Is(err, cluster.ErrBadInput) {
+		return nil, usageError{err}
+	}
+	return r, err
+}

@@ -1,0 +1,175 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nodrop-dev/nodrop/internal/progress"
+)
+
+// Image is one sample image: a Dockerfile beside a Go program in images/.
+type Image struct {
+	// Repo is the image repository, e.g. nodrop/app.
+	Repo string
+	// Variant names the Dockerfile's setup (exec-form, shell-form, …).
+	Variant string
+	// Dir is the program's directory under images/.
+	Dir string
+	// Dockerfile is the file name within Dir.
+	Dockerfile string
+}
+
+// Catalogue lists every image nodrop builds.
+var Catalogue = []Image{
+	{Repo: "nodrop/app", Variant: "exec-form", Dir: "app", Dockerfile: "Dockerfile"},
+}
+
+// Find returns the catalogue image of a variant.
+func Find(variant string) (Image, bool) {
+	for _, img := range Catalogue {
+		if img.Variant == variant {
+			return img, true
+		}
+	}
+	return Image{}, false
+}
+
+// Built is an image in the local Docker engine.
+type Built struct {
+	Image
+	Ref string
+}
+
+// Build builds every catalogue image offline with the local Docker engine
+// and returns their references. Each is tagged by a hash of its build
+// context (binary, Dockerfile, scripts), so an unchanged image is not
+// rebuilt. root is nodrop's source tree; cacheDir holds build contexts.
+func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]Built, error) {
+	contexts := map[string]string{}
+	var built []Built
+	for _, img := range Catalogue {
+		dir, ok := contexts[img.Dir]
+		if !ok {
+			var err error
+			if dir, err = buildContext(ctx, root, cacheDir, img.Dir, log); err != nil {
+				return nil, err
+			}
+			contexts[img.Dir] = dir
+		}
+		sum, err := hashDir(dir, img.Dockerfile)
+		if err != nil {
+			return nil, err
+		}
+		ref := fmt.Sprintf("%s:%s-%s", img.Repo, img.Variant, sum[:12])
+		built = append(built, Built{Image: img, Ref: ref})
+		if exec.CommandContext(ctx, "docker", "image", "inspect", ref).Run() == nil {
+			continue
+		}
+		step := log.Start("building image %s", ref)
+		cmd := exec.Command("docker", "build", "-q", "-f", filepath.Join(dir, img.Dockerfile), "-t", ref, dir)
+		// The legacy builder needs no registry for FROM scratch or for
+		// a local base image.
+		cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+		if err := log.Run(ctx, cmd); err != nil {
+			return nil, step.Fail(err)
+		}
+		step.Done()
+	}
+	return built, nil
+}
+
+// buildContext compiles images/<name> into a fresh build context beside
+// copies of the directory's other files (Dockerfiles, scripts).
+func buildContext(ctx context.Context, root, cacheDir, name string, log *progress.Logger) (string, error) {
+	src := filepath.Join(root, "images", name)
+	dir := filepath.Join(cacheDir, "image-contexts", name)
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return "", fmt.Errorf("reading sample app %s: %w", name, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || strings.HasSuffix(e.Name(), ".go") {
+			continue
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return "", err
+		}
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, name), "./images/"+name)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if err := log.Run(ctx, cmd); err != nil {
+		return "", fmt.Errorf("compiling sample app %s: %w", name, err)
+	}
+	return dir, nil
+}
+
+// hashDir hashes the files of a build context that a Dockerfile may use:
+// everything but the other Dockerfiles.
+func hashDir(dir, dockerfile string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "Dockerfile") && e.Name() != dockerfile {
+			continue
+		}
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		f, err := os.Open(filepath.Join(dir, n))
+		if err != nil {
+			return "", err
+		}
+		st, _ := f.Stat()
+		fmt.Fprintf(h, "%s %o\n", n, st.Mode().Perm())
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, st.Mode().Perm())
+}
+
+// SourceRoot finds nodrop's source tree from dir upwards.
+func SourceRoot(dir string) (string, error) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.HasPrefix(string(b), "module github.com/nodrop-dev/nodrop\n") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("nodrop's source tree (go.mod of github.com/nodrop-dev/nodrop) is not in %s or above; run nodrop from it", dir)
+		}
+	}
+}

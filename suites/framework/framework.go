@@ -1,0 +1,196 @@
+// Package framework holds the helpers nodrop's specs call: create a
+// namespace, deploy a workload, wait for observable conditions, find the
+// URL load goes to. Helpers return errors; only specs assert.
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodrop-dev/nodrop/fixtures"
+)
+
+// Timeouts are every wait of the specs, in one place.
+type Timeouts struct {
+	// Available bounds a new Deployment becoming available.
+	Available time.Duration
+	// Serving bounds a Service answering after its Deployment is available.
+	Serving time.Duration
+	// Rollout bounds a rollout, old pods gone included.
+	Rollout time.Duration
+	// Namespace bounds a namespace's deletion.
+	Namespace time.Duration
+	// Poll is the interval of every wait.
+	Poll time.Duration
+}
+
+// DefaultTimeouts suit a single-node kind cluster on a 2-core machine.
+var DefaultTimeouts = Timeouts{
+	Available: 2 * time.Minute,
+	Serving:   30 * time.Second,
+	Rollout:   3 * time.Minute,
+	Namespace: 2 * time.Minute,
+	Poll:      200 * time.Millisecond,
+}
+
+// CreateNamespace creates a namespace with a generated name.
+func CreateNamespace(ctx context.Context, c kubernetes.Interface, prefix string) (string, error) {
+	ns, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: map[string]string{"app.kubernetes.io/part-of": "nodrop"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("creating namespace: %w", err)
+	}
+	return ns.Name, nil
+}
+
+// DeleteNamespace deletes a namespace and waits until it is gone.
+func DeleteNamespace(ctx context.Context, c kubernetes.Interface, name string, t Timeouts) error {
+	err := c.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting namespace %s: %w", name, err)
+	}
+	return wait.PollUntilContextTimeout(ctx, time.Second, t.Namespace, true, func(ctx context.Context) (bool, error) {
+		_, err := c.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+}
+
+// Deploy creates a workload's objects.
+func Deploy(ctx context.Context, c kubernetes.Interface, objs fixtures.Objects) error {
+	ns := objs.Deployment.Namespace
+	if _, err := c.CoreV1().Services(ns).Create(ctx, objs.Service, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating service %s: %w", objs.Service.Name, err)
+	}
+	if objs.PDB != nil {
+		if _, err := c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, objs.PDB, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating PodDisruptionBudget %s: %w", objs.PDB.Name, err)
+		}
+	}
+	if _, err := c.AppsV1().Deployments(ns).Create(ctx, objs.Deployment, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating deployment %s: %w", objs.Deployment.Name, err)
+	}
+	return nil
+}
+
+// WaitAvailable waits until every replica of the Deployment is updated,
+// ready and available and no other pod of it exists.
+func WaitAvailable(ctx context.Context, c kubernetes.Interface, ns, name string, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {
+		d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		ok, why := rolledOut(d)
+		if !ok {
+			last = why
+			return false, nil
+		}
+		pods, err := PodsOf(ctx, c, d)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		if int32(len(pods)) != *d.Spec.Replicas {
+			last = fmt.Sprintf("%d pods exist, want %d (old pods still terminating)", len(pods), *d.Spec.Replicas)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for deployment %s/%s: %s: %w", ns, name, last, err)
+	}
+	return nil
+}
+
+func rolledOut(d *appsv1.Deployment) (bool, string) {
+	want := *d.Spec.Replicas
+	s := d.Status
+	switch {
+	case s.ObservedGeneration < d.Generation:
+		return false, "controller has not seen the latest spec"
+	case s.UpdatedReplicas != want || s.Replicas != want:
+		return false, fmt.Sprintf("%d of %d replicas updated, %d in total", s.UpdatedReplicas, want, s.Replicas)
+	case s.AvailableReplicas != want || s.ReadyReplicas != want:
+		return false, fmt.Sprintf("%d of %d replicas available", s.AvailableReplicas, want)
+	}
+	return true, ""
+}
+
+// PodsOf lists the pods of a Deployment, terminating ones included.
+func PodsOf(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment) ([]corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// ServiceURL is the URL of a NodePort Service at a node's address on the
+// Docker network: load reaches kube-proxy's rules directly, with no
+// userland proxy in between that could hide or rewrite failures.
+func ServiceURL(ctx context.Context, c kubernetes.Interface, ns, name, nodeIP string) (string, error) {
+	svc, err := c.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading service %s/%s: %w", ns, name, err)
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.NodePort != 0 {
+			return "http://" + nodeIP + ":" + strconv.Itoa(int(p.NodePort)) + "/", nil
+		}
+	}
+	return "", fmt.Errorf("service %s/%s has no node port", ns, name)
+}
+
+// WaitServing waits until url answers 2xx several times in a row.
+func WaitServing(ctx context.Context, url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	streak := 0
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				err = errors.New(resp.Status)
+			}
+		}
+		if err != nil {
+			streak, last = 0, err
+			return false, nil
+		}
+		streak++
+		return streak >= 5, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s to serve: %v: %w", url, last, err)
+	}
+	return nil
+}
+
+// SelectorOf is the label selector of a Deployment's pods.
+func SelectorOf(d *appsv1.Deployment) labels.Selector {
+	sel, _ := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	return sel
+}

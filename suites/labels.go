@@ -1,0 +1,25 @@
+package suites
+
+import "github.com/onsi/ginkgo/v2"
+
+// The closed label vocabulary of nodrop's specs; CI and the Makefile
+// select with --label-filter on these and nothing else.
+var (
+	// Cluster: the cluster itself works (Service answers, up/down).
+	Cluster = ginkgo.Label("cluster")
+	// Rollout: rolling updates under load.
+	Rollout = ginkgo.Label("rollout")
+	// HotUpgrade: in-place upgrades under load.
+	HotUpgrade = ginkgo.Label("hotupgrade")
+	// Chaos: disruptions beyond a normal rollout.
+	Chaos = ginkgo.Label("chaos")
+	// KnownLossy: a negative control that must lose requests.
+	KnownLossy = ginkgo.Label("known-lossy")
+	// Lossless: a configuration that must lose none.
+	Lossless = ginkgo.Label("lossless")
+	// Slow: takes more than a minute.
+	Slow = ginkgo.Label("slow")
+	// Disruptive: creates or deletes clusters, or touches the data plane
+	// for everyone; runs serially.
+	Disruptive = ginkgo.Label("disruptive")
+)

@@ -1,0 +1,89 @@
+package suites_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/suites/framework"
+)
+
+func TestSuites(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "nodrop")
+}
+
+// env is what every spec gets from the suite's set-up.
+type env struct {
+	Name       string            `json:"name"`
+	Kubeconfig string            `json:"kubeconfig"`
+	NodeIPs    []string          `json:"nodeIPs"`
+	Images     map[string]string `json:"images"`
+	StateDir   string            `json:"stateDir"`
+	Root       string            `json:"root"`
+}
+
+var (
+	suiteEnv env
+	client   kubernetes.Interface
+	timeouts = framework.DefaultTimeouts
+)
+
+func getenv(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func stateDir() string {
+	if d := os.Getenv("NODROP_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	Expect(err).NotTo(HaveOccurred())
+	return filepath.Join(d, "nodrop")
+}
+
+// The cluster comes up once, on the first process, from whatever is
+// cached: the node image, the cluster itself when it was made from the
+// same config and image, the sample images.
+var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
+	wd, err := os.Getwd()
+	Expect(err).NotTo(HaveOccurred())
+	root, err := images.SourceRoot(wd)
+	Expect(err).NotTo(HaveOccurred())
+	state := stateDir()
+	r, err := cluster.Setup(ctx, cluster.SetupOptions{
+		Options: cluster.Options{
+			Name:       getenv("NODROP_CLUSTER", cluster.DefaultName),
+			ConfigPath: getenv("NODROP_KIND_CONFIG", filepath.Join(root, "kind-config.yaml")),
+			NodeImage:  os.Getenv("NODROP_NODE_IMAGE"),
+			StateDir:   state,
+			Log:        progress.New(os.Stderr, false),
+		},
+		SourceRoot: root,
+	})
+	Expect(err).NotTo(HaveOccurred(), "bringing the cluster up")
+	out, err := json.Marshal(env{Name: r.Name, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root})
+	Expect(err).NotTo(HaveOccurred())
+	return out
+}, func(ctx context.Context, data []byte) {
+	Expect(json.Unmarshal(data, &suiteEnv)).To(Succeed())
+	rc, err := clientcmd.BuildConfigFromFlags("", suiteEnv.Kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	rc.QPS, rc.Burst = 50, 100
+	client, err = kubernetes.NewForConfig(rc)
+	Expect(err).NotTo(HaveOccurred())
+}, NodeTimeout(30*time.Minute))
