@@ -39,6 +39,14 @@ const identityName = "nodrop-identity"
 // does not parse, a name clash): nothing was created.
 var ErrBadInput = errors.New("bad input")
 
+// badInput is an error that matches ErrBadInput without saying so in its
+// message.
+type badInput struct{ error }
+
+func (badInput) Is(target error) bool { return target == ErrBadInput }
+
+func badInputf(format string, args ...any) error { return badInput{fmt.Errorf(format, args...)} }
+
 // Options describe a cluster.
 type Options struct {
 	Name       string
@@ -93,15 +101,15 @@ func provider(log *progress.Logger) *kindcluster.Provider {
 func LoadConfig(path string) ([]byte, *v1alpha4.Cluster, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: reading kind config: %v", ErrBadInput, err)
+		return nil, nil, badInputf("reading kind config: %v", err)
 	}
 	var cfg v1alpha4.Cluster
 	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
-		return nil, nil, fmt.Errorf("%w: kind config %s does not parse: %v", ErrBadInput, path, err)
+		return nil, nil, badInputf("kind config %s does not parse: %v", path, err)
 	}
 	if cfg.Kind != "Cluster" || cfg.APIVersion != "kind.x-k8s.io/v1alpha4" {
-		return nil, nil, fmt.Errorf("%w: kind config %s: want kind: Cluster, apiVersion: kind.x-k8s.io/v1alpha4, got %q %q",
-			ErrBadInput, path, cfg.Kind, cfg.APIVersion)
+		return nil, nil, badInputf("kind config %s: want kind: Cluster, apiVersion: kind.x-k8s.io/v1alpha4, got %q %q",
+			path, cfg.Kind, cfg.APIVersion)
 	}
 	return raw, &cfg, nil
 }
@@ -124,7 +132,11 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	if exists {
-		c, have, err := connect(ctx, p, name, kubeconfig)
+		c, err := connect(p, name, kubeconfig)
+		var have Identity
+		if err == nil {
+			have, err = readIdentity(ctx, c.Client)
+		}
 		switch {
 		case err == nil && have == want:
 			if err := waitReady(ctx, c, o.Log); err == nil {
@@ -136,8 +148,8 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 				return nil, fmt.Errorf("cluster %q exists but is not healthy: %v; rerun with --recreate to replace it", name, err)
 			}
 		case !o.Recreate:
-			return nil, fmt.Errorf("%w: cluster %q already exists and %s; rerun with --recreate to replace it, or pick another --name",
-				ErrBadInput, name, differs(have, want, err))
+			return nil, badInputf("cluster %q already exists and %s; rerun with --recreate to replace it, or pick another --name",
+				name, differs(have, want, err))
 		}
 		o.Log.Printf("• replacing cluster %q (--recreate)", name)
 		if err := Down(ctx, name, o.StateDir, o.Log); err != nil {
@@ -165,7 +177,7 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, step.Fail(err)
 	}
 	step.Done()
-	c, _, err := connect(ctx, p, name, kubeconfig)
+	c, err := connect(p, name, kubeconfig)
 	if err != nil {
 		return nil, err
 	}
@@ -198,41 +210,46 @@ func Exists(name string) (bool, error) {
 	return slices.Contains(names, name), nil
 }
 
-// Connect returns a client for an existing cluster, and what it was made from.
+// Connect returns a client for an existing cluster, and what it was made
+// from (or why that is unknown).
 func Connect(ctx context.Context, name, stateDir string) (*Cluster, Identity, error) {
-	return connect(ctx, provider(nil), name, KubeconfigPath(stateDir, name))
-}
-
-func connect(ctx context.Context, p *kindcluster.Provider, name, kubeconfig string) (*Cluster, Identity, error) {
-	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o700); err != nil {
+	c, err := connect(provider(nil), name, KubeconfigPath(stateDir, name))
+	if err != nil {
 		return nil, Identity{}, err
 	}
+	id, err := readIdentity(ctx, c.Client)
+	return c, id, err
+}
+
+func connect(p *kindcluster.Provider, name, kubeconfig string) (*Cluster, error) {
+	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o700); err != nil {
+		return nil, err
+	}
 	if err := p.ExportKubeConfig(name, kubeconfig, false); err != nil {
-		return nil, Identity{}, fmt.Errorf("writing kubeconfig of cluster %q: %w", name, err)
+		return nil, fmt.Errorf("writing kubeconfig of cluster %q: %w", name, err)
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, Identity{}, err
+		return nil, err
 	}
 	rc.Timeout = 15 * time.Second
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return nil, Identity{}, err
+		return nil, err
 	}
 	c := &Cluster{Name: name, Kubeconfig: kubeconfig, Client: client}
 	nodes, err := p.ListInternalNodes(name)
 	if err != nil {
-		return nil, Identity{}, err
+		return nil, err
 	}
 	for _, n := range nodes {
 		v4, _, err := n.IP()
 		if err != nil {
-			return nil, Identity{}, fmt.Errorf("address of node %s: %w", n, err)
+			return nil, fmt.Errorf("address of node %s: %w", n, err)
 		}
 		c.NodeIPs = append(c.NodeIPs, v4)
 	}
-	id, err := readIdentity(ctx, client)
-	return c, id, err
+	return c, nil
 }
 
 func readIdentity(ctx context.Context, client kubernetes.Interface) (Identity, error) {

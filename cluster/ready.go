@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,10 +76,10 @@ func nodeReady(n corev1.Node) bool {
 // kindLogger shows kind's user-facing messages as nodrop progress lines.
 type kindLogger struct{ l *progress.Logger }
 
-func (k kindLogger) Warn(message string)               { k.l.Printf("  kind: %s", message) }
-func (k kindLogger) Warnf(format string, args ...any)  { k.l.Printf("  kind: "+format, args...) }
-func (k kindLogger) Error(message string)              { k.l.Printf("  kind: %s", message) }
-func (k kindLogger) Errorf(format string, args ...any) { k.l.Printf("  kind: "+format, args...) }
+func (k kindLogger) Warn(message string)               { say(k.l, message) }
+func (k kindLogger) Warnf(format string, args ...any)  { say(k.l, fmt.Sprintf(format, args...)) }
+func (k kindLogger) Error(message string)              { say(k.l, message) }
+func (k kindLogger) Errorf(format string, args ...any) { say(k.l, fmt.Sprintf(format, args...)) }
 func (k kindLogger) V(level log.Level) log.InfoLogger  { return kindInfo{k.l, level == 0 && k.l != nil} }
 
 type kindInfo struct {
@@ -88,14 +89,25 @@ type kindInfo struct {
 
 func (i kindInfo) Info(message string) {
 	if i.on {
-		i.l.Printf("  kind: %s", message)
+		say(i.l, message)
 	}
 }
 
 func (i kindInfo) Infof(format string, args ...any) {
 	if i.on {
-		i.l.Printf("  kind: "+format, args...)
+		say(i.l, fmt.Sprintf(format, args...))
 	}
+}
+
+// say prints one of kind's messages as a single indented line, without
+// its status spinner's blank lines, and without the warnings about the
+// per-cluster network, which nodrop chooses on purpose.
+func say(l *progress.Logger, message string) {
+	message = strings.TrimSpace(message)
+	if message == "" || strings.Contains(message, "KIND_EXPERIMENTAL_DOCKER_NETWORK") || strings.Contains(message, "Here be dragons") {
+		return
+	}
+	l.Printf("  kind: %s", message)
 }
 
 func (i kindInfo) Enabled() bool { return i.on }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -37,7 +36,7 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	if o.NodeImage == "" {
 		img, err := nodeimage.Build(ctx, nodeimage.Options{KubernetesVersion: o.KubernetesVersion, CacheDir: o.StateDir, Log: o.Log})
 		if errors.Is(err, nodeimage.ErrNotRoot) {
-			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+			return nil, badInput{err}
 		}
 		if err != nil {
 			return nil, err

@@ -25,11 +25,19 @@ type Image struct {
 	Dir string
 	// Dockerfile is the file name within Dir.
 	Dockerfile string
+	// Debian says the Dockerfile builds FROM the Debian base image
+	// (ARG BASE); the others are FROM scratch.
+	Debian bool
 }
 
 // Catalogue lists every image nodrop builds.
 var Catalogue = []Image{
 	{Repo: "nodrop/app", Variant: "exec-form", Dir: "app", Dockerfile: "Dockerfile"},
+	{Repo: "nodrop/app", Variant: "exec-form-v2", Dir: "app", Dockerfile: "Dockerfile.v2"},
+	{Repo: "nodrop/app", Variant: "shell-form", Dir: "app", Dockerfile: "Dockerfile.shell-form", Debian: true},
+	{Repo: "nodrop/app", Variant: "start-sh-no-exec", Dir: "app", Dockerfile: "Dockerfile.start-sh-no-exec", Debian: true},
+	{Repo: "nodrop/app", Variant: "start-sh-exec", Dir: "app", Dockerfile: "Dockerfile.start-sh-exec", Debian: true},
+	{Repo: "nodrop/app", Variant: "tini", Dir: "app", Dockerfile: "Dockerfile.tini", Debian: true},
 }
 
 // Find returns the catalogue image of a variant.
@@ -55,7 +63,14 @@ type Built struct {
 func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]Built, error) {
 	contexts := map[string]string{}
 	var built []Built
+	base := ""
 	for _, img := range Catalogue {
+		if img.Debian && base == "" {
+			var err error
+			if base, err = EnsureBase(ctx, cacheDir, "", log); err != nil {
+				return nil, err
+			}
+		}
 		dir, ok := contexts[img.Dir]
 		if !ok {
 			var err error
@@ -68,13 +83,18 @@ func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]
 		if err != nil {
 			return nil, err
 		}
+		args := []string{"build", "-q", "-f", filepath.Join(dir, img.Dockerfile)}
+		if img.Debian {
+			sum = hashString(sum + base)
+			args = append(args, "--build-arg", "BASE="+base)
+		}
 		ref := fmt.Sprintf("%s:%s-%s", img.Repo, img.Variant, sum[:12])
 		built = append(built, Built{Image: img, Ref: ref})
 		if exec.CommandContext(ctx, "docker", "image", "inspect", ref).Run() == nil {
 			continue
 		}
 		step := log.Start("building image %s", ref)
-		cmd := exec.Command("docker", "build", "-q", "-f", filepath.Join(dir, img.Dockerfile), "-t", ref, dir)
+		cmd := exec.Command("docker", append(args, "-t", ref, dir)...)
 		// The legacy builder needs no registry for FROM scratch or for
 		// a local base image.
 		cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
@@ -148,6 +168,11 @@ func hashDir(dir, dockerfile string) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashString(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 func copyFile(src, dst string) error {

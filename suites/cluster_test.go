@@ -29,7 +29,8 @@ var _ = Describe("The kind cluster", suites.Cluster, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(framework.WaitServing(ctx, url, timeouts.Serving)).To(Succeed())
 
-		r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{url}, Rate: 500, Duration: 3 * time.Second})
+		// Fresh connections, so kube-proxy spreads them over both replicas.
+		r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{url}, Rate: 500, Duration: 3 * time.Second, DisableKeepAlive: true})
 		Expect(err).NotTo(HaveOccurred())
 		AddReportEntry("load through the Service", r.Summary())
 		Expect(r).To(BeLossless())

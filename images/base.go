@@ -1,0 +1,82 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/nodrop-dev/nodrop/internal/progress"
+)
+
+// Debian base of the images that need a shell or an init: debootstrap's
+// minbase (dash as /bin/sh, coreutils for `sleep`) plus tini and
+// dumb-init, from Debian's packages, imported into Docker. No registry.
+const (
+	baseSuite = "bookworm"
+	baseRepo  = "nodrop/debian-base"
+)
+
+var basePackages = []string{"tini", "dumb-init"}
+
+// BaseRef is the reference of the Debian base image.
+func BaseRef() string {
+	h := sha256.Sum256([]byte(baseSuite + "\n" + strings.Join(basePackages, ",") + "\nv1"))
+	return baseRepo + ":" + baseSuite + "-" + hex.EncodeToString(h[:])[:12]
+}
+
+// EnsureBase builds the Debian base image unless Docker has it.
+func EnsureBase(ctx context.Context, cacheDir, mirror string, log *progress.Logger) (string, error) {
+	ref := BaseRef()
+	if exec.CommandContext(ctx, "docker", "image", "inspect", ref).Run() == nil {
+		return ref, nil
+	}
+	if os.Geteuid() != 0 {
+		return "", fmt.Errorf("building the Debian base image %s needs root (debootstrap)", ref)
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return "", fmt.Errorf("debootstrap is not installed (apt-get install debootstrap, or run hack/ensure-docker.sh): %w", err)
+	}
+	step := log.Start("building Debian %s base image %s (debootstrap minbase + %s)", baseSuite, ref, strings.Join(basePackages, ", "))
+	dir := filepath.Join(cacheDir, "debian-base.tmp")
+	os.RemoveAll(dir)
+	defer os.RemoveAll(dir)
+	args := []string{"--variant=minbase", "--include=" + strings.Join(basePackages, ","), baseSuite, dir}
+	if mirror != "" {
+		args = append(args, mirror)
+	}
+	if err := log.Run(ctx, exec.Command("debootstrap", args...)); err != nil {
+		return "", step.Fail(err)
+	}
+	for _, glob := range []string{"var/cache/apt/archives/*.deb", "var/lib/apt/lists/*"} {
+		matches, _ := filepath.Glob(filepath.Join(dir, glob))
+		for _, m := range matches {
+			os.RemoveAll(m)
+		}
+	}
+	tar := exec.Command("tar", "-C", dir, "-c", ".")
+	out, err := tar.StdoutPipe()
+	if err != nil {
+		return "", step.Fail(err)
+	}
+	imp := exec.Command("docker", "import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "-", ref)
+	imp.Stdin = out
+	if err := tar.Start(); err != nil {
+		return "", step.Fail(err)
+	}
+	importErr := log.Run(ctx, imp)
+	io.Copy(io.Discard, out)
+	if err := tar.Wait(); err != nil {
+		return "", step.Fail(fmt.Errorf("tar of the base root file system: %w", err))
+	}
+	if importErr != nil {
+		return "", step.Fail(importErr)
+	}
+	step.Done()
+	return ref, nil
+}

@@ -1,0 +1,115 @@
+package probes
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// burstGap separates two bursts of losses.
+const burstGap = 500 * time.Millisecond
+
+// lookBack is how far before a burst an event may have caused it.
+const lookBack = 5 * time.Second
+
+// Burst is a run of losses close in time, with the cluster events that
+// most likely explain it.
+type Burst struct {
+	Start, End time.Time
+	ByClass    map[loadgen.Class]int
+	Lost       int
+	// Cause is the last event before the burst started (nil if none
+	// within lookBack); During are the events inside it.
+	Cause  *Event
+	During []Event
+}
+
+// Bursts groups a report's losses and lays each group next to events.
+func Bursts(r *loadgen.Report, events []Event) []Burst {
+	losses := append([]loadgen.Loss(nil), r.Losses...)
+	sort.Slice(losses, func(i, j int) bool { return losses[i].At.Before(losses[j].At) })
+	var bursts []Burst
+	for _, l := range losses {
+		if n := len(bursts); n == 0 || l.At.Sub(bursts[n-1].End) > burstGap {
+			bursts = append(bursts, Burst{Start: l.At, End: l.At, ByClass: map[loadgen.Class]int{}})
+		}
+		b := &bursts[len(bursts)-1]
+		b.End = l.At
+		b.ByClass[l.Class]++
+		b.Lost++
+	}
+	for i := range bursts {
+		b := &bursts[i]
+		for j := range events {
+			e := events[j]
+			switch {
+			case !e.At.After(b.Start) && b.Start.Sub(e.At) <= lookBack && e.Kind != KubeEvent:
+				b.Cause = &events[j]
+			case e.At.After(b.Start) && !e.At.After(b.End):
+				b.During = append(b.During, e)
+			}
+		}
+	}
+	return bursts
+}
+
+// Explain writes one line per burst, e.g. "212 reset at +31.200s (over
+// 0.120s), 0.100s after container terminated web-x2: app exited 137".
+func Explain(r *loadgen.Report, events []Event) string {
+	var sb strings.Builder
+	for _, b := range Bursts(r, events) {
+		var parts []string
+		for _, c := range loadgen.LossClasses {
+			if n := b.ByClass[c]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", n, c))
+			}
+		}
+		fmt.Fprintf(&sb, "%s at +%.3fs (over %.3fs)", strings.Join(parts, ", "), r.Offset(b.Start).Seconds(), b.End.Sub(b.Start).Seconds())
+		if b.Cause != nil {
+			fmt.Fprintf(&sb, ", %.3fs after %s", b.Start.Sub(b.Cause.At).Seconds(), b.Cause)
+		} else {
+			sb.WriteString(", with no cluster event in the 5 s before")
+		}
+		sb.WriteString("\n")
+		for _, e := range b.During {
+			fmt.Fprintf(&sb, "    +%.3fs %s\n", r.Offset(e.At).Seconds(), e)
+		}
+	}
+	return sb.String()
+}
+
+// Timeline writes every event with its offset from the load's start.
+func Timeline(r *loadgen.Report, events []Event) string {
+	var sb strings.Builder
+	for _, e := range events {
+		fmt.Fprintf(&sb, "%+9.3fs  %s\n", r.Offset(e.At).Seconds(), e)
+	}
+	return sb.String()
+}
+
+// Unexplained returns the bursts that do not start within tol of delay
+// after some event of kind k: for a mechanism such as "SIGKILL at the end
+// of the grace period", every burst must start about grace after a pod's
+// deletion.
+func Unexplained(r *loadgen.Report, events []Event, k Kind, delay, tol time.Duration) []Burst {
+	var out []Burst
+	for _, b := range Bursts(r, events) {
+		explained := false
+		for _, e := range events {
+			if e.Kind != k {
+				continue
+			}
+			if d := b.Start.Sub(e.At.Add(delay)); d >= -tol && d <= tol {
+				explained = true
+				break
+			}
+		}
+		if !explained {
+			out = append(out, b)
+		}
+	}
+	return out
+}

@@ -1,0 +1,330 @@
+package probes
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Kind is what happened.
+type Kind string
+
+// Event kinds.
+const (
+	PodCreated          Kind = "pod created"
+	PodScheduled        Kind = "pod scheduled"
+	ContainerStarted    Kind = "container started"
+	PodReady            Kind = "pod ready"
+	PodNotReady         Kind = "pod not ready"
+	PodDeleting         Kind = "pod deleting" // deletionTimestamp set: preStop runs, then SIGTERM
+	ContainerTerminated Kind = "container terminated"
+	PodGone             Kind = "pod gone"
+	EndpointReady       Kind = "endpoint ready"
+	EndpointNotReady    Kind = "endpoint not ready"
+	EndpointTerminating Kind = "endpoint terminating"
+	EndpointRemoved     Kind = "endpoint removed"
+	KubeEvent           Kind = "event"
+	App                 Kind = "app" // the sample app's own lifecycle log line
+)
+
+// Event is one thing the cluster or the app did.
+type Event struct {
+	At     time.Time `json:"at"`
+	Kind   Kind      `json:"kind"`
+	Pod    string    `json:"pod,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+func (e Event) String() string {
+	s := string(e.Kind)
+	if e.Pod != "" {
+		s += " " + e.Pod
+	}
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Recorder watches one namespace and keeps a timeline. Times are when
+// the watch saw the change (millisecond precision; the API's own
+// timestamps have only seconds), except app events, which carry the app's
+// own clock (the kind node shares the host's).
+type Recorder struct {
+	client kubernetes.Interface
+	ns     string
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	events    []Event
+	pods      map[string]podState
+	endpoints map[string]endpointState
+	following map[string]bool
+}
+
+type podState struct {
+	scheduled, ready, deleting bool
+	started, terminated        map[string]bool
+}
+
+type endpointState struct{ ready, serving, terminating bool }
+
+// Start begins recording namespace ns. Stop ends it.
+func Start(ctx context.Context, client kubernetes.Interface, ns string) (*Recorder, error) {
+	r := &Recorder{
+		client: client, ns: ns, stop: make(chan struct{}),
+		pods: map[string]podState{}, endpoints: map[string]endpointState{}, following: map[string]bool{},
+	}
+	r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
+	pods := f.Core().V1().Pods().Informer()
+	slices := f.Discovery().V1().EndpointSlices().Informer()
+	events := f.Core().V1().Events().Informer()
+	handlers := []struct {
+		inf cache.SharedIndexInformer
+		h   cache.ResourceEventHandlerFuncs
+	}{
+		{pods, cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { r.onPod(o.(*corev1.Pod)) },
+			UpdateFunc: func(_, o any) { r.onPod(o.(*corev1.Pod)) },
+			DeleteFunc: func(o any) { r.onPodDeleted(o) },
+		}},
+		{slices, cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { r.onSlice(o.(*discoveryv1.EndpointSlice)) },
+			UpdateFunc: func(_, o any) { r.onSlice(o.(*discoveryv1.EndpointSlice)) },
+		}},
+		{events, cache.ResourceEventHandlerFuncs{
+			AddFunc: func(o any) { r.onEvent(o.(*corev1.Event)) },
+		}},
+	}
+	for _, h := range handlers {
+		if _, err := h.inf.AddEventHandler(h.h); err != nil {
+			return nil, err
+		}
+	}
+	f.Start(r.stop)
+	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			close(r.stop)
+			return nil, fmt.Errorf("watching %v in %s: cache did not sync", typ, ns)
+		}
+	}
+	return r, nil
+}
+
+// Stop ends recording and waits for log streams to finish.
+func (r *Recorder) Stop() {
+	close(r.stop)
+	r.cancel()
+	r.wg.Wait()
+}
+
+// Events returns the timeline so far, in time order.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]Event(nil), r.events...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+func (r *Recorder) add(e Event) {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *Recorder) onPod(p *corev1.Pod) {
+	r.mu.Lock()
+	st, seen := r.pods[p.Name]
+	if !seen {
+		st = podState{started: map[string]bool{}, terminated: map[string]bool{}}
+	}
+	var events []Event
+	now := time.Now()
+	ev := func(k Kind, detail string) {
+		events = append(events, Event{At: now, Kind: k, Pod: p.Name, Detail: detail})
+	}
+	if !seen {
+		ev(PodCreated, "")
+	}
+	if !st.scheduled && p.Spec.NodeName != "" {
+		st.scheduled = true
+		ev(PodScheduled, p.Spec.NodeName)
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Running != nil && !st.started[c.Name] {
+			st.started[c.Name] = true
+			ev(ContainerStarted, c.Name)
+			if !r.following[p.Name+"/"+c.Name] {
+				r.following[p.Name+"/"+c.Name] = true
+				r.wg.Add(1)
+				go r.followLogs(p.Name, c.Name)
+			}
+		}
+		if t := c.State.Terminated; t != nil && !st.terminated[c.Name] {
+			st.terminated[c.Name] = true
+			ev(ContainerTerminated, fmt.Sprintf("%s exited %d%s (%s)", c.Name, t.ExitCode, signalName(t.ExitCode), t.Reason))
+		}
+	}
+	ready := podReady(p)
+	if ready != st.ready {
+		st.ready = ready
+		if ready {
+			ev(PodReady, "")
+		} else if seen {
+			ev(PodNotReady, "")
+		}
+	}
+	if !st.deleting && p.DeletionTimestamp != nil {
+		st.deleting = true
+		grace := int64(0)
+		if p.DeletionGracePeriodSeconds != nil {
+			grace = *p.DeletionGracePeriodSeconds
+		}
+		ev(PodDeleting, fmt.Sprintf("grace %ds: preStop, then SIGTERM, SIGKILL at the end of the grace period", grace))
+	}
+	r.pods[p.Name] = st
+	r.events = append(r.events, events...)
+	r.mu.Unlock()
+}
+
+func (r *Recorder) onPodDeleted(o any) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	if p, ok := o.(*corev1.Pod); ok {
+		r.add(Event{Kind: PodGone, Pod: p.Name})
+	}
+}
+
+func (r *Recorder) onSlice(s *discoveryv1.EndpointSlice) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	present := map[string]bool{}
+	for _, ep := range s.Endpoints {
+		if ep.TargetRef == nil {
+			continue
+		}
+		pod := ep.TargetRef.Name
+		key := s.Name + "/" + pod
+		present[key] = true
+		cur := endpointState{ready: isTrue(ep.Conditions.Ready), serving: isTrue(ep.Conditions.Serving), terminating: isTrue(ep.Conditions.Terminating)}
+		was, seen := r.endpoints[key]
+		if seen && was == cur {
+			continue
+		}
+		r.endpoints[key] = cur
+		switch {
+		case cur.terminating && (!seen || !was.terminating):
+			r.events = append(r.events, Event{At: now, Kind: EndpointTerminating, Pod: pod, Detail: fmt.Sprintf("serving=%v", cur.serving)})
+		case cur.ready && (!seen || !was.ready):
+			r.events = append(r.events, Event{At: now, Kind: EndpointReady, Pod: pod})
+		case !cur.ready && seen && was.ready:
+			r.events = append(r.events, Event{At: now, Kind: EndpointNotReady, Pod: pod})
+		}
+	}
+	for key := range r.endpoints {
+		if strings.HasPrefix(key, s.Name+"/") && !present[key] {
+			delete(r.endpoints, key)
+			r.events = append(r.events, Event{At: now, Kind: EndpointRemoved, Pod: strings.TrimPrefix(key, s.Name+"/")})
+		}
+	}
+}
+
+func (r *Recorder) onEvent(e *corev1.Event) {
+	at := e.EventTime.Time
+	if at.IsZero() {
+		at = e.LastTimestamp.Time
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	pod := ""
+	if e.InvolvedObject.Kind == "Pod" {
+		pod = e.InvolvedObject.Name
+	}
+	r.add(Event{At: at, Kind: KubeEvent, Pod: pod, Detail: e.Reason + ": " + e.Message})
+}
+
+// followLogs streams a container's log and records the sample app's
+// JSON lifecycle lines ({"ts":…,"event":…}) with the app's timestamps.
+func (r *Recorder) followLogs(pod, container string) {
+	defer r.wg.Done()
+	req := r.client.CoreV1().Pods(r.ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true})
+	stream, err := req.Stream(r.ctx)
+	if err != nil {
+		return
+	}
+	defer stream.Close()
+	sc := bufio.NewScanner(stream)
+	for sc.Scan() {
+		if e, ok := parseAppLine(pod, sc.Bytes()); ok {
+			r.add(e)
+		}
+	}
+}
+
+func parseAppLine(pod string, line []byte) (Event, bool) {
+	var m map[string]any
+	if json.Unmarshal(line, &m) != nil {
+		return Event{}, false
+	}
+	ts, _ := m["ts"].(string)
+	name, _ := m["event"].(string)
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil || name == "" {
+		return Event{}, false
+	}
+	var extra []string
+	for _, k := range []string{"signal", "code", "phase", "error", "pid"} {
+		if v, ok := m[k]; ok {
+			extra = append(extra, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	detail := name
+	if len(extra) > 0 {
+		detail += " (" + strings.Join(extra, " ") + ")"
+	}
+	return Event{At: at, Kind: App, Pod: pod, Detail: detail}, true
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// signalName explains exit codes 128+N of a signal.
+func signalName(code int32) string {
+	switch code {
+	case 137:
+		return " = SIGKILL"
+	case 143:
+		return " = SIGTERM"
+	}
+	return ""
+}
