@@ -50,6 +50,13 @@ func Find(variant string) (Image, bool) {
 	return Image{}, false
 }
 
+// HasShell reports whether an image variant has a shell and coreutils
+// (for exec probes or preStop hooks that run sleep).
+func HasShell(variant string) bool {
+	img, ok := Find(variant)
+	return ok && img.Debian
+}
+
 // Built is an image in the local Docker engine.
 type Built struct {
 	Image

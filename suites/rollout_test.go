@@ -2,6 +2,7 @@ package suites_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -227,13 +228,17 @@ func (l *runningLoad) stop() *loadgen.Report {
 }
 
 var _ = ReportAfterSuite("rollout summary", func(report Report) {
-	var rows []string
+	var rows []verdictRow
 	for _, spec := range report.SpecReports {
 		for _, e := range spec.ReportEntries {
 			if e.Name != "verdict" {
 				continue
 			}
-			rows = append(rows, e.Value.AsJSON)
+			row, ok := e.GetRawValue().(verdictRow)
+			if !ok { // reported by another parallel process: only JSON is left
+				Expect(json.Unmarshal([]byte(e.Value.AsJSON), &row)).To(Succeed())
+			}
+			rows = append(rows, row)
 		}
 	}
 	if len(rows) == 0 {

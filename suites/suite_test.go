@@ -71,7 +71,10 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 			ConfigPath: getenv("NODROP_KIND_CONFIG", filepath.Join(root, "kind-config.yaml")),
 			NodeImage:  os.Getenv("NODROP_NODE_IMAGE"),
 			StateDir:   state,
-			Log:        progress.New(os.Stderr, false),
+			// The suite owns its cluster: one made from an older config or
+			// node image is replaced, and the log says so.
+			Recreate: true,
+			Log:      progress.New(os.Stderr, false),
 		},
 		SourceRoot: root,
 	})

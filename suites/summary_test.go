@@ -1,7 +1,6 @@
 package suites_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +12,7 @@ import (
 
 // writeSummary writes the Markdown table of verdicts to
 // $NODROP_REPORT_DIR (default: out/ in the source tree) and to stdout.
-func writeSummary(rows []string) error {
+func writeSummary(rows []verdictRow) error {
 	dir := os.Getenv("NODROP_REPORT_DIR")
 	if dir == "" {
 		wd, err := os.Getwd()
@@ -29,11 +28,7 @@ func writeSummary(rows []string) error {
 	var sb strings.Builder
 	sb.WriteString("| variant | disruption | mode | requests | lost | lost by class | longest outage | rollout | expected | got |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, raw := range rows {
-		var r verdictRow
-		if err := json.Unmarshal([]byte(raw), &r); err != nil {
-			return err
-		}
+	for _, r := range rows {
 		var classes []string
 		for _, c := range loadgen.LossClasses {
 			if n := r.ByClass[c]; n > 0 {

@@ -77,7 +77,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newLoadCommand(), newNodeImageCommand(), newClusterCommand())
+	root.AddCommand(newLoadCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand())
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())
 	}

@@ -64,6 +64,8 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"cluster", "up", "--config", badYAML}, "does not parse"},
 		{[]string{"cluster", "up", "--config", unknownField}, "does not parse"},
 		{[]string{"cluster", "up", "--config", "/nonexistent/kind.yaml"}, "reading kind config"},
+		{[]string{"render", "no-such-variant"}, `unknown variant "no-such-variant"`},
+		{[]string{"render"}, "render takes one variant name"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != exitBadInput || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -82,5 +84,16 @@ func TestMissingDockerIsExplained(t *testing.T) {
 	code, _, stderr = runCLI(t, "cluster", "status")
 	if code != exitBadInput || !strings.Contains(stderr, "no docker command") {
 		t.Errorf("no docker CLI: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestVariantsAndRender(t *testing.T) {
+	code, out, _ := runCLI(t, "variants")
+	if code != exitOK || !strings.Contains(out, "baseline-good") || !strings.Contains(out, "shell-form-cmd") {
+		t.Fatalf("variants: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "render", "shell-form-cmd")
+	if code != exitOK || !strings.Contains(out, "kind: Deployment") || !strings.Contains(out, "terminationGracePeriodSeconds: 10") {
+		t.Fatalf("render: exit %d\n%s", code, out)
 	}
 }

@@ -27,7 +27,7 @@ import (
 const (
 	gracefulNone  = "none"  // exit at once on SIGTERM: in-flight requests are cut
 	gracefulNaive = "naive" // http.Server.Shutdown at once: closes idle kept-alive connections, racing requests on the wire
-	gracefulDrain = "drain" // answer with Connection: close for drain-period, then Shutdown
+	gracefulDrain = "drain" // answer with Connection: close for drain-period, then Shutdown (closes what is still idle)
 )
 
 type config struct {
@@ -118,8 +118,8 @@ func serve(cfg config) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	logEvent(cfg, "start", "graceful", cfg.graceful, "args", os.Args[1:])
 
-	var ready, terminating atomic.Bool
-	srv := &http.Server{Handler: handler(cfg, &ready, &terminating), ReadHeaderTimeout: 10 * time.Second}
+	var ready, terminating, draining atomic.Bool
+	srv := &http.Server{Handler: handler(cfg, &ready, &terminating, &draining), ReadHeaderTimeout: 10 * time.Second}
 
 	var ln net.Listener
 	listen := func() error {
@@ -166,10 +166,12 @@ func serve(cfg config) int {
 		logEvent(cfg, "shutdown_delay_over")
 	}
 	if cfg.graceful == gracefulDrain {
-		// Every response from now on carries Connection: close, so
-		// kept-alive clients move to another pod after their current
-		// request instead of racing a closed idle connection.
-		srv.SetKeepAlivesEnabled(false)
+		// Every response from now on carries Connection: close, so each
+		// kept-alive client moves to another pod after its current
+		// request. Idle connections are left open: closing one races with
+		// a request the client may be sending on it (the idle-close race;
+		// SetKeepAlivesEnabled(false) would close them at once).
+		draining.Store(true)
 		logEvent(cfg, "draining", "period", cfg.drainPeriod.String())
 		time.Sleep(cfg.drainPeriod)
 	}
@@ -202,7 +204,7 @@ func probe(url string) int {
 	return 0
 }
 
-func handler(cfg config, ready, terminating *atomic.Bool) http.Handler {
+func handler(cfg config, ready, terminating, draining *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -215,6 +217,9 @@ func handler(cfg config, ready, terminating *atomic.Bool) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Nodrop-Pod", cfg.pod)
 		w.Header().Set("X-Nodrop-Version", cfg.version)
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
 		if !ready.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
