@@ -1,33 +1,77 @@
 # nodrop — see README.md. `make run` is the main job, `make test` the tests.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
-export PATH := $(PATH):/usr/local/go/bin
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
 GO      ?= go
 BIN     := bin
-RUN_PORT ?= 18080
+OUT     := out
+# Ginkgo label filter for `make e2e` (labels: suites/labels.go).
+LABELS  ?=
+# Extra flags for the suites, e.g. E2E_FLAGS=-ginkgo.v
+E2E_FLAGS ?=
 
-.PHONY: all build run test vet bench bench-loadgen fmt
+.PHONY: all build run test unit vet docker e2e e2e-ci node-image cluster-up cluster-down bench bench-loadgen load-local
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/nodrop ./cmd/nodrop
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/app ./images/app
 
-# The main job. For now: the sample app on loopback under 5 s of strict load.
-run: build
-	./hack/run-local.sh $(RUN_PORT)
+# Docker engine (installed and started where missing), debootstrap, jq.
+docker:
+	./hack/ensure-docker.sh
+
+# The main job: the offline kind cluster (node image built once and
+# cached; a cluster made from another config or image, or stopped, is
+# replaced, a matching healthy one reused), nodrop's images, then the
+# rollout suite under load with its negative controls; prints the verdict
+# table (also in out/).
+run: docker build
+	./$(BIN)/nodrop cluster up --recreate
+	$(MAKE) e2e LABELS='rollout'
+
+# Everything CI checks: formatting, vet, unit and process tests, then the
+# suites on the kind cluster.
+test: vet docker unit e2e-ci
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
-test: vet
-	$(GO) test -count=1 ./...
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /suites$$)
+
+# The Ginkgo suites, run as a compiled test binary so progress streams
+# live; JUnit and JSON reports and the summary table go to out/.
+e2e:
+	mkdir -p $(OUT) $(BIN)
+	$(GO) test -c -o $(BIN)/suites.test ./suites
+	cd suites && ../$(BIN)/suites.test -test.timeout 80m -ginkgo.label-filter='$(LABELS)' \
+		-ginkgo.junit-report=$(CURDIR)/$(OUT)/junit.xml -ginkgo.json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS)
+
+# CI's subset: every spec (each catalogue variant in both load modes).
+e2e-ci:
+	$(MAKE) e2e LABELS='cluster || rollout'
+
+node-image: build docker
+	./$(BIN)/nodrop node-image build
+
+cluster-up: build docker
+	./$(BIN)/nodrop cluster up
+
+cluster-down: build
+	./$(BIN)/nodrop cluster down
 
 bench: bench-loadgen
 
 # Highest loss-free rate on one core, and nodrop vs raw vegeta CPU per request.
 bench-loadgen:
+	mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./loadgen/ | tee $(BIN)/bench-loadgen.txt
+
+# nodrop load against the sample app on loopback, no cluster needed.
+load-local:
+	$(GO) build -o $(BIN)/nodrop ./cmd/nodrop
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/app ./images/app
+	./hack/run-local.sh $${RUN_PORT:-18080}

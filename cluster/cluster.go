@@ -181,6 +181,9 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := configurePodNetwork(ctx, p, name, c.Client, o.Log); err != nil {
+		return nil, err
+	}
 	if err := waitReady(ctx, c, o.Log); err != nil {
 		return nil, err
 	}

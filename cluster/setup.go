@@ -24,6 +24,8 @@ type Ready struct {
 	*Cluster
 	// Images maps each image variant to its reference.
 	Images map[string]string
+	// ConfigPath and NodeImage are what the cluster was made from.
+	ConfigPath, NodeImage string
 }
 
 // Setup builds the node image unless one is given, brings the cluster up
@@ -51,7 +53,7 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Ready{Cluster: c, Images: map[string]string{}}
+	r := &Ready{Cluster: c, Images: map[string]string{}, ConfigPath: o.ConfigPath, NodeImage: o.NodeImage}
 	var refs []string
 	for _, b := range built {
 		r.Images[b.Variant] = b.Ref

@@ -113,11 +113,8 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 
 			objs, err := v.Render(ns, suiteEnv.Images[v.ImageVariant])
 			Expect(err).NotTo(HaveOccurred())
-			Expect(framework.Deploy(ctx, client, objs)).To(Succeed())
-			Expect(framework.WaitAvailable(ctx, client, ns, v.Name, timeouts.Available)).To(Succeed())
-			url, err := framework.ServiceURL(ctx, client, ns, v.Name, suiteEnv.NodeIPs[0])
+			url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(framework.WaitServing(ctx, url, timeouts.Serving)).To(Succeed())
 
 			cfg := loadgen.Config{Targets: []string{url}, Rate: rolloutRate, DisableKeepAlive: mode == fixtures.Fresh}
 

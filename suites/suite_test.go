@@ -27,6 +27,8 @@ func TestSuites(t *testing.T) {
 // env is what every spec gets from the suite's set-up.
 type env struct {
 	Name       string            `json:"name"`
+	ConfigPath string            `json:"configPath"`
+	NodeImage  string            `json:"nodeImage"`
 	Kubeconfig string            `json:"kubeconfig"`
 	NodeIPs    []string          `json:"nodeIPs"`
 	Images     map[string]string `json:"images"`
@@ -79,7 +81,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 		SourceRoot: root,
 	})
 	Expect(err).NotTo(HaveOccurred(), "bringing the cluster up")
-	out, err := json.Marshal(env{Name: r.Name, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root})
+	out, err := json.Marshal(env{Name: r.Name, ConfigPath: r.ConfigPath, NodeImage: r.NodeImage, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root})
 	Expect(err).NotTo(HaveOccurred())
 	return out
 }, func(ctx context.Context, data []byte) {

@@ -48,11 +48,8 @@ node image, and says so; a cluster made otherwise is refused unless --recreate.`
 		Short: "Delete the cluster and its Docker network",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			state, err := cacheDir()
+			state, err := dockerAndCache(cmd)
 			if err != nil {
-				return err
-			}
-			if err := requireDocker(cmd.Context()); err != nil {
 				return err
 			}
 			return cluster.Down(cmd.Context(), name, state, progress.New(cmd.ErrOrStderr(), verbose))
@@ -63,11 +60,8 @@ node image, and says so; a cluster made otherwise is refused unless --recreate.`
 		Short: "Say whether the cluster exists, what it was made from and whether it is ready",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			state, err := cacheDir()
+			state, err := dockerAndCache(cmd)
 			if err != nil {
-				return err
-			}
-			if err := requireDocker(cmd.Context()); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -96,6 +90,16 @@ node image, and says so; a cluster made otherwise is refused unless --recreate.`
 	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "show the output of every command")
 	cmd.AddCommand(upCmd, downCmd, statusCmd)
 	return cmd
+}
+
+// dockerAndCache checks for a Docker engine and returns the cache
+// directory, which also holds clusters' kubeconfigs.
+func dockerAndCache(cmd *cobra.Command) (string, error) {
+	state, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	return state, requireDocker(cmd.Context())
 }
 
 type upOptions struct {

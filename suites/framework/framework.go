@@ -194,3 +194,20 @@ func SelectorOf(d *appsv1.Deployment) labels.Selector {
 	sel, _ := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	return sel
 }
+
+// DeployServing deploys a workload, waits until it is available and its
+// Service answers at nodeIP, and returns the Service's URL.
+func DeployServing(ctx context.Context, c kubernetes.Interface, objs fixtures.Objects, nodeIP string, t Timeouts) (string, error) {
+	d := objs.Deployment
+	if err := Deploy(ctx, c, objs); err != nil {
+		return "", err
+	}
+	if err := WaitAvailable(ctx, c, d.Namespace, d.Name, t.Available); err != nil {
+		return "", err
+	}
+	url, err := ServiceURL(ctx, c, d.Namespace, objs.Service.Name, nodeIP)
+	if err != nil {
+		return "", err
+	}
+	return url, WaitServing(ctx, url, t.Serving)
+}
