@@ -12,8 +12,13 @@ import (
 // burstGap separates two bursts of losses.
 const burstGap = 500 * time.Millisecond
 
-// lookBack is how far before a burst an event may have caused it.
-const lookBack = 5 * time.Second
+// lookBack is how far before a burst an event may have caused it, and
+// lookAhead how long after it the watch may report what caused it (a
+// container's exit reaches the API up to a second or so later).
+const (
+	lookBack  = 5 * time.Second
+	lookAhead = 2 * time.Second
+)
 
 // Burst is a run of losses close in time, with the cluster events that
 // most likely explain it.
@@ -22,7 +27,8 @@ type Burst struct {
 	ByClass    map[loadgen.Class]int
 	Lost       int
 	// Cause is the last event before the burst started (nil if none
-	// within lookBack); During are the events inside it.
+	// within lookBack); During are the events from its start until
+	// lookAhead after its end.
 	Cause  *Event
 	During []Event
 }
@@ -48,7 +54,7 @@ func Bursts(r *loadgen.Report, events []Event) []Burst {
 			switch {
 			case !e.At.After(b.Start) && b.Start.Sub(e.At) <= lookBack && e.Kind != KubeEvent:
 				b.Cause = &events[j]
-			case e.At.After(b.Start) && !e.At.After(b.End):
+			case e.At.After(b.Start) && !e.At.After(b.End.Add(lookAhead)):
 				b.During = append(b.During, e)
 			}
 		}

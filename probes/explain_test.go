@@ -1,0 +1,51 @@
+package probes
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+func TestExplainLaysLossesNextToEvents(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	r := &loadgen.Report{Started: t0, Losses: []loadgen.Loss{
+		{At: at(10100), Class: loadgen.Reset},
+		{At: at(10102), Class: loadgen.Reset},
+		{At: at(10110), Class: loadgen.EOF},
+		{At: at(20000), Class: loadgen.Refused},
+	}}
+	events := []Event{
+		{At: at(100), Kind: PodDeleting, Pod: "web-1"},
+		{At: at(10050), Kind: App, Pod: "web-2", Detail: "ready"},
+		{At: at(10900), Kind: ContainerTerminated, Pod: "web-1", Detail: "app exited 137 = SIGKILL (Error)"},
+	}
+	bursts := Bursts(r, events)
+	if len(bursts) != 2 || bursts[0].Lost != 3 || bursts[0].ByClass[loadgen.Reset] != 2 || bursts[1].Lost != 1 {
+		t.Fatalf("bursts: %+v", bursts)
+	}
+	if bursts[0].Cause == nil || bursts[0].Cause.Detail != "ready" {
+		t.Errorf("cause of first burst: %v", bursts[0].Cause)
+	}
+	text := Explain(r, events)
+	for _, want := range []string{"2 reset, 1 eof at +10.100s", "0.050s after app web-2: ready", "+10.900s container terminated web-1: app exited 137 = SIGKILL", "1 refused at +20.000s", "no cluster event in the 5 s before"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, text)
+		}
+	}
+	if u := Unexplained(r, events, PodDeleting, 10*time.Second, 2*time.Second); len(u) != 1 || u[0].Lost != 1 {
+		t.Errorf("only the refused burst is not 10 s after a deletion: %+v", u)
+	}
+}
+
+func TestParseAppLine(t *testing.T) {
+	e, ok := parseAppLine("web-1", []byte(`{"ts":"2026-11-23T12:00:01.5Z","event":"sigterm","signal":"terminated","pid":1}`))
+	if !ok || e.Kind != App || e.Pod != "web-1" || !strings.HasPrefix(e.Detail, "sigterm (signal=terminated") || e.At.Nanosecond() != 5e8 {
+		t.Errorf("parsed %+v, %v", e, ok)
+	}
+	if _, ok := parseAppLine("web-1", []byte("start.sh: starting app")); ok {
+		t.Error("a plain log line is not an app event")
+	}
+}
