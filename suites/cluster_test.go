@@ -9,6 +9,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/internal/progress"
@@ -36,6 +39,41 @@ var _ = Describe("The kind cluster", suites.Cluster, func() {
 		AddReportEntry("load through the Service", r.Summary())
 		Expect(r).To(BeLossless())
 		Expect(r.ByPod).To(HaveLen(2), "both replicas serve")
+	}, SpecTimeout(5*time.Minute))
+})
+
+// The load path (host → node address on the Docker network → NodePort →
+// kube-proxy → pod) must deliver each failure a pod produces as itself:
+// otherwise a verdict's classes would describe the path, not the pod.
+var _ = Describe("The load path", suites.Cluster, func() {
+	It("delivers a pod's reset, EOF and refusal to the client unchanged", func(ctx SpecContext) {
+		ns, err := framework.CreateNamespace(ctx, client, "path")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx context.Context) error { return framework.DeleteNamespace(ctx, client, ns, timeouts) })
+		w := fixtures.Baseline("path")
+		objs, err := w.Render(ns, suiteEnv.Images[w.ImageVariant])
+		Expect(err).NotTo(HaveOccurred())
+		// A second port of the same Service leads to a pod port nothing
+		// listens on. kube-proxy programs both ports in the same sync, so
+		// once the first one serves, a refusal on the second comes from
+		// the pod, not from a node port without rules.
+		objs.Service.Spec.Ports = append(objs.Service.Spec.Ports, corev1.ServicePort{Name: "closed", Port: 81, TargetPort: intstr.FromInt32(9999)})
+		url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
+		Expect(err).NotTo(HaveOccurred())
+		closedURL, err := framework.ServicePortURL(ctx, client, ns, w.Name, "closed", suiteEnv.NodeIPs[0])
+		Expect(err).NotTo(HaveOccurred())
+
+		for target, class := range map[string]loadgen.Class{
+			url + "misbehave/reset": loadgen.Reset,
+			url + "misbehave/close": loadgen.EOF,
+			closedURL:               loadgen.Refused,
+		} {
+			r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{target}, Rate: 100, Duration: time.Second})
+			Expect(err).NotTo(HaveOccurred())
+			AddReportEntry(target, r.Summary())
+			Expect(r.Total).To(BeNumerically(">", 0))
+			Expect(r.LostByClass[class]).To(Equal(r.Total), "%s: every request must arrive as %s: %s", target, class, r.Summary())
+		}
 	}, SpecTimeout(5*time.Minute))
 })
 

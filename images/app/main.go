@@ -214,6 +214,26 @@ func handler(cfg config, ready, terminating, draining *atomic.Bool) http.Handler
 		}
 		w.Write([]byte("ready\n"))
 	})
+	// /misbehave/reset and /misbehave/close drop the connection after
+	// reading the request (RST, or FIN without a response), so a test can
+	// check that the path from load generator to pod delivers each failure
+	// unchanged.
+	mux.HandleFunc("/misbehave/{how}", func(w http.ResponseWriter, r *http.Request) {
+		how := r.PathValue("how")
+		if how != "reset" && how != "close" {
+			http.NotFound(w, r)
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if tc, ok := conn.(*net.TCPConn); ok && how == "reset" {
+			tc.SetLinger(0)
+		}
+		conn.Close()
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Nodrop-Pod", cfg.pod)
 		w.Header().Set("X-Nodrop-Version", cfg.version)

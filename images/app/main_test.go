@@ -241,3 +241,18 @@ func get(t *testing.T, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// The misbehave endpoints fail the way their names say, as loadgen sees it.
+func TestMisbehaveEndpoints(t *testing.T) {
+	p := startApp(t)
+	p.waitEvent(t, "ready", 5*time.Second)
+	for path, class := range map[string]loadgen.Class{"misbehave/reset": loadgen.Reset, "misbehave/close": loadgen.EOF} {
+		r, err := loadgen.Run(context.Background(), loadgen.Config{Targets: []string{p.url + path}, Rate: 100, Duration: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Total == 0 || r.LostByClass[class] != r.Total {
+			t.Errorf("%s: %s; want every request lost as %s", path, r.Summary(), class)
+		}
+	}
+}

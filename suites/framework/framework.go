@@ -151,16 +151,21 @@ func PodsOf(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment) (
 // Docker network: load reaches kube-proxy's rules directly, with no
 // userland proxy in between that could hide or rewrite failures.
 func ServiceURL(ctx context.Context, c kubernetes.Interface, ns, name, nodeIP string) (string, error) {
+	return ServicePortURL(ctx, c, ns, name, "", nodeIP)
+}
+
+// ServicePortURL is ServiceURL for the named port ("" for the first).
+func ServicePortURL(ctx context.Context, c kubernetes.Interface, ns, name, port, nodeIP string) (string, error) {
 	svc, err := c.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "", fmt.Errorf("reading service %s/%s: %w", ns, name, err)
 	}
 	for _, p := range svc.Spec.Ports {
-		if p.NodePort != 0 {
+		if p.NodePort != 0 && (port == "" || p.Name == port) {
 			return "http://" + nodeIP + ":" + strconv.Itoa(int(p.NodePort)) + "/", nil
 		}
 	}
-	return "", fmt.Errorf("service %s/%s has no node port", ns, name)
+	return "", fmt.Errorf("service %s/%s has no node port %q", ns, name, port)
 }
 
 // WaitServing waits until url answers 2xx several times in a row.
