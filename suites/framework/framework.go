@@ -89,7 +89,8 @@ func Deploy(ctx context.Context, c kubernetes.Interface, objs fixtures.Objects) 
 }
 
 // WaitAvailable waits until every replica of the Deployment is updated,
-// ready and available and no other pod of it exists.
+// ready and available, and no other pod of it exists, terminating ones
+// included: a rollout is over only when every old pod is gone.
 func WaitAvailable(ctx context.Context, c kubernetes.Interface, ns, name string, timeout time.Duration) error {
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {
@@ -108,8 +109,14 @@ func WaitAvailable(ctx context.Context, c kubernetes.Interface, ns, name string,
 			last = err.Error()
 			return false, nil
 		}
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil {
+				last = "pod " + p.Name + " is still terminating"
+				return false, nil
+			}
+		}
 		if int32(len(pods)) != *d.Spec.Replicas {
-			last = fmt.Sprintf("%d pods exist, want %d (old pods still terminating)", len(pods), *d.Spec.Replicas)
+			last = fmt.Sprintf("%d pods exist, want %d", len(pods), *d.Spec.Replicas)
 			return false, nil
 		}
 		return true, nil
