@@ -13,6 +13,9 @@ import (
 const (
 	DefaultRate    = 1000
 	DefaultTimeout = 2 * time.Second
+	// DefaultIdleTimeout is how long a kept-alive connection may sit idle
+	// in the client's pool before the client closes it.
+	DefaultIdleTimeout = time.Second
 	// MaxDuration bounds every run, also one that is meant to last until
 	// its context is cancelled.
 	MaxDuration = 2 * time.Hour
@@ -34,6 +37,13 @@ type Config struct {
 	// tests endpoint propagation; the default reuses connections, which
 	// tests draining.
 	DisableKeepAlive bool
+	// IdleTimeout closes kept-alive connections idle this long. A server
+	// that drains (Connection: close for a drain period, then closing
+	// what is still idle) can only avoid the idle-close race with clients
+	// that drop idle connections sooner than it drains, the same rule as
+	// "client idle timeout below server keep-alive timeout". The default,
+	// 1 s, is such a client; a longer one reproduces clients that are not.
+	IdleTimeout time.Duration
 	// MaxWorkers bounds concurrent requests. Default: enough to keep the
 	// rate through a stall as long as Timeout (rate × timeout + 10), so
 	// load stays open-loop exactly when it matters.
@@ -99,6 +109,12 @@ func (cfg Config) Normalize() (Config, error) {
 	}
 	if cfg.Timeout < 0 {
 		return bad("timeout must be > 0, got %s", cfg.Timeout)
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.IdleTimeout < 0 {
+		return bad("idle timeout must be > 0, got %s", cfg.IdleTimeout)
 	}
 	if cfg.MaxWorkers == 0 {
 		cfg.MaxWorkers = uint64(math.Ceil(float64(cfg.Rate)*cfg.Timeout.Seconds())) + 10

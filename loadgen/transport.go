@@ -82,13 +82,23 @@ func newTracker(cfg Config) *tracker {
 			if err != nil {
 				return nil, err
 			}
+			if tc, ok := c.(*net.TCPConn); ok && cfg.DisableKeepAlive {
+				// A fresh connection is closed once its response is read;
+				// closing it with RST leaves no TIME_WAIT on either side.
+				// Otherwise, at 1000 new connections/s to one server
+				// address, the kernel soon reuses a source port whose
+				// previous connection the server still holds in TIME_WAIT,
+				// and that SYN can be lost: a loss the configuration under
+				// test did not cause (seen once in 24,000 requests).
+				tc.SetLinger(0)
+			}
 			return &trackedConn{Conn: c}, nil
 		},
 		DisableKeepAlives:   cfg.DisableKeepAlive,
 		MaxConnsPerHost:     cfg.MaxConns,
 		MaxIdleConnsPerHost: cfg.MaxConns,
 		MaxIdleConns:        cfg.MaxConns * max(1, len(cfg.Targets)),
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     cfg.IdleTimeout,
 		DisableCompression:  true,
 		// A proxy from the environment would put a hop between nodrop
 		// and the server that can hide or rewrite failures.

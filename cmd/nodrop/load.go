@@ -92,6 +92,7 @@ requests lost, 2 bad input.`,
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send load; 0 sends until interrupted (at most "+loadgen.MaxDuration.String()+")")
 	f.DurationVar(&cfg.Timeout, "timeout", loadgen.DefaultTimeout, "per-request timeout, from dial to the last body byte")
 	f.BoolVar(&keepAlive, "keepalive", true, "reuse connections; --keepalive=false opens a fresh connection per request")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", loadgen.DefaultIdleTimeout, "close kept-alive connections idle this long (longer than a server's drain period reproduces the idle-close race)")
 	f.StringVar(&cfg.Method, "method", http.MethodGet, "HTTP method")
 	f.StringVar(&body, "body", "", "request body")
 	f.StringArrayVarP(&headers, "header", "H", nil, `request header "Name: value"; repeatable`)
