@@ -58,6 +58,16 @@ type Config struct {
 	// and Report.Retried says how many there were. Strict (the default)
 	// counts them as lost.
 	Lenient bool
+	// Connections, when > 0, switches to long-lived mode: this many
+	// persistent connections, each sending its next request as soon as
+	// the previous one is answered (and its share of Rate allows), for the
+	// whole run. Nothing reconnects silently: a connection that breaks
+	// loses what it had on the wire. Targets may then also be rpc://host:port
+	// (package rpcwire).
+	Connections int
+	// InFlight is how many requests each RPC connection keeps on the wire
+	// (long-lived mode, rpc:// targets). Default DefaultInFlight.
+	InFlight int
 	// Progress, when set, is called about four times a second.
 	Progress func(Progress)
 }
@@ -85,8 +95,13 @@ func (cfg Config) Normalize() (Config, error) {
 		if err != nil {
 			return bad("target %q: %v", t, err)
 		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return bad("target %q: scheme must be http or https", t)
+		switch {
+		case u.Scheme == "rpc" && cfg.Connections == 0:
+			return bad("target %q: rpc targets need long-lived mode (connections > 0)", t)
+		case u.Scheme == "https" && cfg.Connections > 0:
+			return bad("target %q: long-lived mode speaks plain HTTP/1.1 or rpc", t)
+		case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "rpc":
+			return bad("target %q: scheme must be http, https or rpc", t)
 		}
 		if u.Host == "" {
 			return bad("target %q: no host", t)
@@ -125,8 +140,41 @@ func (cfg Config) Normalize() (Config, error) {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = int(min(cfg.MaxWorkers, math.MaxInt32))
 	}
+	if cfg.Connections < 0 {
+		return bad("connections must not be negative, got %d", cfg.Connections)
+	}
+	if cfg.Connections > 0 {
+		if cfg.Lenient {
+			return bad("long-lived mode is always strict: a request on a broken connection is lost")
+		}
+		if cfg.Connections > cfg.Rate {
+			return bad("%d connections at %d requests/s would leave some idle: use at most one connection per request per second", cfg.Connections, cfg.Rate)
+		}
+		scheme := ""
+		for _, t := range cfg.Targets {
+			u, _ := url.Parse(t)
+			if scheme != "" && u.Scheme != scheme {
+				return bad("long-lived mode needs one protocol, got %s and %s targets", scheme, u.Scheme)
+			}
+			scheme = u.Scheme
+		}
+	}
+	if cfg.InFlight < 0 {
+		return bad("in-flight must not be negative, got %d", cfg.InFlight)
+	}
+	if cfg.InFlight == 0 {
+		cfg.InFlight = DefaultInFlight
+	}
 	if cfg.Method == "" {
 		cfg.Method = http.MethodGet
 	}
 	return cfg, nil
+}
+
+// protocol is the long-lived protocol of a normalized config.
+func (cfg Config) protocol() string {
+	if u, err := url.Parse(cfg.Targets[0]); err == nil && u.Scheme == "rpc" {
+		return ProtocolRPC
+	}
+	return ProtocolHTTP
 }

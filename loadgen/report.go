@@ -47,6 +47,15 @@ type Report struct {
 	// only; strict mode counts them as lost).
 	Retried int `json:"retried"`
 
+	// Long-lived mode: how many persistent connections, over which
+	// protocol; how often the server closed one politely (HTTP
+	// Connection: close) and the client opened another; how many broke
+	// with requests on the wire.
+	Connections       int    `json:"connections,omitempty"`
+	Protocol          string `json:"protocol,omitempty"`
+	Reconnects        int    `json:"reconnects"`
+	BrokenConnections int    `json:"broken_connections"`
+
 	Latency       Latency        `json:"latency"`
 	Timeline      []Bucket       `json:"timeline"`
 	FirstLoss     *time.Time     `json:"first_loss,omitempty"`
@@ -103,6 +112,8 @@ type Loss struct {
 	IdleCloseRace   bool   `json:"idle_close_race,omitempty"`
 	Retried         bool   `json:"retried,omitempty"`
 	Pod             string `json:"pod,omitempty"`
+	// Conn is the connection it was sent on, from 1, in long-lived mode.
+	Conn int `json:"conn,omitempty"`
 }
 
 // Lossless reports whether requests completed and none was lost.
@@ -110,6 +121,9 @@ func (r *Report) Lossless() bool { return r.Total > 0 && r.Lost == 0 }
 
 // Mode names the connection mode.
 func (r *Report) Mode() string {
+	if r.Connections > 0 {
+		return fmt.Sprintf("long-lived, %d %s connections, strict (a broken connection loses what it had on the wire)", r.Connections, r.Protocol)
+	}
 	mode := "fresh connections"
 	if r.KeepAlive {
 		mode = "keep-alive"
@@ -160,7 +174,11 @@ func (r *Report) classList(sep string) string {
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, args...)) }
-	row("targets", "%s %s", r.Method, strings.Join(r.Targets, " "))
+	if r.Protocol == ProtocolRPC {
+		row("targets", "%s", strings.Join(r.Targets, " "))
+	} else {
+		row("targets", "%s %s", r.Method, strings.Join(r.Targets, " "))
+	}
 	row("mode", "%s", r.Mode())
 	row("requests", "%d in %.1fs, %.1f/s achieved (target %d/s)", r.Total, r.DurationSec, r.RateAchieved, r.RateTarget)
 	row("ok", "%d", r.OK)
@@ -174,6 +192,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if r.IdleCloseRace > 0 {
 		row("  idle-close race", "%d of the lost were on a reused connection before any response byte", r.IdleCloseRace)
+	}
+	if r.Connections > 0 {
+		row("connections", "%d reopened after the server said Connection: close, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)
 	}
 	if !r.Strict {
 		row("retried", "%d (net/http re-sent them; strict mode counts them as lost)", r.Retried)

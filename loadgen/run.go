@@ -22,6 +22,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Connections > 0 {
+		return runLongLived(ctx, cfg)
+	}
 	tr := newTracker(cfg)
 	client := &http.Client{
 		Transport: tr, // the tracker enforces cfg.Timeout itself
@@ -55,7 +58,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if !ok {
 				return acc.report(), nil
 			}
-			acc.add(res, tr.take(res.Seq))
+			acc.add(judge(res, tr.take(res.Seq), acc.r.Strict))
 		case <-stop:
 			// Stop sending; requests in flight still finish and are judged.
 			atk.Stop()
@@ -100,93 +103,122 @@ func newAccumulator(cfg Config, started time.Time) *accumulator {
 	return &accumulator{r: r}
 }
 
+// outcome is one judged request, whichever client sent it.
+type outcome struct {
+	seq        uint64
+	at         time.Time
+	latency    time.Duration
+	class      Class
+	err        error
+	status     int
+	target     string
+	pod        string
+	version    string
+	conn       int // long-lived mode: which connection, from 1
+	reused     bool
+	firstByte  bool
+	retried    bool
+	retryCount bool // lenient mode: count it in Report.Retried
+}
+
 // judge classifies one vegeta result using what the transport saw.
-func judge(res *vegeta.Result, a *attempt, strict bool) (Class, error) {
+func judge(res *vegeta.Result, a *attempt, strict bool) outcome {
+	o := outcome{
+		seq: res.Seq, at: res.Timestamp, latency: res.Latency, status: int(res.Code), target: res.URL,
+		pod: res.Headers.Get(PodHeader), version: res.Headers.Get(VersionHeader),
+	}
+	if a != nil {
+		o.reused, o.firstByte, o.retried = a.reused, a.firstByte, a.retried()
+		o.retryCount = o.retried && !strict
+	}
 	switch {
 	case a == nil:
 		// The request never reached the transport (a target error).
 		if res.Error != "" && res.Code == 0 {
-			return classifyMessage(res.Error), errorString(res.Error)
+			o.class, o.err = classifyMessage(res.Error), errorString(res.Error)
+			return o
 		}
 	case a.err != nil:
-		err := a.cause()
-		return Classify(err, 0), err
+		o.err = a.cause()
+		o.class = Classify(o.err, 0)
+		return o
 	case strict && a.retried():
 		// Guard: strict requests are not replayable, so net/http should
 		// never retry them; if it did, the first attempt was still lost.
-		err := a.retryCause()
-		return Classify(err, 0), err
+		o.err = a.retryCause()
+		o.class = Classify(o.err, 0)
+		return o
 	case res.Code == 0 && res.Error != "":
 		// The transport saw no error but vegeta did: only its text is left.
-		return classifyMessage(res.Error), errorString(res.Error)
+		o.class, o.err = classifyMessage(res.Error), errorString(res.Error)
+		return o
 	}
-	return Classify(nil, int(res.Code)), nil
+	o.class = Classify(nil, int(res.Code))
+	return o
 }
 
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-func (acc *accumulator) add(res *vegeta.Result, a *attempt) {
+func (acc *accumulator) add(o outcome) {
 	r := acc.r
-	class, err := judge(res, a, r.Strict)
-	lost := class != OK
+	lost := o.class != OK
 	r.Total++
-	acc.samples = append(acc.samples, sample{seq: res.Seq, at: res.Timestamp, latency: res.Latency, lost: lost})
+	acc.samples = append(acc.samples, sample{seq: o.seq, at: o.at, latency: o.latency, lost: lost})
 
-	idx := int(res.Timestamp.Sub(r.Started) / BucketWidth)
+	idx := max(0, int(o.at.Sub(r.Started)/BucketWidth))
 	for len(r.Timeline) <= idx {
 		r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(len(r.Timeline)) * BucketWidth.Milliseconds()})
 	}
 	b := &r.Timeline[idx]
 	b.Sent++
-	if a != nil && a.retried() && !r.Strict {
+	if o.retryCount {
 		r.Retried++
 	}
 	if !lost {
 		r.OK++
 		b.OK++
-		if pod := res.Headers.Get(PodHeader); pod != "" {
-			r.ByPod[pod]++
+		if o.pod != "" {
+			r.ByPod[o.pod]++
 		}
-		if v := res.Headers.Get(VersionHeader); v != "" {
-			r.ByVersion[v]++
+		if o.version != "" {
+			r.ByVersion[o.version]++
 		}
 		return
 	}
 
 	r.Lost++
-	r.LostByClass[class]++
+	r.LostByClass[o.class]++
 	b.Lost++
 	if b.LostByClass == nil {
 		b.LostByClass = map[Class]int{}
 	}
-	b.LostByClass[class]++
-	if r.FirstLoss == nil || res.Timestamp.Before(*r.FirstLoss) {
-		t := res.Timestamp
+	b.LostByClass[o.class]++
+	if r.FirstLoss == nil || o.at.Before(*r.FirstLoss) {
+		t := o.at
 		r.FirstLoss = &t
 	}
-	if r.LastLoss == nil || res.Timestamp.After(*r.LastLoss) {
-		t := res.Timestamp
+	if r.LastLoss == nil || o.at.After(*r.LastLoss) {
+		t := o.at
 		r.LastLoss = &t
 	}
 	l := Loss{
-		Seq:       res.Seq,
-		At:        res.Timestamp,
-		LatencyMs: ms(res.Latency),
-		Class:     class,
-		Status:    int(res.Code),
-		Target:    res.URL,
-		Pod:       res.Headers.Get(PodHeader),
+		Seq:             o.seq,
+		At:              o.at,
+		LatencyMs:       ms(o.latency),
+		Class:           o.class,
+		Status:          o.status,
+		Target:          o.target,
+		Pod:             o.pod,
+		Conn:            o.conn,
+		ConnReused:      o.reused,
+		GotResponseByte: o.firstByte,
+		Retried:         o.retried,
+		IdleCloseRace:   o.reused && !o.firstByte && (o.class == EOF || o.class == Reset),
 	}
-	if err != nil {
-		l.Error = err.Error()
-	}
-	if a != nil {
-		l.ConnReused = a.reused
-		l.GotResponseByte = a.firstByte
-		l.Retried = a.retried()
-		l.IdleCloseRace = a.reused && !a.firstByte && (class == EOF || class == Reset)
+	if o.err != nil {
+		l.Error = o.err.Error()
 	}
 	if l.IdleCloseRace {
 		r.IdleCloseRace++

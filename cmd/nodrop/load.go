@@ -31,8 +31,15 @@ func newLoadCommand() *cobra.Command {
 HTTP 5xx or other unexpected status, connection refused, reset, EOF or timeout.
 
 Strict by default: a request the server dropped is lost even where Go's
-net/http would silently re-send it. Exit status: 0 nothing lost, 1 some
-requests lost, 2 bad input.`,
+net/http would silently re-send it.
+
+Long-lived mode (--connections N): N persistent connections send requests
+back to back for the whole run, over HTTP/1.1 (http:// URLs) or nodrop's
+multiplexed RPC protocol (rpc://host:port, --in-flight requests per
+connection). A connection that breaks loses what it had on the wire and is
+reported; nothing reconnects silently. This is the load for hot upgrades.
+
+Exit status: 0 nothing lost, 1 some requests lost, 2 bad input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(cfg.Targets) == 0 {
@@ -99,6 +106,8 @@ requests lost, 2 bad input.`,
 	f.BoolVar(&cfg.Lenient, "lenient", false, "let net/http retry requests that failed on a reused connection, as most Go clients do, and report how many it retried")
 	f.Uint64Var(&cfg.MaxWorkers, "max-workers", 0, "bound on concurrent requests (default: rate × timeout + 10)")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "bound on connections per host (default: max-workers)")
+	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc:// URLs)")
+	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc: requests each connection keeps on the wire")
 	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	return cmd
 }

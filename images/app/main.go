@@ -41,6 +41,7 @@ type config struct {
 	drainPeriod   time.Duration
 	drainTimeout  time.Duration
 	workTime      time.Duration
+	rpcListen     string
 }
 
 func main() {
@@ -74,6 +75,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.drainPeriod, "drain-period", 2*time.Second, "drain mode: keep serving with Connection: close this long")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 20*time.Second, "bound on waiting for in-flight requests")
 	fs.DurationVar(&c.workTime, "work-time", 0, "time each request takes")
+	fs.StringVar(&c.rpcListen, "rpc-listen", "", "also serve nodrop's multiplexed RPC protocol (package rpcwire) on this address")
 	fs.VisitAll(func(f *flag.Flag) {
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			fs.Set(f.Name, v)
@@ -121,15 +123,22 @@ func serve(cfg config) int {
 	var ready, terminating, draining atomic.Bool
 	srv := &http.Server{Handler: handler(cfg, &ready, &terminating, &draining), ReadHeaderTimeout: 10 * time.Second}
 
-	var ln net.Listener
+	rpc := &rpcServer{cfg: cfg, ready: &ready}
 	listen := func() error {
-		var err error
-		ln, err = net.Listen("tcp", cfg.listen)
+		ln, err := net.Listen("tcp", cfg.listen)
 		if err != nil {
 			return err
 		}
 		logEvent(cfg, "listening", "addr", ln.Addr().String())
 		go srv.Serve(ln)
+		if cfg.rpcListen != "" {
+			rln, err := net.Listen("tcp", cfg.rpcListen)
+			if err != nil {
+				return err
+			}
+			logEvent(cfg, "listening", "addr", rln.Addr().String(), "protocol", "rpc")
+			go rpc.serve(rln)
+		}
 		return nil
 	}
 	if cfg.listenEarly {
@@ -178,6 +187,9 @@ func serve(cfg config) int {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
 	defer cancel()
 	logEvent(cfg, "listener_closed")
+	// RPC clients cannot be told to leave: their connections close with
+	// whatever they have in flight.
+	rpc.close()
 	err := srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		logEvent(cfg, "drain_timeout", "after", cfg.drainTimeout.String())

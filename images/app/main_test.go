@@ -256,3 +256,33 @@ func TestMisbehaveEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// Over the RPC protocol, the same drain that loses nothing on HTTP loses
+// the requests on the wire: RPC has no Connection: close, so the app can
+// only close the connections under its clients.
+func TestRPCAnswersAndItsShutdownLoses(t *testing.T) {
+	rpcAddr := freePort(t)
+	p := startApp(t, "--graceful", "drain", "--drain-period", "300ms", "--version", "v3", "--rpc-listen", rpcAddr)
+	p.waitEvent(t, "ready", 5*time.Second)
+	cfg := loadgen.Config{Targets: []string{"rpc://" + rpcAddr}, Connections: 10, Rate: 1000, Duration: 500 * time.Millisecond}
+	r, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Lossless() || r.ByVersion["v3"] != r.Total || r.ByPod["test"] != r.Total {
+		t.Fatalf("healthy rpc: %s, by version %v, by pod %v", r.Summary(), r.ByVersion, r.ByPod)
+	}
+	cfg.Duration = 1500 * time.Millisecond
+	cfg.Progress = func(pr loadgen.Progress) {
+		if pr.Sent >= 400 && pr.Elapsed < time.Second {
+			p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	r, err = loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LostByClass[loadgen.Reset]+r.LostByClass[loadgen.EOF] == 0 || r.BrokenConnections == 0 {
+		t.Fatalf("rpc across the app's shutdown: %s, broken %d; want requests cut on broken connections", r.Summary(), r.BrokenConnections)
+	}
+}

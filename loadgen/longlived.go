@@ -1,0 +1,391 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/rpcwire"
+)
+
+// Protocols of long-lived mode, chosen by the target's scheme.
+const (
+	ProtocolHTTP = "http" // HTTP/1.1 keep-alive, one request at a time per connection
+	ProtocolRPC  = "rpc"  // rpcwire, several requests in flight per connection
+)
+
+// DefaultInFlight is how many requests an RPC connection keeps on the wire.
+const DefaultInFlight = 4
+
+// errConnClosedByServer is an HTTP response that said Connection: close:
+// the server asked the client to move, which is how a drain should look.
+var errConnClosedByServer = errors.New("server answered Connection: close")
+
+// runLongLived is Run in long-lived mode: cfg.Connections connections,
+// each sending back to back (paced so all together send at most cfg.Rate
+// per second) for the whole run. A connection that breaks loses what it
+// had on the wire and is dialled again, and both are reported; one the
+// server closes politely (HTTP Connection: close) counts as a reconnect,
+// not a loss.
+func runLongLived(ctx context.Context, cfg Config) (*Report, error) {
+	started := time.Now()
+	acc := newAccumulator(cfg, started)
+	acc.r.Connections = cfg.Connections
+	acc.r.Protocol = cfg.protocol()
+	acc.r.KeepAlive = true
+
+	duration := cfg.Duration
+	if duration == 0 {
+		duration = MaxDuration
+	}
+	sendCtx, stopSending := context.WithTimeout(ctx, duration)
+	defer stopSending()
+
+	ll := &longLived{cfg: cfg, outcomes: make(chan outcome, 4096), started: started}
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) * float64(cfg.Connections) / float64(cfg.Rate))
+	for i := range cfg.Connections {
+		target := cfg.Targets[i%len(cfg.Targets)]
+		// Spread the connections' first requests over one interval.
+		first := started.Add(interval * time.Duration(i) / time.Duration(cfg.Connections))
+		w := &connWorker{ll: ll, id: i + 1, target: target, interval: interval, next: first}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if acc.r.Protocol == ProtocolRPC {
+				w.runRPC(sendCtx)
+			} else {
+				w.runHTTP(sendCtx)
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(ll.outcomes)
+	}()
+
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case o, ok := <-ll.outcomes:
+			if !ok {
+				r := acc.report()
+				r.Reconnects = int(ll.reconnects.Load())
+				r.BrokenConnections = int(ll.broken.Load())
+				return r, nil
+			}
+			acc.add(o)
+		case <-tick.C:
+			if cfg.Progress != nil {
+				cfg.Progress(Progress{Elapsed: time.Since(started), Sent: acc.r.Total, Lost: acc.r.Lost})
+			}
+		}
+	}
+}
+
+type longLived struct {
+	cfg        Config
+	started    time.Time
+	seq        atomic.Uint64
+	outcomes   chan outcome
+	reconnects atomic.Int64 // polite closes (Connection: close), then a new connection
+	broken     atomic.Int64 // connections that failed under requests
+}
+
+// connWorker is one long-lived connection and its pacing.
+type connWorker struct {
+	ll       *longLived
+	id       int
+	target   string
+	interval time.Duration
+	next     time.Time
+}
+
+// waitTurn blocks until the connection's next send slot, or returns false
+// when sending is over. A connection that fell behind sends at once but
+// does not catch up in a burst.
+func (w *connWorker) waitTurn(ctx context.Context) bool {
+	now := time.Now()
+	if d := w.next.Sub(now); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	} else if ctx.Err() != nil {
+		return false
+	}
+	w.next = maxTime(w.next.Add(w.interval), now)
+	return true
+}
+
+func (w *connWorker) dial() (net.Conn, error) {
+	u, _ := url.Parse(w.target)
+	c, err := net.DialTimeout("tcp", u.Host, w.ll.cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	// Closing at the end of the run must not leave a TIME_WAIT per
+	// connection, nor look to the server like a half-close it must answer.
+	c.(*net.TCPConn).SetLinger(0)
+	return c, nil
+}
+
+// countingReader tells whether any byte of a response arrived.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (w *connWorker) runHTTP(ctx context.Context) {
+	var (
+		conn   net.Conn
+		cr     *countingReader
+		br     *bufio.Reader
+		served int // requests answered on conn
+	)
+	closeConn := func() {
+		if conn != nil {
+			conn.Close()
+			conn = nil
+		}
+	}
+	defer closeConn()
+	for w.waitTurn(ctx) {
+		o := outcome{seq: w.ll.seq.Add(1), at: time.Now(), target: w.target, conn: w.id}
+		if conn == nil {
+			c, err := w.dial()
+			if err != nil {
+				o.latency, o.err = time.Since(o.at), err
+				o.class = Classify(err, 0)
+				w.ll.outcomes <- o
+				continue
+			}
+			conn, served = c, 0
+			cr = &countingReader{r: conn}
+			br = bufio.NewReader(cr)
+		}
+		o.reused = served > 0
+		resp, err := w.roundTripHTTP(conn, br, cr, o.seq)
+		o.latency = time.Since(o.at)
+		o.firstByte = cr.n > 0
+		if err != nil {
+			o.err = err
+			o.class = Classify(err, 0)
+			w.ll.broken.Add(1)
+			closeConn()
+			w.ll.outcomes <- o
+			continue
+		}
+		served++
+		o.status = resp.StatusCode
+		o.pod, o.version = resp.Header.Get(PodHeader), resp.Header.Get(VersionHeader)
+		o.class = Classify(nil, resp.StatusCode)
+		if resp.Close {
+			w.ll.reconnects.Add(1)
+			closeConn()
+		}
+		w.ll.outcomes <- o
+	}
+}
+
+// roundTripHTTP sends one request on conn and reads its whole response,
+// within the run's per-request timeout.
+func (w *connWorker) roundTripHTTP(conn net.Conn, br *bufio.Reader, cr *countingReader, seq uint64) (*http.Response, error) {
+	cfg := w.ll.cfg
+	deadline := time.Now().Add(cfg.Timeout)
+	conn.SetDeadline(deadline)
+	cr.n = 0
+	req, err := http.NewRequest(cfg.Method, w.target, bytes.NewReader(cfg.Body))
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range cfg.Header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("X-Nodrop-Seq", strconv.FormatUint(seq, 10))
+	bw := bufio.NewWriter(conn)
+	if err := req.Write(bw); err != nil {
+		return nil, w.deadlineErr(err)
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, w.deadlineErr(err)
+	}
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, w.deadlineErr(err)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, w.deadlineErr(err)
+	}
+	return resp, nil
+}
+
+func (w *connWorker) deadlineErr(err error) error {
+	if isNetTimeout(err) {
+		return &timeoutError{after: w.ll.cfg.Timeout, err: err}
+	}
+	return err
+}
+
+// rpcConn is one RPC connection with the requests it has on the wire.
+type rpcConn struct {
+	conn    net.Conn
+	wmu     sync.Mutex
+	mu      sync.Mutex
+	pending map[uint64]*rpcCall
+	broken  bool
+	sent    int
+}
+
+type rpcCall struct {
+	o     outcome
+	timer *time.Timer
+}
+
+func (w *connWorker) runRPC(ctx context.Context) {
+	cfg := w.ll.cfg
+	window := make(chan struct{}, cfg.InFlight)
+	var cur *rpcConn
+	var calls sync.WaitGroup
+	finish := func(rc *rpcConn, id uint64, f *rpcwire.Frame, err error) {
+		rc.mu.Lock()
+		call, ok := rc.pending[id]
+		delete(rc.pending, id)
+		rc.mu.Unlock()
+		if !ok {
+			return // already judged (timed out, or its connection broke)
+		}
+		call.timer.Stop()
+		o := call.o
+		o.latency = time.Since(o.at)
+		switch {
+		case err != nil:
+			o.err, o.class = err, Classify(err, 0)
+		case f.Status != rpcwire.StatusOK:
+			o.status, o.class = int(f.Status), HTTP5xx
+			o.err = fmt.Errorf("rpc error status %d: %s", f.Status, f.Payload)
+		default:
+			o.firstByte = true
+			o.pod, o.version, _ = strings.Cut(string(f.Payload), " ")
+		}
+		w.ll.outcomes <- o
+		<-window
+		calls.Done()
+	}
+	breakConn := func(rc *rpcConn, err error) {
+		rc.mu.Lock()
+		if rc.broken {
+			rc.mu.Unlock()
+			return
+		}
+		rc.broken = true
+		ids := make([]uint64, 0, len(rc.pending))
+		for id := range rc.pending {
+			ids = append(ids, id)
+		}
+		rc.mu.Unlock()
+		rc.conn.Close()
+		if len(ids) > 0 {
+			w.ll.broken.Add(1)
+		}
+		for _, id := range ids {
+			finish(rc, id, nil, err)
+		}
+	}
+	read := func(rc *rpcConn) {
+		br := bufio.NewReader(rc.conn)
+		for {
+			f, err := rpcwire.Read(br)
+			if err == nil && f.Kind != rpcwire.KindResponse {
+				err = fmt.Errorf("%w: kind %d from the server", rpcwire.ErrMalformed, f.Kind)
+			}
+			if err != nil {
+				breakConn(rc, err)
+				return
+			}
+			finish(rc, f.ID, &f, nil)
+		}
+	}
+
+	for w.waitTurn(ctx) {
+		select {
+		case window <- struct{}{}:
+		case <-ctx.Done():
+			continue // the loop ends at waitTurn
+		}
+		calls.Add(1)
+		o := outcome{seq: w.ll.seq.Add(1), at: time.Now(), target: w.target, conn: w.id}
+		if cur != nil {
+			cur.mu.Lock()
+			if cur.broken {
+				cur = nil
+			}
+			if cur != nil {
+				cur.mu.Unlock()
+			}
+		}
+		if cur == nil {
+			c, err := w.dial()
+			if err != nil {
+				o.latency, o.err, o.class = time.Since(o.at), err, Classify(err, 0)
+				w.ll.outcomes <- o
+				<-window
+				calls.Done()
+				continue
+			}
+			cur = &rpcConn{conn: c, pending: map[uint64]*rpcCall{}}
+			go read(cur)
+		}
+		rc := cur
+		id := o.seq
+		rc.mu.Lock()
+		o.reused = rc.sent > 0
+		rc.sent++
+		call := &rpcCall{o: o}
+		call.timer = time.AfterFunc(cfg.Timeout, func() {
+			finish(rc, id, nil, &timeoutError{after: cfg.Timeout, err: context.DeadlineExceeded})
+		})
+		rc.pending[id] = call
+		rc.mu.Unlock()
+
+		rc.wmu.Lock()
+		rc.conn.SetWriteDeadline(time.Now().Add(cfg.Timeout))
+		err := rpcwire.Write(rc.conn, rpcwire.Frame{ID: id, Kind: rpcwire.KindRequest, Payload: []byte("nodrop")})
+		rc.wmu.Unlock()
+		if err != nil {
+			breakConn(rc, err)
+		}
+	}
+	// Sending is over: let what is on the wire finish (each call ends by
+	// its answer, its timeout or its connection breaking), then close.
+	calls.Wait()
+	if cur != nil {
+		cur.mu.Lock()
+		cur.broken = true
+		cur.mu.Unlock()
+		cur.conn.Close()
+	}
+}
