@@ -100,7 +100,7 @@ type longLived struct {
 	started    time.Time
 	seq        atomic.Uint64
 	outcomes   chan outcome
-	reconnects atomic.Int64 // polite closes (Connection: close), then a new connection
+	reconnects atomic.Int64 // closed by the server without a loss (Connection: close, idle RPC), then a new connection
 	broken     atomic.Int64 // connections that failed under requests
 }
 
@@ -310,6 +310,10 @@ func (w *connWorker) runRPC(ctx context.Context) {
 		rc.conn.Close()
 		if len(ids) > 0 {
 			w.ll.broken.Add(1)
+		} else if !errors.Is(err, net.ErrClosed) {
+			// Closed by the server between requests: nothing lost, and
+			// the next request opens another connection.
+			w.ll.reconnects.Add(1)
 		}
 		for _, id := range ids {
 			finish(rc, id, nil, err)

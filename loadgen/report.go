@@ -48,9 +48,10 @@ type Report struct {
 	Retried int `json:"retried"`
 
 	// Long-lived mode: how many persistent connections, over which
-	// protocol; how often the server closed one politely (HTTP
-	// Connection: close) and the client opened another; how many broke
-	// with requests on the wire.
+	// protocol; how often the server closed one without losing a request
+	// (HTTP Connection: close, or an RPC connection with nothing on the
+	// wire) and the client opened another; how many broke with requests
+	// on the wire.
 	Connections       int    `json:"connections,omitempty"`
 	Protocol          string `json:"protocol,omitempty"`
 	Reconnects        int    `json:"reconnects"`
@@ -194,7 +195,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("  idle-close race", "%d of the lost were on a reused connection before any response byte", r.IdleCloseRace)
 	}
 	if r.Connections > 0 {
-		row("connections", "%d reopened after the server said Connection: close, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)
+		row("connections", "%d closed by the server with nothing lost and reopened, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)
 	}
 	if !r.Strict {
 		row("retried", "%d (net/http re-sent them; strict mode counts them as lost)", r.Retried)

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/rpcwire"
+)
+
+var proxyBin, appBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nodrop-proxy-test")
+	if err != nil {
+		panic(err)
+	}
+	proxyBin, appBin = filepath.Join(dir, "proxy"), filepath.Join(dir, "app")
+	for bin, pkg := range map[string]string{proxyBin: ".", appBin: "../app"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a proxy or app process with its JSON log lines.
+type proc struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	events []map[string]any
+	done   chan struct{}
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				p.mu.Lock()
+				p.events = append(p.events, m)
+				p.mu.Unlock()
+			}
+		}
+		p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *proc) event(name string) map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.events {
+		if e["event"] == name {
+			return e
+		}
+	}
+	return nil
+}
+
+func (p *proc) waitEvent(t *testing.T, name string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if e := p.event(name); e != nil {
+			return e
+		}
+		select {
+		case <-p.done:
+			if e := p.event(name); e != nil {
+				return e
+			}
+			t.Fatalf("process exited before %q; events: %v", name, p.events)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no %q within 10s; events: %v", name, p.events)
+	return nil
+}
+
+func (p *proc) waitExit(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("exit code %d; events: %v", code, p.events)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("still running; events: %v", p.events)
+	}
+}
+
+// setup is an app and the address, socket and flags of a proxy in front.
+type setup struct {
+	httpAddr, rpcAddr string
+	args              []string
+}
+
+func newSetup(t *testing.T, proxyArgs ...string) setup {
+	t.Helper()
+	appHTTP, appRPC := freeAddr(t), freeAddr(t)
+	// 30 ms of work per request keeps requests on the wire on every
+	// connection at every moment, as back-to-back clients do.
+	app := start(t, appBin, "--listen", appHTTP, "--rpc-listen", appRPC, "--pod", "app", "--work-time", "30ms")
+	app.waitEvent(t, "ready")
+	s := setup{httpAddr: freeAddr(t), rpcAddr: freeAddr(t)}
+	s.args = append([]string{
+		"--listen", s.httpAddr, "--rpc-listen", s.rpcAddr, "--upstream", appHTTP, "--rpc-upstream", appRPC,
+		"--socket", filepath.Join(t.TempDir(), "proxy.sock"), "--pod", "proxy",
+	}, proxyArgs...)
+	return s
+}
+
+func (s setup) start(t *testing.T, version string) *proc {
+	t.Helper()
+	p := start(t, proxyBin, append(s.args, "--version", version)...)
+	p.waitEvent(t, "serving")
+	return p
+}
+
+// upgrade starts the next version, which takes over from old, and waits
+// for old to exit.
+func (s setup) upgrade(t *testing.T, old *proc, version string) *proc {
+	t.Helper()
+	next := s.start(t, version)
+	old.waitExit(t)
+	return next
+}
+
+// underLoad runs long-lived HTTP and RPC load against the proxy while
+// during() runs, plus 300 ms, and returns both reports.
+func (s setup) underLoad(t *testing.T, conns int, during func()) (httpR, rpcR *loadgen.Report) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	run := func(target string, out **loadgen.Report) {
+		defer wg.Done()
+		r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{target}, Connections: conns, Rate: 500, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		*out = r
+	}
+	wg.Add(2)
+	go run("http://"+s.httpAddr+"/", &httpR)
+	go run("rpc://"+s.rpcAddr, &rpcR)
+	time.Sleep(300 * time.Millisecond) // load is flowing on every connection
+	during()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	return httpR, rpcR
+}
+
+func table(r *loadgen.Report) string {
+	var b strings.Builder
+	r.WriteTable(&b)
+	return b.String()
+}
+
+// The claim: listener handoff plus connection migration loses
+// nothing, over HTTP and over RPC, across 20 consecutive upgrades, and no
+// client connection is ever closed.
+func TestMigrationLosesNothingAcross20Upgrades(t *testing.T) {
+	s := newSetup(t, "--upgrade", "migrate")
+	cur := s.start(t, "v0")
+	var adopted []float64
+	httpR, rpcR := s.underLoad(t, 10, func() {
+		for i := 1; i <= 20; i++ {
+			time.Sleep(100 * time.Millisecond) // load between upgrades, not only across them
+			cur = s.upgrade(t, cur, fmt.Sprintf("v%d", i))
+			adopted = append(adopted, cur.waitEvent(t, "takeover_done")["adopted_connections"].(float64))
+		}
+	})
+	for _, r := range []*loadgen.Report{httpR, rpcR} {
+		if !r.Lossless() || r.BrokenConnections != 0 || r.Reconnects != 0 {
+			t.Errorf("%s load across 20 migrations: want 0 lost, 0 broken, 0 reconnects:\n%s", r.Protocol, table(r))
+		}
+		if r.Total < 600 {
+			t.Errorf("%s: only %d requests", r.Protocol, r.Total)
+		}
+	}
+	for i, n := range adopted {
+		if n != 20 {
+			t.Errorf("upgrade %d adopted %v connections, want all 20 (10 HTTP + 10 RPC)", i+1, n)
+		}
+	}
+}
+
+// A request cut in two by the handoff keeps its first half: the old
+// process hands over the bytes it read, the new one answers.
+func TestMigratedConnectionsKeepTheirUnreadBytes(t *testing.T) {
+	s := newSetup(t, "--upgrade", "migrate")
+	old := s.start(t, "v1")
+
+	hc, err := net.Dial("tcp", s.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	rc, err := net.Dial("tcp", s.rpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	httpReq := "GET /split HTTP/1.1\r\nHost: proxy\r\nX-Long-Header: " + strings.Repeat("x", 100) + "\r\n\r\n"
+	rpcReq := rpcwire.Frame{ID: 42, Kind: rpcwire.KindRequest, Payload: []byte("split across the handoff")}.Append(nil)
+	half := func(b []byte) int { return len(b) / 2 }
+	if _, err := hc.Write([]byte(httpReq[:half([]byte(httpReq))])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.Write(rpcReq[:half(rpcReq)]); err != nil {
+		t.Fatal(err)
+	}
+	// Let the old process read both halves before the upgrade.
+	time.Sleep(100 * time.Millisecond)
+	next := s.upgrade(t, old, "v2")
+	end := old.event("migration_end")
+	if end == nil || end["migrated_connections"].(float64) != 2 || int(end["pending_bytes"].(float64)) != half([]byte(httpReq))+half(rpcReq) {
+		t.Fatalf("migration_end = %v; want 2 connections carrying both halves", end)
+	}
+	hc.Write([]byte(httpReq[half([]byte(httpReq)):]))
+	rc.Write(rpcReq[half(rpcReq):])
+
+	hc.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(hc), nil)
+	if err != nil {
+		t.Fatalf("HTTP answer after migration: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get(proxyHeader) != "v2" {
+		t.Errorf("HTTP answer: %s from proxy %q; want 200 from v2", resp.Status, resp.Header.Get(proxyHeader))
+	}
+	rc.SetDeadline(time.Now().Add(5 * time.Second))
+	f, err := rpcwire.Read(rc)
+	if err != nil {
+		t.Fatalf("RPC answer after migration: %v", err)
+	}
+	if f.ID != 42 || f.Status != rpcwire.StatusOK || !strings.HasPrefix(string(f.Payload), "app ") {
+		t.Errorf("RPC answer %+v", f)
+	}
+	next.waitEvent(t, "takeover_done")
+}
+
+// Negative controls and the right drain, one upgrade each.
+func TestDrainInsteadOfMigration(t *testing.T) {
+	t.Run("connection-close drain loses no HTTP request but every RPC connection breaks", func(t *testing.T) {
+		s := newSetup(t, "--upgrade", "drain", "--drain-style", "connection-close", "--drain-period", "500ms")
+		cur := s.start(t, "v1")
+		httpR, rpcR := s.underLoad(t, 10, func() { cur = s.upgrade(t, cur, "v2") })
+		if !httpR.Lossless() || httpR.Reconnects < 10 {
+			t.Errorf("HTTP: want 0 lost and every connection reopened after Connection: close:\n%s", table(httpR))
+		}
+		if rpcR.Lost == 0 || rpcR.BrokenConnections == 0 {
+			t.Errorf("RPC: want requests lost on broken connections (RPC has no close signal):\n%s", table(rpcR))
+		}
+	})
+	t.Run("closing idle connections at once loses HTTP requests (idle-close race)", func(t *testing.T) {
+		s := newSetup(t, "--upgrade", "drain", "--drain-style", "close-idle")
+		cur := s.start(t, "v1")
+		httpR, _ := s.underLoad(t, 10, func() { cur = s.upgrade(t, cur, "v2") })
+		if httpR.Lost == 0 || httpR.IdleCloseRace == 0 {
+			t.Errorf("HTTP: want idle-close races:\n%s", table(httpR))
+		}
+	})
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--upgrade", "teleport"},
+		{"--drain-style", "hope"},
+		{"--after-handoff", "linger"},
+		{"--kruise-socket-dir", "/tmp"}, // no SIDECARSET_VERSION
+		{"stray"},
+	} {
+		cmd := exec.Command(proxyBin, args...)
+		cmd.Env = []string{}
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.HasPrefix(string(out), "proxy:") {
+			t.Errorf("%v: %v, %q; want exit 2 and one line", args, err, out)
+		}
+	}
+}
+
+// Without a handoff, replacing the proxy (stop the old one, start the new
+// one: what a restart or a cold upgrade does) loses requests on both
+// protocols, even with the old one draining properly.
+func TestRestartWithoutHandoffLoses(t *testing.T) {
+	s := newSetup(t, "--drain-period", "200ms")
+	cur := s.start(t, "v1")
+	httpR, rpcR := s.underLoad(t, 10, func() {
+		cur.cmd.Process.Signal(os.Interrupt)
+		cur.waitExit(t)
+		cur = s.start(t, "v2")
+	})
+	if httpR.LostByClass[loadgen.Refused] == 0 {
+		t.Errorf("HTTP: want refused connections while no process listens:\n%s", table(httpR))
+	}
+	if rpcR.Lost == 0 {
+		t.Errorf("RPC: want requests lost:\n%s", table(rpcR))
+	}
+}
