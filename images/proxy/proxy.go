@@ -340,4 +340,3 @@ func (p *proxy) serveControl(ln *net.UnixListener) error {
 		return nil
 	}
 }
-
