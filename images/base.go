@@ -14,15 +14,16 @@ import (
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
-// Debian base of the images that need a shell or an init: debootstrap's
-// minbase (dash as /bin/sh, coreutils for `sleep`) plus tini and
-// dumb-init, from Debian's packages, imported into Docker. No registry.
+// Debian base of the images that need a shell, an init or nginx:
+// debootstrap's minbase (dash as /bin/sh, coreutils for `sleep`) plus
+// tini, dumb-init and nginx-light, from Debian's packages, imported into
+// Docker. No registry.
 const (
 	baseSuite = "bookworm"
 	baseRepo  = "nodrop/debian-base"
 )
 
-var basePackages = []string{"tini", "dumb-init"}
+var basePackages = []string{"tini", "dumb-init", "nginx-light"}
 
 // BaseRef is the reference of the Debian base image.
 func BaseRef() string {

@@ -28,6 +28,16 @@ type Image struct {
 	// Debian says the Dockerfile builds FROM the Debian base image
 	// (ARG BASE); the others are FROM scratch.
 	Debian bool
+	// Programs are the Go programs under images/ compiled into the build
+	// context, each as a binary of its name. Default: Dir's own.
+	Programs []string
+}
+
+func (img Image) programs() []string {
+	if len(img.Programs) > 0 {
+		return img.Programs
+	}
+	return []string{img.Dir}
 }
 
 // Catalogue lists every image nodrop builds.
@@ -38,6 +48,16 @@ var Catalogue = []Image{
 	{Repo: "nodrop/app", Variant: "start-sh-no-exec", Dir: "app", Dockerfile: "Dockerfile.start-sh-no-exec", Debian: true},
 	{Repo: "nodrop/app", Variant: "start-sh-exec", Dir: "app", Dockerfile: "Dockerfile.start-sh-exec", Debian: true},
 	{Repo: "nodrop/app", Variant: "tini", Dir: "app", Dockerfile: "Dockerfile.tini", Debian: true},
+	// The hot-upgradable sidecar proxy: two versions and Kruise's empty
+	// placeholder (the same binary; SIDECARSET_VERSION=0 keeps it idle).
+	{Repo: "nodrop/proxy", Variant: "proxy", Dir: "proxy", Dockerfile: "Dockerfile"},
+	{Repo: "nodrop/proxy", Variant: "proxy-v2", Dir: "proxy", Dockerfile: "Dockerfile.v2"},
+	{Repo: "nodrop/proxy", Variant: "proxy-empty", Dir: "proxy", Dockerfile: "Dockerfile.empty"},
+	// Debian's nginx for in-place binary upgrades (USR2, WINCH, QUIT):
+	// under nodrop's init, and the two negative controls.
+	{Repo: "nodrop/nginx", Variant: "nginx-init", Dir: "nginx", Dockerfile: "Dockerfile", Debian: true, Programs: []string{"init"}},
+	{Repo: "nodrop/nginx", Variant: "nginx-pid1", Dir: "nginx", Dockerfile: "Dockerfile.pid1", Debian: true, Programs: []string{"init"}},
+	{Repo: "nodrop/nginx", Variant: "nginx-tini", Dir: "nginx", Dockerfile: "Dockerfile.tini", Debian: true, Programs: []string{"init"}},
 }
 
 // Find returns the catalogue image of a variant.
@@ -81,7 +101,7 @@ func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]
 		dir, ok := contexts[img.Dir]
 		if !ok {
 			var err error
-			if dir, err = buildContext(ctx, root, cacheDir, img.Dir, log); err != nil {
+			if dir, err = buildContext(ctx, root, cacheDir, img.Dir, img.programs(), log); err != nil {
 				return nil, err
 			}
 			contexts[img.Dir] = dir
@@ -113,9 +133,9 @@ func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]
 	return built, nil
 }
 
-// buildContext compiles images/<name> into a fresh build context beside
-// copies of the directory's other files (Dockerfiles, scripts).
-func buildContext(ctx context.Context, root, cacheDir, name string, log *progress.Logger) (string, error) {
+// buildContext compiles the Go programs into a fresh build context
+// beside copies of images/<name>'s other files (Dockerfiles, scripts).
+func buildContext(ctx context.Context, root, cacheDir, name string, programs []string, log *progress.Logger) (string, error) {
 	src := filepath.Join(root, "images", name)
 	dir := filepath.Join(cacheDir, "image-contexts", name)
 	if err := os.RemoveAll(dir); err != nil {
@@ -126,7 +146,7 @@ func buildContext(ctx context.Context, root, cacheDir, name string, log *progres
 	}
 	entries, err := os.ReadDir(src)
 	if err != nil {
-		return "", fmt.Errorf("reading sample app %s: %w", name, err)
+		return "", fmt.Errorf("reading image sources %s: %w", name, err)
 	}
 	for _, e := range entries {
 		if e.IsDir() || strings.HasSuffix(e.Name(), ".go") {
@@ -136,11 +156,13 @@ func buildContext(ctx context.Context, root, cacheDir, name string, log *progres
 			return "", err
 		}
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, name), "./images/"+name)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if err := log.Run(ctx, cmd); err != nil {
-		return "", fmt.Errorf("compiling sample app %s: %w", name, err)
+	for _, prog := range programs {
+		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, prog), "./images/"+prog)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if err := log.Run(ctx, cmd); err != nil {
+			return "", fmt.Errorf("compiling %s for image %s: %w", prog, name, err)
+		}
 	}
 	return dir, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,31 +23,7 @@ const stopTimeout = 4 * time.Second
 // Each PID 1 variant, run with docker run and stopped with docker stop:
 // does SIGTERM reach the app, and how long does the stop take?
 func TestPID1Variants(t *testing.T) {
-	if err := exec.Command("docker", "version").Run(); err != nil {
-		t.Fatalf("these tests need a Docker engine (hack/ensure-docker.sh starts one): %v", err)
-	}
-	wd, _ := os.Getwd()
-	root, err := images.SourceRoot(wd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := os.Getenv("NODROP_CACHE"); d != "" {
-		cache = d
-	} else {
-		cache += "/nodrop"
-	}
-	built, err := images.Build(context.Background(), root, cache, progress.New(os.Stderr, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	refs := map[string]string{}
-	for _, b := range built {
-		refs[b.Variant] = b.Ref
-	}
+	refs := buildAll(t)
 	for _, tc := range []struct {
 		variant     string
 		appIsPID1   bool
@@ -81,6 +58,51 @@ func TestPID1Variants(t *testing.T) {
 			t.Logf("%s: app pid %v, saw SIGTERM %v, docker stop took %s", tc.variant, start["pid"], sawTERM, took.Round(10*time.Millisecond))
 		})
 	}
+}
+
+var (
+	buildOnce sync.Once
+	builtRefs map[string]string
+	buildErr  error
+)
+
+// buildAll builds the image catalogue once per test binary.
+func buildAll(t *testing.T) map[string]string {
+	t.Helper()
+	if err := exec.Command("docker", "version").Run(); err != nil {
+		t.Fatalf("these tests need a Docker engine (hack/ensure-docker.sh starts one): %v", err)
+	}
+	buildOnce.Do(func() {
+		wd, _ := os.Getwd()
+		root, err := images.SourceRoot(wd)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		if d := os.Getenv("NODROP_CACHE"); d != "" {
+			cache = d
+		} else {
+			cache += "/nodrop"
+		}
+		built, err := images.Build(context.Background(), root, cache, progress.New(os.Stderr, false))
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtRefs = map[string]string{}
+		for _, b := range built {
+			builtRefs[b.Variant] = b.Ref
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtRefs
 }
 
 // runAndStop starts the image, waits for the app to be ready, stops the
