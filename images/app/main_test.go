@@ -262,7 +262,8 @@ func TestMisbehaveEndpoints(t *testing.T) {
 // only close the connections under its clients.
 func TestRPCAnswersAndItsShutdownLoses(t *testing.T) {
 	rpcAddr := freePort(t)
-	p := startApp(t, "--graceful", "drain", "--drain-period", "300ms", "--version", "v3", "--rpc-listen", rpcAddr)
+	// 30 ms of work keeps requests on the wire on every connection.
+	p := startApp(t, "--graceful", "drain", "--drain-period", "300ms", "--version", "v3", "--rpc-listen", rpcAddr, "--work-time", "30ms")
 	p.waitEvent(t, "ready", 5*time.Second)
 	cfg := loadgen.Config{Targets: []string{"rpc://" + rpcAddr}, Connections: 10, Rate: 1000, Duration: 500 * time.Millisecond}
 	r, err := loadgen.Run(context.Background(), cfg)
