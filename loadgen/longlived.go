@@ -344,11 +344,10 @@ func (w *connWorker) runRPC(ctx context.Context) {
 		o := outcome{seq: w.ll.seq.Add(1), at: time.Now(), target: w.target, conn: w.id}
 		if cur != nil {
 			cur.mu.Lock()
-			if cur.broken {
+			broken := cur.broken
+			cur.mu.Unlock()
+			if broken {
 				cur = nil
-			}
-			if cur != nil {
-				cur.mu.Unlock()
 			}
 		}
 		if cur == nil {
