@@ -29,7 +29,7 @@ docker:
 # table (also in out/).
 run: docker build
 	./$(BIN)/nodrop cluster up --recreate
-	$(MAKE) e2e LABELS='rollout'
+	$(MAKE) e2e LABELS='rollout || hotupgrade'
 
 # Everything CI checks: formatting, vet, unit and process tests, then the
 # suites on the kind cluster.
@@ -52,7 +52,7 @@ e2e:
 
 # CI's subset: every spec (each catalogue variant in both load modes).
 e2e-ci:
-	$(MAKE) e2e LABELS='cluster || rollout'
+	$(MAKE) e2e LABELS='cluster || rollout || hotupgrade'
 
 node-image: build docker
 	./$(BIN)/nodrop node-image build

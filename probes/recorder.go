@@ -2,6 +2,7 @@ package probes
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -78,7 +79,10 @@ type Recorder struct {
 
 type podState struct {
 	scheduled, ready, deleting bool
-	started, terminated        map[string]bool
+	// Per container: the ID of the instance last seen running, and of
+	// the one whose termination was recorded. A restart in place (a
+	// crash, Kruise replacing a sidecar's image) is a new instance.
+	started, terminated map[string]string
 }
 
 type endpointState struct{ ready, serving, terminating bool }
@@ -142,6 +146,20 @@ func (r *Recorder) Events() []Event {
 	return out
 }
 
+// Record adds an event the spec itself saw, such as a step of an upgrade
+// it ran in a container.
+func (r *Recorder) Record(e Event) { r.add(e) }
+
+// RecordLines records every JSON lifecycle line in out (the format of the
+// sample app, the proxy and nginx-upgrade) as an app event of pod.
+func (r *Recorder) RecordLines(pod string, out []byte) {
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		if e, ok := parseAppLine(pod, line); ok {
+			r.add(e)
+		}
+	}
+}
+
 func (r *Recorder) add(e Event) {
 	if e.At.IsZero() {
 		e.At = time.Now()
@@ -155,7 +173,7 @@ func (r *Recorder) onPod(p *corev1.Pod) {
 	r.mu.Lock()
 	st, seen := r.pods[p.Name]
 	if !seen {
-		st = podState{started: map[string]bool{}, terminated: map[string]bool{}}
+		st = podState{started: map[string]string{}, terminated: map[string]string{}}
 	}
 	var events []Event
 	now := time.Now()
@@ -170,18 +188,28 @@ func (r *Recorder) onPod(p *corev1.Pod) {
 		ev(PodScheduled, p.Spec.NodeName)
 	}
 	for _, c := range p.Status.ContainerStatuses {
-		if c.State.Running != nil && !st.started[c.Name] {
-			st.started[c.Name] = true
-			ev(ContainerStarted, c.Name)
-			if !r.following[p.Name+"/"+c.Name] {
-				r.following[p.Name+"/"+c.Name] = true
+		// A restarted container's previous instance ended: its exit is
+		// in LastTerminationState once the new one runs.
+		if t := c.LastTerminationState.Terminated; t != nil && t.ContainerID != "" && st.terminated[c.Name] != t.ContainerID {
+			st.terminated[c.Name] = t.ContainerID
+			ev(ContainerTerminated, fmt.Sprintf("%s exited %d%s (%s)", c.Name, t.ExitCode, signalName(t.ExitCode), t.Reason))
+		}
+		if t := c.State.Terminated; t != nil && st.terminated[c.Name] != t.ContainerID {
+			st.terminated[c.Name] = t.ContainerID
+			ev(ContainerTerminated, fmt.Sprintf("%s exited %d%s (%s)", c.Name, t.ExitCode, signalName(t.ExitCode), t.Reason))
+		}
+		if c.State.Running != nil && c.ContainerID != "" && st.started[c.Name] != c.ContainerID {
+			detail := c.Name
+			if _, before := st.started[c.Name]; before {
+				detail = fmt.Sprintf("%s restarted in place (restart %d, image %s)", c.Name, c.RestartCount, c.Image)
+			}
+			st.started[c.Name] = c.ContainerID
+			ev(ContainerStarted, detail)
+			if key := p.Name + "/" + c.ContainerID; !r.following[key] {
+				r.following[key] = true
 				r.wg.Add(1)
 				go r.followLogs(p.Name, c.Name)
 			}
-		}
-		if t := c.State.Terminated; t != nil && !st.terminated[c.Name] {
-			st.terminated[c.Name] = true
-			ev(ContainerTerminated, fmt.Sprintf("%s exited %d%s (%s)", c.Name, t.ExitCode, signalName(t.ExitCode), t.Reason))
 		}
 	}
 	ready := podReady(p)
@@ -295,7 +323,8 @@ func parseAppLine(pod string, line []byte) (Event, bool) {
 		return Event{}, false
 	}
 	var extra []string
-	for _, k := range []string{"signal", "code", "phase", "error", "pid"} {
+	for _, k := range []string{"component", "version", "signal", "code", "phase", "error", "pid",
+		"migrated_connections", "adopted_connections", "connections", "pending_bytes", "took_ms"} {
 		if v, ok := m[k]; ok {
 			extra = append(extra, fmt.Sprintf("%s=%v", k, v))
 		}

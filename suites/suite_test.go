@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodrop-dev/nodrop/cluster"
@@ -37,8 +38,9 @@ type env struct {
 }
 
 var (
-	suiteEnv env
-	client   kubernetes.Interface
+	suiteEnv   env
+	client     kubernetes.Interface
+	restConfig *rest.Config
 	timeouts = framework.DefaultTimeouts
 )
 
@@ -89,6 +91,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	rc, err := clientcmd.BuildConfigFromFlags("", suiteEnv.Kubeconfig)
 	Expect(err).NotTo(HaveOccurred())
 	rc.QPS, rc.Burst = 50, 100
+	restConfig = rc
 	client, err = kubernetes.NewForConfig(rc)
 	Expect(err).NotTo(HaveOccurred())
 }, NodeTimeout(30*time.Minute))

@@ -223,3 +223,43 @@ func DeployServing(ctx context.Context, c kubernetes.Interface, objs fixtures.Ob
 	}
 	return url, WaitServing(ctx, url, t.Serving)
 }
+
+// WaitRestartedAndReady waits until a container of the pod has restarted
+// in place and the pod is Ready again.
+func WaitRestartedAndReady(ctx context.Context, c kubernetes.Interface, ns, pod string, timeout time.Duration) error {
+	last := "not seen yet"
+	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {
+		p, err := c.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		restarts := RestartCount(p)
+		ready := PodReady(p)
+		last = fmt.Sprintf("%d restarts, ready %v", restarts, ready)
+		return restarts > 0 && ready, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for pod %s/%s to restart and be ready: %s: %w", ns, pod, last, err)
+	}
+	return nil
+}
+
+// RestartCount is the sum of the restarts of a pod's containers.
+func RestartCount(p *corev1.Pod) int32 {
+	var n int32
+	for _, c := range p.Status.ContainerStatuses {
+		n += c.RestartCount
+	}
+	return n
+}
+
+// PodReady reports the pod's Ready condition.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
