@@ -41,7 +41,7 @@ var (
 	suiteEnv   env
 	client     kubernetes.Interface
 	restConfig *rest.Config
-	timeouts = framework.DefaultTimeouts
+	timeouts   = framework.DefaultTimeouts
 )
 
 func getenv(key, def string) string {
