@@ -28,7 +28,7 @@ docker:
 # rollout suite under load with its negative controls; prints the verdict
 # table (also in out/).
 run: docker build
-	./$(BIN)/nodrop cluster up --recreate
+	./$(BIN)/nodrop cluster up --recreate --with-kruise
 	$(MAKE) e2e LABELS='rollout || hotupgrade'
 
 # Everything CI checks: formatting, vet, unit and process tests, then the

@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os/exec"
+	"strings"
 
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
@@ -20,9 +22,13 @@ func LoadImages(ctx context.Context, name string, refs []string, log *progress.L
 	if err != nil {
 		return fmt.Errorf("listing nodes of %q: %w", name, err)
 	}
-	for _, ref := range refs {
-		for _, n := range nodes {
-			if _, err := nodeutils.ImageID(n, ref); err == nil {
+	for _, n := range nodes {
+		have, err := nodeImages(n)
+		if err != nil {
+			return fmt.Errorf("listing images of node %s: %w", n, err)
+		}
+		for _, ref := range refs {
+			if have[normalize(ref)] {
 				continue
 			}
 			step := log.Start("loading %s into node %s", ref, n)
@@ -33,6 +39,32 @@ func LoadImages(ctx context.Context, name string, refs []string, log *progress.L
 		}
 	}
 	return nil
+}
+
+// nodeImages lists the references in a node's containerd. nodrop's
+// offline node image has ctr but no crictl (which kind's own check uses).
+func nodeImages(n nodes.Node) (map[string]bool, error) {
+	var out bytes.Buffer
+	if err := n.Command("ctr", "--namespace=k8s.io", "images", "list", "-q").SetStdout(&out).Run(); err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		have[strings.TrimSpace(line)] = true
+	}
+	return have, nil
+}
+
+// normalize spells a Docker reference as containerd stores it.
+func normalize(ref string) string {
+	first, _, hasSlash := strings.Cut(ref, "/")
+	switch {
+	case !hasSlash:
+		return "docker.io/library/" + ref
+	case strings.ContainsAny(first, ".:") || first == "localhost":
+		return ref
+	}
+	return "docker.io/" + ref
 }
 
 func loadImage(ctx context.Context, n nodes.Node, ref string) error {

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nodrop-dev/nodrop/cluster/kruise"
 	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
 	"github.com/nodrop-dev/nodrop/images"
 )
@@ -17,6 +20,9 @@ type SetupOptions struct {
 	KubernetesVersion string
 	// SourceRoot is nodrop's source tree, where the sample apps are.
 	SourceRoot string
+	// WithKruise also builds and installs OpenKruise's kruise-manager
+	// (SidecarSet hot upgrades), offline.
+	WithKruise bool
 }
 
 // Ready is a cluster with nodrop's images loaded.
@@ -26,6 +32,8 @@ type Ready struct {
 	Images map[string]string
 	// ConfigPath and NodeImage are what the cluster was made from.
 	ConfigPath, NodeImage string
+	// KruiseImage is the installed kruise-manager's image (WithKruise).
+	KruiseImage string
 }
 
 // Setup builds the node image unless one is given, brings the cluster up
@@ -59,8 +67,25 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 		r.Images[b.Variant] = b.Ref
 		refs = append(refs, b.Ref)
 	}
+	var kb *kruise.Built
+	if o.WithKruise {
+		if kb, err = kruise.Build(ctx, kruise.Options{CacheDir: o.StateDir, Log: o.Log}); err != nil {
+			return nil, err
+		}
+		refs = append(refs, kb.Image)
+		r.KruiseImage = kb.Image
+	}
 	if err := LoadImages(ctx, c.Name, refs, o.Log); err != nil {
 		return nil, err
+	}
+	if kb != nil {
+		rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		if err := kruise.Install(ctx, rc, kb, o.Log); err != nil {
+			return nil, err
+		}
 	}
 	o.Log.Printf("✓ cluster %q is up (%s); node IPs %s\n  export KUBECONFIG=%s",
 		c.Name, time.Since(start).Round(100*time.Millisecond), strings.Join(c.NodeIPs, " "), c.Kubeconfig)

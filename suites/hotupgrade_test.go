@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -11,7 +12,11 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/exec"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
@@ -28,9 +33,13 @@ var hotTimeout = SpecTimeout(4 * time.Minute)
 // Load of the hot-upgrade specs.
 const (
 	hotRate = 1000
-	// longLivedConns is how many persistent connections long-lived load
-	// keeps; each sends back to back for the whole spec.
+	// longLivedConns is how many persistent HTTP connections long-lived
+	// load keeps; each sends back to back for the whole spec.
 	longLivedConns = 10
+	// RPC multiplexes: few connections, each with several requests on
+	// the wire at every moment, as Dubbo-style clients keep them.
+	rpcConns    = 2
+	rpcInFlight = 8
 )
 
 // hotLoad is the kind of load a hot-upgrade spec runs.
@@ -47,7 +56,7 @@ func (l hotLoad) config(httpURL, rpcURL string) loadgen.Config {
 	case longLivedHTTP:
 		return loadgen.Config{Targets: []string{httpURL}, Rate: hotRate, Connections: longLivedConns}
 	case longLivedRPC:
-		return loadgen.Config{Targets: []string{rpcURL}, Rate: hotRate, Connections: longLivedConns}
+		return loadgen.Config{Targets: []string{rpcURL}, Rate: hotRate, Connections: rpcConns, InFlight: rpcInFlight}
 	}
 	return loadgen.Config{Targets: []string{httpURL}, Rate: hotRate, DisableKeepAlive: true}
 }
@@ -190,4 +199,172 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// sidecarCase is one way of upgrading the injected proxy in place.
+type sidecarCase struct {
+	upgradeType string // fixtures.HotUpgrade or ColdUpgrade
+	handoff     string // HotUpgrade: migrate or drain
+	probe       bool   // a readiness probe on the proxy
+	httpLoses   bool
+	rpcLoses    bool
+	// stayReady: the pod must stay Ready and its endpoint ready throughout.
+	stayReady bool
+	why       string
+}
+
+var sidecarSetGVR = schema.GroupVersionResource{Group: "apps.kruise.io", Version: "v1alpha1", Resource: "sidecarsets"}
+
+var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, under long-lived load", suites.HotUpgrade, Serial, func() {
+	DescribeTable("sidecarset",
+		func(ctx SpecContext, tc sidecarCase) {
+			dyn, err := dynamic.NewForConfig(restConfig)
+			Expect(err).NotTo(HaveOccurred())
+			ns, rec := hotNamespace(ctx, "sidecar")
+			selector := map[string]string{"nodrop.dev/sidecarset": ns}
+			sc := fixtures.ProxySidecar{
+				Name: ns, Namespace: ns, Selector: selector, UpgradeType: tc.upgradeType, Handoff: tc.handoff, ReadinessProbe: tc.probe,
+				Image: suiteEnv.Images["proxy"], EmptyImage: suiteEnv.Images["proxy-empty"],
+			}
+			obj, err := sc.Render()
+			Expect(err).NotTo(HaveOccurred())
+			_, err = dyn.Resource(sidecarSetGVR).Create(ctx, obj, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred(), "creating the SidecarSet (is OpenKruise installed? nodrop cluster up --with-kruise)")
+			DeferCleanup(func(ctx context.Context) error {
+				return dyn.Resource(sidecarSetGVR).Delete(ctx, ns, metav1.DeleteOptions{})
+			})
+
+			w := fixtures.Workload{
+				Name: "web", ImageVariant: "exec-form", Replicas: 1, Readiness: fixtures.ProbeHTTP, GracePeriod: 30 * time.Second,
+				MaxSurge: intstr.FromInt32(1), MaxUnavailable: intstr.FromInt32(0),
+				PodLabels: selector, BehindProxy: true,
+				// 15 ms per request keeps RPC requests on the wire most of
+				// the time, as real RPC traffic does.
+				App: fixtures.App{RPC: true, Graceful: "drain", WorkTime: 15 * time.Millisecond},
+			}
+			objs, err := w.Render(ns, suiteEnv.Images[w.ImageVariant])
+			Expect(err).NotTo(HaveOccurred())
+			httpURL, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
+			Expect(err).NotTo(HaveOccurred())
+			rpcURL, err := framework.ServicePortURL(ctx, client, ns, objs.Service.Name, "rpc", suiteEnv.NodeIPs[0])
+			Expect(err).NotTo(HaveOccurred())
+			rpcURL = "rpc://" + strings.TrimSuffix(strings.TrimPrefix(rpcURL, "http://"), "/")
+			pod := onlyPod(ctx, objs)
+			Expect(proxyContainers(&pod)).To(HaveLen(map[string]int{fixtures.HotUpgrade: 2, fixtures.ColdUpgrade: 1}[tc.upgradeType]),
+				"the SidecarSet's proxy was not injected: a pod webhook with failurePolicy Ignore skips pods while kruise-manager is down")
+
+			httpCfg, rpcCfg := longLivedHTTP.config(httpURL, ""), longLivedRPC.config("", rpcURL)
+			httpCfg.Rate, rpcCfg.Rate = hotRate/2, hotRate/2
+			calibrate(ctx, httpCfg)
+			calibrate(ctx, rpcCfg)
+
+			By(fmt.Sprintf("%s of the proxy to v2 under long-lived HTTP and RPC load", tc.upgradeType))
+			httpLoad, rpcLoad := startLoad(ctx, httpCfg), startLoad(ctx, rpcCfg)
+			httpLoad.waitSent(ctx, hotRate/4)
+			began := time.Now()
+			Expect(setSidecarImage(ctx, dyn, ns, suiteEnv.Images["proxy-v2"])).To(Succeed())
+			Expect(waitSidecarUpgraded(ctx, pod, tc.upgradeType)).To(Succeed())
+			upgradeTook := time.Since(began)
+			httpLoad.waitSent(ctx, httpLoad.sent()+hotRate)
+			httpR, rpcR := httpLoad.stop(), rpcLoad.stop()
+
+			events := rec.Events()
+			notReady := 0
+			for _, e := range events {
+				if e.At.After(began) && (e.Kind == probes.PodNotReady || e.Kind == probes.EndpointNotReady || e.Kind == probes.EndpointRemoved) {
+					notReady++
+				}
+			}
+			AddReportEntry("upgrade", fmt.Sprintf("%s took %s; pod or endpoint not ready %d times", tc.upgradeType, upgradeTook.Round(time.Millisecond), notReady))
+			By("HTTP: " + httpR.Summary())
+			judgeHot(httpR, events, !tc.httpLoses, []loadgen.Class{loadgen.Refused, loadgen.Reset, loadgen.EOF, loadgen.Timeout, loadgen.HTTP5xx}, tc.why)
+			By("RPC: " + rpcR.Summary())
+			judgeHot(rpcR, events, !tc.rpcLoses, []loadgen.Class{loadgen.Refused, loadgen.Reset, loadgen.EOF, loadgen.Timeout, loadgen.HTTP5xx}, tc.why)
+			if tc.stayReady {
+				Expect(notReady).To(BeZero(), "the pod left Ready or its endpoint during the upgrade:\n%s", probes.Timeline(httpR, events))
+			}
+		},
+		Entry("HotUpgrade with listener handoff and connection migration loses nothing, over HTTP and RPC, and the pod stays Ready", suites.Lossless, hotTimeout, sidecarCase{
+			upgradeType: fixtures.HotUpgrade, handoff: "migrate", stayReady: true,
+			why: "the new proxy receives the listening sockets and every established connection with its unread bytes; no client sees a close",
+		}),
+		Entry("HotUpgrade with a readiness probe on the proxy, connection migration: long-lived clients lose nothing (Ready blips measured)", suites.Lossless, hotTimeout, sidecarCase{
+			upgradeType: fixtures.HotUpgrade, handoff: "migrate", probe: true,
+			why: "established connections do not depend on the endpoint; a NotReady blip only matters to new connections",
+		}),
+		Entry("HotUpgrade with drain only: HTTP clients move on Connection: close, RPC clients lose requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
+			upgradeType: fixtures.HotUpgrade, handoff: "drain", rpcLoses: true,
+			why: "RPC has no close signal: the old proxy can only close connections with requests on them — why migration exists",
+		}),
+		Entry("ColdUpgrade restarts the proxy in place and loses requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
+			upgradeType: fixtures.ColdUpgrade, httpLoses: true, rpcLoses: true,
+			why: "the proxy container is stopped and started again: the port is closed in between and every connection breaks",
+		}),
+	)
+})
+
+// proxyContainers are the pod's injected proxy containers.
+func proxyContainers(p *corev1.Pod) []corev1.Container {
+	var out []corev1.Container
+	for _, c := range p.Spec.Containers {
+		if c.Name == fixtures.ContainerName || strings.HasPrefix(c.Name, fixtures.ContainerName+"-") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// setSidecarImage changes the SidecarSet's proxy image: the upgrade.
+func setSidecarImage(ctx context.Context, dyn dynamic.Interface, name, image string) error {
+	ss, err := dyn.Resource(sidecarSetGVR).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	containers, _, err := unstructured.NestedSlice(ss.Object, "spec", "containers")
+	if err != nil || len(containers) != 1 {
+		return fmt.Errorf("sidecarset %s: want one container: %v", name, err)
+	}
+	containers[0].(map[string]any)["image"] = image
+	if err := unstructured.SetNestedSlice(ss.Object, containers, "spec", "containers"); err != nil {
+		return err
+	}
+	_, err = dyn.Resource(sidecarSetGVR).Update(ctx, ss, metav1.UpdateOptions{})
+	return err
+}
+
+// waitSidecarUpgraded waits until the pod runs the v2 proxy, and under
+// HotUpgrade until Kruise has also reset the old container to the empty
+// image, with every container running and the pod Ready.
+func waitSidecarUpgraded(ctx context.Context, pod corev1.Pod, upgradeType string) error {
+	want := map[string]int{suiteEnv.Images["proxy-v2"]: 1}
+	if upgradeType == fixtures.HotUpgrade {
+		want[suiteEnv.Images["proxy-empty"]] = 1
+	}
+	last := "not seen yet"
+	err := wait.PollUntilContextTimeout(ctx, timeouts.Poll, timeouts.Rollout, true, func(ctx context.Context) (bool, error) {
+		p, err := client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		got := map[string]int{}
+		for _, c := range p.Status.ContainerStatuses {
+			if !strings.HasPrefix(c.Name, fixtures.ContainerName) {
+				continue
+			}
+			if c.State.Running == nil {
+				last = c.Name + " is not running"
+				return false, nil
+			}
+			// The status, not the spec: Kruise changes the spec at once,
+			// the kubelet restarts the container later.
+			got[strings.TrimPrefix(c.Image, "docker.io/")]++
+		}
+		last = fmt.Sprintf("proxy images %v, ready %v", got, framework.PodReady(p))
+		return reflect.DeepEqual(got, want) && framework.PodReady(p), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the proxy upgrade of %s: %s: %w", pod.Name, last, err)
+	}
+	return nil
 }

@@ -81,6 +81,8 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 			Log:      progress.New(os.Stderr, false),
 		},
 		SourceRoot: root,
+		// The SidecarSet hot-upgrade specs need OpenKruise.
+		WithKruise: true,
 	})
 	Expect(err).NotTo(HaveOccurred(), "bringing the cluster up")
 	out, err := json.Marshal(env{Name: r.Name, ConfigPath: r.ConfigPath, NodeImage: r.NodeImage, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root})

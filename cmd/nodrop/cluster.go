@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/cluster/kruise"
 	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/progress"
@@ -42,6 +43,7 @@ node image, and says so; a cluster made otherwise is refused unless --recreate.`
 	f.StringVar(&up.image, "image", "", "node image to use instead of building one offline (e.g. kindest/node:v1.37.2 where a registry is reachable)")
 	f.StringVar(&up.k8sVersion, "kubernetes-version", nodeimage.DefaultKubernetesVersion, "Kubernetes release of the offline node image")
 	f.BoolVar(&up.recreate, "recreate", false, "replace an existing cluster that was made from another config or image")
+	f.BoolVar(&up.withKruise, "with-kruise", false, "also build OpenKruise "+kruise.Version+"'s kruise-manager from the Go module proxy and install it (SidecarSet hot upgrades)")
 
 	downCmd := &cobra.Command{
 		Use:   "down",
@@ -104,7 +106,7 @@ func dockerAndCache(cmd *cobra.Command) (string, error) {
 
 type upOptions struct {
 	name, config, image, k8sVersion string
-	recreate, verbose               bool
+	recreate, verbose, withKruise   bool
 }
 
 // clusterUp is `nodrop cluster up`: the node image, the cluster, the
@@ -135,6 +137,7 @@ func clusterUp(cmd *cobra.Command, o upOptions) (*cluster.Ready, error) {
 		},
 		KubernetesVersion: o.k8sVersion,
 		SourceRoot:        root,
+		WithKruise:        o.withKruise,
 	})
 	if errors.Is(err, cluster.ErrBadInput) {
 		return nil, usageError{err}

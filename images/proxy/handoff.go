@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -137,6 +138,10 @@ func dialControl(path string) (ctrl, bool, error) {
 // listenControl binds the upgrade socket at path, replacing a stale one
 // (the file of a process that has handed over or died).
 func listenControl(path string) (*net.UnixListener, error) {
+	// A scratch image has no /tmp.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("upgrade socket directory: %w", err)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("removing stale upgrade socket: %w", err)
 	}

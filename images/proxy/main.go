@@ -119,6 +119,9 @@ func parseConfig(args []string) (config, error) {
 			return c, fmt.Errorf("--kruise-socket-dir needs SIDECARSET_VERSION (is the SidecarSet's upgradeType HotUpgrade?)")
 		}
 		c.empty = v == "0"
+		if c.empty {
+			c.version = "empty"
+		}
 		c.socket = filepath.Join(c.kruiseDir, "proxy-"+v+".sock")
 		c.takeoverFrom = ""
 		if alt != "" && alt != "0" {
