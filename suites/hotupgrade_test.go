@@ -102,7 +102,9 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			By(fmt.Sprintf("running %v in the container under %d rps, %s", tc.command, hotRate, tc.load))
 			load := startLoad(ctx, cfg)
 			load.waitSent(ctx, hotRate/2)
+			began := time.Now()
 			out, stderr, err := framework.Exec(ctx, restConfig, client, ns, pod.Name, "app", tc.command...)
+			upgradeTook := time.Since(began)
 			rec.RecordLines(pod.Name, out)
 			rec.Record(probes.Event{Kind: probes.App, Pod: pod.Name, Detail: fmt.Sprintf("%s exited %d", strings.Join(tc.command, " "), exitCode(err))})
 			if !tc.restarts {
@@ -114,7 +116,8 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			load.waitSent(ctx, load.sent()+2*hotRate)
 			r := load.stop()
 
-			judgeHot(r, rec.Events(), tc.lossless, tc.classes, tc.why)
+			row := verdictRow{Variant: tc.variant, Disruption: strings.Join(tc.command, " "), Mode: fixtures.Mode(tc.load), RolloutSec: upgradeTook.Seconds()}
+			judgeHot(row, r, rec.Events(), tc.lossless, tc.classes, tc.why)
 			Expect(r.ByVersion["v2"] > 0).To(Equal(tc.upgraded), "v2 answered %d requests; by version %v", r.ByVersion["v2"], r.ByVersion)
 			p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
 			Expect(err).NotTo(HaveOccurred())
@@ -169,8 +172,21 @@ func calibrate(ctx context.Context, cfg loadgen.Config) {
 	Expect(cal.RateAchieved).To(BeNumerically(">=", 0.9*float64(cfg.Rate)), "setup broken: the load did not keep its rate")
 }
 
-// judgeHot asserts a hot-upgrade verdict and attaches the evidence.
-func judgeHot(r *loadgen.Report, events []probes.Event, lossless bool, classes []loadgen.Class, why string) {
+// judgeHot asserts a hot-upgrade verdict and attaches the evidence; row
+// names the configuration, upgrade and load for the summary table.
+func judgeHot(row verdictRow, r *loadgen.Report, events []probes.Event, lossless bool, classes []loadgen.Class, why string) {
+	row.Total, row.Lost, row.ByClass = r.Total, r.Lost, r.LostByClass
+	row.Expected, row.Got = fixtures.Lossy, fixtures.Lossy
+	if lossless {
+		row.Expected = fixtures.Lossless
+	}
+	if r.Lossless() {
+		row.Got = fixtures.Lossless
+	}
+	if r.LongestOutage != nil {
+		row.Outage = r.LongestOutage.Duration().Seconds()
+	}
+	AddReportEntry("verdict", row)
 	AddReportEntry("load", r.Summary())
 	AddReportEntry("losses explained", ReportEntryVisibilityFailureOrVerbose, probes.Explain(r, events))
 	AddReportEntry("timeline", ReportEntryVisibilityFailureOrVerbose, probes.Timeline(r, events))
@@ -276,10 +292,21 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 				}
 			}
 			AddReportEntry("upgrade", fmt.Sprintf("%s took %s; pod or endpoint not ready %d times", tc.upgradeType, upgradeTook.Round(time.Millisecond), notReady))
+			config := "proxy " + tc.upgradeType
+			if tc.handoff != "" {
+				config += " " + tc.handoff
+			}
+			if tc.probe {
+				config += " +probe"
+			}
+			row := verdictRow{Variant: config, Disruption: "sidecarset image v1→v2", RolloutSec: upgradeTook.Seconds()}
+			classes := []loadgen.Class{loadgen.Refused, loadgen.Reset, loadgen.EOF, loadgen.Timeout, loadgen.HTTP5xx}
 			By("HTTP: " + httpR.Summary())
-			judgeHot(httpR, events, !tc.httpLoses, []loadgen.Class{loadgen.Refused, loadgen.Reset, loadgen.EOF, loadgen.Timeout, loadgen.HTTP5xx}, tc.why)
+			row.Mode = fixtures.Mode(longLivedHTTP)
+			judgeHot(row, httpR, events, !tc.httpLoses, classes, tc.why)
 			By("RPC: " + rpcR.Summary())
-			judgeHot(rpcR, events, !tc.rpcLoses, []loadgen.Class{loadgen.Refused, loadgen.Reset, loadgen.EOF, loadgen.Timeout, loadgen.HTTP5xx}, tc.why)
+			row.Mode = fixtures.Mode(longLivedRPC)
+			judgeHot(row, rpcR, events, !tc.rpcLoses, classes, tc.why)
 			if tc.stayReady {
 				Expect(notReady).To(BeZero(), "the pod left Ready or its endpoint during the upgrade:\n%s", probes.Timeline(httpR, events))
 			}

@@ -224,7 +224,7 @@ func (l *runningLoad) stop() *loadgen.Report {
 	return <-l.done
 }
 
-var _ = ReportAfterSuite("rollout summary", func(report Report) {
+var _ = ReportAfterSuite("verdict summary", func(report Report) {
 	var rows []verdictRow
 	for _, spec := range report.SpecReports {
 		for _, e := range spec.ReportEntries {

@@ -26,7 +26,7 @@ func writeSummary(rows []verdictRow) error {
 		dir = filepath.Join(root, "out")
 	}
 	var sb strings.Builder
-	sb.WriteString("| variant | disruption | mode | requests | lost | lost by class | longest outage | rollout | expected | got |\n")
+	sb.WriteString("| variant | disruption | load | requests | lost | lost by class | longest outage | rollout or upgrade | expected | got |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		var classes []string
@@ -46,5 +46,5 @@ func writeSummary(rows []verdictRow) error {
 		return err
 	}
 	fmt.Println("\n" + sb.String())
-	return os.WriteFile(filepath.Join(dir, "rollout-summary.md"), []byte(sb.String()), 0o644)
+	return os.WriteFile(filepath.Join(dir, "summary.md"), []byte(sb.String()), 0o644)
 }
