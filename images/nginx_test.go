@@ -30,14 +30,7 @@ func TestNginxBinaryUpgradeInAContainer(t *testing.T) {
 		{"nginx -s stop stops the container", "nginx-init", []string{"nginx", "-c", "/etc/nginx/nodrop.conf", "-s", "stop"}, 0, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			name := fmt.Sprintf("nodrop-nginx-test-%d", time.Now().UnixNano())
-			if out, err := exec.Command("docker", "run", "-d", "--name", name, refs[tc.variant]).CombinedOutput(); err != nil {
-				t.Fatalf("docker run: %v\n%s", err, out)
-			}
-			t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
-			ip := strings.TrimSpace(output(t, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name))
-			url := "http://" + ip + ":8080/"
-			waitServing(t, url)
+			name, url := runNginx(t, refs[tc.variant])
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -82,14 +75,7 @@ func TestNginxBinaryUpgradeInAContainer(t *testing.T) {
 // connections lose nothing (above).
 func TestNginxUpgradeClosesIdleKeptAliveConnections(t *testing.T) {
 	refs := buildAll(t)
-	name := fmt.Sprintf("nodrop-nginx-test-%d", time.Now().UnixNano())
-	if out, err := exec.Command("docker", "run", "-d", "--name", name, refs["nginx-init"]).CombinedOutput(); err != nil {
-		t.Fatalf("docker run: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
-	ip := strings.TrimSpace(output(t, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name))
-	url := "http://" + ip + ":8080/"
-	waitServing(t, url)
+	name, url := runNginx(t, refs["nginx-init"])
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reports := make(chan *loadgen.Report, 1)
@@ -111,6 +97,21 @@ func TestNginxUpgradeClosesIdleKeptAliveConnections(t *testing.T) {
 	if r.Lost == 0 || r.Lost > 10 || r.IdleCloseRace != r.Lost || r.ByVersion["v2"] == 0 {
 		t.Fatalf("want 1 to 10 lost (at most one per connection), every one an idle-close race, then v2: %s", r.Summary())
 	}
+}
+
+// runNginx starts a container of ref, removed at the end of the test, and
+// returns its name and URL on the Docker bridge once it serves.
+func runNginx(t *testing.T, ref string) (name, url string) {
+	t.Helper()
+	name = fmt.Sprintf("nodrop-nginx-test-%d", time.Now().UnixNano())
+	if out, err := exec.Command("docker", "run", "-d", "--name", name, ref).CombinedOutput(); err != nil {
+		t.Fatalf("docker run: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
+	ip := strings.TrimSpace(output(t, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name))
+	url = "http://" + ip + ":8080/"
+	waitServing(t, url)
+	return name, url
 }
 
 func waitServing(t *testing.T, url string) {

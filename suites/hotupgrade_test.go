@@ -89,7 +89,7 @@ func nginxWorkload() fixtures.Workload {
 var _ = Describe("nginx binary upgrade in a running pod, under load", suites.HotUpgrade, Serial, func() {
 	DescribeTable("nginx",
 		func(ctx SpecContext, tc nginxCase) {
-			ns, rec := hotNamespace(ctx, "nginx")
+			ns, rec := specNamespace(ctx, "hot-nginx")
 			objs, err := nginxWorkload().Render(ns, suiteEnv.Images[tc.variant])
 			Expect(err).NotTo(HaveOccurred())
 			url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
@@ -144,12 +144,14 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 	)
 })
 
-// hotNamespace creates the spec's namespace with a recorder and the
-// failure dump.
-func hotNamespace(ctx context.Context, prefix string) (string, *probes.Recorder) {
-	ns, err := framework.CreateNamespace(ctx, client, "hot-"+prefix)
+// specNamespace creates the spec's namespace, deleted after it, with a
+// recorder of what happens in it and, on failure, a dump of its pods,
+// events and logs.
+func specNamespace(ctx context.Context, prefix string) (string, *probes.Recorder) {
+	ns, err := framework.CreateNamespace(ctx, client, prefix)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func(ctx context.Context) error { return framework.DeleteNamespace(ctx, client, ns, timeouts) })
+	// Registered after the namespace's deletion, so it runs first.
 	DeferCleanup(func(ctx context.Context) {
 		if CurrentSpecReport().Failed() {
 			framework.Dump(ctx, client, ns, GinkgoWriter)
@@ -221,6 +223,7 @@ func exitCode(err error) int {
 type sidecarCase struct {
 	upgradeType string // fixtures.HotUpgrade or ColdUpgrade
 	handoff     string // HotUpgrade: migrate or drain
+	drainStyle  string // drain: connection-close (default) or close-idle
 	probe       bool   // a readiness probe on the proxy
 	httpLoses   bool
 	rpcLoses    bool
@@ -236,10 +239,10 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 		func(ctx SpecContext, tc sidecarCase) {
 			dyn, err := dynamic.NewForConfig(restConfig)
 			Expect(err).NotTo(HaveOccurred())
-			ns, rec := hotNamespace(ctx, "sidecar")
+			ns, rec := specNamespace(ctx, "hot-sidecar")
 			selector := map[string]string{"nodrop.dev/sidecarset": ns}
 			sc := fixtures.ProxySidecar{
-				Name: ns, Namespace: ns, Selector: selector, UpgradeType: tc.upgradeType, Handoff: tc.handoff, ReadinessProbe: tc.probe,
+				Name: ns, Namespace: ns, Selector: selector, UpgradeType: tc.upgradeType, Handoff: tc.handoff, DrainStyle: tc.drainStyle, ReadinessProbe: tc.probe,
 				Image: suiteEnv.Images["proxy"], EmptyImage: suiteEnv.Images["proxy-empty"],
 			}
 			obj, err := sc.Render()
@@ -296,6 +299,9 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			if tc.handoff != "" {
 				config += " " + tc.handoff
 			}
+			if tc.drainStyle != "" {
+				config += " " + tc.drainStyle
+			}
 			if tc.probe {
 				config += " +probe"
 			}
@@ -322,6 +328,10 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 		Entry("HotUpgrade with drain only: HTTP clients move on Connection: close, RPC clients lose requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
 			upgradeType: fixtures.HotUpgrade, handoff: "drain", rpcLoses: true,
 			why: "RPC has no close signal: the old proxy can only close connections with requests on them — why migration exists",
+		}),
+		Entry("HotUpgrade with a drain that closes idle connections at once loses HTTP requests to the idle-close race (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
+			upgradeType: fixtures.HotUpgrade, handoff: "drain", drainStyle: "close-idle", httpLoses: true, rpcLoses: true,
+			why: "a kept-alive client cannot know its connection is closing: the request it sends next is on the wire when the close lands",
 		}),
 		Entry("ColdUpgrade restarts the proxy in place and loses requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
 			upgradeType: fixtures.ColdUpgrade, httpLoses: true, rpcLoses: true,

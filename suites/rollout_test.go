@@ -98,18 +98,7 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 			Expect(err).NotTo(HaveOccurred())
 			dis := disruption(disruptionName)
 
-			ns, err := framework.CreateNamespace(ctx, client, "rollout-"+v.Name)
-			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(func(ctx context.Context) error { return framework.DeleteNamespace(ctx, client, ns, timeouts) })
-			// Registered after the namespace's deletion, so it runs first.
-			DeferCleanup(func(ctx context.Context) {
-				if CurrentSpecReport().Failed() {
-					framework.Dump(ctx, client, ns, GinkgoWriter)
-				}
-			})
-			rec, err := probes.Start(ctx, client, ns)
-			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(rec.Stop)
+			ns, rec := specNamespace(ctx, "rollout-"+v.Name)
 
 			objs, err := v.Render(ns, suiteEnv.Images[v.ImageVariant])
 			Expect(err).NotTo(HaveOccurred())
