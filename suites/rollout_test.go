@@ -107,13 +107,7 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 
 			cfg := loadgen.Config{Targets: []string{url}, Rate: rolloutRate, DisableKeepAlive: mode == fixtures.Fresh}
 
-			By("calibrating: the same load with nothing happening must lose nothing")
-			calCfg := cfg
-			calCfg.Duration = calibrateFor
-			cal, err := loadgen.Run(ctx, calCfg)
-			Expect(err).NotTo(HaveOccurred())
-			Expect(cal).To(BeLossless(), "setup broken before any disruption (wrong port, pods not serving, or a saturated load generator)")
-			Expect(cal.RateAchieved).To(BeNumerically(">=", 0.95*rolloutRate), "setup broken: load generator could not keep the rate")
+			calibrate(ctx, cfg, 0.95)
 
 			By(fmt.Sprintf("%s under %d rps, %s", dis.Name, rolloutRate, mode))
 			load := startLoad(ctx, cfg)

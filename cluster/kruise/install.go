@@ -2,7 +2,6 @@ package kruise
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -11,7 +10,6 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -154,9 +152,6 @@ func waitReady(ctx context.Context, c kubernetes.Interface) error {
 		wh, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, MutatingWebhook, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
-			if apierrors.IsNotFound(err) {
-				return false, nil
-			}
 			return false, nil
 		}
 		for _, w := range wh.Webhooks {
@@ -168,7 +163,7 @@ func waitReady(ctx context.Context, c kubernetes.Interface) error {
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for kruise-manager: %s: %w", last, errors.Join(err))
+		return fmt.Errorf("waiting for kruise-manager: %s: %w", last, err)
 	}
 	return nil
 }
