@@ -94,8 +94,12 @@ func TestNginxUpgradeClosesIdleKeptAliveConnections(t *testing.T) {
 	cancel()
 	r := <-reports
 	t.Logf("%s; idle-close races %d, broken connections %d, by version %v", r.Summary(), r.IdleCloseRace, r.BrokenConnections, r.ByVersion)
-	if r.Lost == 0 || r.Lost > 10 || r.IdleCloseRace != r.Lost || r.ByVersion["v2"] == 0 {
-		t.Fatalf("want 1 to 10 lost (at most one per connection), every one an idle-close race, then v2: %s", r.Summary())
+	// Every connection is closed while idle; a client that looks at its
+	// connection before reusing it (as nodrop's and net/http's do) moves
+	// on. Only a request already on its way when the close lands is lost:
+	// the idle-close race, at most one per connection.
+	if r.Reconnects+r.Lost < 10 || r.Lost > 10 || r.IdleCloseRace != r.Lost || r.ByVersion["v2"] == 0 {
+		t.Fatalf("want every connection closed (reconnects %d + lost %d ≥ 10), any loss an idle-close race, then v2: %s", r.Reconnects, r.Lost, r.Summary())
 	}
 }
 

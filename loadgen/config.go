@@ -6,6 +6,8 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -106,6 +108,11 @@ func (cfg Config) Normalize() (Config, error) {
 		if u.Host == "" {
 			return bad("target %q: no host", t)
 		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return bad("target %q: port %s is not in 1-65535", t, p)
+			}
+		}
 	}
 	if cfg.Rate == 0 {
 		cfg.Rate = DefaultRate
@@ -168,7 +175,46 @@ func (cfg Config) Normalize() (Config, error) {
 	if cfg.Method == "" {
 		cfg.Method = http.MethodGet
 	}
+	if !isToken(cfg.Method) {
+		return bad("method %q is not an HTTP method (a token: letters, digits, no spaces)", cfg.Method)
+	}
 	return cfg, nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 5.6.2), which a
+// method must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// client is the behaviour of nodrop's client under a normalized config.
+func (cfg Config) client() Client {
+	c := Client{
+		TimeoutMs: ms(cfg.Timeout), KeepAlive: !cfg.DisableKeepAlive, Strict: !cfg.Lenient,
+		MaxWorkers: cfg.MaxWorkers, MaxConns: cfg.MaxConns,
+	}
+	if cfg.Connections > 0 {
+		c.KeepAlive, c.MaxWorkers, c.MaxConns = true, 0, 0
+		c.Connections, c.CheckBeforeReuse = cfg.Connections, true
+		if cfg.protocol() == ProtocolRPC {
+			c.InFlight = cfg.InFlight
+		}
+		return c
+	}
+	if c.KeepAlive {
+		c.IdleTimeoutMs = ms(cfg.IdleTimeout)
+	} else {
+		c.CloseWithRST = true
+	}
+	return c
 }
 
 // protocol is the long-lived protocol of a normalized config.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,9 +242,103 @@ func TestBadConfig(t *testing.T) {
 		"negative timeout": {Targets: []string{"http://127.0.0.1/"}, Timeout: -time.Second},
 		"negative dur":     {Targets: []string{"http://127.0.0.1/"}, Duration: -time.Second},
 		"too long":         {Targets: []string{"http://127.0.0.1/"}, Duration: 3 * time.Hour},
+		"port too big":     {Targets: []string{"http://127.0.0.1:99999/"}},
+		"port zero":        {Targets: []string{"http://127.0.0.1:0/"}},
+		"bad method":       {Targets: []string{"http://127.0.0.1/"}, Method: "BAD METHOD"},
 	} {
 		if _, err := loadgen.Run(context.Background(), cfg); !errors.Is(err, loadgen.ErrInvalidConfig) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
 		}
+	}
+}
+
+// A server killed while it worked on requests cuts them: reset or EOF,
+// on reused connections, before any response byte. That is not the
+// idle-close race, which fails within RaceWindow of the write.
+func TestKilledServerIsNotAnIdleCloseRace(t *testing.T) {
+	for _, act := range []action{holdReset, holdClose} {
+		srv := startRawServer(t, every(10, act))
+		r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 500, Duration: time.Second})
+		if r.Lost == 0 || r.Lost != int(srv.dropped.Load()) {
+			t.Fatalf("lost %d, server cut %d: %s", r.Lost, srv.dropped.Load(), r.Summary())
+		}
+		reused := 0
+		for _, l := range r.Losses {
+			if l.ConnReused && !l.GotResponseByte {
+				reused++
+			}
+			if l.FailedAfterMs < float64(holdFor.Milliseconds()) {
+				t.Errorf("loss %+v failed after %.1fms, before the server's %s of work", l, l.FailedAfterMs, holdFor)
+			}
+		}
+		if reused == 0 || r.IdleCloseRace != 0 {
+			t.Errorf("%d losses on reused connections before any byte, %d called idle-close races; want > 0 and 0", reused, r.IdleCloseRace)
+		}
+	}
+}
+
+// A run is judged only if its load was delivered: the rate asked for, and
+// no stretch of the run far below it.
+func TestUndeliveredRateIsNotJudged(t *testing.T) {
+	srv := startRawServer(t, func(int64) action { return respond200 })
+	// Far more than one loopback client on two cores can send.
+	r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 30000, Duration: 500 * time.Millisecond, MaxWorkers: 2000})
+	if r.Verdict != loadgen.NotJudged || r.Lossless() || r.Delivery.Delivered {
+		t.Fatalf("verdict %q, delivery %+v at %.0f of 30000/s", r.Verdict, r.Delivery, r.RateAchieved)
+	}
+	if len(r.NotJudged) == 0 || !strings.Contains(r.NotJudged[0], "load not delivered") {
+		t.Errorf("reasons %q; want load not delivered", r.NotJudged)
+	}
+}
+
+// Long-lived load cannot send while the server sits on its requests: the
+// stretch shows as a gap, and the run is not judged lossless even though
+// nothing timed out.
+func TestLoadGapIsNotJudged(t *testing.T) {
+	var stalled atomic.Bool
+	srv := startCountingHTTPServer(t, func(w http.ResponseWriter, n int64) {
+		if n == 300 && stalled.CompareAndSwap(false, true) {
+			time.Sleep(700 * time.Millisecond)
+		}
+		w.Write([]byte("ok"))
+	})
+	r := run(t, loadgen.Config{Targets: []string{srv.url}, Connections: 1, Rate: 200, Duration: 3 * time.Second})
+	if r.Lost != 0 || r.Verdict != loadgen.NotJudged || r.Delivery.GapCount == 0 {
+		t.Fatalf("%s, verdict %q, delivery %+v; want no loss, not judged, gaps", r.Summary(), r.Verdict, r.Delivery)
+	}
+	g := r.Delivery.Gaps[0]
+	if g.OffsetMs < 1000 || g.OffsetMs > 2500 || g.Sent > 10 {
+		t.Errorf("first gap %+v; want one about 1.5 s in", g)
+	}
+}
+
+func TestInterruptedRunIsNotJudged(t *testing.T) {
+	srv := startRawServer(t, func(int64) action { return respond200 })
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{srv.URL()}, Rate: 200, Duration: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Interrupted || r.Verdict != loadgen.NotJudged || r.Lost != 0 {
+		t.Fatalf("interrupted %v, verdict %q: %s", r.Interrupted, r.Verdict, r.Summary())
+	}
+	if len(r.NotJudged) == 0 || !strings.Contains(r.NotJudged[0], "interrupted after 0.") || !strings.Contains(r.NotJudged[0], "of 5.0s") {
+		t.Errorf("reasons %q", r.NotJudged)
+	}
+}
+
+func TestReportNamesTheClient(t *testing.T) {
+	srv := startRawServer(t, func(int64) action { return respond200 })
+	r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 100, Duration: 300 * time.Millisecond, IdleTimeout: 3 * time.Second})
+	c := r.Client
+	if !c.KeepAlive || c.IdleTimeoutMs != 3000 || c.TimeoutMs != 2000 || !c.Strict || c.CloseWithRST {
+		t.Errorf("client %+v", c)
+	}
+	if s := c.String(); !strings.Contains(s, "idle connections closed after 3s") {
+		t.Errorf("client line %q", s)
+	}
+	if r.Generator.SendLag.P99 > 100 || r.Generator.StallLimitMs != 500 {
+		t.Errorf("generator %+v", r.Generator)
 	}
 }

@@ -14,7 +14,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nodrop-dev/nodrop/rpcwire"
 )
@@ -32,27 +35,21 @@ const DefaultInFlight = 4
 // the server asked the client to move, which is how a drain should look.
 var errConnClosedByServer = errors.New("server answered Connection: close")
 
-// runLongLived is Run in long-lived mode: cfg.Connections connections,
-// each sending back to back (paced so all together send at most cfg.Rate
-// per second) for the whole run. A connection that breaks loses what it
-// had on the wire and is dialled again, and both are reported; one the
-// server closes politely (HTTP Connection: close) counts as a reconnect,
-// not a loss.
-func runLongLived(ctx context.Context, cfg Config) (*Report, error) {
-	started := time.Now()
-	acc := newAccumulator(cfg, started)
-	acc.r.Connections = cfg.Connections
-	acc.r.Protocol = cfg.protocol()
-	acc.r.KeepAlive = true
+// sendLongLived is long-lived load: cfg.Connections connections, each
+// sending back to back (paced so all together send at most cfg.Rate per
+// second) for the whole run. A connection that breaks loses what it had
+// on the wire and is dialled again, and both are counted; one the server
+// closes politely (HTTP Connection: close, or a close seen while the
+// connection was idle) counts as a reconnect, not a loss.
+func sendLongLived(ctx context.Context, cfg Config, started time.Time, duration time.Duration) (<-chan outcome, func() (reconnects, broken int)) {
+	return sendLongLivedWith(ctx, cfg, started, duration, nil)
+}
 
-	duration := cfg.Duration
-	if duration == 0 {
-		duration = MaxDuration
-	}
+// sendLongLivedWith is sendLongLived with a hook for tests (see
+// longLived.beforeRegister).
+func sendLongLivedWith(ctx context.Context, cfg Config, started time.Time, duration time.Duration, beforeRegister func(*rpcConn)) (<-chan outcome, func() (reconnects, broken int)) {
 	sendCtx, stopSending := context.WithTimeout(ctx, duration)
-	defer stopSending()
-
-	ll := &longLived{cfg: cfg, outcomes: make(chan outcome, 4096), started: started}
+	ll := &longLived{cfg: cfg, outcomes: make(chan outcome, 4096), started: started, beforeRegister: beforeRegister}
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) * float64(cfg.Connections) / float64(cfg.Rate))
 	for i := range cfg.Connections {
@@ -63,7 +60,7 @@ func runLongLived(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if acc.r.Protocol == ProtocolRPC {
+			if cfg.protocol() == ProtocolRPC {
 				w.runRPC(sendCtx)
 			} else {
 				w.runHTTP(sendCtx)
@@ -72,27 +69,10 @@ func runLongLived(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	go func() {
 		wg.Wait()
+		stopSending()
 		close(ll.outcomes)
 	}()
-
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case o, ok := <-ll.outcomes:
-			if !ok {
-				r := acc.report()
-				r.Reconnects = int(ll.reconnects.Load())
-				r.BrokenConnections = int(ll.broken.Load())
-				return r, nil
-			}
-			acc.add(o)
-		case <-tick.C:
-			if cfg.Progress != nil {
-				cfg.Progress(Progress{Elapsed: time.Since(started), Sent: acc.r.Total, Lost: acc.r.Lost})
-			}
-		}
-	}
+	return ll.outcomes, func() (int, int) { return int(ll.reconnects.Load()), int(ll.broken.Load()) }
 }
 
 type longLived struct {
@@ -100,9 +80,15 @@ type longLived struct {
 	started    time.Time
 	seq        atomic.Uint64
 	outcomes   chan outcome
-	reconnects atomic.Int64 // closed by the server without a loss (Connection: close, idle RPC), then a new connection
+	reconnects atomic.Int64 // closed by the server without a loss (Connection: close, idle close), then a new connection
 	broken     atomic.Int64 // connections that failed under requests
+	// beforeRegister, in tests only, runs between taking an RPC
+	// connection and registering a call on it.
+	beforeRegister func(*rpcConn)
 }
+
+// nextSeq numbers requests from 0, in the order they are sent.
+func (ll *longLived) nextSeq() uint64 { return ll.seq.Add(1) - 1 }
 
 // connWorker is one long-lived connection and its pacing.
 type connWorker struct {
@@ -114,23 +100,27 @@ type connWorker struct {
 }
 
 // waitTurn blocks until the connection's next send slot, or returns false
-// when sending is over. A connection that fell behind sends at once but
-// does not catch up in a burst.
-func (w *connWorker) waitTurn(ctx context.Context) bool {
+// when sending is over. A connection that fell behind (its previous
+// request took longer than its interval) sends at once but does not catch
+// up in a burst. due is when the request could have left: its slot, or
+// the moment the connection was free, whichever is later; how late it
+// really left is the generator's own lag.
+func (w *connWorker) waitTurn(ctx context.Context) (due time.Time, ok bool) {
 	now := time.Now()
+	due = maxTime(w.next, now)
 	if d := w.next.Sub(now); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return false
+			return due, false
 		case <-t.C:
 		}
 	} else if ctx.Err() != nil {
-		return false
+		return due, false
 	}
 	w.next = maxTime(w.next.Add(w.interval), now)
-	return true
+	return due, true
 }
 
 func (w *connWorker) dial() (net.Conn, error) {
@@ -159,10 +149,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (w *connWorker) runHTTP(ctx context.Context) {
 	var (
-		conn   net.Conn
-		cr     *countingReader
-		br     *bufio.Reader
-		served int // requests answered on conn
+		conn     net.Conn
+		cr       *countingReader
+		br       *bufio.Reader
+		served   int       // requests answered on conn
+		lastRead time.Time // when conn's last response ended
 	)
 	closeConn := func() {
 		if conn != nil {
@@ -171,8 +162,19 @@ func (w *connWorker) runHTTP(ctx context.Context) {
 		}
 	}
 	defer closeConn()
-	for w.waitTurn(ctx) {
-		o := outcome{seq: w.ll.seq.Add(1), at: time.Now(), target: w.target, conn: w.id}
+	for {
+		due, ok := w.waitTurn(ctx)
+		if !ok {
+			return
+		}
+		if conn != nil && closedWhileIdle(conn, br) {
+			// The server closed it between requests, as any pooled client
+			// would notice: move on, nothing was on the wire.
+			w.ll.reconnects.Add(1)
+			closeConn()
+		}
+		o := outcome{seq: w.ll.nextSeq(), at: time.Now(), target: w.target, conn: w.id}
+		o.sendLag = max(0, o.at.Sub(due))
 		if conn == nil {
 			c, err := w.dial()
 			if err != nil {
@@ -181,16 +183,18 @@ func (w *connWorker) runHTTP(ctx context.Context) {
 				w.ll.outcomes <- o
 				continue
 			}
-			conn, served = c, 0
+			conn, served, lastRead = c, 0, time.Now()
 			cr = &countingReader{r: conn}
 			br = bufio.NewReader(cr)
 		}
-		o.reused = served > 0
+		o.reused, o.idle = served > 0, true
+		o.onConnAt = time.Now()
+		o.idleFor = o.onConnAt.Sub(lastRead)
 		resp, err := w.roundTripHTTP(conn, br, cr, o.seq)
 		o.latency = time.Since(o.at)
 		o.firstByte = cr.n > 0
 		if err != nil {
-			o.err = err
+			o.err, o.failedAt = err, time.Now()
 			o.class = Classify(err, 0)
 			w.ll.broken.Add(1)
 			closeConn()
@@ -198,6 +202,7 @@ func (w *connWorker) runHTTP(ctx context.Context) {
 			continue
 		}
 		served++
+		lastRead = time.Now()
 		o.status = resp.StatusCode
 		o.pod, o.version = resp.Header.Get(PodHeader), resp.Header.Get(VersionHeader)
 		o.class = Classify(nil, resp.StatusCode)
@@ -207,6 +212,34 @@ func (w *connWorker) runHTTP(ctx context.Context) {
 		}
 		w.ll.outcomes <- o
 	}
+}
+
+// closedWhileIdle looks at an idle connection without blocking, as a
+// pooled client's read loop does: a FIN or RST that has arrived, or bytes
+// nobody asked for (a server's parting 408), mean the server is done with
+// it.
+func closedWhileIdle(conn net.Conn, br *bufio.Reader) bool {
+	if br.Buffered() > 0 {
+		return true
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		// EAGAIN: nothing there. Anything else is the end: 0 bytes is a
+		// FIN, an error a reset, a byte something nobody asked for.
+		closed = err != unix.EAGAIN && err != unix.EINTR
+		return true // never wait
+	})
+	return closed || err != nil
 }
 
 // roundTripHTTP sends one request on conn and reads its whole response,
@@ -252,12 +285,13 @@ func (w *connWorker) deadlineErr(err error) error {
 
 // rpcConn is one RPC connection with the requests it has on the wire.
 type rpcConn struct {
-	conn    net.Conn
-	wmu     sync.Mutex
-	mu      sync.Mutex
-	pending map[uint64]*rpcCall
-	broken  bool
-	sent    int
+	conn       net.Conn
+	wmu        sync.Mutex
+	mu         sync.Mutex
+	pending    map[uint64]*rpcCall
+	broken     bool
+	sent       int
+	lastActive time.Time // the last frame read, or the dial
 }
 
 type rpcCall struct {
@@ -271,20 +305,25 @@ func (w *connWorker) runRPC(ctx context.Context) {
 	var cur *rpcConn
 	var calls sync.WaitGroup
 	finish := func(rc *rpcConn, id uint64, f *rpcwire.Frame, err error) {
+		now := time.Now()
 		rc.mu.Lock()
 		call, ok := rc.pending[id]
 		delete(rc.pending, id)
+		if f != nil {
+			rc.lastActive = now
+		}
 		rc.mu.Unlock()
 		if !ok {
 			return // already judged (timed out, or its connection broke)
 		}
 		call.timer.Stop()
 		o := call.o
-		o.latency = time.Since(o.at)
+		o.latency = now.Sub(o.at)
 		switch {
 		case err != nil:
-			o.err, o.class = err, Classify(err, 0)
+			o.err, o.class, o.failedAt = err, Classify(err, 0), now
 		case f.Status != rpcwire.StatusOK:
+			o.firstByte = true
 			o.status, o.class = int(f.Status), HTTP5xx
 			o.err = fmt.Errorf("rpc error status %d: %s", f.Status, f.Payload)
 		default:
@@ -333,50 +372,78 @@ func (w *connWorker) runRPC(ctx context.Context) {
 			finish(rc, f.ID, &f, nil)
 		}
 	}
+	dial := func() (*rpcConn, error) {
+		c, err := w.dial()
+		if err != nil {
+			return nil, err
+		}
+		rc := &rpcConn{conn: c, pending: map[uint64]*rpcCall{}, lastActive: time.Now()}
+		go read(rc)
+		return rc, nil
+	}
+	// register puts the call on rc's books unless rc has broken; the check
+	// and the registration are one step, so a break can never fall
+	// between them and leave a call that nobody will answer.
+	register := func(rc *rpcConn, o outcome) (*rpcCall, bool) {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		if rc.broken {
+			return nil, false
+		}
+		o.reused, o.idle = rc.sent > 0, len(rc.pending) == 0
+		o.onConnAt = time.Now()
+		o.idleFor = o.onConnAt.Sub(rc.lastActive)
+		rc.sent++
+		id := o.seq
+		call := &rpcCall{o: o}
+		call.timer = time.AfterFunc(cfg.Timeout, func() {
+			finish(rc, id, nil, &timeoutError{after: cfg.Timeout, err: context.DeadlineExceeded})
+		})
+		rc.pending[id] = call
+		return call, true
+	}
 
-	for w.waitTurn(ctx) {
+	for {
+		due, ok := w.waitTurn(ctx)
+		if !ok {
+			break
+		}
 		select {
 		case window <- struct{}{}:
 		case <-ctx.Done():
 			continue // the loop ends at waitTurn
 		}
 		calls.Add(1)
-		o := outcome{seq: w.ll.seq.Add(1), at: time.Now(), target: w.target, conn: w.id}
-		if cur != nil {
-			cur.mu.Lock()
-			broken := cur.broken
-			cur.mu.Unlock()
-			if broken {
-				cur = nil
+		o := outcome{seq: w.ll.nextSeq(), at: time.Now(), target: w.target, conn: w.id}
+		o.sendLag = max(0, o.at.Sub(due))
+		var rc *rpcConn
+		for rc == nil {
+			if cur == nil {
+				c, err := dial()
+				if err != nil {
+					o.latency, o.err, o.class = time.Since(o.at), err, Classify(err, 0)
+					break
+				}
+				cur = c
+			}
+			if w.ll.beforeRegister != nil {
+				w.ll.beforeRegister(cur)
+			}
+			if _, ok := register(cur, o); ok {
+				rc = cur
+			} else {
+				cur = nil // broke while idle: counted as a reconnect, dial again
 			}
 		}
-		if cur == nil {
-			c, err := w.dial()
-			if err != nil {
-				o.latency, o.err, o.class = time.Since(o.at), err, Classify(err, 0)
-				w.ll.outcomes <- o
-				<-window
-				calls.Done()
-				continue
-			}
-			cur = &rpcConn{conn: c, pending: map[uint64]*rpcCall{}}
-			go read(cur)
+		if rc == nil {
+			w.ll.outcomes <- o
+			<-window
+			calls.Done()
+			continue
 		}
-		rc := cur
-		id := o.seq
-		rc.mu.Lock()
-		o.reused = rc.sent > 0
-		rc.sent++
-		call := &rpcCall{o: o}
-		call.timer = time.AfterFunc(cfg.Timeout, func() {
-			finish(rc, id, nil, &timeoutError{after: cfg.Timeout, err: context.DeadlineExceeded})
-		})
-		rc.pending[id] = call
-		rc.mu.Unlock()
-
 		rc.wmu.Lock()
 		rc.conn.SetWriteDeadline(time.Now().Add(cfg.Timeout))
-		err := rpcwire.Write(rc.conn, rpcwire.Frame{ID: id, Kind: rpcwire.KindRequest, Payload: []byte("nodrop")})
+		err := rpcwire.Write(rc.conn, rpcwire.Frame{ID: o.seq, Kind: rpcwire.KindRequest, Payload: []byte("nodrop")})
 		rc.wmu.Unlock()
 		if err != nil {
 			breakConn(rc, err)

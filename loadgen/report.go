@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
 // BucketWidth is the width of one timeline bucket.
@@ -32,16 +36,26 @@ type Report struct {
 	RateTarget  int       `json:"rate_target"`
 	Started     time.Time `json:"started"`
 	DurationSec float64   `json:"duration_s"`
+	// PlannedSec is the duration asked for (0: until stopped).
+	PlannedSec float64 `json:"planned_duration_s"`
+	// Interrupted: the run was stopped before its planned duration, so
+	// it cannot stand for the whole run that was asked for.
+	Interrupted bool `json:"interrupted"`
+	// Client is how nodrop's client behaved: the verdict depends on it.
+	Client Client `json:"client"`
 
 	Total        int           `json:"total"`
 	OK           int           `json:"ok"`
 	Lost         int           `json:"lost"`
 	LostByClass  map[Class]int `json:"lost_by_class"`
 	RateAchieved float64       `json:"rate_achieved"`
-	// IdleCloseRace counts losses on a reused connection before any
-	// response byte: the server closed a kept-alive connection while the
-	// request was on the wire. They are lost, and named apart so "closes
-	// idle connections badly" is not mistaken for "pod was killed".
+	// IdleCloseRace counts losses that are the idle-close race: the
+	// request was written to a kept-alive connection with nothing else on
+	// it, and the connection failed (EOF or reset) before any response
+	// byte, within RaceWindow of the write. The server closed a
+	// connection it thought idle while the request was on the wire. They
+	// are lost, and named apart so "closes idle connections badly" is not
+	// mistaken for "pod was killed".
 	IdleCloseRace int `json:"idle_close_race"`
 	// Retried counts requests net/http sent a second time (lenient mode
 	// only; strict mode counts them as lost).
@@ -57,7 +71,17 @@ type Report struct {
 	Reconnects        int    `json:"reconnects"`
 	BrokenConnections int    `json:"broken_connections"`
 
+	// Generator is how punctual the load generator itself was.
+	Generator Generator `json:"generator"`
+	// Delivery is whether the load asked for was sent, over the whole run.
+	Delivery Delivery `json:"delivery"`
+	// Verdict of the whole run (Judge gives it for a window), and why a
+	// run was not judged.
+	Verdict   Verdict  `json:"verdict"`
+	NotJudged []string `json:"not_judged_because,omitempty"`
+
 	Latency       Latency        `json:"latency"`
+	LastSent      time.Time      `json:"last_sent"`
 	Timeline      []Bucket       `json:"timeline"`
 	FirstLoss     *time.Time     `json:"first_loss,omitempty"`
 	LastLoss      *time.Time     `json:"last_loss,omitempty"`
@@ -86,6 +110,9 @@ type Bucket struct {
 	OK          int           `json:"ok"`
 	Lost        int           `json:"lost"`
 	LostByClass map[Class]int `json:"lost_by_class,omitempty"`
+	// ByVersion counts answered requests by X-Nodrop-Version, so a
+	// version change can be placed in time.
+	ByVersion map[string]int `json:"by_version,omitempty"`
 }
 
 // Window is a run of consecutive lost requests.
@@ -115,10 +142,69 @@ type Loss struct {
 	Pod             string `json:"pod,omitempty"`
 	// Conn is the connection it was sent on, from 1, in long-lived mode.
 	Conn int `json:"conn,omitempty"`
+	// IdleMs is how long the connection had carried nothing before this
+	// request was written to it (reused connections only).
+	IdleMs float64 `json:"idle_ms,omitempty"`
+	// FailedAfterMs is from the request's start on its connection to the
+	// failure.
+	FailedAfterMs float64 `json:"failed_after_ms,omitempty"`
+	// SendLagMs is how late the generator sent it against its schedule.
+	SendLagMs float64 `json:"send_lag_ms"`
+	// GeneratorStallMs is how long the generator's process stood still
+	// while the request was open (timeouts only).
+	GeneratorStallMs float64 `json:"generator_stall_ms,omitempty"`
 }
 
-// Lossless reports whether requests completed and none was lost.
-func (r *Report) Lossless() bool { return r.Total > 0 && r.Lost == 0 }
+// Client is what nodrop's client did with connections: a verdict holds
+// for a client that behaves like this.
+type Client struct {
+	TimeoutMs float64 `json:"timeout_ms"`
+	KeepAlive bool    `json:"keepalive"`
+	// IdleTimeoutMs: kept-alive connections idle this long are closed by
+	// the client. A draining server avoids the idle-close race only with
+	// clients whose idle timeout is below its drain period.
+	IdleTimeoutMs float64 `json:"idle_timeout_ms"`
+	Strict        bool    `json:"strict"`
+	// CloseWithRST: fresh connections are closed with RST once their
+	// response is read (no TIME_WAIT).
+	CloseWithRST bool `json:"close_with_rst"`
+	// CheckBeforeReuse: long-lived HTTP connections are checked for a
+	// close that arrived while idle before each request.
+	CheckBeforeReuse bool   `json:"check_before_reuse"`
+	MaxWorkers       uint64 `json:"max_workers,omitempty"`
+	MaxConns         int    `json:"max_conns,omitempty"`
+	Connections      int    `json:"connections,omitempty"`
+	InFlight         int    `json:"in_flight,omitempty"`
+}
+
+// String is the client's settings in one line, for report headers.
+func (c Client) String() string {
+	s := fmt.Sprintf("timeout %s", ms2d(c.TimeoutMs))
+	switch {
+	case c.Connections > 0:
+		s += fmt.Sprintf(", %d long-lived connections", c.Connections)
+		if c.InFlight > 0 {
+			s += fmt.Sprintf(" (%d in flight each over rpc)", c.InFlight)
+		}
+		s += ", idle close checked before each request"
+	case c.KeepAlive:
+		s += fmt.Sprintf(", keep-alive, idle connections closed after %s", ms2d(c.IdleTimeoutMs))
+	default:
+		s += ", a fresh connection per request, closed with RST"
+	}
+	if c.Strict {
+		s += ", strict (no silent retries)"
+	} else {
+		s += ", lenient (net/http retries allowed)"
+	}
+	return s
+}
+
+func ms2d(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+
+// Lossless reports whether the whole run was judged and lost nothing:
+// load delivered, not interrupted, and not one request lost.
+func (r *Report) Lossless() bool { return r.Verdict == Lossless }
 
 // Mode names the connection mode.
 func (r *Report) Mode() string {
@@ -158,7 +244,18 @@ func (r *Report) Summary() string {
 		b.WriteString(r.classList(", "))
 		b.WriteString(")")
 	}
+	if r.Verdict == NotJudged {
+		b.WriteString("; not judged: ")
+		b.WriteString(strings.Join(r.NotJudged, "; "))
+	}
 	return b.String()
+}
+
+func (r *Report) verdictLine() string {
+	if r.Verdict == NotJudged {
+		return "NOT JUDGED: " + strings.Join(r.NotJudged, "; ")
+	}
+	return string(r.Verdict)
 }
 
 func (r *Report) classList(sep string) string {
@@ -180,8 +277,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	} else {
 		row("targets", "%s %s", r.Method, strings.Join(r.Targets, " "))
 	}
+	row("verdict", "%s", r.verdictLine())
 	row("mode", "%s", r.Mode())
+	row("client", "%s", r.Client)
 	row("requests", "%d in %.1fs, %.1f/s achieved (target %d/s)", r.Total, r.DurationSec, r.RateAchieved, r.RateTarget)
+	row("load", "%s", r.Delivery)
+	g := r.Generator
+	row("generator", "sent p99 %.1fms / max %.1fms late; stood still %d times, longest %.0fms", g.SendLag.P99, g.SendLag.Max, g.StallCount, g.MaxStallMs)
 	row("ok", "%d", r.OK)
 	lostPct := 0.0
 	if r.Total > 0 {
@@ -245,4 +347,341 @@ func countList(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// RaceWindow is how soon after its write a request on an idle kept-alive
+// connection must fail, before any response byte, to be the idle-close
+// race: the server's close was already on its way. A request that failed
+// later had been read, or sat in the server's buffer, and was cut: that is
+// a killed or crashing server, not the race.
+const RaceWindow = 10 * time.Millisecond
+
+// outcome is one judged request, whichever load mode sent it.
+type outcome struct {
+	seq        uint64
+	at         time.Time // when the generator started it
+	latency    time.Duration
+	sendLag    time.Duration // how late against its schedule
+	class      Class
+	err        error
+	status     int
+	target     string
+	pod        string
+	version    string
+	conn       int  // long-lived mode: which connection, from 1
+	reused     bool // the connection had carried a request before
+	idle       bool // nothing else was on the connection when it was written
+	idleFor    time.Duration
+	onConnAt   time.Time // when it was handed to its connection
+	failedAt   time.Time
+	firstByte  bool
+	retried    bool
+	retryCount bool // lenient mode: count it in Report.Retried
+}
+
+// idleCloseRace is the one place the race is decided: written to a
+// reused connection with nothing else on it, failed by EOF or reset
+// before any response byte, within RaceWindow of being handed to the
+// connection.
+func (o outcome) idleCloseRace() bool {
+	return o.reused && o.idle && !o.firstByte && (o.class == EOF || o.class == Reset) &&
+		!o.onConnAt.IsZero() && !o.failedAt.IsZero() && o.failedAt.Sub(o.onConnAt) <= RaceWindow
+}
+
+// judge classifies one vegeta result using what the transport saw; due
+// is when the pacer meant to send it.
+func judge(res *vegeta.Result, a *attempt, strict bool, due time.Time) outcome {
+	o := outcome{
+		seq: res.Seq, at: res.Timestamp, latency: res.Latency, status: int(res.Code), target: res.URL,
+		pod: res.Headers.Get(PodHeader), version: res.Headers.Get(VersionHeader),
+		sendLag: max(0, res.Timestamp.Sub(due)),
+	}
+	if a != nil {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		o.reused, o.firstByte, o.retried = a.reused, a.firstByte, a.retried()
+		o.idle, o.idleFor, o.onConnAt, o.failedAt = a.reused, a.idleFor, a.gotConn, a.failedAt
+		o.retryCount = o.retried && !strict
+		// Time spent waiting for a connection slot is the generator's.
+		if !a.getConn.IsZero() && !a.gotConn.IsZero() && a.reused {
+			o.sendLag = max(0, a.gotConn.Sub(due))
+		}
+	}
+	switch {
+	case a == nil:
+		// The request never reached the transport (a target error).
+		if res.Error != "" && res.Code == 0 {
+			o.class, o.err = classifyMessage(res.Error), errorString(res.Error)
+			return o
+		}
+	case a.err != nil:
+		o.err = a.cause()
+		o.class = Classify(o.err, 0)
+		return o
+	case strict && a.retried():
+		// Guard: strict requests are not replayable, so net/http should
+		// never retry them; if it did, the first attempt was still lost.
+		o.err = a.retryCause()
+		o.class = Classify(o.err, 0)
+		return o
+	case res.Code == 0 && res.Error != "":
+		// The transport saw no error but vegeta did: only its text is left.
+		o.class, o.err = classifyMessage(res.Error), errorString(res.Error)
+		return o
+	}
+	o.class = Classify(nil, int(res.Code))
+	return o
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// accumulator adds outcomes up into a Report in memory that does not
+// grow with the number of requests: histograms for latency and send lag,
+// the timeline (bounded by MaxDuration), at most MaxLossDetails losses,
+// and a reorder buffer no larger than the requests in flight.
+type accumulator struct {
+	r       *Report
+	timeout time.Duration
+	lat     *hdrhistogram.Histogram // µs
+	lag     *hdrhistogram.Histogram // µs
+	latSum  time.Duration
+	latMax  time.Duration
+	lagMax  time.Duration
+	first   time.Time
+	end     time.Time
+	outage  outageTracker
+}
+
+// histMaxMicros bounds what the histograms hold; larger values are
+// clamped (no request lives longer than a run).
+const histMaxMicros = int64(MaxDuration / time.Microsecond)
+
+func newAccumulator(cfg Config, started time.Time) *accumulator {
+	r := &Report{
+		Targets:     cfg.Targets,
+		Method:      cfg.Method,
+		KeepAlive:   !cfg.DisableKeepAlive,
+		Strict:      !cfg.Lenient,
+		RateTarget:  cfg.Rate,
+		Started:     started,
+		PlannedSec:  cfg.Duration.Seconds(),
+		Client:      cfg.client(),
+		LostByClass: make(map[Class]int, len(LossClasses)),
+		ByPod:       map[string]int{},
+		ByVersion:   map[string]int{},
+		Losses:      []Loss{},
+	}
+	for _, c := range LossClasses {
+		r.LostByClass[c] = 0
+	}
+	if cfg.Connections > 0 {
+		r.Connections, r.Protocol, r.KeepAlive = cfg.Connections, cfg.protocol(), true
+	}
+	return &accumulator{
+		r: r, timeout: cfg.Timeout,
+		lat:    hdrhistogram.New(1, histMaxMicros, 3),
+		lag:    hdrhistogram.New(1, histMaxMicros, 3),
+		outage: outageTracker{pending: map[uint64]outagePoint{}},
+	}
+}
+
+func record(h *hdrhistogram.Histogram, d time.Duration) {
+	h.RecordValue(min(max(1, d.Microseconds()), histMaxMicros))
+}
+
+func (acc *accumulator) add(o outcome) {
+	r := acc.r
+	lost := o.class != OK
+	r.Total++
+	record(acc.lat, o.latency)
+	record(acc.lag, o.sendLag)
+	acc.latSum += o.latency
+	acc.latMax = max(acc.latMax, o.latency)
+	acc.lagMax = max(acc.lagMax, o.sendLag)
+	if acc.first.IsZero() || o.at.Before(acc.first) {
+		acc.first = o.at
+	}
+	if o.at.After(r.LastSent) {
+		r.LastSent = o.at
+	}
+	acc.end = maxTime(acc.end, o.at.Add(o.latency))
+	acc.outage.add(o.seq, outagePoint{at: o.at, end: o.at.Add(o.latency), lost: lost})
+
+	idx := max(0, int(o.at.Sub(r.Started)/BucketWidth))
+	for len(r.Timeline) <= idx {
+		r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(len(r.Timeline)) * BucketWidth.Milliseconds()})
+	}
+	b := &r.Timeline[idx]
+	b.Sent++
+	if o.retryCount {
+		r.Retried++
+	}
+	if !lost {
+		r.OK++
+		b.OK++
+		if o.pod != "" {
+			r.ByPod[o.pod]++
+		}
+		if o.version != "" {
+			r.ByVersion[o.version]++
+			if b.ByVersion == nil {
+				b.ByVersion = map[string]int{}
+			}
+			b.ByVersion[o.version]++
+		}
+		return
+	}
+
+	r.Lost++
+	r.LostByClass[o.class]++
+	b.Lost++
+	if b.LostByClass == nil {
+		b.LostByClass = map[Class]int{}
+	}
+	b.LostByClass[o.class]++
+	if r.FirstLoss == nil || o.at.Before(*r.FirstLoss) {
+		t := o.at
+		r.FirstLoss = &t
+	}
+	if r.LastLoss == nil || o.at.After(*r.LastLoss) {
+		t := o.at
+		r.LastLoss = &t
+	}
+	l := Loss{
+		Seq:             o.seq,
+		At:              o.at,
+		LatencyMs:       ms(o.latency),
+		SendLagMs:       ms(o.sendLag),
+		Class:           o.class,
+		Status:          o.status,
+		Target:          o.target,
+		Pod:             o.pod,
+		Conn:            o.conn,
+		ConnReused:      o.reused,
+		GotResponseByte: o.firstByte,
+		Retried:         o.retried,
+		IdleCloseRace:   o.idleCloseRace(),
+	}
+	if o.reused {
+		l.IdleMs = ms(o.idleFor)
+	}
+	if !o.onConnAt.IsZero() && !o.failedAt.IsZero() {
+		l.FailedAfterMs = ms(o.failedAt.Sub(o.onConnAt))
+	}
+	if o.err != nil {
+		l.Error = o.err.Error()
+	}
+	if l.IdleCloseRace {
+		r.IdleCloseRace++
+	}
+	if len(r.Losses) < MaxLossDetails {
+		r.Losses = append(r.Losses, l)
+	} else {
+		r.LossesTruncated = true
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report finishes the aggregates and judges the whole run; gen is what
+// the generator's stall watch saw.
+func (acc *accumulator) report(gen Generator) *Report {
+	r := acc.r
+	gen.StallLimitMs = ms(acc.timeout / 4)
+	r.Generator = gen
+	if r.Total > 0 {
+		slices.SortFunc(r.Losses, func(a, b Loss) int { return cmp.Compare(a.Seq, b.Seq) })
+		r.DurationSec = acc.end.Sub(r.Started).Seconds()
+		if span := r.LastSent.Sub(acc.first).Seconds(); r.Total > 1 && span > 0 {
+			r.RateAchieved = float64(r.Total-1) / span
+		}
+		if best := acc.outage.finish(); best.Requests > 0 {
+			r.LongestOutage = &best
+		}
+		q := func(h *hdrhistogram.Histogram, p float64) float64 { return float64(h.ValueAtQuantile(p)) / 1000 }
+		r.Latency = Latency{P50: q(acc.lat, 50), P90: q(acc.lat, 90), P99: q(acc.lat, 99), Max: ms(acc.latMax), Mean: ms(acc.latSum / time.Duration(r.Total))}
+		r.Generator.SendLag = Latency{P50: q(acc.lag, 50), P90: q(acc.lag, 90), P99: q(acc.lag, 99), Max: ms(acc.lagMax), Mean: acc.lag.Mean() / 1000}
+	}
+	limit := acc.timeout / 4
+	for i := range r.Losses {
+		l := &r.Losses[i]
+		if l.Class != Timeout {
+			continue
+		}
+		stall := r.Generator.stalledDuring(l.At, l.At.Add(ms2d(l.LatencyMs)))
+		l.GeneratorStallMs = ms(stall)
+		if stall >= limit {
+			r.Generator.TimeoutsDuringStalls++
+		}
+	}
+	r.Delivery = r.delivery(time.Time{}, time.Time{})
+	j := r.Judge(time.Time{}, time.Time{})
+	r.Verdict, r.NotJudged = j.Verdict, j.Reasons
+	return r
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// outageTracker finds the longest run of consecutive lost requests in
+// send order. Outcomes arrive out of order (a slow request finishes after
+// later ones); a reorder buffer holds them until the ones before have
+// come, so it never holds more than the requests in flight.
+type outageTracker struct {
+	next      uint64
+	pending   map[uint64]outagePoint
+	run, best Window
+}
+
+type outagePoint struct {
+	at, end time.Time
+	lost    bool
+}
+
+func (t *outageTracker) add(seq uint64, p outagePoint) {
+	t.pending[seq] = p
+	for {
+		p, ok := t.pending[t.next]
+		if !ok {
+			return
+		}
+		delete(t.pending, t.next)
+		t.next++
+		t.step(p)
+	}
+}
+
+func (t *outageTracker) step(p outagePoint) {
+	if !p.lost {
+		t.run = Window{}
+		return
+	}
+	if t.run.Requests == 0 {
+		t.run.Start = p.at
+	}
+	t.run.End = maxTime(t.run.End, p.end)
+	t.run.Requests++
+	if t.run.Requests > t.best.Requests {
+		t.best = t.run
+	}
+}
+
+// finish takes what is left in order; a sequence number that never came
+// breaks a run.
+func (t *outageTracker) finish() Window {
+	for _, seq := range slices.Sorted(maps.Keys(t.pending)) {
+		if seq != t.next {
+			t.run = Window{}
+		}
+		t.next = seq + 1
+		t.step(t.pending[seq])
+	}
+	clear(t.pending)
+	return t.best
 }

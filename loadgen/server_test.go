@@ -23,7 +23,11 @@ const (
 	closeConn   // read the request, then FIN without a response
 	stall       // read the request, then answer only after stallFor
 	partialBody // send headers and half the body, then FIN
+	holdReset   // read the request, work on it for holdFor, then RST: a killed server
+	holdClose   // read the request, work on it for holdFor, then FIN without a response
 )
+
+const holdFor = 50 * time.Millisecond
 
 const stallFor = 1500 * time.Millisecond
 
@@ -100,6 +104,13 @@ func (s *rawServer) handle(c *net.TCPConn) {
 		case stall:
 			time.Sleep(stallFor)
 			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		case holdReset:
+			time.Sleep(holdFor)
+			c.SetLinger(0)
+			return
+		case holdClose:
+			time.Sleep(holdFor)
+			return
 		case partialBody:
 			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
 			return

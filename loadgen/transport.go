@@ -23,8 +23,13 @@ const seqHeader = "X-Vegeta-Seq"
 // attempt is what the transport observed for one request: vegeta keeps
 // only the error's text, nodrop keeps the error itself.
 type attempt struct {
+	mu        sync.Mutex     // trace hooks run on transport goroutines
 	conns     []*trackedConn // one per connection attempt; more than one means net/http retried
 	reused    bool           // the first connection was a kept-alive one
+	idleFor   time.Duration  // how long that connection had carried nothing
+	getConn   time.Time      // when the request asked for a connection
+	gotConn   time.Time      // when it got one
+	failedAt  time.Time      // when RoundTrip or the body read failed
 	firstByte bool           // some response byte arrived
 	err       error          // from RoundTrip or from reading the body
 }
@@ -92,7 +97,7 @@ func newTracker(cfg Config) *tracker {
 				// test did not cause (seen once in 24,000 requests).
 				tc.SetLinger(0)
 			}
-			return &trackedConn{Conn: c}, nil
+			return &trackedConn{Conn: c, lastRead: time.Now()}, nil
 		},
 		DisableKeepAlives:   cfg.DisableKeepAlive,
 		MaxConnsPerHost:     cfg.MaxConns,
@@ -124,21 +129,25 @@ func (t *tracker) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.attempts[seq] = a
 		t.mu.Unlock()
 	}
-	var mu sync.Mutex // trace hooks may run on transport goroutines
+	a.getConn = time.Now()
 	trace := &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
-			mu.Lock()
-			defer mu.Unlock()
+			now := time.Now()
+			a.mu.Lock()
+			defer a.mu.Unlock()
 			tc, _ := info.Conn.(*trackedConn)
 			if len(a.conns) == 0 {
-				a.reused = info.Reused
+				a.reused, a.gotConn = info.Reused, now
+				if info.Reused && tc != nil {
+					a.idleFor = now.Sub(tc.lastActive())
+				}
 			}
 			a.conns = append(a.conns, tc)
 		},
 		GotFirstResponseByte: func() {
-			mu.Lock()
+			a.mu.Lock()
 			a.firstByte = true
-			mu.Unlock()
+			a.mu.Unlock()
 		},
 	}
 	ctx, cancel := context.WithTimeout(httptrace.WithClientTrace(req.Context(), trace), t.timeout)
@@ -150,12 +159,12 @@ func (t *tracker) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		cancel()
 		err = t.deadlineOr(ctx, err)
-		mu.Lock()
-		a.err = err
-		mu.Unlock()
+		a.mu.Lock()
+		a.err, a.failedAt = err, time.Now()
+		a.mu.Unlock()
 		return nil, err
 	}
-	resp.Body = &trackedBody{ReadCloser: resp.Body, t: t, ctx: ctx, cancel: cancel, a: a, mu: &mu}
+	resp.Body = &trackedBody{ReadCloser: resp.Body, t: t, ctx: ctx, cancel: cancel, a: a}
 	return resp, nil
 }
 
@@ -206,18 +215,17 @@ type trackedBody struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	a      *attempt
-	mu     *sync.Mutex
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
 		err = b.t.deadlineOr(b.ctx, err)
-		b.mu.Lock()
+		b.a.mu.Lock()
 		if b.a.err == nil {
-			b.a.err = err
+			b.a.err, b.a.failedAt = err, time.Now()
 		}
-		b.mu.Unlock()
+		b.a.mu.Unlock()
 	}
 	return n, err
 }
@@ -235,18 +243,29 @@ type trackedConn struct {
 	mu       sync.Mutex
 	readErr  error
 	writeErr error
+	lastRead time.Time // the last byte that arrived (or the dial)
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if err != nil {
+	if n > 0 || err != nil {
 		c.mu.Lock()
-		if c.readErr == nil {
+		if n > 0 {
+			c.lastRead = time.Now()
+		}
+		if err != nil && c.readErr == nil {
 			c.readErr = err
 		}
 		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// lastActive is when the connection last received a byte.
+func (c *trackedConn) lastActive() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastRead
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {

@@ -39,7 +39,12 @@ multiplexed RPC protocol (rpc://host:port, --in-flight requests per
 connection). A connection that breaks loses what it had on the wire and is
 reported; nothing reconnects silently. This is the load for hot upgrades.
 
-Exit status: 0 nothing lost, 1 some requests lost, 2 bad input.`,
+A run is judged only if its load was delivered: at least 99% of the target
+rate over the run, and no 100 ms window below half its share. Timeouts that
+came while nodrop's own process stood still are not the server's.
+
+Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
+(load not delivered, interrupted, or the generator too late to judge).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(cfg.Targets) == 0 {
@@ -84,13 +89,13 @@ Exit status: 0 nothing lost, 1 some requests lost, 2 bad input.`,
 			} else if err := r.WriteTable(out); err != nil {
 				return err
 			}
-			switch {
-			case r.Total == 0:
-				return exitError{code: exitLost, msg: "no request was sent; nothing was judged"}
-			case r.Lost > 0:
+			switch r.Verdict {
+			case loadgen.Lossless:
+				return nil
+			case loadgen.Lossy:
 				return exitError{code: exitLost}
 			}
-			return nil
+			return exitError{code: exitNotJudged, msg: "not judged: " + strings.Join(r.NotJudged, "; ")}
 		},
 	}
 	f := cmd.Flags()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,9 @@ const (
 	exitOK       = 0
 	exitLost     = 1 // the run worked and requests were lost (or a check failed)
 	exitBadInput = 2 // bad flags, config or environment; nothing was judged
+	// exitNotJudged: the run could not be judged (load not delivered,
+	// calibration failed, interrupted): a harness failure, never a pass.
+	exitNotJudged = 3
 )
 
 // usageError is bad input from the user: printed as one line, exit 2.
@@ -78,8 +82,45 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newLoadCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand())
-	for _, c := range root.Commands() {
-		c.SetFlagErrorFunc(root.FlagErrorFunc())
-	}
+	strictArgs(root)
 	return root
+}
+
+// strictArgs makes every wrong word bad input (exit 2, one line): an
+// unknown command or subcommand, or arguments a command does not take.
+func strictArgs(c *cobra.Command) {
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	if c.HasSubCommands() {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			var names []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			return usagef("unknown command %q for %q; commands: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
+		}
+		for _, sub := range c.Commands() {
+			strictArgs(sub)
+		}
+		return
+	}
+	validate := c.Args
+	if validate == nil {
+		validate = cobra.NoArgs
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if err := validate(cmd, args); err != nil {
+			var ue usageError
+			if errors.As(err, &ue) {
+				return err
+			}
+			return usageError{err}
+		}
+		return nil
+	}
 }

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -66,6 +68,12 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"cluster", "up", "--config", "/nonexistent/kind.yaml"}, "reading kind config"},
 		{[]string{"render", "no-such-variant"}, `unknown variant "no-such-variant"`},
 		{[]string{"render"}, "render takes one variant name"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate" for "nodrop"`},
+		{[]string{"cluster", "frob"}, `unknown command "frob" for "nodrop cluster"`},
+		{[]string{"load", "--url", "http://127.0.0.1:1/", "extra"}, `unknown command "extra"`},
+		{[]string{"variants", "extra"}, `unknown command "extra"`},
+		{[]string{"load", "--url", "http://127.0.0.1:99999/"}, "port 99999 is not in 1-65535"},
+		{[]string{"load", "--url", "http://127.0.0.1:1/", "--method", "BAD METHOD"}, `method "BAD METHOD" is not an HTTP method`},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != exitBadInput || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -95,5 +103,46 @@ func TestVariantsAndRender(t *testing.T) {
 	code, out, _ = runCLI(t, "render", "shell-form-cmd")
 	if code != exitOK || !strings.Contains(out, "kind: Deployment") || !strings.Contains(out, "terminationGracePeriodSeconds: 10") {
 		t.Fatalf("render: exit %d\n%s", code, out)
+	}
+}
+
+// A run that cannot be judged exits 3, says why, and is never a pass.
+func TestNotJudgedExits3(t *testing.T) {
+	var served atomic.Int64
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { served.Add(1) }))
+	defer ok.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"load", "--url", ok.URL, "--rate", "100", "--duration", "5s"}, &out, &errb)
+	if code != exitNotJudged || !strings.Contains(errb.String(), "interrupted after 0.") || !strings.Contains(errb.String(), "of 5.0s") {
+		t.Errorf("interrupted: exit %d, stderr %q", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "NOT JUDGED") {
+		t.Errorf("interrupted: the table does not say so:\n%s", out.String())
+	}
+
+	code, _, stderr := runCLI(t, "load", "--url", ok.URL, "--rate", "30000", "--duration", "500ms", "--max-workers", "2000")
+	if code != exitNotJudged || !strings.Contains(stderr, "load not delivered") {
+		t.Errorf("undelivered: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// Bad input sends nothing.
+func TestBadInputSendsNothing(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { served.Add(1) }))
+	defer srv.Close()
+	for _, args := range [][]string{
+		{"load", "--url", srv.URL, "--method", "BAD METHOD", "--duration", "200ms"},
+		{"load", "--url", srv.URL, "--duration", "200ms", "extra"},
+	} {
+		if code, _, _ := runCLI(t, args...); code != exitBadInput {
+			t.Errorf("%v: exit %d", args, code)
+		}
+	}
+	if n := served.Load(); n != 0 {
+		t.Errorf("bad input sent %d requests", n)
 	}
 }

@@ -167,23 +167,35 @@ func (s setup) upgrade(t *testing.T, old *proc, version string) *proc {
 	return next
 }
 
+// Load through a proxy whose app works 30 ms per request, delivered in
+// full: HTTP connections each send every 83 ms, above the slowest
+// answer; RPC connections, as Dubbo-style clients do, keep several
+// requests on the wire at every moment.
+const (
+	httpLoadRate = 120
+	rpcConns     = 2
+	rpcInFlight  = 8
+	rpcLoadRate  = 300
+)
+
 // underLoad runs long-lived HTTP and RPC load against the proxy while
 // during() runs, plus 300 ms, and returns both reports.
 func (s setup) underLoad(t *testing.T, conns int, during func()) (httpR, rpcR *loadgen.Report) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	run := func(target string, out **loadgen.Report) {
+	run := func(cfg loadgen.Config, out **loadgen.Report) {
 		defer wg.Done()
-		r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{target}, Connections: conns, Rate: 500, Timeout: 2 * time.Second})
+		cfg.Timeout = 2 * time.Second
+		r, err := loadgen.Run(ctx, cfg)
 		if err != nil {
 			t.Error(err)
 		}
 		*out = r
 	}
 	wg.Add(2)
-	go run("http://"+s.httpAddr+"/", &httpR)
-	go run("rpc://"+s.rpcAddr, &rpcR)
+	go run(loadgen.Config{Targets: []string{"http://" + s.httpAddr + "/"}, Connections: conns, Rate: httpLoadRate}, &httpR)
+	go run(loadgen.Config{Targets: []string{"rpc://" + s.rpcAddr}, Connections: rpcConns, InFlight: rpcInFlight, Rate: rpcLoadRate}, &rpcR)
 	time.Sleep(300 * time.Millisecond) // load is flowing on every connection
 	during()
 	time.Sleep(300 * time.Millisecond)
@@ -216,13 +228,13 @@ func TestMigrationLosesNothingAcross20Upgrades(t *testing.T) {
 		if !r.Lossless() || r.BrokenConnections != 0 || r.Reconnects != 0 {
 			t.Errorf("%s load across 20 migrations: want 0 lost, 0 broken, 0 reconnects:\n%s", r.Protocol, table(r))
 		}
-		if r.Total < 600 {
+		if r.Total < 300 {
 			t.Errorf("%s: only %d requests", r.Protocol, r.Total)
 		}
 	}
 	for i, n := range adopted {
-		if n != 20 {
-			t.Errorf("upgrade %d adopted %v connections, want all 20 (10 HTTP + 10 RPC)", i+1, n)
+		if n != 10+rpcConns {
+			t.Errorf("upgrade %d adopted %v connections, want all %d (10 HTTP + %d RPC)", i+1, n, 10+rpcConns, rpcConns)
 		}
 	}
 }
@@ -295,12 +307,16 @@ func TestDrainInsteadOfMigration(t *testing.T) {
 			t.Errorf("RPC: want requests lost on broken connections (RPC has no close signal):\n%s", table(rpcR))
 		}
 	})
-	t.Run("closing idle connections at once loses HTTP requests (idle-close race)", func(t *testing.T) {
+	// Closing idle connections at once used to be a negative control, but
+	// it was the client's fault: a client that looks at its connection
+	// before reusing it sees the close and moves on. Only a request
+	// already on its way when the close lands is lost.
+	t.Run("closing idle connections at once: clients that look before reuse move on", func(t *testing.T) {
 		s := newSetup(t, "--upgrade", "drain", "--drain-style", "close-idle")
 		cur := s.start(t, "v1")
 		httpR, _ := s.underLoad(t, 10, func() { cur = s.upgrade(t, cur, "v2") })
-		if httpR.Lost == 0 || httpR.IdleCloseRace == 0 {
-			t.Errorf("HTTP: want idle-close races:\n%s", table(httpR))
+		if httpR.Reconnects+httpR.Lost < 10 || httpR.IdleCloseRace != httpR.Lost {
+			t.Errorf("HTTP: want every connection closed while idle and seen (or lost to the idle-close race):\n%s", table(httpR))
 		}
 	})
 }

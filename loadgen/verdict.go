@@ -1,0 +1,139 @@
+package loadgen
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Verdict is what a run says about the server under test.
+type Verdict string
+
+// Verdicts. NotJudged is a harness failure, never a pass: the load asked
+// for was not delivered, the run was interrupted, or the generator was
+// too late to tell a server's timeout from its own.
+const (
+	Lossless  Verdict = "lossless"
+	Lossy     Verdict = "lossy"
+	NotJudged Verdict = "not judged"
+)
+
+// The delivered-load rule: a run is judged only if it achieved at least
+// MinRateRatio of its target rate overall, and no BucketWidth of the
+// judged window sent less than MinBucketShare of its share.
+const (
+	MinRateRatio   = 0.99
+	MinBucketShare = 0.5
+	// maxGapsListed bounds Delivery.Gaps; the count stays exact.
+	maxGapsListed = 100
+)
+
+// Delivery says whether the load asked for was sent.
+type Delivery struct {
+	Delivered bool    `json:"delivered"`
+	RateRatio float64 `json:"rate_ratio"`
+	FromMs    int64   `json:"from_ms"`
+	ToMs      int64   `json:"to_ms"`
+	CheckedMs int64   `json:"window_ms"` // the width of one checked window
+	GapCount  int     `json:"load_gap_count"`
+	Gaps      []Gap   `json:"load_gaps"`
+}
+
+// Gap is a window of the timeline that sent less than half its share.
+type Gap struct {
+	OffsetMs int64   `json:"t_ms"`
+	Sent     int     `json:"sent"`
+	Share    float64 `json:"share"`
+}
+
+func (d Delivery) String() string {
+	if d.Delivered {
+		return fmt.Sprintf("delivered (%.1f%% of the rate, no gaps)", 100*d.RateRatio)
+	}
+	s := fmt.Sprintf("%.1f%% of the target rate (need %.0f%%)", 100*d.RateRatio, 100*MinRateRatio)
+	if d.GapCount > 0 {
+		g := d.Gaps[0]
+		s += fmt.Sprintf(", %d gaps of %dms below half the rate (first at +%.1fs: %d sent of %.0f)", d.GapCount, d.CheckedMs, float64(g.OffsetMs)/1000, g.Sent, g.Share)
+	}
+	return s
+}
+
+// Judgement is the verdict of a run over a window, and why.
+type Judgement struct {
+	Verdict  Verdict
+	Reasons  []string // why it was not judged
+	Delivery Delivery
+}
+
+// Judge applies the delivered-load rule to the window [from, to] (zero
+// times mean the run's first and last send) and decides the verdict.
+// Losses count wherever they happen; the window bounds only the gap check.
+func (r *Report) Judge(from, to time.Time) Judgement {
+	j := Judgement{Delivery: r.delivery(from, to)}
+	switch {
+	case r.Total == 0:
+		j.Reasons = append(j.Reasons, "no request was sent")
+	case r.Interrupted:
+		j.Reasons = append(j.Reasons, fmt.Sprintf("interrupted after %.1fs of %.1fs", r.DurationSec, r.PlannedSec))
+	}
+	if n := r.Generator.TimeoutsDuringStalls; n > 0 {
+		j.Reasons = append(j.Reasons, fmt.Sprintf("%d timeouts came while the load generator itself stood still for %.0fms or more (max stall %.0fms): they may be its own delay, not the server's",
+			n, r.Generator.StallLimitMs, r.Generator.MaxStallMs))
+	}
+	switch {
+	case len(j.Reasons) > 0:
+		j.Verdict = NotJudged
+	case r.Lost > 0:
+		j.Verdict = Lossy
+	case !j.Delivery.Delivered:
+		j.Verdict = NotJudged
+		j.Reasons = append(j.Reasons, "load not delivered: "+j.Delivery.String())
+	default:
+		j.Verdict = Lossless
+	}
+	return j
+}
+
+// delivery checks the rate over the whole run and the gaps over the
+// window [from, to] by whole windows of at least one bucket, wide enough
+// to expect two requests.
+func (r *Report) delivery(from, to time.Time) Delivery {
+	d := Delivery{}
+	if r.RateTarget > 0 {
+		d.RateRatio = r.RateAchieved / float64(r.RateTarget)
+	}
+	if from.IsZero() || from.Before(r.Started) {
+		from = r.Started
+	}
+	if to.IsZero() {
+		to = r.LastSent
+	}
+	d.FromMs, d.ToMs = r.Offset(from).Milliseconds(), r.Offset(to).Milliseconds()
+	share := float64(r.RateTarget) * BucketWidth.Seconds()
+	k := 1
+	if share > 0 && share < 2 {
+		k = int(math.Ceil(2 / share))
+	}
+	d.CheckedMs = int64(k) * BucketWidth.Milliseconds()
+	first := int(math.Ceil(float64(r.Offset(from)) / float64(BucketWidth)))
+	last := int(r.Offset(to) / BucketWidth) // exclusive: buckets wholly before to
+	for i := max(first, 0); i+k <= last; i += k {
+		sent := 0
+		for j := i; j < i+k; j++ {
+			if j < len(r.Timeline) {
+				sent += r.Timeline[j].Sent
+			}
+		}
+		if float64(sent) < MinBucketShare*share*float64(k) {
+			d.GapCount++
+			if len(d.Gaps) < maxGapsListed {
+				d.Gaps = append(d.Gaps, Gap{OffsetMs: int64(i) * BucketWidth.Milliseconds(), Sent: sent, Share: share * float64(k)})
+			}
+		}
+	}
+	if d.Gaps == nil {
+		d.Gaps = []Gap{}
+	}
+	d.Delivered = r.Total > 0 && d.RateRatio >= MinRateRatio && d.GapCount == 0
+	return d
+}

@@ -1,0 +1,241 @@
+// Package scenario judges a run of load through a disruption against
+// what the configuration under test claims. It is the one place a
+// verdict is decided, for the rollout and hot-upgrade suites alike, and it
+// knows nothing of Ginkgo: it returns the problems it found, and callers
+// assert or print them.
+package scenario
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/probes"
+)
+
+// Expectation is what one run of one configuration must show.
+type Expectation struct {
+	Verdict loadgen.Verdict
+	// Classes are the loss classes the mechanism produces, each with the
+	// sentence that says why. Every loss of a lossy run must be of one of
+	// them; a loss of any other class is unexplained.
+	Classes map[loadgen.Class]string
+	// LossStarts, when set, is when the mechanism says losses begin:
+	// every burst of losses must start then.
+	LossStarts *Timing
+	// IdleCloseRaces: every loss must be an idle-close race.
+	IdleCloseRaces bool
+	// Reconnects: long-lived clients must (Some) or must not (None) have
+	// been asked to move to a new connection.
+	Reconnects Count
+	// Versions, when set, is the version that must answer every request
+	// before the disruption and the one that must answer every request
+	// after it has settled.
+	Versions *VersionChange
+	// Why is the mechanism, in one sentence.
+	Why string
+}
+
+// Timing is "losses start Delay after an event of kind After".
+type Timing struct {
+	After probes.Kind
+	Delay time.Duration
+	// Tolerance is how far a burst may start from that moment (default
+	// DefaultTolerance).
+	Tolerance time.Duration
+	// Why names the moment in the user's terms ("SIGKILL at the end of the
+	// grace period").
+	Why string
+}
+
+// DefaultTolerance is how far a burst of losses may start from the moment
+// its mechanism predicts: the watch sees a change up to a second or so
+// after it happened.
+const DefaultTolerance = 2 * time.Second
+
+func (t Timing) String() string {
+	s := fmt.Sprintf("%s after %s", t.Delay, t.After)
+	if t.Why != "" {
+		s += " (" + t.Why + ")"
+	}
+	return s
+}
+
+// Count is a claim about how many times something happened.
+type Count int
+
+// Counts.
+const (
+	Any  Count = iota // no claim
+	None              // never
+	Some              // at least once
+)
+
+// VersionChange names the version answering before and after.
+type VersionChange struct{ Before, After string }
+
+// ClassList is the expectation's classes in report order.
+func (e Expectation) ClassList() []loadgen.Class {
+	var out []loadgen.Class
+	for _, c := range loadgen.LossClasses {
+		if _, ok := e.Classes[c]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Window is when the disruption happened, as the run saw it.
+type Window struct {
+	// Trigger: the disruption was applied (rollout started, upgrade
+	// command run).
+	Trigger time.Time
+	// Settled: the disruption is over (every old pod gone, the upgrade
+	// complete). Requests sent after it must not be lost.
+	Settled time.Time
+	// End: the load stopped.
+	End time.Time
+}
+
+// Outcome is the judgement of one run against its expectation.
+type Outcome struct {
+	Expected loadgen.Verdict `json:"expected"`
+	Got      loadgen.Verdict `json:"got"`
+	// Problems are the claims that failed, in plain words; none means
+	// the run showed what the configuration claims.
+	Problems []string `json:"problems,omitempty"`
+	// NotJudged says why the run could not be judged (then Got is
+	// loadgen.NotJudged and Problems says so too).
+	NotJudged []string         `json:"not_judged_because,omitempty"`
+	Delivery  loadgen.Delivery `json:"delivery"`
+}
+
+// Passed reports whether the run showed what was claimed.
+func (o Outcome) Passed() bool { return len(o.Problems) == 0 }
+
+// Judge decides a run: the load must have been delivered from the
+// trigger to the end, the verdict must be the expected one, and a lossy
+// run must have lost the way its mechanism says (classes, timing, races,
+// reconnects). Losses before the trigger or after the disruption settled
+// are unexplained whatever the expectation.
+func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Outcome {
+	j := r.Judge(w.Trigger, w.End)
+	o := Outcome{Expected: e.Verdict, Got: j.Verdict, NotJudged: j.Reasons, Delivery: j.Delivery}
+	bad := func(format string, args ...any) { o.Problems = append(o.Problems, fmt.Sprintf(format, args...)) }
+	if j.Verdict == loadgen.NotJudged {
+		bad("not judged: %s", strings.Join(j.Reasons, "; "))
+		return o
+	}
+	if before, after := lossesOutside(r, w); before+after > 0 {
+		bad("unexplained loss: %d requests sent before the disruption and %d sent after it settled were lost", before, after)
+	}
+	switch {
+	case e.Verdict == loadgen.Lossless && j.Verdict != loadgen.Lossless:
+		bad("expected no lost request, lost %d (%s)", r.Lost, classList(r.LostByClass))
+	case e.Verdict == loadgen.Lossy && j.Verdict != loadgen.Lossy:
+		bad("a known-lossy configuration lost nothing: the harness missed it")
+	}
+	if e.Verdict == loadgen.Lossy && r.Lost > 0 {
+		if foreign := foreignLosses(r, e); len(foreign) > 0 {
+			bad("unexplained loss: %s, classes the mechanism (%s) does not produce", classList(foreign), classNames(e.ClassList()))
+		}
+		if t := e.LossStarts; t != nil {
+			tol := t.Tolerance
+			if tol == 0 {
+				tol = DefaultTolerance
+			}
+			if off := probes.Unexplained(r, events, t.After, t.Delay, tol); len(off) > 0 {
+				var starts []string
+				for _, b := range off {
+					starts = append(starts, fmt.Sprintf("+%.3fs", r.Offset(b.Start).Seconds()))
+				}
+				bad("losses should start %s, ±%s; %d bursts do not: at %s", t, tol, len(off), strings.Join(starts, ", "))
+			}
+		}
+		if e.IdleCloseRaces && r.IdleCloseRace != r.Lost {
+			bad("every loss should be an idle-close race; %d of %d are", r.IdleCloseRace, r.Lost)
+		}
+	}
+	switch {
+	case e.Reconnects == Some && r.Reconnects == 0:
+		bad("clients should have been told to reconnect (Connection: close), and none was")
+	case e.Reconnects == None && r.Reconnects > 0:
+		bad("no client should have seen a close, %d reconnected", r.Reconnects)
+	}
+	if v := e.Versions; v != nil {
+		for _, b := range r.Timeline {
+			at := r.Started.Add(time.Duration(b.OffsetMs) * time.Millisecond)
+			end := at.Add(loadgen.BucketWidth)
+			for ver, n := range b.ByVersion {
+				switch {
+				case end.Before(w.Trigger) && ver != v.Before:
+					bad("version %s answered %d requests before the disruption (at +%.1fs); want only %s", ver, n, float64(b.OffsetMs)/1000, v.Before)
+				case at.After(w.Settled) && ver != v.After:
+					bad("version %s answered %d requests after the rollout (at +%.1fs); want only %s", ver, n, float64(b.OffsetMs)/1000, v.After)
+				}
+			}
+		}
+		if r.ByVersion[v.Before] == 0 || r.ByVersion[v.After] == 0 {
+			bad("want both %s and %s to answer, got %v", v.Before, v.After, r.ByVersion)
+		}
+	}
+	return o
+}
+
+// lossesOutside counts losses of requests sent before the trigger and
+// after the disruption settled.
+func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
+	for _, l := range r.Losses {
+		switch {
+		case !w.Trigger.IsZero() && l.At.Before(w.Trigger):
+			before++
+		case !w.Settled.IsZero() && l.At.After(w.Settled):
+			after++
+		}
+	}
+	return before, after
+}
+
+func foreignLosses(r *loadgen.Report, e Expectation) map[loadgen.Class]int {
+	out := map[loadgen.Class]int{}
+	for c, n := range r.LostByClass {
+		if _, ok := e.Classes[c]; !ok && n > 0 {
+			out[c] = n
+		}
+	}
+	return out
+}
+
+func classList(m map[loadgen.Class]int) string {
+	var parts []string
+	for _, c := range loadgen.LossClasses {
+		if n := m[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func classNames(cs []loadgen.Class) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = string(c)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Reasons lists the expectation's class sentences, one per line, for a
+// reader: why each class can appear.
+func (e Expectation) Reasons() string {
+	var b strings.Builder
+	for _, c := range slices.Sorted(maps.Keys(e.Classes)) {
+		fmt.Fprintf(&b, "%s: %s\n", c, e.Classes[c])
+	}
+	return b.String()
+}
