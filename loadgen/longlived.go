@@ -101,10 +101,12 @@ type connWorker struct {
 
 // waitTurn blocks until the connection's next send slot, or returns false
 // when sending is over. A connection that fell behind (its previous
-// request took longer than its interval) sends at once but does not catch
-// up in a burst. due is when the request could have left: its slot, or
-// the moment the connection was free, whichever is later; how late it
-// really left is the generator's own lag.
+// request took longer than its interval) sends at once, back to back
+// until it is on schedule again, but it forgets a backlog older than
+// maxBacklog: a server stall is not answered with a flood. due is when
+// the request could have left: its slot, or the moment the connection
+// was free, whichever is later; how late it really left is the
+// generator's own lag.
 func (w *connWorker) waitTurn(ctx context.Context) (due time.Time, ok bool) {
 	now := time.Now()
 	due = maxTime(w.next, now)
@@ -119,9 +121,13 @@ func (w *connWorker) waitTurn(ctx context.Context) (due time.Time, ok bool) {
 	} else if ctx.Err() != nil {
 		return due, false
 	}
-	w.next = maxTime(w.next.Add(w.interval), now)
+	w.next = maxTime(w.next.Add(w.interval), now.Add(-maxBacklog))
 	return due, true
 }
+
+// maxBacklog is how far behind its schedule a long-lived connection may
+// be and still catch up.
+const maxBacklog = time.Second
 
 func (w *connWorker) dial() (net.Conn, error) {
 	u, _ := url.Parse(w.target)

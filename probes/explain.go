@@ -2,6 +2,7 @@ package probes
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -96,26 +97,38 @@ func Timeline(r *loadgen.Report, events []Event) string {
 	return sb.String()
 }
 
-// Unexplained returns the bursts that do not start within tol of delay
-// after some event of kind k: for a mechanism such as "SIGKILL at the end
-// of the grace period", every burst must start about grace after a pod's
-// deletion.
-func Unexplained(r *loadgen.Report, events []Event, k Kind, delay, tol time.Duration) []Burst {
+// Episodes merges bursts less than gap apart: one outage whose requests
+// happen to succeed now and then is one episode with one cause.
+func Episodes(bursts []Burst, gap time.Duration) []Burst {
 	var out []Burst
-	for _, b := range Bursts(r, events) {
-		explained := false
-		for _, e := range events {
-			if e.Kind != k {
-				continue
+	for _, b := range bursts {
+		if n := len(out); n > 0 && b.Start.Sub(out[n-1].End) < gap {
+			e := &out[n-1]
+			e.End = b.End
+			e.Lost += b.Lost
+			for c, k := range b.ByClass {
+				e.ByClass[c] += k
 			}
-			if d := b.Start.Sub(e.At.Add(delay)); d >= -tol && d <= tol {
-				explained = true
-				break
-			}
+			e.During = append(e.During, b.During...)
+			continue
 		}
-		if !explained {
-			out = append(out, b)
-		}
+		b.ByClass = maps.Clone(b.ByClass)
+		out = append(out, b)
 	}
 	return out
+}
+
+// StartsAfter reports whether b started within tol of delay after some
+// event of kind k: for a mechanism such as "SIGKILL at the end of the
+// grace period", a burst must start about grace after a pod's deletion.
+func StartsAfter(b Burst, events []Event, k Kind, delay, tol time.Duration) bool {
+	for _, e := range events {
+		if e.Kind != k {
+			continue
+		}
+		if d := b.Start.Sub(e.At.Add(delay)); d >= -tol && d <= tol {
+			return true
+		}
+	}
+	return false
 }

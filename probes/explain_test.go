@@ -35,8 +35,14 @@ func TestExplainLaysLossesNextToEvents(t *testing.T) {
 			t.Errorf("explanation lacks %q:\n%s", want, text)
 		}
 	}
-	if u := Unexplained(r, events, PodDeleting, 10*time.Second, 2*time.Second); len(u) != 1 || u[0].Lost != 1 {
-		t.Errorf("only the refused burst is not 10 s after a deletion: %+v", u)
+	if !StartsAfter(bursts[0], events, PodDeleting, 10*time.Second, 2*time.Second) || StartsAfter(bursts[1], events, PodDeleting, 10*time.Second, 2*time.Second) {
+		t.Errorf("only the first burst is 10 s after a deletion: %+v", bursts)
+	}
+	if e := Episodes(bursts, 5*time.Second); len(e) != 2 {
+		t.Errorf("bursts 10 s apart are two episodes: %+v", e)
+	}
+	if e := Episodes(bursts, 20*time.Second); len(e) != 1 || e[0].Lost != 4 || e[0].ByClass[loadgen.Reset] != 2 || bursts[0].Lost != 3 {
+		t.Errorf("bursts 10 s apart merged with a 20 s gap: %+v (bursts %+v)", e, bursts)
 	}
 }
 

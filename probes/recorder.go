@@ -37,6 +37,9 @@ const (
 	EndpointRemoved     Kind = "endpoint removed"
 	KubeEvent           Kind = "event"
 	App                 Kind = "app" // the sample app's own lifecycle log line
+	// Disruption is what the run itself did: the rollout it started, the
+	// upgrade command it ran.
+	Disruption Kind = "disruption"
 )
 
 // Event is one thing the cluster or the app did.

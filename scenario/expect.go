@@ -23,11 +23,18 @@ type Expectation struct {
 	// sentence that says why. Every loss of a lossy run must be of one of
 	// them; a loss of any other class is unexplained.
 	Classes map[loadgen.Class]string
-	// LossStarts, when set, is when the mechanism says losses begin:
-	// every burst of losses must start then.
-	LossStarts *Timing
+	// LossStarts, when set, are the moments the mechanism says losses
+	// begin: every episode of losses must start at one of them.
+	LossStarts []Timing
 	// IdleCloseRaces: every loss must be an idle-close race.
 	IdleCloseRaces bool
+	// RacesAllowed: a lossless expectation that still holds with up to
+	// this many losses if every one is an idle-close race, a request
+	// written as the server's close of an idle connection landed. It is
+	// for a server that closes idle kept-alive connections without
+	// Connection: close: clients that look before reuse move on, but no
+	// client can avoid the one request already on its way.
+	RacesAllowed int
 	// Reconnects: long-lived clients must (Some) or must not (None) have
 	// been asked to move to a new connection.
 	Reconnects Count
@@ -55,6 +62,20 @@ type Timing struct {
 // its mechanism predicts: the watch sees a change up to a second or so
 // after it happened.
 const DefaultTolerance = 2 * time.Second
+
+// EpisodeGap joins bursts of losses into one episode: an outage in which
+// some requests still get through is one episode with one cause.
+const EpisodeGap = 2 * time.Second
+
+// DataPlaneLag is how long after the API shows a disruption settled
+// (every old pod gone) kube-proxy may still send to the old state. Its
+// rules follow the API about a second later on average (its own
+// kubeproxy_network_programming_duration_seconds: 1.0 s mean over 281
+// changes here), and under a rollout on two busy cores more: timeouts to
+// a gone pod's address were measured up to 2.2 s after the pod was gone,
+// refusals 25 ms after a new endpoint turned ready. A loss sent later
+// than this is unexplained.
+const DataPlaneLag = 4 * time.Second
 
 func (t Timing) String() string {
 	s := fmt.Sprintf("%s after %s", t.Delay, t.After)
@@ -124,6 +145,9 @@ func (o Outcome) Passed() bool { return len(o.Problems) == 0 }
 func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Outcome {
 	j := r.Judge(w.Trigger, w.End)
 	o := Outcome{Expected: e.Verdict, Got: j.Verdict, NotJudged: j.Reasons, Delivery: j.Delivery}
+	if e.Verdict == loadgen.Lossless && e.RacesAllowed > 0 {
+		o.Expected = loadgen.Verdict(fmt.Sprintf("lossless or ≤ %d idle-close races", e.RacesAllowed))
+	}
 	bad := func(format string, args ...any) { o.Problems = append(o.Problems, fmt.Sprintf(format, args...)) }
 	if j.Verdict == loadgen.NotJudged {
 		bad("not judged: %s", strings.Join(j.Reasons, "; "))
@@ -132,9 +156,10 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	if before, after := lossesOutside(r, w); before+after > 0 {
 		bad("unexplained loss: %d requests sent before the disruption and %d sent after it settled were lost", before, after)
 	}
+	racesOnly := r.Lost > 0 && r.Lost == r.IdleCloseRace && r.Lost <= e.RacesAllowed
 	switch {
-	case e.Verdict == loadgen.Lossless && j.Verdict != loadgen.Lossless:
-		bad("expected no lost request, lost %d (%s)", r.Lost, classList(r.LostByClass))
+	case e.Verdict == loadgen.Lossless && j.Verdict != loadgen.Lossless && !racesOnly:
+		bad("expected no lost request, lost %d (%s; %d idle-close races, %d allowed)", r.Lost, classList(r.LostByClass), r.IdleCloseRace, e.RacesAllowed)
 	case e.Verdict == loadgen.Lossy && j.Verdict != loadgen.Lossy:
 		bad("a known-lossy configuration lost nothing: the harness missed it")
 	}
@@ -142,17 +167,19 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 		if foreign := foreignLosses(r, e); len(foreign) > 0 {
 			bad("unexplained loss: %s, classes the mechanism (%s) does not produce", classList(foreign), classNames(e.ClassList()))
 		}
-		if t := e.LossStarts; t != nil {
-			tol := t.Tolerance
-			if tol == 0 {
-				tol = DefaultTolerance
-			}
-			if off := probes.Unexplained(r, events, t.After, t.Delay, tol); len(off) > 0 {
-				var starts []string
-				for _, b := range off {
-					starts = append(starts, fmt.Sprintf("+%.3fs", r.Offset(b.Start).Seconds()))
+		if len(e.LossStarts) > 0 {
+			var off []string
+			for _, ep := range probes.Episodes(probes.Bursts(r, events), EpisodeGap) {
+				if !e.startsWhenClaimed(ep, events) {
+					off = append(off, fmt.Sprintf("+%.3fs", r.Offset(ep.Start).Seconds()))
 				}
-				bad("losses should start %s, ±%s; %d bursts do not: at %s", t, tol, len(off), strings.Join(starts, ", "))
+			}
+			if len(off) > 0 {
+				var claims []string
+				for _, t := range e.LossStarts {
+					claims = append(claims, t.String())
+				}
+				bad("losses should start %s (±%s); %d episodes do not: at %s", strings.Join(claims, " or "), DefaultTolerance, len(off), strings.Join(off, ", "))
 			}
 		}
 		if e.IdleCloseRaces && r.IdleCloseRace != r.Lost {
@@ -185,6 +212,19 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	return o
 }
 
+func (e Expectation) startsWhenClaimed(ep probes.Burst, events []probes.Event) bool {
+	for _, t := range e.LossStarts {
+		tol := t.Tolerance
+		if tol == 0 {
+			tol = DefaultTolerance
+		}
+		if probes.StartsAfter(ep, events, t.After, t.Delay, tol) {
+			return true
+		}
+	}
+	return false
+}
+
 // lossesOutside counts losses of requests sent before the trigger and
 // after the disruption settled.
 func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
@@ -192,7 +232,7 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 		switch {
 		case !w.Trigger.IsZero() && l.At.Before(w.Trigger):
 			before++
-		case !w.Settled.IsZero() && l.At.After(w.Settled):
+		case !w.Settled.IsZero() && l.At.After(w.Settled.Add(DataPlaneLag)):
 			after++
 		}
 	}

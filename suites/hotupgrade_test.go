@@ -22,9 +22,9 @@ import (
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
+	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
 	"github.com/nodrop-dev/nodrop/suites/framework"
-	. "github.com/nodrop-dev/nodrop/suites/matchers"
 )
 
 // hotTimeout bounds one hot-upgrade spec, set-up and calibration included.
@@ -67,11 +67,9 @@ type nginxCase struct {
 	command  []string // run in the container, under load
 	exitCode int      // the command's
 	load     hotLoad
-	lossless bool
-	classes  []loadgen.Class // lossy cases: the mechanism's loss classes
-	upgraded bool            // v2 answers afterwards
-	restarts bool            // the container restarts
-	why      string
+	expect   scenario.Expectation
+	upgraded bool // v2 answers afterwards
+	restarts bool // the container restarts
 }
 
 var (
@@ -97,14 +95,15 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			pod := onlyPod(ctx, objs)
 
 			cfg := tc.load.config(url, "")
-			calibrate(ctx, cfg, 0.9)
+			calibrate(ctx, cfg)
 
 			By(fmt.Sprintf("running %v in the container under %d rps, %s", tc.command, hotRate, tc.load))
 			load := startLoad(ctx, cfg)
 			load.waitSent(ctx, hotRate/2)
-			began := time.Now()
+			w := scenario.Window{Trigger: time.Now()}
+			rec.Record(probes.Event{At: w.Trigger, Kind: probes.Disruption, Pod: pod.Name, Detail: strings.Join(tc.command, " ")})
 			out, stderr, err := framework.Exec(ctx, restConfig, client, ns, pod.Name, "app", tc.command...)
-			upgradeTook := time.Since(began)
+			upgradeTook := time.Since(w.Trigger)
 			rec.RecordLines(pod.Name, out)
 			rec.Record(probes.Event{Kind: probes.App, Pod: pod.Name, Detail: fmt.Sprintf("%s exited %d", strings.Join(tc.command, " "), exitCode(err))})
 			if !tc.restarts {
@@ -113,95 +112,48 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			if tc.restarts {
 				Expect(framework.WaitRestartedAndReady(ctx, client, ns, pod.Name, timeouts.Available)).To(Succeed())
 			}
-			load.waitSent(ctx, load.sent()+2*hotRate)
+			w.Settled = time.Now()
+			load.waitSent(ctx, load.sent()+int(tailFor.Seconds()*hotRate))
 			r := load.stop()
+			w.End = time.Now()
 
-			row := verdictRow{Variant: tc.variant, Disruption: strings.Join(tc.command, " "), Mode: fixtures.Mode(tc.load), RolloutSec: upgradeTook.Seconds()}
-			judgeHot(row, r, rec.Events(), tc.lossless, tc.classes, tc.why)
+			events := rec.Events()
+			o := judge(tc.variant, strings.Join(tc.command, " "), string(tc.load), r, events, w, tc.expect, upgradeTook)
+			expectPassed(tc.variant, o, r, events, tc.expect)
 			Expect(r.ByVersion["v2"] > 0).To(Equal(tc.upgraded), "v2 answered %d requests; by version %v", r.ByVersion["v2"], r.ByVersion)
 			p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(framework.RestartCount(p) > 0).To(Equal(tc.restarts), "container restarts: %d", framework.RestartCount(p))
 		},
 		Entry("under nodrop's init, USR2, WINCH and QUIT lose no request on new connections", suites.Lossless, hotTimeout, nginxCase{
-			variant: "nginx-init", command: nginxUpgrade, load: freshConns, lossless: true, upgraded: true,
-			why: "daemonized nginx under an init that adopts orphans: the new master inherits the listening socket, the old workers finish and exit",
+			variant: "nginx-init", command: nginxUpgrade, load: freshConns, upgraded: true,
+			expect: scenario.Expectation{Verdict: loadgen.Lossless,
+				Why: "daemonized nginx under an init that adopts orphans: the new master inherits the listening socket, the old workers finish and exit"},
 		}),
 		Entry("as PID 1, nginx ignores USR2 and keeps the old version (no loss, no upgrade)", suites.Lossless, hotTimeout, nginxCase{
-			variant: "nginx-pid1", command: nginxUpgrade, exitCode: 3, load: freshConns, lossless: true, upgraded: false,
-			why: "nginx in the foreground as PID 1 never sees its parent change, so it takes itself for a new binary and ignores USR2",
+			variant: "nginx-pid1", command: nginxUpgrade, exitCode: 3, load: freshConns, upgraded: false,
+			expect: scenario.Expectation{Verdict: loadgen.Lossless, Versions: &scenario.VersionChange{Before: "v1", After: "v1"},
+				Why: "nginx in the foreground as PID 1 never sees its parent change, so it takes itself for a new binary and ignores USR2"},
 		}),
 		Entry("as PID 1, quitting nginx restarts the container and loses requests (negative control)", suites.KnownLossy, hotTimeout, nginxCase{
 			variant: "nginx-pid1", command: nginxQuit, load: freshConns, restarts: true,
-			classes: []loadgen.Class{loadgen.Refused, loadgen.Reset, loadgen.EOF, loadgen.Timeout},
-			why:     "when PID 1 exits, the container ends; nothing listens until the kubelet has restarted it",
+			expect: scenario.Expectation{Verdict: loadgen.Lossy,
+				Classes: map[loadgen.Class]string{
+					loadgen.Refused: "nothing listens in the pod between nginx's exit and the restarted container's start",
+					loadgen.Timeout: "while the restarted container is not ready, the only pod is no endpoint and connections to the NodePort go unanswered",
+					loadgen.Reset:   "connections open when nginx's workers end are reset",
+					loadgen.EOF:     "connections open when nginx's workers end are closed before their answer",
+				},
+				LossStarts: []scenario.Timing{{After: probes.Disruption, Why: "at once: quitting PID 1 ends the container"}},
+				Why:        "when PID 1 exits, the container ends; nothing listens until the kubelet has restarted it"},
 		}),
-		Entry("nginx's graceful worker shutdown closes idle kept-alive connections: long-lived clients lose a request on each (known-lossy)", suites.KnownLossy, hotTimeout, nginxCase{
+		Entry("nginx's graceful worker shutdown closes every idle kept-alive connection: long-lived clients that look before reuse move on, only a request already on its way can be lost", suites.Lossless, hotTimeout, nginxCase{
 			variant: "nginx-init", command: nginxUpgrade, load: longLivedHTTP, upgraded: true,
-			classes: []loadgen.Class{loadgen.EOF, loadgen.Reset},
-			why:     "the old workers close idle keep-alive connections at once, without Connection: close; a request already on its way is lost (the idle-close race)",
+			expect: scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some, RacesAllowed: longLivedConns,
+				Why: "the old workers close idle keep-alive connections at once, without Connection: close: a client that looks at its connection before reusing it sees the close; only a request written as the close lands is lost (the idle-close race, at most one per connection)"},
 		}),
 	)
 })
-
-// specNamespace creates the spec's namespace, deleted after it, with a
-// recorder of what happens in it and, on failure, a dump of its pods,
-// events and logs.
-func specNamespace(ctx context.Context, prefix string) (string, *probes.Recorder) {
-	ns, err := framework.CreateNamespace(ctx, client, prefix)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func(ctx context.Context) error { return framework.DeleteNamespace(ctx, client, ns, timeouts) })
-	// Registered after the namespace's deletion, so it runs first.
-	DeferCleanup(func(ctx context.Context) {
-		if CurrentSpecReport().Failed() {
-			framework.Dump(ctx, client, ns, GinkgoWriter)
-		}
-	})
-	rec, err := probes.Start(ctx, client, ns)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(rec.Stop)
-	return ns, rec
-}
-
-// calibrate runs the spec's load for a few seconds with nothing
-// happening: it must lose nothing and reach minRate of its rate, or the
-// setup is broken (wrong port, pods not serving, a saturated load
-// generator) and the configuration is not judged.
-func calibrate(ctx context.Context, cfg loadgen.Config, minRate float64) {
-	By("calibrating: the same load with nothing happening must lose nothing")
-	cfg.Duration = calibrateFor
-	cal, err := loadgen.Run(ctx, cfg)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(cal).To(BeLossless(), "setup broken before any disruption (wrong port, pods not serving, or a saturated load generator)")
-	Expect(cal.RateAchieved).To(BeNumerically(">=", minRate*float64(cfg.Rate)), "setup broken: the load did not keep its rate")
-}
-
-// judgeHot asserts a hot-upgrade verdict and attaches the evidence; row
-// names the configuration, upgrade and load for the summary table.
-func judgeHot(row verdictRow, r *loadgen.Report, events []probes.Event, lossless bool, classes []loadgen.Class, why string) {
-	row.Total, row.Lost, row.ByClass = r.Total, r.Lost, r.LostByClass
-	row.Expected, row.Got = fixtures.Lossy, fixtures.Lossy
-	if lossless {
-		row.Expected = fixtures.Lossless
-	}
-	if r.Lossless() {
-		row.Got = fixtures.Lossless
-	}
-	if r.LongestOutage != nil {
-		row.Outage = r.LongestOutage.Duration().Seconds()
-	}
-	AddReportEntry("verdict", row)
-	AddReportEntry("load", r.Summary())
-	AddReportEntry("losses explained", ReportEntryVisibilityFailureOrVerbose, probes.Explain(r, events))
-	AddReportEntry("timeline", ReportEntryVisibilityFailureOrVerbose, probes.Timeline(r, events))
-	detail := "\n" + why + "\nlosses:\n" + probes.Explain(r, events) + "timeline:\n" + probes.Timeline(r, events)
-	if lossless {
-		Expect(r).To(BeLossless(), detail)
-		return
-	}
-	Expect(r).To(LoseRequests(), "a known-lossy configuration lost nothing: the harness missed it"+detail)
-	Expect(classes).To(ContainElement(r.DominantClass()), "mostly %s losses, but the mechanism produces %v%s", r.DominantClass(), classes, detail)
-}
 
 func onlyPod(ctx context.Context, objs fixtures.Objects) corev1.Pod {
 	pods, err := framework.PodsOf(ctx, client, objs.Deployment)
@@ -227,12 +179,31 @@ type sidecarCase struct {
 	handoff     string // HotUpgrade: migrate or drain
 	drainStyle  string // drain: connection-close (default) or close-idle
 	probe       bool   // a readiness probe on the proxy
-	httpLoses   bool
-	rpcLoses    bool
+	http, rpc   scenario.Expectation
 	// stayReady: the pod must stay Ready and its endpoint ready throughout.
 	stayReady bool
-	why       string
 }
+
+// Loss classes of a proxy that goes away under long-lived load.
+var (
+	brokenConnection = map[loadgen.Class]string{
+		loadgen.Reset: "the old proxy closes connections with requests on them; the kernel resets those with unread data",
+		loadgen.EOF:   "the old proxy closes connections with requests on them before their answers",
+	}
+	proxyRestart = map[loadgen.Class]string{
+		loadgen.Reset:   "the stopped proxy's connections are reset with requests on them",
+		loadgen.EOF:     "the stopped proxy's connections close before their answers",
+		loadgen.Refused: "nothing listens on the proxy's port until the new container starts",
+	}
+)
+
+// What a migration must show: nothing lost, and no client sees a close.
+var (
+	migrated = scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.None,
+		Why: "the new proxy receives the listening sockets and every established connection with its unread bytes; no client sees a close"}
+	migratedBlips = scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.None,
+		Why: "established connections do not depend on the endpoint; a NotReady blip only matters to new connections"}
+)
 
 var sidecarSetGVR = schema.GroupVersionResource{Group: "apps.kruise.io", Version: "v1alpha1", Resource: "sidecarsets"}
 
@@ -276,23 +247,25 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 
 			httpCfg, rpcCfg := longLivedHTTP.config(httpURL, ""), longLivedRPC.config("", rpcURL)
 			httpCfg.Rate, rpcCfg.Rate = hotRate/2, hotRate/2
-			calibrate(ctx, httpCfg, 0.9)
-			calibrate(ctx, rpcCfg, 0.9)
+			calibrate(ctx, httpCfg, rpcCfg)
 
 			By(fmt.Sprintf("%s of the proxy to v2 under long-lived HTTP and RPC load", tc.upgradeType))
 			httpLoad, rpcLoad := startLoad(ctx, httpCfg), startLoad(ctx, rpcCfg)
 			httpLoad.waitSent(ctx, hotRate/4)
-			began := time.Now()
+			win := scenario.Window{Trigger: time.Now()}
+			rec.Record(probes.Event{At: win.Trigger, Kind: probes.Disruption, Detail: "SidecarSet image v1→v2"})
 			Expect(setSidecarImage(ctx, dyn, ns, suiteEnv.Images["proxy-v2"])).To(Succeed())
 			Expect(waitSidecarUpgraded(ctx, pod, tc.upgradeType)).To(Succeed())
-			upgradeTook := time.Since(began)
-			httpLoad.waitSent(ctx, httpLoad.sent()+hotRate)
+			win.Settled = time.Now()
+			upgradeTook := win.Settled.Sub(win.Trigger)
+			httpLoad.waitSent(ctx, httpLoad.sent()+int(tailFor.Seconds()*float64(httpCfg.Rate)))
 			httpR, rpcR := httpLoad.stop(), rpcLoad.stop()
+			win.End = time.Now()
 
 			events := rec.Events()
 			notReady := 0
 			for _, e := range events {
-				if e.At.After(began) && (e.Kind == probes.PodNotReady || e.Kind == probes.EndpointNotReady || e.Kind == probes.EndpointRemoved) {
+				if e.At.After(win.Trigger) && (e.Kind == probes.PodNotReady || e.Kind == probes.EndpointNotReady || e.Kind == probes.EndpointRemoved) {
 					notReady++
 				}
 			}
@@ -307,37 +280,43 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			if tc.probe {
 				config += " +probe"
 			}
-			row := verdictRow{Variant: config, Disruption: "sidecarset image v1→v2", RolloutSec: upgradeTook.Seconds()}
-			classes := []loadgen.Class{loadgen.Refused, loadgen.Reset, loadgen.EOF, loadgen.Timeout, loadgen.HTTP5xx}
-			By("HTTP: " + httpR.Summary())
-			row.Mode = fixtures.Mode(longLivedHTTP)
-			judgeHot(row, httpR, events, !tc.httpLoses, classes, tc.why)
-			By("RPC: " + rpcR.Summary())
-			row.Mode = fixtures.Mode(longLivedRPC)
-			judgeHot(row, rpcR, events, !tc.rpcLoses, classes, tc.why)
+			// Both rows are recorded before either is asserted.
+			httpO := judge(config, "sidecarset image v1→v2", string(longLivedHTTP), httpR, events, win, tc.http, upgradeTook)
+			rpcO := judge(config, "sidecarset image v1→v2", string(longLivedRPC), rpcR, events, win, tc.rpc, upgradeTook)
+			expectPassed("HTTP", httpO, httpR, events, tc.http)
+			expectPassed("RPC", rpcO, rpcR, events, tc.rpc)
 			if tc.stayReady {
 				Expect(notReady).To(BeZero(), "the pod left Ready or its endpoint during the upgrade:\n%s", probes.Timeline(httpR, events))
 			}
 		},
-		Entry("HotUpgrade with listener handoff and connection migration loses nothing, over HTTP and RPC, and the pod stays Ready", suites.Lossless, hotTimeout, sidecarCase{
+		Entry("HotUpgrade with listener handoff and connection migration loses nothing, over HTTP and RPC, no client sees a close, and the pod stays Ready", suites.Lossless, hotTimeout, sidecarCase{
 			upgradeType: fixtures.HotUpgrade, handoff: "migrate", stayReady: true,
-			why: "the new proxy receives the listening sockets and every established connection with its unread bytes; no client sees a close",
+			http: migrated, rpc: migrated,
 		}),
 		Entry("HotUpgrade with a readiness probe on the proxy, connection migration: long-lived clients lose nothing (Ready blips measured)", suites.Lossless, hotTimeout, sidecarCase{
 			upgradeType: fixtures.HotUpgrade, handoff: "migrate", probe: true,
-			why: "established connections do not depend on the endpoint; a NotReady blip only matters to new connections",
+			http: migratedBlips, rpc: migratedBlips,
 		}),
 		Entry("HotUpgrade with drain only: HTTP clients move on Connection: close, RPC clients lose requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
-			upgradeType: fixtures.HotUpgrade, handoff: "drain", rpcLoses: true,
-			why: "RPC has no close signal: the old proxy can only close connections with requests on them — why migration exists",
+			upgradeType: fixtures.HotUpgrade, handoff: "drain",
+			http: scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some,
+				Why: "the old proxy answers with Connection: close while it drains: every HTTP client moves to the new one"},
+			rpc: scenario.Expectation{Verdict: loadgen.Lossy, Classes: brokenConnection,
+				Why: "RPC has no close signal: the old proxy can only close connections with requests on them — why migration exists"},
 		}),
-		Entry("HotUpgrade with a drain that closes idle connections at once loses HTTP requests to the idle-close race (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
-			upgradeType: fixtures.HotUpgrade, handoff: "drain", drainStyle: "close-idle", httpLoses: true, rpcLoses: true,
-			why: "a kept-alive client cannot know its connection is closing: the request it sends next is on the wire when the close lands",
+		Entry("HotUpgrade with a drain that closes idle connections at once: HTTP clients that look before reuse move on, RPC clients lose requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
+			upgradeType: fixtures.HotUpgrade, handoff: "drain", drainStyle: "close-idle",
+			http: scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some, RacesAllowed: longLivedConns,
+				Why: "the old proxy closes idle HTTP connections at once: a client that looks before reuse sees it; only a request written as the close lands is lost (idle-close race)"},
+			rpc: scenario.Expectation{Verdict: loadgen.Lossy, Classes: brokenConnection,
+				Why: "RPC connections are never idle under load: the old proxy closes them with requests on them"},
 		}),
 		Entry("ColdUpgrade restarts the proxy in place and loses requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
-			upgradeType: fixtures.ColdUpgrade, httpLoses: true, rpcLoses: true,
-			why: "the proxy container is stopped and started again: the port is closed in between and every connection breaks",
+			upgradeType: fixtures.ColdUpgrade,
+			http: scenario.Expectation{Verdict: loadgen.Lossy, Classes: proxyRestart,
+				Why: "the proxy container is stopped and started again: the port is closed in between and every connection breaks"},
+			rpc: scenario.Expectation{Verdict: loadgen.Lossy, Classes: proxyRestart,
+				Why: "the proxy container is stopped and started again: the port is closed in between and every connection breaks"},
 		}),
 	)
 })

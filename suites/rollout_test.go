@@ -2,7 +2,6 @@ package suites_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -13,39 +12,30 @@ import (
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
+	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
 	"github.com/nodrop-dev/nodrop/suites/framework"
-	. "github.com/nodrop-dev/nodrop/suites/matchers"
 )
 
 // Load settings of the rollout specs.
 const (
 	rolloutRate  = 1000
 	calibrateFor = 3 * time.Second
-	// tailRequests is how much load follows the end of a rollout, so that
-	// losses from the last old pod's exit are seen.
-	tailRequests = 2 * rolloutRate
-	// lossTimingTolerance is how far a burst of losses may be from the
-	// moment the mechanism predicts.
-	lossTimingTolerance = 2 * time.Second
+	// tailFor is how long load goes on after the disruption settled: the
+	// data plane's lag, then a second in which nothing may be lost.
+	tailFor = scenario.DataPlaneLag + time.Second
 )
-
-// verdictRow is one line of the run's summary table.
-type verdictRow struct {
-	Variant    string                `json:"variant"`
-	Disruption string                `json:"disruption"`
-	Mode       fixtures.Mode         `json:"mode"`
-	Total      int                   `json:"total"`
-	Lost       int                   `json:"lost"`
-	ByClass    map[loadgen.Class]int `json:"lost_by_class"`
-	Outage     float64               `json:"longest_outage_s"`
-	RolloutSec float64               `json:"rollout_s"`
-	Expected   fixtures.Verdict      `json:"expected"`
-	Got        fixtures.Verdict      `json:"got"`
-}
 
 // rolloutTimeout bounds one rollout spec, set-up and calibration included.
 var rolloutTimeout = SpecTimeout(5 * time.Minute)
+
+// rolloutCase is one rollout spec: a catalogue variant, a load mode and a
+// disruption.
+type rolloutCase struct {
+	variant    string
+	mode       fixtures.Mode
+	disruption string
+}
 
 // rolloutEntries is one Entry per variant and load mode under a rollout
 // restart, plus every other disruption on the baseline.
@@ -58,12 +48,13 @@ func rolloutEntries() []TableEntry {
 				label = suites.KnownLossy
 			}
 			desc := fmt.Sprintf("%s, %s: %s", v.Name, m, claim(v, m))
-			entries = append(entries, Entry(desc, label, rolloutTimeout, v.Name, m, "restart"))
+			entries = append(entries, Entry(desc, label, rolloutTimeout, rolloutCase{variant: v.Name, mode: m, disruption: "restart"}))
 		}
 	}
 	for _, d := range []string{"image", "scale-down", "delete-pod"} {
 		for _, m := range fixtures.Modes {
-			entries = append(entries, Entry(fmt.Sprintf("baseline-good, %s, %s: loses no requests", m, d), suites.Lossless, rolloutTimeout, "baseline-good", m, d))
+			entries = append(entries, Entry(fmt.Sprintf("baseline-good, %s, %s: loses no requests", m, d), suites.Lossless, rolloutTimeout,
+				rolloutCase{variant: "baseline-good", mode: m, disruption: d}))
 		}
 	}
 	return entries
@@ -91,12 +82,22 @@ func disruption(name string) framework.Disruption {
 	return framework.Disruption{}
 }
 
+// expectation is what a rollout case must show: the variant's claim and,
+// for an image change, v1 before and only v2 after.
+func (tc rolloutCase) expectation(v fixtures.Variant) scenario.Expectation {
+	e := v.Expectation(tc.mode)
+	if tc.disruption == "image" {
+		e.Versions = &scenario.VersionChange{Before: "v1", After: "v2"}
+	}
+	return e
+}
+
 var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, func() {
 	DescribeTable("variant",
-		func(ctx SpecContext, name string, mode fixtures.Mode, disruptionName string) {
-			v, err := fixtures.Lookup(name)
+		func(ctx SpecContext, tc rolloutCase) {
+			v, err := fixtures.Lookup(tc.variant)
 			Expect(err).NotTo(HaveOccurred())
-			dis := disruption(disruptionName)
+			dis := disruption(tc.disruption)
 
 			ns, rec := specNamespace(ctx, "rollout-"+v.Name)
 
@@ -105,49 +106,32 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 			url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
 			Expect(err).NotTo(HaveOccurred())
 
-			cfg := loadgen.Config{Targets: []string{url}, Rate: rolloutRate, DisableKeepAlive: mode == fixtures.Fresh}
+			cfg := loadgen.Config{Targets: []string{url}, Rate: rolloutRate, DisableKeepAlive: tc.mode == fixtures.Fresh}
+			if v.Load != nil {
+				cfg.Rate, cfg.Timeout = v.Load.Rate, v.Load.Timeout
+			}
+			calibrate(ctx, cfg)
 
-			calibrate(ctx, cfg, 0.95)
-
-			By(fmt.Sprintf("%s under %d rps, %s", dis.Name, rolloutRate, mode))
+			By(fmt.Sprintf("%s under %d rps, %s", dis.Name, cfg.Rate, tc.mode))
 			load := startLoad(ctx, cfg)
-			load.waitSent(ctx, rolloutRate/2)
+			load.waitSent(ctx, cfg.Rate/2)
 			d, err := client.AppsV1().Deployments(ns).Get(ctx, v.Name, metav1.GetOptions{})
 			Expect(err).NotTo(HaveOccurred())
-			began := time.Now()
+			w := scenario.Window{Trigger: time.Now()}
+			rec.Record(probes.Event{At: w.Trigger, Kind: probes.Disruption, Detail: dis.Name})
 			Expect(dis.Apply(ctx, client, d)).To(Succeed())
 			Expect(framework.WaitAvailable(ctx, client, ns, v.Name, timeouts.Rollout)).To(Succeed(), "rollout with every old pod gone")
-			rolloutTook := time.Since(began)
-			load.waitSent(ctx, load.sent()+tailRequests)
+			w.Settled = time.Now()
+			// Then the tail: kube-proxy catches up (scenario.DataPlaneLag),
+			// losses from the last old pod's exit show, and after that
+			// nothing may be lost.
+			load.waitSent(ctx, load.sent()+int(tailFor.Seconds()*float64(cfg.Rate)))
 			r := load.stop()
+			w.End = time.Now()
 
-			events := rec.Events()
-			got := fixtures.Lossless
-			if !r.Lossless() {
-				got = fixtures.Lossy
-			}
-			row := verdictRow{Variant: v.Name, Disruption: dis.Name, Mode: mode, Total: r.Total, Lost: r.Lost, ByClass: r.LostByClass,
-				RolloutSec: rolloutTook.Seconds(), Expected: v.Expects(mode), Got: got}
-			if r.LongestOutage != nil {
-				row.Outage = r.LongestOutage.Duration().Seconds()
-			}
-			AddReportEntry("verdict", row)
-			AddReportEntry("load", ReportEntryVisibilityFailureOrVerbose, r.Summary())
-			AddReportEntry("losses explained", ReportEntryVisibilityFailureOrVerbose, probes.Explain(r, events))
-			AddReportEntry("timeline", ReportEntryVisibilityFailureOrVerbose, probes.Timeline(r, events))
-
-			why := "\n" + v.Why + "\nlosses:\n" + probes.Explain(r, events) + "timeline:\n" + probes.Timeline(r, events)
-			if v.Expects(mode) == fixtures.Lossless {
-				Expect(r).To(BeLossless(), why)
-				return
-			}
-			Expect(r).To(LoseRequests(), "a known-lossy configuration lost nothing: the harness missed it"+why)
-			Expect(v.ExplainsLoss(r.DominantClass())).To(BeTrue(),
-				"mostly %s losses, but the mechanism produces %v%s", r.DominantClass(), v.Expect.Classes, why)
-			if at := v.Expect.LossAfterDeletion; at > 0 {
-				Expect(probes.Unexplained(r, events, probes.PodDeleting, at, lossTimingTolerance)).To(BeEmpty(),
-					"losses should start %s after a pod's deletion%s", at, why)
-			}
+			config := v.Name
+			o := judge(config, dis.Name, string(tc.mode), r, rec.Events(), w, tc.expectation(v), w.Settled.Sub(w.Trigger))
+			expectPassed(config, o, r, rec.Events(), tc.expectation(v))
 		},
 		rolloutEntries(),
 	)
@@ -206,23 +190,3 @@ func (l *runningLoad) stop() *loadgen.Report {
 	l.cancel()
 	return <-l.done
 }
-
-var _ = ReportAfterSuite("verdict summary", func(report Report) {
-	var rows []verdictRow
-	for _, spec := range report.SpecReports {
-		for _, e := range spec.ReportEntries {
-			if e.Name != "verdict" {
-				continue
-			}
-			row, ok := e.GetRawValue().(verdictRow)
-			if !ok { // reported by another parallel process: only JSON is left
-				Expect(json.Unmarshal([]byte(e.Value.AsJSON), &row)).To(Succeed())
-			}
-			rows = append(rows, row)
-		}
-	}
-	if len(rows) == 0 {
-		return
-	}
-	Expect(writeSummary(rows)).To(Succeed())
-})

@@ -1,18 +1,77 @@
 package suites_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
+
 	"github.com/nodrop-dev/nodrop/images"
-	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
+
+// The summary table lists every spec that ran: its verdict rows, marked
+// by the spec's own state (a spec that failed any check fails its rows),
+// and a row for each spec that failed before its verdict (set-up,
+// calibration).
+var _ = ReportAfterSuite("verdict summary", func(report Report) {
+	var rows []scenario.Row
+	for _, spec := range report.SpecReports {
+		if spec.LeafNodeType != types.NodeTypeIt || spec.State.Is(types.SpecStateSkipped|types.SpecStatePending) {
+			continue
+		}
+		passed := spec.State.Is(types.SpecStatePassed)
+		failure := firstLine(spec.Failure.Message)
+		var own []scenario.Row
+		for _, e := range spec.ReportEntries {
+			if e.Name != "verdict" {
+				continue
+			}
+			row, ok := e.GetRawValue().(scenario.Row)
+			if !ok { // reported by another parallel process: only JSON is left
+				if err := json.Unmarshal([]byte(e.Value.AsJSON), &row); err != nil {
+					row = scenario.Row{Config: spec.FullText(), Problem: "unreadable verdict: " + err.Error()}
+				}
+			}
+			own = append(own, row)
+		}
+		if len(own) == 0 {
+			if !passed {
+				rows = append(rows, scenario.Row{Config: spec.LeafNodeText, Disruption: "—", Load: "—", Problem: "no verdict: " + failure})
+			}
+			continue
+		}
+		for _, row := range own {
+			row.Passed = passed && row.Passed
+			if !passed && row.Problem == "" {
+				row.Problem = failure
+			}
+			rows = append(rows, row)
+		}
+	}
+	if err := writeSummary(rows); err != nil {
+		fmt.Fprintln(os.Stderr, "writing the summary:", err)
+	}
+})
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
 
 // writeSummary writes the Markdown table of verdicts to
 // $NODROP_REPORT_DIR (default: out/ in the source tree) and to stdout.
-func writeSummary(rows []verdictRow) error {
+func writeSummary(rows []scenario.Row) error {
 	dir := os.Getenv("NODROP_REPORT_DIR")
 	if dir == "" {
 		wd, err := os.Getwd()
@@ -26,21 +85,8 @@ func writeSummary(rows []verdictRow) error {
 		dir = filepath.Join(root, "out")
 	}
 	var sb strings.Builder
-	sb.WriteString("| variant | disruption | load | requests | lost | lost by class | longest outage | rollout or upgrade | expected | got |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rows {
-		var classes []string
-		for _, c := range loadgen.LossClasses {
-			if n := r.ByClass[c]; n > 0 {
-				classes = append(classes, fmt.Sprintf("%s %d", c, n))
-			}
-		}
-		mark := "✓"
-		if r.Got != r.Expected {
-			mark = "✗"
-		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | %d | %d | %s | %.2fs | %.1fs | %s | %s %s |\n",
-			r.Variant, r.Disruption, r.Mode, r.Total, r.Lost, strings.Join(classes, ", "), r.Outage, r.RolloutSec, r.Expected, r.Got, mark)
+	if err := scenario.WriteSummary(&sb, rows); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

@@ -175,9 +175,10 @@ func ServicePortURL(ctx context.Context, c kubernetes.Interface, ns, name, port,
 	return "", fmt.Errorf("service %s/%s has no node port %q", ns, name, port)
 }
 
-// WaitServing waits until url answers 2xx several times in a row.
+// WaitServing waits until url answers 2xx several times in a row. Each
+// request may take a few seconds: some apps under test work that long.
 func WaitServing(ctx context.Context, url string, timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
+	client := &http.Client{Timeout: 5 * time.Second}
 	streak := 0
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {

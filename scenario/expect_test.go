@@ -1,0 +1,141 @@
+package scenario_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/probes"
+	"github.com/nodrop-dev/nodrop/scenario"
+)
+
+// run builds a judged report by hand: 1000 requests/s for 10 s, every
+// bucket full, with the given losses (offset from the start, class, race).
+type loss struct {
+	at    time.Duration
+	class loadgen.Class
+	race  bool
+}
+
+var t0 = time.Unix(1_000_000, 0)
+
+func report(losses ...loss) *loadgen.Report {
+	r := &loadgen.Report{Started: t0, RateTarget: 1000, RateAchieved: 1000, Total: 10000, LostByClass: map[loadgen.Class]int{}, ByVersion: map[string]int{}}
+	for i := range 100 {
+		r.Timeline = append(r.Timeline, loadgen.Bucket{OffsetMs: int64(i) * 100, Sent: 100})
+	}
+	r.LastSent = t0.Add(10 * time.Second)
+	for _, l := range losses {
+		r.Lost++
+		r.LostByClass[l.class]++
+		if l.race {
+			r.IdleCloseRace++
+		}
+		r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(l.at), Class: l.class, IdleCloseRace: l.race})
+	}
+	r.OK = r.Total - r.Lost
+	return r
+}
+
+var window = scenario.Window{Trigger: t0.Add(2 * time.Second), Settled: t0.Add(4 * time.Second), End: t0.Add(10 * time.Second)}
+
+var deleted = []probes.Event{{At: t0.Add(3 * time.Second), Kind: probes.PodDeleting, Pod: "old"}}
+
+func lossy(classes ...loadgen.Class) scenario.Expectation {
+	e := scenario.Expectation{Verdict: loadgen.Lossy, Classes: map[loadgen.Class]string{}}
+	for _, c := range classes {
+		e.Classes[c] = "because"
+	}
+	return e
+}
+
+func TestJudge(t *testing.T) {
+	killAt := []scenario.Timing{{After: probes.PodDeleting, Delay: 4 * time.Second}}
+	for _, tc := range []struct {
+		name   string
+		r      *loadgen.Report
+		e      scenario.Expectation
+		pass   bool
+		reason string
+	}{
+		{"lossless as claimed", report(), scenario.Expectation{Verdict: loadgen.Lossless}, true, ""},
+		{"lossless claim, a loss", report(loss{5 * time.Second, loadgen.Reset, false}), scenario.Expectation{Verdict: loadgen.Lossless}, false, "expected no lost request"},
+		{"negative control caught", report(loss{7 * time.Second, loadgen.Reset, false}), lossy(loadgen.Reset), true, ""},
+		{"negative control missed", report(), lossy(loadgen.Reset), false, "harness missed it"},
+		{"a class the mechanism does not produce", report(loss{7 * time.Second, loadgen.Reset, false}, loss{7 * time.Second, loadgen.Timeout, false}), lossy(loadgen.Reset), false, "unexplained loss: timeout 1"},
+		{"a loss before the trigger", report(loss{time.Second, loadgen.Reset, false}, loss{7 * time.Second, loadgen.Reset, false}), lossy(loadgen.Reset), false, "1 requests sent before the disruption"},
+		{"a loss after it settled", report(loss{9 * time.Second, loadgen.Reset, false}), scenario.Expectation{Verdict: loadgen.Lossless}, false, "sent after it settled"},
+		{"losses when the mechanism says", report(loss{7 * time.Second, loadgen.Reset, false}), func() scenario.Expectation { e := lossy(loadgen.Reset); e.LossStarts = killAt; return e }(), true, ""},
+		{"losses at another moment", report(loss{3500 * time.Millisecond, loadgen.Reset, false}), func() scenario.Expectation { e := lossy(loadgen.Reset); e.LossStarts = killAt; return e }(), false, "losses should start 4s after pod deleting"},
+		{"one episode, several bursts", report(loss{7 * time.Second, loadgen.Reset, false}, loss{7800 * time.Millisecond, loadgen.Reset, false}), func() scenario.Expectation { e := lossy(loadgen.Reset); e.LossStarts = killAt; return e }(), true, ""},
+		{"a loss while the data plane catches up", report(loss{7500 * time.Millisecond, loadgen.Timeout, false}), lossy(loadgen.Timeout), true, ""},
+		{"races claimed, not all races", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, false}), func() scenario.Expectation { e := lossy(loadgen.EOF); e.IdleCloseRaces = true; return e }(), false, "1 of 2 are"},
+		{"races allowed", report(loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, true, ""},
+		{"more races than allowed", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, false, "expected no lost request"},
+		{"reconnects claimed, none", report(), scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some}, false, "told to reconnect"},
+	} {
+		o := scenario.Judge(tc.r, deleted, window, tc.e)
+		if o.Passed() != tc.pass || (tc.reason != "" && !strings.Contains(strings.Join(o.Problems, "\n"), tc.reason)) {
+			t.Errorf("%s: passed %v, problems %q; want passed %v with %q", tc.name, o.Passed(), o.Problems, tc.pass, tc.reason)
+		}
+	}
+}
+
+// A gap in the load between the trigger and the end makes the run not
+// judged, whatever it claims; the same gap before the trigger does not.
+func TestJudgeNeedsDeliveredLoad(t *testing.T) {
+	r := report()
+	r.Timeline[50].Sent = 10
+	for _, e := range []scenario.Expectation{{Verdict: loadgen.Lossless}, lossy(loadgen.Reset)} {
+		o := scenario.Judge(r, nil, window, e)
+		if o.Got != loadgen.NotJudged || o.Passed() || !strings.Contains(o.Problems[0], "load not delivered") {
+			t.Errorf("%s claim with a gap: got %q, problems %q", e.Verdict, o.Got, o.Problems)
+		}
+	}
+	r = report()
+	r.Timeline[5].Sent = 10
+	if o := scenario.Judge(r, nil, window, scenario.Expectation{Verdict: loadgen.Lossless}); !o.Passed() {
+		t.Errorf("gap before the trigger: %q", o.Problems)
+	}
+}
+
+// An image change must show the old version before and only the new one
+// after the rollout settled.
+func TestJudgeVersions(t *testing.T) {
+	r := report()
+	set := func(i int, v string) {
+		r.Timeline[i].ByVersion = map[string]int{v: 100}
+		r.ByVersion[v] += 100
+	}
+	for i := range 100 {
+		set(i, map[bool]string{true: "v1", false: "v2"}[i < 50])
+	}
+	e := scenario.Expectation{Verdict: loadgen.Lossless, Versions: &scenario.VersionChange{Before: "v1", After: "v2"}}
+	if o := scenario.Judge(r, nil, window, e); !o.Passed() {
+		t.Errorf("v1 then v2: %q", o.Problems)
+	}
+	r.Timeline[90].ByVersion["v1"] = 3
+	if o := scenario.Judge(r, nil, window, e); o.Passed() || !strings.Contains(o.Problems[0], "version v1 answered 3 requests after the rollout") {
+		t.Errorf("v1 after the rollout: %q", o.Problems)
+	}
+}
+
+func TestSummarySaysWhenNothingWasJudged(t *testing.T) {
+	var b strings.Builder
+	if err := scenario.WriteSummary(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "nothing was judged") || strings.Contains(b.String(), "✓") {
+		t.Errorf("empty summary:\n%s", b.String())
+	}
+	b.Reset()
+	rows := []scenario.Row{
+		{Config: "a", Expected: loadgen.Lossless, Got: loadgen.Lossless, Passed: false, Problem: "timing check failed"},
+		{Config: "b", Problem: "no verdict: calibration"},
+	}
+	scenario.WriteSummary(&b, rows)
+	if strings.Contains(b.String(), "✓") || strings.Count(b.String(), "✗") != 2 || !strings.Contains(b.String(), "2 failed") {
+		t.Errorf("failed specs must show ✗:\n%s", b.String())
+	}
+}

@@ -1,0 +1,96 @@
+package scenario
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// Row is one line of a summary table: one judged run, or a spec that
+// never reached its verdict.
+type Row struct {
+	Config     string                `json:"config"`
+	Disruption string                `json:"disruption"`
+	Load       string                `json:"load"`
+	Total      int                   `json:"total"`
+	Lost       int                   `json:"lost"`
+	ByClass    map[loadgen.Class]int `json:"lost_by_class"`
+	OutageSec  float64               `json:"longest_outage_s"`
+	TookSec    float64               `json:"took_s"`
+	Expected   loadgen.Verdict       `json:"expected"`
+	Got        loadgen.Verdict       `json:"got"`
+	// Passed is the spec's own state, not a comparison of verdicts: a
+	// spec that failed any check fails its row.
+	Passed bool `json:"passed"`
+	// Problem is why it failed, on one line.
+	Problem string `json:"problem,omitempty"`
+	// Client is the client's settings (loadgen.Client.String).
+	Client string `json:"client,omitempty"`
+}
+
+// NewRow fills a row from a judged run.
+func NewRow(config, disruption, load string, r *loadgen.Report, o Outcome, took float64) Row {
+	row := Row{Config: config, Disruption: disruption, Load: load, Total: r.Total, Lost: r.Lost, ByClass: r.LostByClass,
+		TookSec: took, Expected: o.Expected, Got: o.Got, Passed: o.Passed(), Client: r.Client.String()}
+	if r.LongestOutage != nil {
+		row.OutageSec = r.LongestOutage.Duration().Seconds()
+	}
+	if len(o.Problems) > 0 {
+		row.Problem = o.Problems[0]
+	}
+	return row
+}
+
+// WriteSummary writes rows as a Markdown table, with the client settings
+// the verdicts hold for above it. A summary with no row says so: an empty
+// table must never pass for a green one.
+func WriteSummary(w io.Writer, rows []Row) error {
+	var sb strings.Builder
+	failed := 0
+	for _, r := range rows {
+		if !r.Passed {
+			failed++
+		}
+	}
+	fmt.Fprintf(&sb, "%d runs, %d passed, %d failed\n\n", len(rows), len(rows)-failed, failed)
+	if len(rows) == 0 {
+		sb.WriteString("No spec reached its verdict (the cluster or every set-up failed): nothing was judged.\n")
+		_, err := io.WriteString(w, sb.String())
+		return err
+	}
+	clients := map[string]bool{}
+	sb.WriteString("Verdicts hold for nodrop's client as it was set:\n")
+	for _, r := range rows {
+		if r.Client != "" && !clients[r.Client] {
+			clients[r.Client] = true
+			fmt.Fprintf(&sb, "- %s\n", r.Client)
+		}
+	}
+	sb.WriteString("\n| configuration | disruption | load | requests | lost | lost by class | longest outage | took | expected | got | |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		var classes []string
+		for _, c := range loadgen.LossClasses {
+			if n := r.ByClass[c]; n > 0 {
+				classes = append(classes, fmt.Sprintf("%s %d", c, n))
+			}
+		}
+		mark := "✓"
+		if !r.Passed {
+			mark = "✗ " + strings.ReplaceAll(r.Problem, "|", "/")
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s | %d | %d | %s | %.2fs | %.1fs | %s | %s | %s |\n",
+			r.Config, r.Disruption, r.Load, r.Total, r.Lost, strings.Join(classes, ", "), r.OutageSec, r.TookSec, orDash(string(r.Expected)), orDash(string(r.Got)), mark)
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
