@@ -109,7 +109,7 @@ func TestJudgeVersions(t *testing.T) {
 		r.ByVersion[v] += 100
 	}
 	for i := range 100 {
-		set(i, map[bool]string{true: "v1", false: "v2"}[i < 50])
+		set(i, map[bool]string{true: "v1", false: "v2"}[i < 40])
 	}
 	e := scenario.Expectation{Verdict: loadgen.Lossless, Versions: &scenario.VersionChange{Before: "v1", After: "v2"}}
 	if o := scenario.Judge(r, nil, window, e); !o.Passed() {
