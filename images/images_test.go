@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -79,15 +80,10 @@ func buildAll(t *testing.T) map[string]string {
 			buildErr = err
 			return
 		}
-		cache, err := os.UserCacheDir()
+		cache, err := cachedir.Dir()
 		if err != nil {
 			buildErr = err
 			return
-		}
-		if d := os.Getenv("NODROP_CACHE"); d != "" {
-			cache = d
-		} else {
-			cache += "/nodrop"
 		}
 		built, err := images.Build(context.Background(), root, cache, progress.New(os.Stderr, false))
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/suites/framework"
 )
@@ -52,12 +53,9 @@ func getenv(key, def string) string {
 }
 
 func stateDir() string {
-	if d := os.Getenv("NODROP_CACHE"); d != "" {
-		return d
-	}
-	d, err := os.UserCacheDir()
+	d, err := cachedir.Dir()
 	Expect(err).NotTo(HaveOccurred())
-	return filepath.Join(d, "nodrop")
+	return d
 }
 
 // The cluster comes up once, on the first process, from whatever is

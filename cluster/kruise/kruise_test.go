@@ -3,11 +3,11 @@ package kruise
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -15,14 +15,9 @@ import (
 // offline cluster needs (OFFLINE-KRUISE.md): nodrop's image never pulled,
 // no daemon, the webhook port, /tmp and /log, Ignore on the pod webhooks.
 func TestManifestsFromTheModulesOwnConfig(t *testing.T) {
-	cache, err := os.UserCacheDir()
+	cache, err := cachedir.Dir()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if d := os.Getenv("NODROP_CACHE"); d != "" {
-		cache = d
-	} else {
-		cache = filepath.Join(cache, "nodrop")
 	}
 	src, err := Source(context.Background(), Options{CacheDir: cache, Log: progress.New(os.Stderr, false)})
 	if err != nil {

@@ -3,26 +3,21 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
-// cacheDir is where nodrop keeps what it builds: $NODROP_CACHE, else
-// $XDG_CACHE_HOME/nodrop, else ~/.cache/nodrop.
+// cacheDir is where nodrop keeps what it builds (package cachedir).
 func cacheDir() (string, error) {
-	if d := os.Getenv("NODROP_CACHE"); d != "" {
-		return d, nil
-	}
-	d, err := os.UserCacheDir()
+	d, err := cachedir.Dir()
 	if err != nil {
-		return "", usagef("no cache directory: set NODROP_CACHE (%v)", err)
+		return "", usageError{err}
 	}
-	return filepath.Join(d, "nodrop"), nil
+	return d, nil
 }
 
 func newNodeImageCommand() *cobra.Command {
