@@ -160,8 +160,10 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o700); err != nil {
 		return nil, err
 	}
-	// kind puts nodes on the network this variable names.
-	os.Setenv("KIND_EXPERIMENTAL_DOCKER_NETWORK", Network(name))
+	// kind puts nodes on the network this variable names; it is set for
+	// the create call only and put back as it was.
+	restore := setenvFor("KIND_EXPERIMENTAL_DOCKER_NETWORK", Network(name))
+	defer restore()
 	step := o.Log.Start("creating kind cluster %q from %s with node image %s", name, o.ConfigPath, o.NodeImage)
 	err = p.Create(name,
 		kindcluster.CreateWithRawConfig(raw),
@@ -333,4 +335,18 @@ func removeNetwork(name string) error {
 func hashOf(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// setenvFor sets an environment variable kind reads and returns what puts
+// it back as it was.
+func setenvFor(key, value string) (restore func()) {
+	old, had := os.LookupEnv(key)
+	os.Setenv(key, value)
+	return func() {
+		if had {
+			os.Setenv(key, old)
+		} else {
+			os.Unsetenv(key)
+		}
+	}
 }

@@ -3,8 +3,6 @@ package kruise
 import (
 	"context"
 	"fmt"
-	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,12 +33,10 @@ func Manifests(b *Built) ([]*unstructured.Unstructured, error) {
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(overlay(b.Image)), 0o644); err != nil {
 		return nil, err
 	}
-	// kustomize warns through the standard logger about the upstream
-	// tree's deprecated fields (bases, patchesStrategicMerge); they are
-	// upstream's to fix and say nothing to a nodrop user.
-	log.SetOutput(io.Discard)
+	// kustomize warns about the upstream tree's deprecated fields (bases,
+	// patchesStrategicMerge); they are upstream's to fix. The warnings are
+	// left alone: silencing them would mean changing the process's logger.
 	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	log.SetOutput(os.Stderr)
 	if err != nil {
 		return nil, fmt.Errorf("rendering OpenKruise's config/default: %w", err)
 	}
