@@ -299,3 +299,16 @@ func TestLongLivedBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// The other side of the rule: an RPC call written to a connection with
+// nothing else on it, which the server drops as the call arrives, is the
+// idle-close race; a call cut with others on the wire never is (above).
+func TestLongLivedRPCCloseOnAnIdleConnectionIsARace(t *testing.T) {
+	srv := startRPCServer(t, 5)
+	cfg := longLived(srv.addr, 2)
+	cfg.InFlight, cfg.Rate, cfg.Duration = 1, 40, 2*time.Second
+	r := run(t, cfg)
+	if r.Lost == 0 || r.IdleCloseRace != r.Lost {
+		t.Fatalf("want every loss an idle-close race (one call on an idle connection, dropped at once): %s, races %d", r.Summary(), r.IdleCloseRace)
+	}
+}

@@ -7,22 +7,49 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
 func newVariantsCommand() *cobra.Command {
-	return &cobra.Command{
+	var detail bool
+	cmd := &cobra.Command{
 		Use:   "variants",
 		Short: "List the configuration catalogue with each variant's expected verdict and why",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "VARIANT\tKEEP-ALIVE\tFRESH\tTWIN\tWHY")
 			for _, v := range fixtures.Catalogue {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Expects(fixtures.KeepAlive), v.Expects(fixtures.Fresh), v.Twin, v.Why)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if !detail {
+				return nil
+			}
+			for _, v := range fixtures.Catalogue {
+				if len(v.Expect.Classes) == 0 {
+					continue
+				}
+				fmt.Fprintf(out, "\n%s loses requests as:\n", v.Name)
+				for _, c := range loadgen.LossClasses {
+					if why, ok := v.Expect.Classes[c]; ok {
+						fmt.Fprintf(out, "  %-8s %s\n", c, why)
+					}
+				}
+				for _, m := range fixtures.Modes {
+					for _, t := range v.Expect.Starts[m] {
+						fmt.Fprintf(out, "  starting (%s) %s\n", m, t)
+					}
+				}
+			}
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&detail, "detail", false, "also list, for each lossy variant, the loss classes of its mechanism with why each appears, and when its losses start")
+	return cmd
 }
 
 func newRenderCommand() *cobra.Command {

@@ -100,6 +100,10 @@ func TestVariantsAndRender(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "baseline-good") || !strings.Contains(out, "shell-form-cmd") {
 		t.Fatalf("variants: exit %d\n%s", code, out)
 	}
+	code, out, _ = runCLI(t, "variants", "--detail")
+	if code != exitOK || !strings.Contains(out, "shell-form-cmd loses requests as:") || !strings.Contains(out, "starting (keepalive) 10s after pod deleting (SIGKILL at the end of the grace period)") {
+		t.Fatalf("variants --detail: exit %d\n%s", code, out)
+	}
 	code, out, _ = runCLI(t, "render", "shell-form-cmd")
 	if code != exitOK || !strings.Contains(out, "kind: Deployment") || !strings.Contains(out, "terminationGracePeriodSeconds: 10") {
 		t.Fatalf("render: exit %d\n%s", code, out)
