@@ -114,8 +114,8 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			}
 			w.Settled = time.Now()
 			load.waitSent(ctx, load.sent()+int(tailFor.Seconds()*hotRate))
-			r := load.stop()
 			w.End = time.Now()
+			r := load.stop()
 
 			events := rec.Events()
 			o := judge(tc.variant, strings.Join(tc.command, " "), string(tc.load), r, events, w, tc.expect, upgradeTook)
@@ -259,8 +259,8 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			win.Settled = time.Now()
 			upgradeTook := win.Settled.Sub(win.Trigger)
 			httpLoad.waitSent(ctx, httpLoad.sent()+int(tailFor.Seconds()*float64(httpCfg.Rate)))
-			httpR, rpcR := httpLoad.stop(), rpcLoad.stop()
 			win.End = time.Now()
+			httpR, rpcR := httpLoad.stop(), rpcLoad.stop()
 
 			events := rec.Events()
 			notReady := 0

@@ -126,8 +126,10 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 			// losses from the last old pod's exit show, and after that
 			// nothing may be lost.
 			load.waitSent(ctx, load.sent()+int(tailFor.Seconds()*float64(cfg.Rate)))
-			r := load.stop()
+			// The window ends when sending stops; what was in flight then
+			// still finishes and is judged.
 			w.End = time.Now()
+			r := load.stop()
 
 			config := v.Name
 			o := judge(config, dis.Name, string(tc.mode), r, rec.Events(), w, tc.expectation(v), w.Settled.Sub(w.Trigger))
