@@ -119,11 +119,12 @@ func Episodes(bursts []Burst, gap time.Duration) []Burst {
 }
 
 // StartsAfter reports whether b started within tol of delay after some
-// event of kind k: for a mechanism such as "SIGKILL at the end of the
-// grace period", a burst must start about grace after a pod's deletion.
-func StartsAfter(b Burst, events []Event, k Kind, delay, tol time.Duration) bool {
+// event of kind k whose detail contains detail ("" for any): for a
+// mechanism such as "SIGKILL at the end of the grace period", a burst must
+// start about grace after a pod's deletion.
+func StartsAfter(b Burst, events []Event, k Kind, detail string, delay, tol time.Duration) bool {
 	for _, e := range events {
-		if e.Kind != k {
+		if e.Kind != k || !strings.Contains(e.Detail, detail) {
 			continue
 		}
 		if d := b.Start.Sub(e.At.Add(delay)); d >= -tol && d <= tol {

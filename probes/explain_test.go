@@ -35,8 +35,11 @@ func TestExplainLaysLossesNextToEvents(t *testing.T) {
 			t.Errorf("explanation lacks %q:\n%s", want, text)
 		}
 	}
-	if !StartsAfter(bursts[0], events, PodDeleting, 10*time.Second, 2*time.Second) || StartsAfter(bursts[1], events, PodDeleting, 10*time.Second, 2*time.Second) {
+	if !StartsAfter(bursts[0], events, PodDeleting, "", 10*time.Second, 2*time.Second) || StartsAfter(bursts[1], events, PodDeleting, "", 10*time.Second, 2*time.Second) {
 		t.Errorf("only the first burst is 10 s after a deletion: %+v", bursts)
+	}
+	if !StartsAfter(bursts[0], events, App, "ready", 50*time.Millisecond, 10*time.Millisecond) || StartsAfter(bursts[0], events, App, "sigterm", 0, time.Second) {
+		t.Errorf("the first burst comes 50 ms after the app's ready line, and after no sigterm line: %+v", bursts[0])
 	}
 	if e := Episodes(bursts, 5*time.Second); len(e) != 2 {
 		t.Errorf("bursts 10 s apart are two episodes: %+v", e)

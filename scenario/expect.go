@@ -46,10 +46,12 @@ type Expectation struct {
 	Why string
 }
 
-// Timing is "losses start Delay after an event of kind After".
+// Timing is "losses start Delay after an event of kind After" (whose
+// detail contains Detail, when set: one of an app's lifecycle lines).
 type Timing struct {
-	After probes.Kind
-	Delay time.Duration
+	After  probes.Kind
+	Detail string
+	Delay  time.Duration
 	// Tolerance is how far a burst may start from that moment (default
 	// DefaultTolerance).
 	Tolerance time.Duration
@@ -79,6 +81,9 @@ const DataPlaneLag = 4 * time.Second
 
 func (t Timing) String() string {
 	s := fmt.Sprintf("%s after %s", t.Delay, t.After)
+	if t.Detail != "" {
+		s += " " + t.Detail
+	}
 	if t.Why != "" {
 		s += " (" + t.Why + ")"
 	}
@@ -218,7 +223,7 @@ func (e Expectation) startsWhenClaimed(ep probes.Burst, events []probes.Event) b
 		if tol == 0 {
 			tol = DefaultTolerance
 		}
-		if probes.StartsAfter(ep, events, t.After, t.Delay, tol) {
+		if probes.StartsAfter(ep, events, t.After, t.Detail, t.Delay, tol) {
 			return true
 		}
 	}

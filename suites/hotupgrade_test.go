@@ -198,7 +198,16 @@ var (
 )
 
 // What a migration must show: nothing lost, and no client sees a close.
+// What a cold upgrade shows: HTTP losses from the old proxy's SIGTERM
+// (it stops accepting while its clients move on Connection: close), RPC
+// losses from the end of its drain (its connections closed under them).
 var (
+	coldRestartHTTP = scenario.Expectation{Verdict: loadgen.Lossy, Classes: proxyRestart,
+		LossStarts: []scenario.Timing{{After: probes.App, Detail: "sigterm", Why: "the stopped proxy accepts nothing more while HTTP clients move on"}},
+		Why:        "the proxy container is stopped and started again: the port is closed in between and every connection breaks"}
+	coldRestartRPC = scenario.Expectation{Verdict: loadgen.Lossy, Classes: proxyRestart,
+		LossStarts: []scenario.Timing{{After: probes.App, Detail: "drain_end", Why: "the stopped proxy closes its RPC connections at the end of its drain"}},
+		Why:        "the proxy container is stopped and started again: the port is closed in between and every connection breaks"}
 	migrated = scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.None,
 		Why: "the new proxy receives the listening sockets and every established connection with its unread bytes; no client sees a close"}
 	migratedBlips = scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.None,
@@ -302,21 +311,20 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			http: scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some,
 				Why: "the old proxy answers with Connection: close while it drains: every HTTP client moves to the new one"},
 			rpc: scenario.Expectation{Verdict: loadgen.Lossy, Classes: brokenConnection,
-				Why: "RPC has no close signal: the old proxy can only close connections with requests on them — why migration exists"},
+				LossStarts: []scenario.Timing{{After: probes.App, Detail: "drain_end", Why: "the old proxy closes what is left at the end of its drain period"}},
+				Why:        "RPC has no close signal: the old proxy can only close connections with requests on them — why migration exists"},
 		}),
 		Entry("HotUpgrade with a drain that closes idle connections at once: HTTP clients that look before reuse move on, RPC clients lose requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
 			upgradeType: fixtures.HotUpgrade, handoff: "drain", drainStyle: "close-idle",
 			http: scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some, RacesAllowed: longLivedConns,
 				Why: "the old proxy closes idle HTTP connections at once: a client that looks before reuse sees it; only a request written as the close lands is lost (idle-close race)"},
 			rpc: scenario.Expectation{Verdict: loadgen.Lossy, Classes: brokenConnection,
-				Why: "RPC connections are never idle under load: the old proxy closes them with requests on them"},
+				LossStarts: []scenario.Timing{{After: probes.App, Detail: "drain_start", Why: "the old proxy closes every connection as its drain starts"}},
+				Why:        "RPC connections are never idle under load: the old proxy closes them with requests on them"},
 		}),
 		Entry("ColdUpgrade restarts the proxy in place and loses requests (negative control)", suites.KnownLossy, hotTimeout, sidecarCase{
 			upgradeType: fixtures.ColdUpgrade,
-			http: scenario.Expectation{Verdict: loadgen.Lossy, Classes: proxyRestart,
-				Why: "the proxy container is stopped and started again: the port is closed in between and every connection breaks"},
-			rpc: scenario.Expectation{Verdict: loadgen.Lossy, Classes: proxyRestart,
-				Why: "the proxy container is stopped and started again: the port is closed in between and every connection breaks"},
+			http:        coldRestartHTTP, rpc: coldRestartRPC,
 		}),
 	)
 })
