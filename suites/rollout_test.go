@@ -131,9 +131,9 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 			w.End = time.Now()
 			r := load.stop()
 
-			config := v.Name
-			o := judge(config, dis.Name, string(tc.mode), r, rec.Events(), w, tc.expectation(v), w.Settled.Sub(w.Trigger))
-			expectPassed(config, o, r, rec.Events(), tc.expectation(v))
+			e, events := tc.expectation(v), rec.Events()
+			o := judge(v.Name, dis.Name, string(tc.mode), r, events, w, e, w.Settled.Sub(w.Trigger))
+			expectPassed(v.Name, o, r, events, e)
 		},
 		rolloutEntries(),
 	)

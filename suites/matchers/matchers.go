@@ -36,54 +36,6 @@ func (m *losslessMatcher) NegatedFailureMessage(actual any) string {
 	return "Expected lost requests, got none: " + describe(actual)
 }
 
-// LoseRequests succeeds when at least one request was lost; with classes,
-// only losses of those classes count. It is the matcher of negative
-// controls: a known-lossy configuration that loses nothing means the
-// harness missed something.
-func LoseRequests(classes ...loadgen.Class) types.GomegaMatcher {
-	return &lossMatcher{classes: classes}
-}
-
-type lossMatcher struct{ classes []loadgen.Class }
-
-func (m *lossMatcher) lost(r *loadgen.Report) int {
-	if len(m.classes) == 0 {
-		return r.Lost
-	}
-	n := 0
-	for _, c := range m.classes {
-		n += r.LostByClass[c]
-	}
-	return n
-}
-
-func (m *lossMatcher) Match(actual any) (bool, error) {
-	r, err := report(actual)
-	if err != nil {
-		return false, err
-	}
-	return r.Total > 0 && m.lost(r) > 0, nil
-}
-
-func (m *lossMatcher) what() string {
-	if len(m.classes) == 0 {
-		return "lost requests"
-	}
-	names := make([]string, len(m.classes))
-	for i, c := range m.classes {
-		names[i] = string(c)
-	}
-	return "requests lost as " + strings.Join(names, " or ")
-}
-
-func (m *lossMatcher) FailureMessage(actual any) string {
-	return fmt.Sprintf("Expected %s (negative control: the harness must catch them), got %s", m.what(), describe(actual))
-}
-
-func (m *lossMatcher) NegatedFailureMessage(actual any) string {
-	return fmt.Sprintf("Expected no %s, got %s", m.what(), describe(actual))
-}
-
 func report(actual any) (*loadgen.Report, error) {
 	r, ok := actual.(*loadgen.Report)
 	if !ok || r == nil {
