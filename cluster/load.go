@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"sort"
 	"strings"
 
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
@@ -82,4 +83,29 @@ func loadImage(ctx context.Context, n nodes.Node, ref string) error {
 		return fmt.Errorf("docker save %s: %w", ref, err)
 	}
 	return loadErr
+}
+
+// NodeImages lists, per node, the image references its containerd holds
+// (sha256 digests left out).
+func NodeImages(name string) (map[string][]string, error) {
+	ns, err := provider(nil).ListInternalNodes(name)
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes of %q: %w", name, err)
+	}
+	out := map[string][]string{}
+	for _, n := range ns {
+		have, err := nodeImages(n)
+		if err != nil {
+			return nil, fmt.Errorf("listing images of node %s: %w", n, err)
+		}
+		var refs []string
+		for ref := range have {
+			if ref != "" && !strings.HasPrefix(ref, "sha256:") && !strings.Contains(ref, "@sha256:") {
+				refs = append(refs, ref)
+			}
+		}
+		sort.Strings(refs)
+		out[n.String()] = refs
+	}
+	return out, nil
 }

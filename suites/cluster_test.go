@@ -15,22 +15,22 @@ import (
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/suites"
-	"github.com/nodrop-dev/nodrop/suites/framework"
 	. "github.com/nodrop-dev/nodrop/suites/matchers"
 )
 
 var _ = Describe("The kind cluster", suites.Cluster, func() {
 	It("serves the sample app through its Service without losing a request", func(ctx SpecContext) {
-		ns, err := framework.CreateNamespace(ctx, client, "cluster")
+		ns, err := kube.CreateNamespace(ctx, client, "cluster")
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func(ctx context.Context) error { return framework.DeleteNamespace(ctx, client, ns, timeouts) })
+		DeferCleanup(func(ctx context.Context) error { return kube.DeleteNamespace(ctx, client, ns, timeouts) })
 
 		w := fixtures.Baseline("hello")
 		objs, err := w.Render(ns, suiteEnv.Images[w.ImageVariant])
 		Expect(err).NotTo(HaveOccurred())
-		url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
+		url := deployServing(ctx, objs)
 		Expect(err).NotTo(HaveOccurred())
 
 		// Fresh connections, so kube-proxy spreads them over both replicas.
@@ -47,9 +47,9 @@ var _ = Describe("The kind cluster", suites.Cluster, func() {
 // otherwise a verdict's classes would describe the path, not the pod.
 var _ = Describe("The load path", suites.Cluster, func() {
 	It("delivers a pod's reset, EOF and refusal to the client unchanged", func(ctx SpecContext) {
-		ns, err := framework.CreateNamespace(ctx, client, "path")
+		ns, err := kube.CreateNamespace(ctx, client, "path")
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func(ctx context.Context) error { return framework.DeleteNamespace(ctx, client, ns, timeouts) })
+		DeferCleanup(func(ctx context.Context) error { return kube.DeleteNamespace(ctx, client, ns, timeouts) })
 		w := fixtures.Baseline("path")
 		objs, err := w.Render(ns, suiteEnv.Images[w.ImageVariant])
 		Expect(err).NotTo(HaveOccurred())
@@ -58,9 +58,9 @@ var _ = Describe("The load path", suites.Cluster, func() {
 		// once the first one serves, a refusal on the second comes from
 		// the pod, not from a node port without rules.
 		objs.Service.Spec.Ports = append(objs.Service.Spec.Ports, corev1.ServicePort{Name: "closed", Port: 81, TargetPort: intstr.FromInt32(9999)})
-		url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
+		url := deployServing(ctx, objs)
 		Expect(err).NotTo(HaveOccurred())
-		closedURL, err := framework.ServicePortURL(ctx, client, ns, w.Name, "closed", suiteEnv.NodeIPs[0])
+		closedURL, err := kube.ServicePortURL(ctx, client, ns, w.Name, "closed", suiteEnv.NodeIPs[0])
 		Expect(err).NotTo(HaveOccurred())
 
 		for target, class := range map[string]loadgen.Class{

@@ -20,11 +20,11 @@ import (
 	"k8s.io/client-go/util/exec"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
-	"github.com/nodrop-dev/nodrop/suites/framework"
 )
 
 // hotTimeout bounds one hot-upgrade spec, set-up and calibration included.
@@ -90,7 +90,7 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			ns, rec := specNamespace(ctx, "hot-nginx")
 			objs, err := nginxWorkload().Render(ns, suiteEnv.Images[tc.variant])
 			Expect(err).NotTo(HaveOccurred())
-			url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
+			url := deployServing(ctx, objs)
 			Expect(err).NotTo(HaveOccurred())
 			pod := onlyPod(ctx, objs)
 
@@ -98,11 +98,11 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			calibrate(ctx, cfg)
 
 			By(fmt.Sprintf("running %v in the container under %d rps, %s", tc.command, hotRate, tc.load))
-			load := startLoad(ctx, cfg)
-			load.waitSent(ctx, hotRate/2)
+			load := scenario.StartLoad(ctx, cfg)
+			load.WaitSent(ctx, hotRate/2)
 			w := scenario.Window{Trigger: time.Now()}
 			rec.Record(probes.Event{At: w.Trigger, Kind: probes.Disruption, Pod: pod.Name, Detail: strings.Join(tc.command, " ")})
-			out, stderr, err := framework.Exec(ctx, restConfig, client, ns, pod.Name, "app", tc.command...)
+			out, stderr, err := kube.Exec(ctx, restConfig, client, ns, pod.Name, "app", tc.command...)
 			upgradeTook := time.Since(w.Trigger)
 			rec.RecordLines(pod.Name, out)
 			rec.Record(probes.Event{Kind: probes.App, Pod: pod.Name, Detail: fmt.Sprintf("%s exited %d", strings.Join(tc.command, " "), exitCode(err))})
@@ -110,20 +110,21 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 				Expect(exitCode(err)).To(Equal(tc.exitCode), "%v: %v\n%s%s", tc.command, err, out, stderr)
 			}
 			if tc.restarts {
-				Expect(framework.WaitRestartedAndReady(ctx, client, ns, pod.Name, timeouts.Available)).To(Succeed())
+				Expect(kube.WaitRestartedAndReady(ctx, client, ns, pod.Name, timeouts)).To(Succeed())
 			}
 			w.Settled = time.Now()
-			load.waitSent(ctx, load.sent()+int(tailFor.Seconds()*hotRate))
+			load.WaitSent(ctx, load.Sent()+int(scenario.TailFor.Seconds()*hotRate))
 			w.End = time.Now()
-			r := load.stop()
+			r, err := load.Stop()
+			Expect(err).NotTo(HaveOccurred())
 
 			events := rec.Events()
-			o := judge(tc.variant, strings.Join(tc.command, " "), string(tc.load), r, events, w, tc.expect, upgradeTook)
-			expectPassed(tc.variant, o, r, events, tc.expect)
+			res := judge(tc.variant, strings.Join(tc.command, " "), string(tc.load), r, events, w, tc.expect, upgradeTook)
+			expectPassed(tc.variant, res)
 			Expect(r.ByVersion["v2"] > 0).To(Equal(tc.upgraded), "v2 answered %d requests; by version %v", r.ByVersion["v2"], r.ByVersion)
 			p, err := client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
 			Expect(err).NotTo(HaveOccurred())
-			Expect(framework.RestartCount(p) > 0).To(Equal(tc.restarts), "container restarts: %d", framework.RestartCount(p))
+			Expect(kube.RestartCount(p) > 0).To(Equal(tc.restarts), "container restarts: %d", kube.RestartCount(p))
 		},
 		Entry("under nodrop's init, USR2, WINCH and QUIT lose no request on new connections", suites.Lossless, hotTimeout, nginxCase{
 			variant: "nginx-init", command: nginxUpgrade, load: freshConns, upgraded: true,
@@ -156,7 +157,7 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 })
 
 func onlyPod(ctx context.Context, objs fixtures.Objects) corev1.Pod {
-	pods, err := framework.PodsOf(ctx, client, objs.Deployment)
+	pods, err := kube.PodsOf(ctx, client, objs.Deployment)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(pods).To(HaveLen(1))
 	return pods[0]
@@ -245,9 +246,9 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			}
 			objs, err := w.Render(ns, suiteEnv.Images[w.ImageVariant])
 			Expect(err).NotTo(HaveOccurred())
-			httpURL, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
+			httpURL := deployServing(ctx, objs)
 			Expect(err).NotTo(HaveOccurred())
-			rpcURL, err := framework.ServicePortURL(ctx, client, ns, objs.Service.Name, "rpc", suiteEnv.NodeIPs[0])
+			rpcURL, err := kube.ServicePortURL(ctx, client, ns, objs.Service.Name, "rpc", suiteEnv.NodeIPs[0])
 			Expect(err).NotTo(HaveOccurred())
 			rpcURL = "rpc://" + strings.TrimSuffix(strings.TrimPrefix(rpcURL, "http://"), "/")
 			pod := onlyPod(ctx, objs)
@@ -259,17 +260,20 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			calibrate(ctx, httpCfg, rpcCfg)
 
 			By(fmt.Sprintf("%s of the proxy to v2 under long-lived HTTP and RPC load", tc.upgradeType))
-			httpLoad, rpcLoad := startLoad(ctx, httpCfg), startLoad(ctx, rpcCfg)
-			httpLoad.waitSent(ctx, hotRate/4)
+			httpLoad, rpcLoad := scenario.StartLoad(ctx, httpCfg), scenario.StartLoad(ctx, rpcCfg)
+			httpLoad.WaitSent(ctx, hotRate/4)
 			win := scenario.Window{Trigger: time.Now()}
 			rec.Record(probes.Event{At: win.Trigger, Kind: probes.Disruption, Detail: "SidecarSet image v1→v2"})
 			Expect(setSidecarImage(ctx, dyn, ns, suiteEnv.Images["proxy-v2"])).To(Succeed())
 			Expect(waitSidecarUpgraded(ctx, pod, tc.upgradeType)).To(Succeed())
 			win.Settled = time.Now()
 			upgradeTook := win.Settled.Sub(win.Trigger)
-			httpLoad.waitSent(ctx, httpLoad.sent()+int(tailFor.Seconds()*float64(httpCfg.Rate)))
+			httpLoad.WaitSent(ctx, httpLoad.Sent()+int(scenario.TailFor.Seconds()*float64(httpCfg.Rate)))
 			win.End = time.Now()
-			httpR, rpcR := httpLoad.stop(), rpcLoad.stop()
+			httpR, err := httpLoad.Stop()
+			Expect(err).NotTo(HaveOccurred())
+			rpcR, err := rpcLoad.Stop()
+			Expect(err).NotTo(HaveOccurred())
 
 			events := rec.Events()
 			notReady := 0
@@ -290,10 +294,10 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 				config += " +probe"
 			}
 			// Both rows are recorded before either is asserted.
-			httpO := judge(config, "sidecarset image v1→v2", string(longLivedHTTP), httpR, events, win, tc.http, upgradeTook)
-			rpcO := judge(config, "sidecarset image v1→v2", string(longLivedRPC), rpcR, events, win, tc.rpc, upgradeTook)
-			expectPassed("HTTP", httpO, httpR, events, tc.http)
-			expectPassed("RPC", rpcO, rpcR, events, tc.rpc)
+			httpRes := judge(config, "sidecarset image v1→v2", string(longLivedHTTP), httpR, events, win, tc.http, upgradeTook)
+			rpcRes := judge(config, "sidecarset image v1→v2", string(longLivedRPC), rpcR, events, win, tc.rpc, upgradeTook)
+			expectPassed("HTTP", httpRes)
+			expectPassed("RPC", rpcRes)
 			if tc.stayReady {
 				Expect(notReady).To(BeZero(), "the pod left Ready or its endpoint during the upgrade:\n%s", probes.Timeline(httpR, events))
 			}
@@ -386,8 +390,8 @@ func waitSidecarUpgraded(ctx context.Context, pod corev1.Pod, upgradeType string
 			// the kubelet restarts the container later.
 			got[strings.TrimPrefix(c.Image, "docker.io/")]++
 		}
-		last = fmt.Sprintf("proxy images %v, ready %v", got, framework.PodReady(p))
-		return reflect.DeepEqual(got, want) && framework.PodReady(p), nil
+		last = fmt.Sprintf("proxy images %v, ready %v", got, kube.PodReady(p))
+		return reflect.DeepEqual(got, want) && kube.PodReady(p), nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the proxy upgrade of %s: %s: %w", pod.Name, last, err)

@@ -2,31 +2,31 @@ package suites_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
-	"github.com/nodrop-dev/nodrop/suites/framework"
 )
 
 // specNamespace creates the spec's namespace, deleted after it, with a
 // recorder of what happens in it and, on failure, a dump of its pods,
 // events and logs.
 func specNamespace(ctx context.Context, prefix string) (string, *probes.Recorder) {
-	ns, err := framework.CreateNamespace(ctx, client, prefix)
+	ns, err := kube.CreateNamespace(ctx, client, prefix)
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func(ctx context.Context) error { return framework.DeleteNamespace(ctx, client, ns, timeouts) })
+	DeferCleanup(func(ctx context.Context) error { return kube.DeleteNamespace(ctx, client, ns, timeouts) })
 	// Registered after the namespace's deletion, so it runs first.
 	DeferCleanup(func(ctx context.Context) {
 		if CurrentSpecReport().Failed() {
-			framework.Dump(ctx, client, ns, GinkgoWriter)
+			kube.Dump(ctx, client, ns, GinkgoWriter)
 		}
 	})
 	rec, err := probes.Start(ctx, client, ns)
@@ -35,71 +35,79 @@ func specNamespace(ctx context.Context, prefix string) (string, *probes.Recorder
 	return ns, rec
 }
 
-// calibrate runs exactly the load the spec will judge, all of it at
-// once, for a few seconds with nothing happening. Each part must be
-// judged lossless by the same rule as the run itself (every request
-// answered, the rate delivered with no gap, the generator on time), or
-// the set-up is broken (wrong port, pods not serving, a saturated load
-// generator) and the configuration is not judged.
-func calibrate(ctx context.Context, cfgs ...loadgen.Config) {
-	By("calibrating: the same load with nothing happening must be delivered and lose nothing")
-	reports := make([]*loadgen.Report, len(cfgs))
-	var wg sync.WaitGroup
-	for i, cfg := range cfgs {
-		cfg.Duration = calibrateFor
-		wg.Add(1)
-		go func() {
-			defer GinkgoRecover()
-			defer wg.Done()
-			r, err := loadgen.Run(ctx, cfg)
-			Expect(err).NotTo(HaveOccurred())
-			reports[i] = r
-		}()
-	}
-	wg.Wait()
-	for _, r := range reports {
-		AddReportEntry("calibration", ReportEntryVisibilityFailureOrVerbose, r.Summary())
-		if r.Verdict != loadgen.Lossless {
-			var b strings.Builder
-			r.WriteTable(&b)
-			Fail(fmt.Sprintf("setup broken before any disruption, so nothing was judged: calibration was %s (%s)\n%s", r.Verdict, r.Summary(), b.String()))
-		}
+// scenarioEnv is the suite's cluster as the scenario library takes it:
+// progress and a failed run's namespace dump go to the spec's output.
+func scenarioEnv() scenario.Env {
+	return scenario.Env{
+		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
+		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 	}
 }
 
-// judge decides a run against its expectation and records the evidence:
-// the summary row, the load's summary, the losses next to what happened
-// then, and the timeline. It asserts nothing: the spec does, on the
-// outcome, after every row of the spec is recorded.
-func judge(config, disruption, load string, r *loadgen.Report, events []probes.Event, w scenario.Window, e scenario.Expectation, took time.Duration) scenario.Outcome {
-	o := scenario.Judge(r, events, w, e)
-	AddReportEntry("verdict", scenario.NewRow(config, disruption, load, r, o, took.Seconds()))
-	AddReportEntry("load", r.Summary())
-	AddReportEntry("losses explained", ReportEntryVisibilityFailureOrVerbose, probes.Explain(r, events))
-	AddReportEntry("timeline", ReportEntryVisibilityFailureOrVerbose, probes.Timeline(r, events))
-	return o
+// calibrate is scenario.Calibrate for the specs that do not run through
+// the library yet: a broken set-up fails the spec.
+func calibrate(ctx context.Context, cfgs ...loadgen.Config) {
+	reports, err := scenario.Calibrate(ctx, scenario.CalibrateFor, progress.New(GinkgoWriter, false), cfgs...)
+	for _, r := range reports {
+		if r != nil {
+			AddReportEntry("calibration", ReportEntryVisibilityFailureOrVerbose, r.Summary())
+		}
+	}
+	Expect(err).NotTo(HaveOccurred())
+}
+
+// record adds a run's evidence to the spec's report: the summary row,
+// the load's summary, the losses next to what happened then, and the
+// timeline. It asserts nothing.
+func record(res *scenario.Result) {
+	for _, r := range res.Calibration {
+		if r != nil {
+			AddReportEntry("calibration", ReportEntryVisibilityFailureOrVerbose, r.Summary())
+		}
+	}
+	if res.Report == nil {
+		return
+	}
+	AddReportEntry("verdict", res.Row())
+	AddReportEntry("load", res.Report.Summary())
+	AddReportEntry("losses explained", ReportEntryVisibilityFailureOrVerbose, probes.Explain(res.Report, res.Events))
+	AddReportEntry("timeline", ReportEntryVisibilityFailureOrVerbose, probes.Timeline(res.Report, res.Events))
+}
+
+// judge decides a run against its expectation and records the evidence
+// (record). It asserts nothing: the spec does, on the outcome, after every
+// row of the spec is recorded.
+func judge(config, disruption, load string, r *loadgen.Report, events []probes.Event, w scenario.Window, e scenario.Expectation, took time.Duration) *scenario.Result {
+	res := &scenario.Result{Scenario: config, Disruption: disruption, Load: load, Report: r, Events: events, Window: w, Took: took, Expect: e,
+		Outcome: scenario.Judge(r, events, w, e)}
+	record(res)
+	return res
 }
 
 // expectPassed asserts a judgement, printing the problems first, then
 // the evidence: the mechanism, the report, the losses explained and the
 // timeline.
-func expectPassed(what string, o scenario.Outcome, r *loadgen.Report, events []probes.Event, e scenario.Expectation) {
+func expectPassed(what string, res *scenario.Result) {
 	GinkgoHelper()
-	if o.Passed() {
+	if res.Outcome.Passed() {
 		return
 	}
-	Fail(what + ": " + strings.Join(o.Problems, "; ") + "\n" + evidence(r, events, e))
+	Fail(what + ": " + strings.Join(res.Outcome.Problems, "; ") + "\n" + res.Evidence())
 }
 
-// evidence is what a failed judgement prints: the mechanism, the report,
-// the losses explained and the timeline.
-func evidence(r *loadgen.Report, events []probes.Event, e scenario.Expectation) string {
-	var b strings.Builder
-	b.WriteString("\n" + e.Why + "\n")
-	if len(e.Classes) > 0 {
-		b.WriteString("classes of the mechanism:\n" + e.Reasons())
-	}
-	r.WriteTable(&b)
-	b.WriteString("\nlosses:\n" + probes.Explain(r, events) + "timeline:\n" + probes.Timeline(r, events))
-	return b.String()
+// deployServing creates a workload's objects in their namespace, waits
+// until it is available and its Service answers, and returns the URL.
+func deployServing(ctx context.Context, objs fixtures.Objects) string {
+	GinkgoHelper()
+	list, err := objs.Unstructured()
+	Expect(err).NotTo(HaveOccurred())
+	creator, err := kube.NewCreator(restConfig)
+	Expect(err).NotTo(HaveOccurred())
+	d := objs.Deployment
+	Expect(creator.Create(ctx, d.Namespace, list)).To(Succeed())
+	Expect(kube.WaitAvailable(ctx, client, d.Namespace, d.Name, timeouts.Available, timeouts)).To(Succeed())
+	url, err := kube.ServiceURL(ctx, client, d.Namespace, objs.Service.Name, suiteEnv.NodeIPs[0])
+	Expect(err).NotTo(HaveOccurred())
+	Expect(kube.WaitServing(ctx, url, timeouts)).To(Succeed())
+	return url
 }

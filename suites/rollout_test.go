@@ -1,30 +1,21 @@
 package suites_test
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
-	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
-	"github.com/nodrop-dev/nodrop/suites/framework"
 )
 
-// Load settings of the rollout specs.
-const (
-	rolloutRate  = 1000
-	calibrateFor = 3 * time.Second
-	// tailFor is how long load goes on after the disruption settled: the
-	// data plane's lag, then a second in which nothing may be lost.
-	tailFor = scenario.DataPlaneLag + time.Second
-)
+// rolloutRate is the load of the rollout specs.
+const rolloutRate = 1000
 
 // rolloutTimeout bounds one rollout spec, set-up and calibration included.
 var rolloutTimeout = SpecTimeout(5 * time.Minute)
@@ -67,19 +58,30 @@ func claim(v fixtures.Variant, m fixtures.Mode) string {
 	return "loses no requests"
 }
 
-func disruption(name string) framework.Disruption {
-	switch name {
-	case "restart":
-		return framework.RolloutRestart
-	case "image":
-		return framework.ImageChange(suiteEnv.Images["exec-form-v2"])
-	case "scale-down":
-		return framework.ScaleDown
-	case "delete-pod":
-		return framework.DeletePod
+func disruption(name string) kube.Disruption {
+	if name == "image" {
+		name = "image=" + suiteEnv.Images["exec-form-v2"]
 	}
-	Fail("unknown disruption " + name)
-	return framework.Disruption{}
+	d, err := kube.ParseDisruption(name)
+	Expect(err).NotTo(HaveOccurred())
+	return d
+}
+
+// scenario is the rollout case as a run of the scenario library.
+func (tc rolloutCase) scenario(v fixtures.Variant) scenario.Scenario {
+	objs, err := v.Render("", suiteEnv.Images[v.ImageVariant])
+	Expect(err).NotTo(HaveOccurred())
+	list, err := objs.Unstructured()
+	Expect(err).NotTo(HaveOccurred())
+	cfg := loadgen.Config{Rate: rolloutRate, DisableKeepAlive: tc.mode == fixtures.Fresh}
+	if v.Load != nil {
+		cfg.Rate, cfg.Timeout = v.Load.Rate, v.Load.Timeout
+	}
+	return scenario.Scenario{
+		Name: v.Name, Objects: list, NamespacePrefix: "rollout-" + v.Name,
+		Load: cfg, LoadName: string(tc.mode),
+		Disruption: disruption(tc.disruption), Expect: tc.expectation(v),
+	}
 }
 
 // expectation is what a rollout case must show: the variant's claim and,
@@ -97,98 +99,13 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 		func(ctx SpecContext, tc rolloutCase) {
 			v, err := fixtures.Lookup(tc.variant)
 			Expect(err).NotTo(HaveOccurred())
-			dis := disruption(tc.disruption)
-
-			ns, rec := specNamespace(ctx, "rollout-"+v.Name)
-
-			objs, err := v.Render(ns, suiteEnv.Images[v.ImageVariant])
+			s := tc.scenario(v)
+			By(fmt.Sprintf("%s of %s under %d rps, %s", s.Disruption.Name, v.Name, s.Load.Rate, tc.mode))
+			res, err := s.Run(ctx, scenarioEnv())
+			record(res)
 			Expect(err).NotTo(HaveOccurred())
-			url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
-			Expect(err).NotTo(HaveOccurred())
-
-			cfg := loadgen.Config{Targets: []string{url}, Rate: rolloutRate, DisableKeepAlive: tc.mode == fixtures.Fresh}
-			if v.Load != nil {
-				cfg.Rate, cfg.Timeout = v.Load.Rate, v.Load.Timeout
-			}
-			calibrate(ctx, cfg)
-
-			By(fmt.Sprintf("%s under %d rps, %s", dis.Name, cfg.Rate, tc.mode))
-			load := startLoad(ctx, cfg)
-			load.waitSent(ctx, cfg.Rate/2)
-			d, err := client.AppsV1().Deployments(ns).Get(ctx, v.Name, metav1.GetOptions{})
-			Expect(err).NotTo(HaveOccurred())
-			w := scenario.Window{Trigger: time.Now()}
-			rec.Record(probes.Event{At: w.Trigger, Kind: probes.Disruption, Detail: dis.Name})
-			Expect(dis.Apply(ctx, client, d)).To(Succeed())
-			Expect(framework.WaitAvailable(ctx, client, ns, v.Name, timeouts.Rollout)).To(Succeed(), "rollout with every old pod gone")
-			w.Settled = time.Now()
-			// Then the tail: kube-proxy catches up (scenario.DataPlaneLag),
-			// losses from the last old pod's exit show, and after that
-			// nothing may be lost.
-			load.waitSent(ctx, load.sent()+int(tailFor.Seconds()*float64(cfg.Rate)))
-			// The window ends when sending stops; what was in flight then
-			// still finishes and is judged.
-			w.End = time.Now()
-			r := load.stop()
-
-			e, events := tc.expectation(v), rec.Events()
-			o := judge(v.Name, dis.Name, string(tc.mode), r, events, w, e, w.Settled.Sub(w.Trigger))
-			expectPassed(v.Name, o, r, events, e)
+			expectPassed(v.Name, res)
 		},
 		rolloutEntries(),
 	)
 })
-
-// runningLoad is load running in the background of a spec.
-type runningLoad struct {
-	cancel context.CancelFunc
-	done   chan *loadgen.Report
-	count  chan int
-	last   int
-}
-
-func startLoad(ctx context.Context, cfg loadgen.Config) *runningLoad {
-	loadCtx, cancel := context.WithCancel(ctx)
-	l := &runningLoad{cancel: cancel, done: make(chan *loadgen.Report, 1), count: make(chan int, 1)}
-	cfg.Progress = func(p loadgen.Progress) {
-		select {
-		case <-l.count:
-		default:
-		}
-		l.count <- p.Sent
-	}
-	go func() {
-		defer GinkgoRecover()
-		r, err := loadgen.Run(loadCtx, cfg)
-		Expect(err).NotTo(HaveOccurred())
-		l.done <- r
-	}()
-	return l
-}
-
-// sent is the latest count of sent requests.
-func (l *runningLoad) sent() int {
-	select {
-	case n := <-l.count:
-		l.last = n
-	default:
-	}
-	return l.last
-}
-
-// waitSent waits until at least n requests were sent: progress of the
-// load itself, not a sleep.
-func (l *runningLoad) waitSent(ctx context.Context, n int) {
-	for l.last < n {
-		select {
-		case l.last = <-l.count:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-func (l *runningLoad) stop() *loadgen.Report {
-	l.cancel()
-	return <-l.done
-}

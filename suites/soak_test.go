@@ -13,7 +13,6 @@ import (
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/suites"
-	"github.com/nodrop-dev/nodrop/suites/framework"
 )
 
 // soakFor is the null run's length: long enough for a slow leak in the
@@ -30,7 +29,7 @@ var _ = Describe("Ten minutes of load with nothing happening", suites.Slow, Seri
 			w := fixtures.Baseline("soak")
 			objs, err := w.Render(ns, suiteEnv.Images[w.ImageVariant])
 			Expect(err).NotTo(HaveOccurred())
-			url, err := framework.DeployServing(ctx, client, objs, suiteEnv.NodeIPs[0], timeouts)
+			url := deployServing(ctx, objs)
 			Expect(err).NotTo(HaveOccurred())
 
 			var rssAt1 int64

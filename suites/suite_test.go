@@ -18,7 +18,7 @@ import (
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
-	"github.com/nodrop-dev/nodrop/suites/framework"
+	"github.com/nodrop-dev/nodrop/kube"
 )
 
 func TestSuites(t *testing.T) {
@@ -42,7 +42,7 @@ var (
 	suiteEnv   env
 	client     kubernetes.Interface
 	restConfig *rest.Config
-	timeouts   = framework.DefaultTimeouts
+	timeouts   = kube.DefaultTimeouts
 )
 
 func getenv(key, def string) string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,9 +18,9 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/manifest"
 )
 
 // Manifests renders the module's config/default with nodrop's overlay.
@@ -44,16 +43,9 @@ func Manifests(b *Built) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
-	var objs []*unstructured.Unstructured
-	for _, doc := range strings.Split(string(out), "\n---\n") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		var m map[string]any
-		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
-			return nil, fmt.Errorf("rendered OpenKruise manifest: %w", err)
-		}
-		objs = append(objs, &unstructured.Unstructured{Object: m})
+	objs, err := manifest.Decode(out)
+	if err != nil {
+		return nil, fmt.Errorf("rendered OpenKruise manifest: %w", err)
 	}
 	return objs, nil
 }

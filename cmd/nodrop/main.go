@@ -81,7 +81,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newLoadCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand())
+	root.AddCommand(newCheckCommand(), newLintCommand(), newLoadCommand(), newImagesCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand())
 	strictArgs(root)
 	return root
 }

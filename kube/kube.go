@@ -1,7 +1,8 @@
-// Package framework holds the helpers nodrop's specs call: create a
-// namespace, deploy a workload, wait for observable conditions, find the
-// URL load goes to. Helpers return errors; only specs assert.
-package framework
+// Package kube holds what nodrop does to any Kubernetes cluster: create a
+// namespace, deploy objects, wait for observable conditions (and say at
+// once when they cannot be met), find the URL load goes to, disrupt a
+// Deployment, dump a namespace. Helpers return errors; callers assert.
+package kube
 
 import (
 	"context"
@@ -18,8 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/nodrop-dev/nodrop/fixtures"
 )
 
 // Timeouts are every wait of the specs, in one place.
@@ -71,42 +70,29 @@ func DeleteNamespace(ctx context.Context, c kubernetes.Interface, name string, t
 	})
 }
 
-// Deploy creates a workload's objects.
-func Deploy(ctx context.Context, c kubernetes.Interface, objs fixtures.Objects) error {
-	ns := objs.Deployment.Namespace
-	if _, err := c.CoreV1().Services(ns).Create(ctx, objs.Service, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating service %s: %w", objs.Service.Name, err)
-	}
-	if objs.PDB != nil {
-		if _, err := c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, objs.PDB, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating PodDisruptionBudget %s: %w", objs.PDB.Name, err)
-		}
-	}
-	if _, err := c.AppsV1().Deployments(ns).Create(ctx, objs.Deployment, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating deployment %s: %w", objs.Deployment.Name, err)
-	}
-	return nil
-}
-
 // WaitAvailable waits until every replica of the Deployment is updated,
 // ready and available, and no other pod of it exists, terminating ones
 // included: a rollout is over only when every old pod is gone.
-func WaitAvailable(ctx context.Context, c kubernetes.Interface, ns, name string, timeout time.Duration) error {
+func WaitAvailable(ctx context.Context, c kubernetes.Interface, ns, name string, timeout time.Duration, t Timeouts) error {
 	var last string
-	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {
+	var stuck error
+	err := wait.PollUntilContextTimeout(ctx, t.Poll, timeout, true, func(ctx context.Context) (bool, error) {
 		d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 			return false, nil
 		}
 		ok, why := rolledOut(d)
-		if !ok {
-			last = why
-			return false, nil
-		}
 		pods, err := PodsOf(ctx, c, d)
 		if err != nil {
 			last = err.Error()
+			return false, nil
+		}
+		if stuck = Stuck(pods); stuck != nil {
+			return false, stuck
+		}
+		if !ok {
+			last = why
 			return false, nil
 		}
 		for _, p := range pods {
@@ -121,6 +107,9 @@ func WaitAvailable(ctx context.Context, c kubernetes.Interface, ns, name string,
 		}
 		return true, nil
 	})
+	if stuck != nil {
+		return stuck
+	}
 	if err != nil {
 		return fmt.Errorf("waiting for deployment %s/%s: %s: %w", ns, name, last, err)
 	}
@@ -177,11 +166,11 @@ func ServicePortURL(ctx context.Context, c kubernetes.Interface, ns, name, port,
 
 // WaitServing waits until url answers 2xx several times in a row. Each
 // request may take a few seconds: some apps under test work that long.
-func WaitServing(ctx context.Context, url string, timeout time.Duration) error {
+func WaitServing(ctx context.Context, url string, t Timeouts) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	streak := 0
 	var last error
-	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, t.Poll, t.Serving, true, func(ctx context.Context) (bool, error) {
 		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
@@ -208,28 +197,11 @@ func SelectorOf(d *appsv1.Deployment) labels.Selector {
 	return sel
 }
 
-// DeployServing deploys a workload, waits until it is available and its
-// Service answers at nodeIP, and returns the Service's URL.
-func DeployServing(ctx context.Context, c kubernetes.Interface, objs fixtures.Objects, nodeIP string, t Timeouts) (string, error) {
-	d := objs.Deployment
-	if err := Deploy(ctx, c, objs); err != nil {
-		return "", err
-	}
-	if err := WaitAvailable(ctx, c, d.Namespace, d.Name, t.Available); err != nil {
-		return "", err
-	}
-	url, err := ServiceURL(ctx, c, d.Namespace, objs.Service.Name, nodeIP)
-	if err != nil {
-		return "", err
-	}
-	return url, WaitServing(ctx, url, t.Serving)
-}
-
 // WaitRestartedAndReady waits until a container of the pod has restarted
 // in place and the pod is Ready again.
-func WaitRestartedAndReady(ctx context.Context, c kubernetes.Interface, ns, pod string, timeout time.Duration) error {
+func WaitRestartedAndReady(ctx context.Context, c kubernetes.Interface, ns, pod string, t Timeouts) error {
 	last := "not seen yet"
-	err := wait.PollUntilContextTimeout(ctx, DefaultTimeouts.Poll, timeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, t.Poll, t.Available, true, func(ctx context.Context) (bool, error) {
 		p, err := c.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()

@@ -1,8 +1,9 @@
-package framework
+package kube
 
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,10 +28,14 @@ var RolloutRestart = Disruption{Name: "rollout restart", Apply: func(ctx context
 	return nil
 }}
 
-// ImageChange sets the app container's image.
+// ImageChange sets the image of the Deployment's first container.
 func ImageChange(image string) Disruption {
 	return Disruption{Name: "image change", Apply: func(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment) error {
-		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":%q}]}}}}`, image)
+		if len(d.Spec.Template.Spec.Containers) == 0 {
+			return fmt.Errorf("deployment %s has no container", d.Name)
+		}
+		name := d.Spec.Template.Spec.Containers[0].Name
+		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, name, image)
 		_, err := c.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
 		if err != nil {
 			return fmt.Errorf("changing the image of %s: %w", d.Name, err)
@@ -63,3 +68,26 @@ var DeletePod = Disruption{Name: "delete pod", Apply: func(ctx context.Context, 
 	}
 	return nil
 }}
+
+// DisruptionNames are the disruptions ParseDisruption knows.
+const DisruptionNames = "restart, image=REF, scale-down, delete-pod"
+
+// ParseDisruption reads a disruption as the CLI and the suites name it:
+// restart, image=REF, scale-down or delete-pod.
+func ParseDisruption(s string) (Disruption, error) {
+	switch {
+	case s == "restart":
+		return RolloutRestart, nil
+	case strings.HasPrefix(s, "image="):
+		ref := strings.TrimPrefix(s, "image=")
+		if ref == "" {
+			return Disruption{}, fmt.Errorf("disruption image= needs an image reference")
+		}
+		return ImageChange(ref), nil
+	case s == "scale-down":
+		return ScaleDown, nil
+	case s == "delete-pod":
+		return DeletePod, nil
+	}
+	return Disruption{}, fmt.Errorf("unknown disruption %q (known: %s)", s, DisruptionNames)
+}

@@ -1,0 +1,453 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/kube"
+	"github.com/nodrop-dev/nodrop/lint"
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/manifest"
+	"github.com/nodrop-dev/nodrop/probes"
+	"github.com/nodrop-dev/nodrop/scenario"
+)
+
+// checkOptions are nodrop check's flags.
+type checkOptions struct {
+	files, kustomize []string
+	target           scenario.Target
+	path, method     string
+	mode             string
+	disruption       string
+	rate             int
+	timeout          time.Duration
+	runs             int
+	loadImages       []string
+	kubeconfig       string
+	kubeContext      string
+	nodeIP, url      string
+	clusterName      string
+	namespace        string
+	keep, asJSON     bool
+	junit, out       string
+	verbose          bool
+}
+
+// modes are the load modes a check runs, in order.
+var checkModes = map[string][]string{"keepalive": {"keepalive"}, "fresh": {"fresh"}, "both": {"keepalive", "fresh"}}
+
+func newCheckCommand() *cobra.Command {
+	var o checkOptions
+	cmd := &cobra.Command{
+		Use:   "check -f app.yaml [flags]",
+		Short: "Roll your own Deployment under load and say whether it loses requests, and why",
+		Long: `Deploy your objects (files with -f, kustomize directories with -k) into a fresh
+namespace, wait until they serve, calibrate, then roll the Deployment under
+constant load and judge every request: the verdict, the losses by class, each
+episode of losses next to what Kubernetes did then, and what to change.
+
+Before it runs, it reviews the manifests (nodrop lint) and says what each
+finding costs; the run then confirms or refutes them.
+
+The cluster is nodrop's own kind cluster unless --kubeconfig names another:
+then nodrop builds and loads nothing, and load goes to a node's address
+(--node-ip, default the first node's InternalIP) or to --url.
+
+Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
+3 not judged (load not delivered, calibration lost requests, interrupted).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (YAML or JSON, several documents); repeatable")
+	f.StringArrayVarP(&o.kustomize, "kustomize", "k", nil, "kustomize directory; repeatable")
+	f.StringVar(&o.target.Deployment, "deployment", "", "the Deployment to roll (needed when the manifests hold several)")
+	f.StringVar(&o.target.Service, "service", "", "the Service load goes through (default: the one selecting the Deployment's pods)")
+	f.StringVar(&o.target.Port, "port", "", "the Service port, by name or number (default: its only port, or the one named http)")
+	f.StringVar(&o.path, "path", "/", "request path")
+	f.StringVar(&o.method, "method", http.MethodGet, "HTTP method")
+	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive (kept-alive connections: draining), fresh (a new connection per request: endpoint propagation) or both")
+	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: "+kube.DisruptionNames)
+	f.IntVar(&o.rate, "rate", loadgen.DefaultRate, "requests per second")
+	f.DurationVar(&o.timeout, "timeout", loadgen.DefaultTimeout, "per-request timeout")
+	f.IntVar(&o.runs, "runs", 1, "runs per mode, each in a fresh namespace")
+	f.StringArrayVar(&o.loadImages, "load-image", nil, "local Docker image to load into the kind nodes first (no registry needed); repeatable")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of a cluster you already have (default: nodrop's kind cluster)")
+	f.StringVar(&o.kubeContext, "context", "", "kubeconfig context")
+	f.StringVar(&o.nodeIP, "node-ip", "", "address at which the cluster's NodePorts answer (default: nodrop's kind node, or the first node's InternalIP)")
+	f.StringVar(&o.url, "url", "", "send load here instead of a NodePort (your own route to the Service)")
+	f.StringVar(&o.clusterName, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
+	f.StringVar(&o.namespace, "namespace", "nodrop-check", "prefix of the namespace each run creates (and deletes)")
+	f.BoolVar(&o.keep, "keep", false, "leave each run's namespace in place")
+	f.BoolVar(&o.asJSON, "json", false, "print every run's full result as JSON on stdout")
+	f.StringVar(&o.junit, "junit", "", "write a JUnit report (one test case per mode × run) to this file")
+	f.StringVar(&o.out, "out", "", "write results.json, junit.xml, summary.md and each run's timeline to this directory")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "stream the output of every command nodrop runs")
+	return cmd
+}
+
+// checkPlan is a check's input, validated before the cluster is touched.
+type checkPlan struct {
+	objs       []*unstructured.Unstructured
+	resolved   *scenario.Resolved
+	modes      []string
+	disruption kube.Disruption
+	name       string
+}
+
+func planCheck(o checkOptions) (*checkPlan, error) {
+	if len(o.files) == 0 && len(o.kustomize) == 0 {
+		return nil, usagef("name your manifests with -f FILE or -k DIR")
+	}
+	modes, ok := checkModes[o.mode]
+	if !ok {
+		return nil, usagef("--mode %q: want keepalive, fresh or both", o.mode)
+	}
+	if o.runs < 1 || o.runs > 100 {
+		return nil, usagef("--runs must be 1–100, got %d", o.runs)
+	}
+	if o.rate <= 0 {
+		return nil, usagef("--rate must be > 0, got %d", o.rate)
+	}
+	if !strings.HasPrefix(o.path, "/") {
+		return nil, usagef("--path must start with /, got %q", o.path)
+	}
+	d, err := kube.ParseDisruption(o.disruption)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	objs, err := manifest.Read(o.files, o.kustomize)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	r, err := scenario.Resolve(objs, o.target)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if o.disruption == "scale-down" && r.Deployment.Spec.Replicas != nil && *r.Deployment.Spec.Replicas < 2 {
+		return nil, usagef("--disruption scale-down needs at least 2 replicas; deployment %s has 1", r.Deployment.Name)
+	}
+	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, name: r.Deployment.Name}, nil
+}
+
+func runCheck(cmd *cobra.Command, o checkOptions) error {
+	ctx := cmd.Context()
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	report := stdout
+	if o.asJSON {
+		// stdout is the JSON; the human report goes to stderr.
+		report = stderr
+	}
+	plan, err := planCheck(o)
+	if err != nil {
+		return err
+	}
+	log := progress.New(stderr, o.verbose)
+
+	findings := lint.Check(plan.objs, lint.Options{Deployment: plan.resolved.Deployment.Name, Images: lint.LocalImages})
+	if len(findings) > 0 {
+		fmt.Fprintf(report, "Review of the manifests (nodrop lint), to be confirmed or refuted by the run:\n")
+		lint.Write(report, findings)
+		fmt.Fprintln(report)
+	}
+
+	env, err := checkEnv(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	if plan.resolved.Added != nil {
+		fmt.Fprintf(report, "nodrop adds Service %s (NodePort, same selector and port as %s) so load reaches kube-proxy from outside; your objects are unchanged.\n",
+			plan.resolved.Added.Name, plan.resolved.Service.Name)
+	}
+
+	var results []*scenario.Result
+	var runErrs []error
+	for run := 1; run <= o.runs; run++ {
+		for _, mode := range plan.modes {
+			if ctx.Err() != nil {
+				break
+			}
+			s := scenario.Scenario{
+				Name: plan.name, Objects: plan.objs, Target: o.target, NamespacePrefix: o.namespace,
+				Load:     loadgen.Config{Targets: []string{o.path}, Method: o.method, Rate: o.rate, Timeout: o.timeout, DisableKeepAlive: mode == "fresh"},
+				LoadName: mode, Disruption: plan.disruption,
+				Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
+			}
+			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, plan.disruption.Name, plan.name, o.rate)
+			res, err := s.Run(ctx, env)
+			results = append(results, res)
+			runErrs = append(runErrs, err)
+			writeRun(report, res, err)
+			if errors.Is(err, scenario.ErrBadInput) {
+				return usageError{err}
+			}
+		}
+	}
+	if err := writeCheckOutputs(o, stdout, results, runErrs); err != nil {
+		return err
+	}
+	return checkExit(ctx, results, runErrs)
+}
+
+// checkExit is the exit status of a check: any judged loss is 1; else a
+// run that could not be judged (or was never run) is 3; else 0.
+func checkExit(ctx context.Context, results []*scenario.Result, errs []error) error {
+	lost, notJudged := 0, []string{}
+	for i, r := range results {
+		switch {
+		case errs[i] != nil:
+			notJudged = append(notJudged, firstLine(errs[i].Error()))
+		case r.Outcome.Got == loadgen.Lossy:
+			lost++
+		case r.Outcome.Got != loadgen.Lossless:
+			notJudged = append(notJudged, "not judged: "+strings.Join(r.Report.NotJudged, "; "))
+		case !r.Outcome.Passed():
+			lost++
+		}
+	}
+	switch {
+	case lost > 0:
+		return exitError{code: exitLost, msg: fmt.Sprintf("%d of %d runs lost requests", lost, len(results))}
+	case ctx.Err() != nil:
+		return exitError{code: exitNotJudged, msg: "interrupted: not judged (what the runs created was deleted)"}
+	case len(notJudged) > 0:
+		return exitError{code: exitNotJudged, msg: strings.Join(notJudged, "; ")}
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// writeRun prints one run: the verdict, the report, each episode with
+// what to change, and the timeline.
+func writeRun(w io.Writer, res *scenario.Result, err error) {
+	if err != nil && res.Report == nil {
+		fmt.Fprintf(w, "NOT JUDGED: %v\n", err)
+		return
+	}
+	r := res.Report
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "NOT JUDGED: %v\n", err)
+	case res.Outcome.Got == loadgen.Lossless && res.Outcome.Passed():
+		fmt.Fprintf(w, "LOSSLESS: %d requests through the %s (settled in %.1fs), 0 lost\n", r.Total, res.Disruption, res.Took.Seconds())
+	case res.Outcome.Got == loadgen.Lossy:
+		fmt.Fprintf(w, "LOSSY: %d of %d requests lost through the %s (%s)\n", r.Lost, r.Total, res.Disruption, lostClasses(r))
+	default:
+		fmt.Fprintf(w, "NOT JUDGED: %s\n", strings.Join(append(r.NotJudged, res.Outcome.Problems...), "; "))
+	}
+	_ = r.WriteTable(w)
+	if r.Lost > 0 {
+		fmt.Fprintf(w, "\nWhat happened, and what to change:\n")
+		for _, a := range scenario.Advise(r, res.Events) {
+			fmt.Fprintf(w, "  - %s\n", a)
+		}
+		fmt.Fprintf(w, "\nLosses next to what Kubernetes did:\n%s", indent(probes.Explain(r, res.Events)))
+	}
+	fmt.Fprintf(w, "\nTimeline (seconds from the start of load):\n%s", indent(probes.Timeline(r, res.Events)))
+}
+
+func lostClasses(r *loadgen.Report) string {
+	var parts []string
+	for _, c := range loadgen.LossClasses {
+		if n := r.LostByClass[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, c))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "  (none)\n"
+	}
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
+}
+
+// checkEnv connects to the cluster the check runs on.
+func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenario.Env, error) {
+	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP}
+	var rc *rest.Config
+	if o.kubeconfig != "" || o.kubeContext != "" {
+		if len(o.loadImages) > 0 {
+			return env, usagef("--load-image loads into nodrop's kind cluster; on a cluster of your own, push the image where its nodes pull from")
+		}
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		rules.ExplicitPath = o.kubeconfig
+		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.kubeContext}).ClientConfig()
+		if err != nil {
+			return env, usagef("kubeconfig %s: %v", o.kubeconfig, err)
+		}
+		rc = cfg
+	} else {
+		state, err := cacheDir()
+		if err != nil {
+			return env, err
+		}
+		if err := requireDocker(ctx); err != nil {
+			return env, err
+		}
+		exists, err := cluster.Exists(o.clusterName)
+		if err != nil {
+			return env, err
+		}
+		if !exists {
+			return env, usagef("nodrop's kind cluster %q does not exist: bring it up with `nodrop cluster up` (or `make run`), or name another cluster with --kubeconfig", o.clusterName)
+		}
+		c, _, err := cluster.Connect(ctx, o.clusterName, state)
+		if c == nil {
+			return env, fmt.Errorf("connecting to cluster %q: %w", o.clusterName, err)
+		}
+		if env.NodeIP == "" && len(c.NodeIPs) > 0 {
+			env.NodeIP = c.NodeIPs[0]
+		}
+		if err := loadLocalImages(ctx, o.clusterName, o.loadImages, log); err != nil {
+			return env, err
+		}
+		if rc, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
+			return env, err
+		}
+	}
+	rc.QPS, rc.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return env, err
+	}
+	env.Client, env.REST = client, rc
+	if env.NodeIP == "" && env.URL == "" {
+		ip, err := firstNodeIP(ctx, client)
+		if err != nil {
+			return env, err
+		}
+		env.NodeIP = ip
+	}
+	return env, nil
+}
+
+// loadLocalImages loads images from the local Docker engine into the
+// kind nodes; an image that is not there is bad input.
+func loadLocalImages(ctx context.Context, name string, refs []string, log *progress.Logger) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	for _, ref := range refs {
+		if !lint.LocalImage(ctx, ref) {
+			return usagef("--load-image %s: no such image in the local Docker engine (docker images lists what is there)", ref)
+		}
+	}
+	return cluster.LoadImages(ctx, name, refs, log)
+}
+
+// firstNodeIP is the InternalIP of the first Ready node.
+func firstNodeIP(ctx context.Context, c kubernetes.Interface) (string, error) {
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("listing nodes: %w", err)
+	}
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				return a.Address, nil
+			}
+		}
+	}
+	return "", usagef("no node has an InternalIP: give --node-ip or --url")
+}
+
+// checkRun is one run in results.json.
+type checkRun struct {
+	*scenario.Result
+	Verdict loadgen.Verdict `json:"verdict"`
+	Error   string          `json:"error,omitempty"`
+	Advice  []string        `json:"advice,omitempty"`
+}
+
+func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Result, errs []error) error {
+	runs := make([]checkRun, len(results))
+	for i, r := range results {
+		runs[i] = checkRun{Result: r, Verdict: r.Outcome.Got}
+		if errs[i] != nil {
+			runs[i].Error = errs[i].Error()
+			runs[i].Verdict = loadgen.NotJudged
+		}
+		if r.Report != nil && r.Report.Lost > 0 {
+			runs[i].Advice = scenario.Advise(r.Report, r.Events)
+		}
+	}
+	if o.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(runs); err != nil {
+			return err
+		}
+	}
+	junitPath := o.junit
+	if o.out != "" {
+		if err := os.MkdirAll(o.out, 0o755); err != nil {
+			return err
+		}
+		raw, err := json.MarshalIndent(runs, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(o.out, "results.json"), raw, 0o644); err != nil {
+			return err
+		}
+		var rows []scenario.Row
+		for i, r := range results {
+			if r.Report != nil && errs[i] == nil {
+				rows = append(rows, r.Row())
+			} else {
+				rows = append(rows, scenario.Row{Config: r.Scenario, Disruption: r.Disruption, Load: r.Load, Got: loadgen.NotJudged, Problem: firstLine(fmt.Sprint(errs[i]))})
+			}
+		}
+		f, err := os.Create(filepath.Join(o.out, "summary.md"))
+		if err != nil {
+			return err
+		}
+		werr := scenario.WriteSummary(f, rows)
+		if err := errors.Join(werr, f.Close()); err != nil {
+			return err
+		}
+		for i, r := range results {
+			f, err := os.Create(filepath.Join(o.out, fmt.Sprintf("run-%d-%s.txt", i+1, r.Load)))
+			if err != nil {
+				return err
+			}
+			writeRun(f, r, errs[i])
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
+		if junitPath == "" {
+			junitPath = filepath.Join(o.out, "junit.xml")
+		}
+	}
+	if junitPath != "" {
+		return writeJUnit(junitPath, runs)
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+)
+
+// Creator creates objects of any kind the cluster serves.
+type Creator struct {
+	dyn    dynamic.Interface
+	mapper meta.RESTMapper
+}
+
+// NewCreator reads the cluster's kinds lazily, on the first object.
+func NewCreator(rc *rest.Config) (*Creator, error) {
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	disc, err := newDiscovery(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &Creator{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))}, nil
+}
+
+// Create creates each object in namespace ns, in order, and fails on the
+// first it cannot create. Cluster-scoped kinds are refused: everything
+// nodrop deploys lives, and is deleted, with its namespace.
+func (c *Creator) Create(ctx context.Context, ns string, objs []*unstructured.Unstructured) error {
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return fmt.Errorf("%s %s: the cluster does not serve this kind: %w", gvk.Kind, o.GetName(), err)
+		}
+		if m.Scope.Name() != meta.RESTScopeNameNamespace {
+			return fmt.Errorf("%s %s is cluster-scoped: nodrop deploys only namespaced objects, into a namespace of its own", gvk.Kind, o.GetName())
+		}
+		o = o.DeepCopy()
+		o.SetNamespace(ns)
+		if _, err := c.dyn.Resource(m.Resource).Namespace(ns).Create(ctx, o, metav1.CreateOptions{FieldManager: "nodrop"}); err != nil {
+			return fmt.Errorf("creating %s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+	}
+	return nil
+}

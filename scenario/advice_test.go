@@ -1,0 +1,83 @@
+package scenario
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/probes"
+)
+
+// lossesAt is a report with n losses of class c from t0+at, 1 ms apart.
+func lossesAt(t0 time.Time, at time.Duration, n int, c loadgen.Class) *loadgen.Report {
+	r := &loadgen.Report{Started: t0}
+	for i := 0; i < n; i++ {
+		r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(at + time.Duration(i)*time.Millisecond), Class: c})
+	}
+	return r
+}
+
+func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
+	t0 := time.Now()
+	ev := func(at time.Duration, k probes.Kind, pod, detail string) probes.Event {
+		return probes.Event{At: t0.Add(at), Kind: k, Pod: pod, Detail: detail}
+	}
+	for _, tc := range []struct {
+		name   string
+		report *loadgen.Report
+		events []probes.Event
+		want   []string
+	}{
+		{
+			name:   "SIGKILL at the end of the grace period",
+			report: lossesAt(t0, 12*time.Second, 20, loadgen.EOF),
+			events: []probes.Event{
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 10s"),
+				ev(12200*time.Millisecond, probes.ContainerTerminated, "old", "app exited 137 = SIGKILL (Error)"),
+			},
+			want: []string{"10.0s after pod old was deleted", "SIGKILL of old", "exec-form CMD"},
+		},
+		{
+			name:   "no preStop: the pod stops listening while still routed to",
+			report: lossesAt(t0, 2*time.Second, 50, loadgen.Refused),
+			events: []probes.Event{
+				ev(1990*time.Millisecond, probes.EndpointReady, "new", ""),
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(2100*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+			},
+			want: []string{"after pod old was deleted", "still routed to the pod after it stopped listening", "preStop sleep"},
+		},
+		{
+			name:   "no readiness: the new pod gets traffic before it serves",
+			report: lossesAt(t0, 2*time.Second, 50, loadgen.Refused),
+			events: []probes.Event{
+				ev(1990*time.Millisecond, probes.EndpointReady, "new", ""),
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				// The old pod's preStop keeps it serving for 5 s.
+				ev(7200*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+			},
+			want: []string{"after pod new's endpoint turned ready", "readiness passed too early", "HTTP readiness probe"},
+		},
+		{
+			name:   "kept-alive connections cut at SIGTERM",
+			report: lossesAt(t0, 2500*time.Millisecond, 30, loadgen.EOF),
+			events: []probes.Event{
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+			},
+			want: []string{"closed connections with requests on them", "Connection: close"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Advise(tc.report, tc.events)
+			if len(got) != 1 {
+				t.Fatalf("want one episode, got %q", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got[0], w) {
+					t.Errorf("advice %q\nlacks %q", got[0], w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,215 @@
+package scenario
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// ErrBadInput marks a scenario that cannot run as given: no Deployment
+// to roll, no Service in front of it, a port that does not exist, pods
+// that cannot start. Nothing was judged, and the user must change
+// something.
+var ErrBadInput = errors.New("bad input")
+
+type badInput struct{ error }
+
+func (badInput) Is(target error) bool { return target == ErrBadInput }
+func (e badInput) Unwrap() error      { return e.error }
+
+func badInputf(format string, args ...any) error { return badInput{fmt.Errorf(format, args...)} }
+
+// Target names what a scenario rolls and where load goes; empty fields
+// are found in the objects.
+type Target struct {
+	// Deployment is rolled; needed only when the objects hold several.
+	Deployment string
+	// Service carries the load; needed only when several select the
+	// Deployment's pods.
+	Service string
+	// Port is the Service port, by name or number; needed only when the
+	// Service has several and none is named http.
+	Port string
+}
+
+// Resolved is a target found in a scenario's objects.
+type Resolved struct {
+	Deployment *appsv1.Deployment
+	Service    *corev1.Service
+	Port       corev1.ServicePort
+	// Added is a NodePort Service nodrop adds beside the user's, selecting
+	// the same pods on the same port, when the user's has no node port:
+	// load must reach kube-proxy's rules from outside the cluster, and the
+	// user's objects are never changed.
+	Added *corev1.Service
+}
+
+// AddedSuffix ends the name of a Service nodrop adds.
+const AddedSuffix = "-nodrop"
+
+// Resolve finds the Deployment, the Service that selects its pods and
+// the port load goes to. Every failure is bad input, said in one line.
+func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
+	var deps []*appsv1.Deployment
+	var svcs []*corev1.Service
+	for _, o := range objs {
+		switch o.GroupVersionKind().GroupKind().String() {
+		case "Deployment.apps":
+			d := &appsv1.Deployment{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, d); err != nil {
+				return nil, badInputf("deployment %s: %v", o.GetName(), err)
+			}
+			deps = append(deps, d)
+		case "Service":
+			s := &corev1.Service{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, s); err != nil {
+				return nil, badInputf("service %s: %v", o.GetName(), err)
+			}
+			svcs = append(svcs, s)
+		}
+	}
+	d, err := pickDeployment(deps, t.Deployment)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := pickService(svcs, d, t.Service)
+	if err != nil {
+		return nil, err
+	}
+	port, err := pickPort(svc, t.Port)
+	if err != nil {
+		return nil, err
+	}
+	r := &Resolved{Deployment: d, Service: svc, Port: port}
+	if svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			// A headless Service has no virtual IP, so no kube-proxy rule
+			// either; the added one has both.
+			port.Port = targetPortNumber(port, d)
+		}
+		r.Added = &corev1.Service{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+			ObjectMeta: metav1.ObjectMeta{Name: svc.Name + AddedSuffix, Labels: map[string]string{"app.kubernetes.io/managed-by": "nodrop"}},
+			Spec: corev1.ServiceSpec{
+				Type:     corev1.ServiceTypeNodePort,
+				Selector: svc.Spec.Selector,
+				Ports:    []corev1.ServicePort{{Name: port.Name, Protocol: port.Protocol, Port: port.Port, TargetPort: port.TargetPort}},
+			},
+		}
+		if r.Added.Spec.Ports[0].Port == 0 {
+			r.Added.Spec.Ports[0].Port = 80
+		}
+	}
+	return r, nil
+}
+
+func pickDeployment(deps []*appsv1.Deployment, name string) (*appsv1.Deployment, error) {
+	names := make([]string, len(deps))
+	for i, d := range deps {
+		names[i] = d.Name
+		if name != "" && d.Name == name {
+			return d, nil
+		}
+	}
+	switch {
+	case len(deps) == 0:
+		return nil, badInputf("no Deployment in the manifests: nodrop rolls a Deployment")
+	case name != "":
+		return nil, badInputf("no Deployment named %q in the manifests (found: %s)", name, strings.Join(names, ", "))
+	case len(deps) > 1:
+		return nil, badInputf("%d Deployments in the manifests (%s): name the one to roll with --deployment", len(deps), strings.Join(names, ", "))
+	}
+	return deps[0], nil
+}
+
+// selects: a Service selects a Deployment's pods when its selector is not
+// empty and matches the pod template's labels.
+func selects(s *corev1.Service, d *appsv1.Deployment) bool {
+	if len(s.Spec.Selector) == 0 {
+		return false
+	}
+	return labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels))
+}
+
+func pickService(svcs []*corev1.Service, d *appsv1.Deployment, name string) (*corev1.Service, error) {
+	var matching []*corev1.Service
+	var names []string
+	for _, s := range svcs {
+		if name != "" && s.Name == name {
+			if !selects(s, d) {
+				return nil, badInputf("service %s does not select the pods of deployment %s (its selector %v, the pods' labels %v)", s.Name, d.Name, s.Spec.Selector, d.Spec.Template.Labels)
+			}
+			return s, nil
+		}
+		if selects(s, d) {
+			matching = append(matching, s)
+			names = append(names, s.Name)
+		}
+	}
+	switch {
+	case name != "":
+		return nil, badInputf("no Service named %q in the manifests", name)
+	case len(matching) == 0:
+		return nil, badInputf("no Service in the manifests selects the pods of deployment %s (labels %v): load goes through a Service, as clients' does", d.Name, d.Spec.Template.Labels)
+	case len(matching) > 1:
+		return nil, badInputf("%d Services select the pods of deployment %s (%s): name one with --service", len(matching), d.Name, strings.Join(names, ", "))
+	}
+	return matching[0], nil
+}
+
+func pickPort(s *corev1.Service, want string) (corev1.ServicePort, error) {
+	var names []string
+	for _, p := range s.Spec.Ports {
+		names = append(names, portName(p))
+		if want != "" && (p.Name == want || strconv.Itoa(int(p.Port)) == want) {
+			return p, nil
+		}
+	}
+	if want != "" {
+		return corev1.ServicePort{}, badInputf("service %s has no port %q (ports: %s)", s.Name, want, strings.Join(names, ", "))
+	}
+	switch len(s.Spec.Ports) {
+	case 0:
+		return corev1.ServicePort{}, badInputf("service %s has no ports", s.Name)
+	case 1:
+		return s.Spec.Ports[0], nil
+	}
+	if i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "http" }); i >= 0 {
+		return s.Spec.Ports[i], nil
+	}
+	return corev1.ServicePort{}, badInputf("service %s has %d ports (%s): name the one load goes to with --port", s.Name, len(s.Spec.Ports), strings.Join(names, ", "))
+}
+
+func portName(p corev1.ServicePort) string {
+	if p.Name == "" {
+		return strconv.Itoa(int(p.Port))
+	}
+	return fmt.Sprintf("%s (%d)", p.Name, p.Port)
+}
+
+// targetPortNumber is the container port a Service port leads to.
+func targetPortNumber(p corev1.ServicePort, d *appsv1.Deployment) int32 {
+	switch {
+	case p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal != 0:
+		return p.TargetPort.IntVal
+	case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name == p.TargetPort.StrVal {
+					return cp.ContainerPort
+				}
+			}
+		}
+	}
+	return p.Port
+}
