@@ -58,7 +58,7 @@ e2e:
 
 # CI's subset: every spec (each catalogue variant in both load modes).
 e2e-ci:
-	$(MAKE) e2e LABELS='cluster || rollout || hotupgrade'
+	$(MAKE) e2e LABELS='cluster || check || rollout || hotupgrade'
 
 # The null run (label slow, not in CI): ten minutes of load with nothing
 # happening, both modes: 0 lost, rate within 1 %, the generator's memory

@@ -11,6 +11,9 @@ var (
 	Rollout = ginkgo.Label("rollout")
 	// HotUpgrade: in-place upgrades under load.
 	HotUpgrade = ginkgo.Label("hotupgrade")
+	// Check: the built nodrop binary on manifests written as a user
+	// would write them.
+	Check = ginkgo.Label("check")
 	// Chaos: disruptions beyond a normal rollout.
 	Chaos = ginkgo.Label("chaos")
 	// KnownLossy: a negative control that must lose requests.

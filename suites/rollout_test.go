@@ -100,7 +100,7 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 			v, err := fixtures.Lookup(tc.variant)
 			Expect(err).NotTo(HaveOccurred())
 			s := tc.scenario(v)
-			By(fmt.Sprintf("%s of %s under %d rps, %s", s.Disruption.Name, v.Name, s.Load.Rate, tc.mode))
+			By(fmt.Sprintf("%s, %s load at %d rps: %s", v.Name, tc.mode, s.Load.Rate, s.Disruption.Name))
 			res, err := s.Run(ctx, scenarioEnv())
 			record(res)
 			Expect(err).NotTo(HaveOccurred())

@@ -142,7 +142,7 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	if o.disruption == "scale-down" && r.Deployment.Spec.Replicas != nil && *r.Deployment.Spec.Replicas < 2 {
+	if replicas := r.Deployment.Spec.Replicas; o.disruption == "scale-down" && (replicas == nil || *replicas < 2) {
 		return nil, usagef("--disruption scale-down needs at least 2 replicas; deployment %s has 1", r.Deployment.Name)
 	}
 	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, name: r.Deployment.Name}, nil
@@ -244,6 +244,10 @@ func firstLine(s string) string {
 // writeRun prints one run: the verdict, the report, each episode with
 // what to change, and the timeline.
 func writeRun(w io.Writer, res *scenario.Result, err error) {
+	if errors.Is(err, scenario.ErrBadInput) {
+		fmt.Fprintf(w, "BAD INPUT, nothing judged: %v\n", err)
+		return
+	}
 	if err != nil && res.Report == nil {
 		fmt.Fprintf(w, "NOT JUDGED: %v\n", err)
 		return

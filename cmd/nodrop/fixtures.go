@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
@@ -53,7 +58,7 @@ func newVariantsCommand() *cobra.Command {
 }
 
 func newRenderCommand() *cobra.Command {
-	var ns, image string
+	var ns, image, clusterName string
 	cmd := &cobra.Command{
 		Use:   "render VARIANT",
 		Short: "Print a variant's Kubernetes objects as YAML",
@@ -68,8 +73,9 @@ func newRenderCommand() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			note := ""
 			if image == "" {
-				image = "nodrop/app:" + v.ImageVariant
+				image, note = loadedImage(cmd.Context(), v.ImageVariant, clusterName)
 			}
 			objs, err := v.Render(ns, image)
 			if err != nil {
@@ -81,12 +87,55 @@ func newRenderCommand() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "# %s\n", v.Describe())
-			fmt.Fprintf(out, "# image: `nodrop cluster up` builds and loads it as nodrop/app:%s-<content hash>\n", v.ImageVariant)
+			if note != "" {
+				fmt.Fprintf(out, "# %s\n", note)
+			}
 			_, err = out.Write(y)
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&ns, "namespace", "default", "namespace of the objects")
-	cmd.Flags().StringVar(&image, "image", "", "image reference (default: nodrop/app:<image variant>)")
+	cmd.Flags().StringVar(&image, "image", "", "image reference (default: the variant's image as loaded in nodrop's kind nodes)")
+	cmd.Flags().StringVar(&clusterName, "cluster", cluster.DefaultName, "nodrop's kind cluster, whose nodes hold the images")
 	return cmd
+}
+
+// loadedImage is the reference of an image variant as nodrop's kind nodes
+// hold it (its tag ends in a content hash), so that rendered objects work
+// as printed; without a cluster, as the local Docker engine holds it. The
+// note says where it came from, or what to do when neither has it.
+func loadedImage(ctx context.Context, variant, clusterName string) (ref, note string) {
+	img, ok := images.Find(variant)
+	if !ok {
+		return "nodrop/app:" + variant, ""
+	}
+	prefix := img.Repo + ":" + variant + "-"
+	match := func(r string) bool {
+		r = strings.TrimPrefix(r, "docker.io/")
+		tag, ok := strings.CutPrefix(r, prefix)
+		return ok && len(tag) == 12 && strings.Trim(tag, "0123456789abcdef") == ""
+	}
+	if requireDocker(ctx) != nil {
+		return prefix + "<content hash>", "image: `nodrop cluster up` builds it and loads it into the nodes; no Docker engine answers here to say its tag"
+	}
+	if ok, _ := cluster.Exists(clusterName); ok {
+		if byNode, err := cluster.NodeImages(clusterName); err == nil {
+			for _, refs := range byNode {
+				for _, r := range refs {
+					if match(r) {
+						return strings.TrimPrefix(r, "docker.io/"), "image: as loaded in the nodes of kind cluster " + clusterName
+					}
+				}
+			}
+		}
+	}
+	out, err := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", img.Repo).Output()
+	if err == nil {
+		for _, r := range strings.Fields(string(out)) {
+			if match(r) {
+				return r, "image: in the local Docker engine; load it into the nodes first (nodrop images load " + r + ")"
+			}
+		}
+	}
+	return prefix + "<content hash>", "image: not built yet; `nodrop cluster up` builds it and loads it into the nodes"
 }

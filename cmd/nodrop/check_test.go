@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: DEPLOY}
+spec:
+  selector: {matchLabels: {app: DEPLOY}}
+  template:
+    metadata: {labels: {app: DEPLOY}}
+    spec:
+      containers:
+      - name: web
+        image: web:1
+        ports: [{name: http, containerPort: 8080}]
+`
+
+const testService = `apiVersion: v1
+kind: Service
+metadata: {name: SVC}
+spec:
+  selector: {app: APP}
+  ports: [{name: http, port: 80, targetPort: http}]
+`
+
+func deploymentYAML(name string) string { return strings.ReplaceAll(testDeployment, "DEPLOY", name) }
+func serviceYAML(name, app string) string {
+	return strings.NewReplacer("SVC", name, "APP", app).Replace(testService)
+}
+
+func writeManifest(t *testing.T, docs ...string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(p, []byte(strings.Join(docs, "---\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Bad input to check is found before any cluster is touched: one line,
+// exit 2 (these tests have no cluster, so reaching one would fail
+// differently).
+func TestCheckBadInputIsOneLineAndExit2(t *testing.T) {
+	good := writeManifest(t, deploymentYAML("web"), serviceYAML("web", "web"))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check"}, "name your manifests with -f FILE or -k DIR"},
+		{[]string{"check", "-f", "/nonexistent.yaml"}, "reading /nonexistent.yaml"},
+		{[]string{"check", "-f", writeManifest(t, "kind: [unclosed\n")}, "document 1"},
+		{[]string{"check", "-f", writeManifest(t, "just: text\n")}, "not a Kubernetes object"},
+		{[]string{"check", "-f", writeManifest(t, serviceYAML("web", "web"))}, "no Deployment in the manifests"},
+		{[]string{"check", "-f", writeManifest(t, deploymentYAML("a"), deploymentYAML("b"), serviceYAML("a", "a"))}, "2 Deployments in the manifests (a, b): name the one to roll with --deployment"},
+		{[]string{"check", "-f", writeManifest(t, deploymentYAML("web"), serviceYAML("other", "other"))}, "no Service in the manifests selects the pods of deployment web"},
+		{[]string{"check", "-f", good, "--port", "grpc"}, `service web has no port "grpc"`},
+		{[]string{"check", "-f", good, "--mode", "sometimes"}, `--mode "sometimes"`},
+		{[]string{"check", "-f", good, "--disruption", "earthquake"}, `unknown disruption "earthquake"`},
+		{[]string{"check", "-f", good, "--disruption", "scale-down"}, "scale-down needs at least 2 replicas"},
+		{[]string{"check", "-f", good, "--runs", "0"}, "--runs must be 1–100"},
+		{[]string{"check", "-f", good, "--path", "healthz"}, "--path must start with /"},
+		{[]string{"check", "-k", t.TempDir()}, "kustomize"},
+		{[]string{"lint"}, "name your manifests"},
+		{[]string{"lint", "-f", writeManifest(t, "kind: [unclosed\n")}, "document 1"},
+		{[]string{"images", "load"}, "images load takes one or more image references"},
+	} {
+		code, out, errOut := runCLI(t, tc.args...)
+		if code != exitBadInput {
+			t.Errorf("%v: exit %d, want 2\n%s%s", tc.args, code, out, errOut)
+			continue
+		}
+		if lines := strings.Count(strings.TrimSpace(errOut), "\n") + 1; lines != 1 || !strings.Contains(errOut, tc.want) || out != "" {
+			t.Errorf("%v: stderr %q (stdout %q), want one line containing %q", tc.args, errOut, out, tc.want)
+		}
+	}
+}
+
+func TestLintExitCodesAndFindings(t *testing.T) {
+	careless := writeManifest(t, deploymentYAML("web"), serviceYAML("web", "web"))
+	code, out, _ := runCLI(t, "lint", "-f", careless, "--no-images", "--json")
+	if code != exitLost {
+		t.Fatalf("findings: exit %d, want 1\n%s", code, out)
+	}
+	var fs []struct{ Kind, Rule, Variant string }
+	if err := json.Unmarshal([]byte(out), &fs); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	rules := map[string]string{}
+	for _, f := range fs {
+		rules[f.Rule] = f.Variant
+	}
+	for rule, variant := range map[string]string{"no-readiness-probe": "no-readiness", "no-prestop": "no-prestop", "no-pdb": "", "restricted-security-context": ""} {
+		if got, ok := rules[rule]; !ok || got != variant {
+			t.Errorf("rule %s: variant %q present %v, want %q; all: %v", rule, got, ok, variant, rules)
+		}
+	}
+
+	shop := filepath.Join("..", "..", "suites", "testdata", "check", "shop.yaml")
+	code, out, errOut := runCLI(t, "lint", "-f", shop, "--no-images")
+	if code != exitOK || !strings.Contains(out, "no findings") {
+		t.Fatalf("a careful manifest: exit %d\n%s%s", code, out, errOut)
+	}
+}

@@ -1,0 +1,208 @@
+package suites_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/suites"
+)
+
+// checkRun is what the specs read of `nodrop check --json`.
+type checkRun struct {
+	Load    string `json:"load"`
+	Verdict string `json:"verdict"`
+	Error   string `json:"error"`
+	Report  struct {
+		Total       int            `json:"total"`
+		Lost        int            `json:"lost"`
+		LostByClass map[string]int `json:"lost_by_class"`
+	} `json:"report"`
+	Added  []string `json:"added"`
+	Advice []string `json:"advice"`
+}
+
+// The user's path: the built binary, on manifests under testdata/check
+// written as a user would write them (not rendered by fixtures), with
+// images tagged as the user's own and loaded from the local engine.
+var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ordered, func() {
+	var bin, testdata string
+
+	BeforeAll(func(ctx SpecContext) {
+		bin = filepath.Join(GinkgoT().TempDir(), "nodrop")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/nodrop")
+		build.Dir = suiteEnv.Root
+		out, err := build.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "building nodrop: %s", out)
+		testdata = filepath.Join(suiteEnv.Root, "suites", "testdata", "check")
+		// The user's images: the sample app as "shop:1.0", Debian's nginx
+		// as "webserver:stock".
+		for ref, src := range map[string]string{"shop:1.0": suiteEnv.Images["exec-form"], "webserver:stock": images.BaseRef()} {
+			out, err := exec.CommandContext(ctx, "docker", "tag", src, ref).CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), "docker tag %s %s: %s", src, ref, out)
+		}
+	}, NodeTimeout(5*time.Minute))
+
+	nodrop := func(ctx context.Context, args ...string) (code int, stdout, stderr string) {
+		var out, errb bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		GinkgoWriter.Printf("$ nodrop %s\n%s%s", strings.Join(args, " "), errb.String(), out.String())
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			Fail("running nodrop: " + err.Error())
+		}
+		return code, out.String(), errb.String()
+	}
+	runs := func(stdout string) []checkRun {
+		var rs []checkRun
+		Expect(json.Unmarshal([]byte(stdout), &rs)).To(Succeed(), "check --json prints a JSON array:\n%s", stdout)
+		return rs
+	}
+
+	It("finds nothing to flag in a careful manifest, and its rollout loses no request in either mode (exit 0)", func(ctx SpecContext) {
+		code, out, _ := nodrop(ctx, "lint", "-f", filepath.Join(testdata, "shop.yaml"))
+		Expect(code).To(Equal(0), "lint: %s", out)
+
+		start := time.Now()
+		code, out, errOut := nodrop(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--load-image", "shop:1.0",
+			"--cluster", suiteEnv.Name, "--json")
+		AddReportEntry("check shop, both modes", time.Since(start).Round(time.Second).String())
+		Expect(code).To(Equal(0), "check: %s", errOut)
+		rs := runs(out)
+		Expect(rs).To(HaveLen(2))
+		for _, r := range rs {
+			Expect(r.Verdict).To(Equal("lossless"), "%s", r.Load)
+			Expect(r.Report.Lost).To(BeZero())
+			Expect(r.Report.Total).To(BeNumerically(">", 10000), "the tail and rollout carry load")
+			Expect(r.Added).To(ConsistOf(ContainSubstring("Service shop-nodrop (NodePort")), "the user's ClusterIP Service is left alone; a NodePort one is added beside it")
+		}
+		Expect(errOut).To(ContainSubstring("nodrop adds Service shop-nodrop"))
+		Expect(leftNamespaces(ctx, "nodrop-check-")).To(BeEmpty())
+	}, SpecTimeout(6*time.Minute))
+
+	It("flags Debian's stock nginx without preStop and with a TCP probe, and the rollout confirms it: lost requests explained, on a cluster named only by its kubeconfig (exit 1)", func(ctx SpecContext) {
+		manifest := filepath.Join(testdata, "stock-nginx.yaml")
+		code, out, _ := nodrop(ctx, "lint", "-f", manifest, "--json")
+		Expect(code).To(Equal(1))
+		var findings []struct{ Rule, Variant string }
+		Expect(json.Unmarshal([]byte(out), &findings)).To(Succeed())
+		var rules []string
+		for _, f := range findings {
+			rules = append(rules, f.Rule)
+		}
+		Expect(rules).To(ContainElements("no-prestop", "tcp-readiness-probe", "no-pdb", "restricted-security-context"))
+
+		code, _, errOut := nodrop(ctx, "images", "load", "--cluster", suiteEnv.Name, "webserver:stock")
+		Expect(code).To(Equal(0), "images load: %s", errOut)
+		code, out, errOut = nodrop(ctx, "check", "-f", manifest, "--kubeconfig", suiteEnv.Kubeconfig, "--json")
+		Expect(code).To(Equal(1), "check: %s", errOut)
+		rs := runs(out)
+		Expect(rs).To(HaveLen(2))
+		for _, r := range rs {
+			Expect(r.Verdict).To(Equal("lossy"), "%s", r.Load)
+			Expect(r.Report.Lost).To(BeNumerically(">", 0))
+			for class, n := range r.Report.LostByClass {
+				if n > 0 {
+					Expect([]string{"refused", "reset", "eof", "timeout"}).To(ContainElement(class), "nginx stopping loses connections, never answers 5xx")
+				}
+			}
+			Expect(r.Advice).NotTo(BeEmpty())
+			Expect(strings.Join(r.Advice, "\n")).To(Or(ContainSubstring("preStop"), ContainSubstring("readiness")), "the advice names what to change")
+		}
+		Expect(errOut).To(ContainSubstring("What happened, and what to change"))
+		Expect(leftNamespaces(ctx, "nodrop-check-")).To(BeEmpty())
+	}, SpecTimeout(6*time.Minute))
+
+	It("says at once when an image is not on the nodes, leaves nothing behind (exit 2)", func(ctx SpecContext) {
+		dir := GinkgoT().TempDir()
+		raw, err := os.ReadFile(filepath.Join(testdata, "shop.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		manifest := filepath.Join(dir, "shop.yaml")
+		Expect(os.WriteFile(manifest, bytes.ReplaceAll(raw, []byte("image: shop:1.0"), []byte("image: shop:never-built")), 0o644)).To(Succeed())
+		start := time.Now()
+		code, _, errOut := nodrop(ctx, "check", "-f", manifest, "--cluster", suiteEnv.Name, "--mode", "keepalive")
+		Expect(code).To(Equal(2))
+		Expect(errOut).To(ContainSubstring("shop:never-built"))
+		Expect(errOut).To(MatchRegexp(`ErrImagePull|ImagePullBackOff|ErrImageNeverPull`))
+		Expect(time.Since(start)).To(BeNumerically("<", 2*time.Minute), "detected from the pod's state, not after the availability timeout")
+		Expect(leftNamespaces(ctx, "nodrop-check-")).To(BeEmpty())
+	}, SpecTimeout(4*time.Minute))
+
+	It("runs what `nodrop render` prints as printed", func(ctx SpecContext) {
+		code, out, _ := nodrop(ctx, "render", "baseline-good", "--cluster", suiteEnv.Name)
+		Expect(code).To(Equal(0))
+		manifest := filepath.Join(GinkgoT().TempDir(), "baseline-good.yaml")
+		Expect(os.WriteFile(manifest, []byte(out), 0o644)).To(Succeed())
+		code, out, errOut := nodrop(ctx, "check", "-f", manifest, "--cluster", suiteEnv.Name, "--mode", "fresh", "--json")
+		Expect(code).To(Equal(0), "check: %s", errOut)
+		Expect(runs(out)[0].Verdict).To(Equal("lossless"))
+	}, SpecTimeout(4*time.Minute))
+
+	It("deletes what it created when interrupted, and exits 3 (not judged)", func(ctx SpecContext) {
+		cmd := exec.CommandContext(ctx, bin, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-interrupted")
+		var errb lockedBuffer
+		cmd.Stderr = &errb
+		Expect(cmd.Start()).To(Succeed())
+		DeferCleanup(func() { cmd.Process.Kill() })
+		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the run reaches its rollout")
+		Expect(leftNamespaces(ctx, "nodrop-interrupted-")).NotTo(BeEmpty())
+		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
+		err := cmd.Wait()
+		GinkgoWriter.Print(errb.String())
+		var ee *exec.ExitError
+		Expect(errors.As(err, &ee)).To(BeTrue(), "an interrupted check must not exit 0")
+		Expect(ee.ExitCode()).To(Equal(3))
+		Expect(errb.String()).To(ContainSubstring("interrupted"))
+		Expect(leftNamespaces(ctx, "nodrop-interrupted-")).To(BeEmpty())
+	}, SpecTimeout(4*time.Minute))
+})
+
+// leftNamespaces are the namespaces named with prefix that exist and are
+// not being deleted.
+func leftNamespaces(ctx context.Context, prefix string) []string {
+	list, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	var out []string
+	for _, n := range list.Items {
+		if strings.HasPrefix(n.Name, prefix) {
+			out = append(out, n.Name+" ("+string(n.Status.Phase)+")")
+		}
+	}
+	return out
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while a spec reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
