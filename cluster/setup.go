@@ -8,9 +8,9 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/nodrop-dev/nodrop/cluster/kruise"
-	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
 	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/kruise"
+	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 )
 
 // SetupOptions describe everything `nodrop cluster up` does.

@@ -44,10 +44,23 @@ var DefaultTimeouts = Timeouts{
 	Poll:      200 * time.Millisecond,
 }
 
-// CreateNamespace creates a namespace with a generated name.
-func CreateNamespace(ctx context.Context, c kubernetes.Interface, prefix string) (string, error) {
+// Pod Security Standard levels a namespace can enforce.
+const (
+	PodSecurityNone       = ""
+	PodSecurityBaseline   = "baseline"
+	PodSecurityRestricted = "restricted"
+)
+
+// CreateNamespace creates a namespace with a generated name that
+// enforces the Pod Security Standard level podSecurity (none if "").
+func CreateNamespace(ctx context.Context, c kubernetes.Interface, prefix, podSecurity string) (string, error) {
+	labels := map[string]string{"app.kubernetes.io/part-of": "nodrop"}
+	if podSecurity != PodSecurityNone {
+		labels["pod-security.kubernetes.io/enforce"] = podSecurity
+		labels["pod-security.kubernetes.io/enforce-version"] = "latest"
+	}
 	ns, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: map[string]string{"app.kubernetes.io/part-of": "nodrop"}},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: labels},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("creating namespace: %w", err)

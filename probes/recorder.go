@@ -251,6 +251,9 @@ func (r *Recorder) onSlice(s *discoveryv1.EndpointSlice) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	present := map[string]bool{}
+	// Each Service has its own slices; with two Services in front of the
+	// same pods, each endpoint change shows once per Service.
+	svc := "service " + s.Labels[discoveryv1.LabelServiceName]
 	for _, ep := range s.Endpoints {
 		if ep.TargetRef == nil {
 			continue
@@ -266,17 +269,17 @@ func (r *Recorder) onSlice(s *discoveryv1.EndpointSlice) {
 		r.endpoints[key] = cur
 		switch {
 		case cur.terminating && (!seen || !was.terminating):
-			r.events = append(r.events, Event{At: now, Kind: EndpointTerminating, Pod: pod, Detail: fmt.Sprintf("serving=%v", cur.serving)})
+			r.events = append(r.events, Event{At: now, Kind: EndpointTerminating, Pod: pod, Detail: fmt.Sprintf("serving=%v, %s", cur.serving, svc)})
 		case cur.ready && (!seen || !was.ready):
-			r.events = append(r.events, Event{At: now, Kind: EndpointReady, Pod: pod})
+			r.events = append(r.events, Event{At: now, Kind: EndpointReady, Pod: pod, Detail: svc})
 		case !cur.ready && seen && was.ready:
-			r.events = append(r.events, Event{At: now, Kind: EndpointNotReady, Pod: pod})
+			r.events = append(r.events, Event{At: now, Kind: EndpointNotReady, Pod: pod, Detail: svc})
 		}
 	}
 	for key := range r.endpoints {
 		if strings.HasPrefix(key, s.Name+"/") && !present[key] {
 			delete(r.endpoints, key)
-			r.events = append(r.events, Event{At: now, Kind: EndpointRemoved, Pod: strings.TrimPrefix(key, s.Name+"/")})
+			r.events = append(r.events, Event{At: now, Kind: EndpointRemoved, Pod: strings.TrimPrefix(key, s.Name+"/"), Detail: svc})
 		}
 	}
 }

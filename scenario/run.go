@@ -63,8 +63,8 @@ type Env struct {
 }
 
 // Scenario is one run: objects deployed into a fresh namespace, load
-// through their Service, one disruption of their Deployment, judged
-// against an expectation.
+// through their Service, one disruption, each load judged against what
+// the configuration claims for it.
 type Scenario struct {
 	// Name is the configuration, as summaries name it.
 	Name string
@@ -74,46 +74,137 @@ type Scenario struct {
 	Target  Target
 	// NamespacePrefix starts the generated namespace's name.
 	NamespacePrefix string
-	// Load is the load to judge; Run fills in its target. LoadName is how
-	// summaries name it (keepalive, fresh).
-	Load     loadgen.Config
-	LoadName string
-	// Disruption is done to the Deployment under load; the run waits
-	// until it settled (every old pod gone).
-	Disruption kube.Disruption
-	Expect     Expectation
+	// PodSecurity is the Pod Security Standard level the namespace
+	// enforces (kube.PodSecurity*; none when empty).
+	PodSecurity string
+	// Setup, when set, runs in the fresh namespace before the objects
+	// are created (e.g. a SidecarSet that injects into their pods); its
+	// cleanup runs before the namespace is deleted.
+	Setup func(ctx context.Context, l *Live) (cleanup func(context.Context) error, err error)
+	// Traffic is the load, all of it at once; each is judged on its own.
+	Traffic []Traffic
+	// Disruption is done under load.
+	Disruption Disruption
 	// Calibrate and Tail default to CalibrateFor and TailFor.
 	Calibrate, Tail time.Duration
+}
+
+// Traffic is one kind of load of a scenario and what it must show.
+type Traffic struct {
+	// Name is how summaries name the load (keepalive, fresh, long-lived RPC).
+	Name string
+	// Port is the Service port it goes to, by name ("" for the target's).
+	Port string
+	// RPC sends nodrop's RPC protocol (rpc://host:port) instead of HTTP.
+	RPC bool
+	// Path of HTTP requests ("/" when empty).
+	Path string
+	// Config is the load; Run fills in its target.
+	Config loadgen.Config
+	Expect Expectation
+}
+
+// Live is a running scenario, as its set-up and disruption see it.
+type Live struct {
+	Env        Env
+	Namespace  string
+	Deployment string
+	Recorder   *probes.Recorder
+}
+
+// Pods are the Deployment's pods, terminating ones included.
+func (l *Live) Pods(ctx context.Context) ([]corev1.Pod, error) {
+	d, err := l.Env.Client.AppsV1().Deployments(l.Namespace).Get(ctx, l.Deployment, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return kube.PodsOf(ctx, l.Env.Client, d)
+}
+
+// Disruption is what a run does under load.
+type Disruption struct {
+	Name string
+	// Apply does it.
+	Apply func(ctx context.Context, l *Live) error
+	// Settled waits until it is over; nil waits until the Deployment is
+	// rolled out with every old pod gone.
+	Settled func(ctx context.Context, l *Live) error
+}
+
+// Rollout is a disruption of the Deployment (a restart, an image change,
+// a scale-down, a pod's deletion), settled when every old pod is gone.
+func Rollout(d kube.Disruption) Disruption {
+	return Disruption{Name: d.Name, Apply: func(ctx context.Context, l *Live) error {
+		dep, err := l.Env.Client.AppsV1().Deployments(l.Namespace).Get(ctx, l.Deployment, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading deployment: %w", err)
+		}
+		return d.Apply(ctx, l.Env.Client, dep)
+	}}
 }
 
 // Result is what a run found; a run that ended early holds what it got to.
 type Result struct {
 	Scenario   string `json:"scenario"`
 	Disruption string `json:"disruption"`
-	Load       string `json:"load"`
 	Namespace  string `json:"namespace"`
-	URL        string `json:"url"`
 	// Added names what nodrop added beside the user's objects.
-	Added       []string          `json:"added,omitempty"`
-	Calibration []*loadgen.Report `json:"calibration,omitempty"`
-	Report      *loadgen.Report   `json:"report,omitempty"`
-	Events      []probes.Event    `json:"events,omitempty"`
-	Window      Window            `json:"window"`
+	Added   []string        `json:"added,omitempty"`
+	Traffic []TrafficResult `json:"traffic"`
+	Events  []probes.Event  `json:"events,omitempty"`
+	Window  Window          `json:"window"`
 	// Took is the disruption, from its trigger until it settled.
-	Took    time.Duration `json:"took_ns"`
-	Outcome Outcome       `json:"outcome"`
-	// Expect is what the run was judged against.
+	Took time.Duration `json:"took_ns"`
+}
+
+// TrafficResult is one load's part of a run.
+type TrafficResult struct {
+	Name        string          `json:"name"`
+	URL         string          `json:"url"`
+	Calibration *loadgen.Report `json:"calibration,omitempty"`
+	Report      *loadgen.Report `json:"report,omitempty"`
+	Outcome     Outcome         `json:"outcome"`
+	// Expect is what it was judged against.
 	Expect Expectation `json:"-"`
 }
 
-// Row is the result as a summary line.
-func (r *Result) Row() Row {
-	return NewRow(r.Scenario, r.Disruption, r.Load, r.Report, r.Outcome, r.Took.Seconds())
+// Judged reports whether every load reached its verdict.
+func (r *Result) Judged() bool {
+	for _, t := range r.Traffic {
+		if t.Report == nil {
+			return false
+		}
+	}
+	return len(r.Traffic) > 0
 }
 
-// Evidence is what a failed or lossy run prints: the mechanism claimed,
+// Passed reports whether every load was judged and showed what it must.
+func (r *Result) Passed() bool {
+	if !r.Judged() {
+		return false
+	}
+	for _, t := range r.Traffic {
+		if !t.Outcome.Passed() {
+			return false
+		}
+	}
+	return true
+}
+
+// Rows are the judged loads as summary lines.
+func (r *Result) Rows() []Row {
+	var rows []Row
+	for _, t := range r.Traffic {
+		if t.Report != nil {
+			rows = append(rows, NewRow(r.Scenario, r.Disruption, t.Name, t.Report, t.Outcome, r.Took.Seconds()))
+		}
+	}
+	return rows
+}
+
+// Evidence is what a failed or lossy load prints: the mechanism claimed,
 // the report, the losses next to what happened then, and the timeline.
-func (r *Result) Evidence() string { return Evidence(r.Report, r.Events, r.Expect) }
+func (r *Result) Evidence(t TrafficResult) string { return Evidence(t.Report, r.Events, t.Expect) }
 
 // Evidence is the mechanism, the report, the losses explained and the
 // timeline of one run.
@@ -136,19 +227,22 @@ const cleanupTimeout = 3 * time.Minute
 
 // Run deploys the scenario's objects into a namespace of its own, waits
 // until they serve, calibrates, sends load through the disruption until
-// every old pod is gone and the tail has passed, and judges the run. It
-// deletes the namespace at the end (unless env.Keep), also when it fails
-// or ctx is cancelled. The error wraps ErrBadInput when the scenario
-// cannot run as given and ErrNotJudged when it ran but could not be
-// judged; the result holds what the run got to.
+// it settled and the tail has passed, and judges each load. It deletes
+// the namespace at the end (unless env.Keep), also when it fails or ctx
+// is cancelled. The error wraps ErrBadInput when the scenario cannot run
+// as given and ErrNotJudged when it ran but could not be judged; the
+// result holds what the run got to.
 func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
-	res = &Result{Scenario: s.Name, Disruption: s.Disruption.Name, Load: s.LoadName, Expect: s.Expect}
+	res = &Result{Scenario: s.Name, Disruption: s.Disruption.Name}
+	for _, t := range s.Traffic {
+		res.Traffic = append(res.Traffic, TrafficResult{Name: t.Name, Expect: t.Expect})
+	}
 	target, err := Resolve(s.Objects, s.Target)
 	if err != nil {
 		return res, err
 	}
-	if s.Disruption.Apply == nil {
-		return res, badInputf("scenario %s has no disruption", s.Name)
+	if s.Disruption.Apply == nil || len(s.Traffic) == 0 {
+		return res, badInputf("scenario %s needs load and a disruption", s.Name)
 	}
 	creator, err := kube.NewCreator(env.REST)
 	if err != nil {
@@ -158,7 +252,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	if prefix == "" {
 		prefix = "nodrop"
 	}
-	ns, err := kube.CreateNamespace(ctx, env.Client, prefix)
+	ns, err := kube.CreateNamespace(ctx, env.Client, prefix, s.PodSecurity)
 	if err != nil {
 		return res, err
 	}
@@ -169,12 +263,17 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		_ = kube.DeleteNamespace(context.WithoutCancel(ctx), env.Client, ns, env.Timeouts)
 		return res, err
 	}
+	live := &Live{Env: env, Namespace: ns, Deployment: target.Deployment.Name, Recorder: rec}
+	var cleanups []func(context.Context) error
 	defer func() {
 		rec.Stop()
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if env.Dump != nil && (err != nil || !res.Outcome.Passed()) {
+		if env.Dump != nil && (err != nil || !res.Passed()) {
 			kube.Dump(cctx, env.Client, ns, env.Dump)
+		}
+		for _, c := range cleanups {
+			err = errors.Join(err, c(cctx))
 		}
 		if env.Keep {
 			env.Log.Printf("• kept namespace %s (--keep)", ns)
@@ -182,40 +281,79 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		}
 		step := env.Log.Start("deleting namespace %s", ns)
 		if derr := kube.DeleteNamespace(cctx, env.Client, ns, env.Timeouts); derr != nil {
-			step.Fail(derr)
-			err = errors.Join(err, derr)
+			err = errors.Join(err, step.Fail(derr))
 			return
 		}
 		step.Done()
 	}()
+	if s.Setup != nil {
+		cleanup, err := s.Setup(ctx, live)
+		if cleanup != nil {
+			cleanups = append(cleanups, cleanup)
+		}
+		if err != nil {
+			return res, fmt.Errorf("setting up: %w", err)
+		}
+	}
 
-	res.URL, err = s.deploy(ctx, env, creator, ns, target, res)
+	if err := s.deploy(ctx, env, creator, ns, target, res); err != nil {
+		return res, err
+	}
+	cfgs := make([]loadgen.Config, len(s.Traffic))
+	for i, t := range s.Traffic {
+		url, err := s.url(ctx, env, ns, target, t)
+		if err != nil {
+			return res, err
+		}
+		res.Traffic[i].URL = url
+		cfgs[i] = t.Config
+		cfgs[i].Targets = []string{url}
+	}
+	if url := res.Traffic[0].URL; !s.Traffic[0].RPC {
+		step := env.Log.Start("waiting for %s to serve", url)
+		if err := kube.WaitServing(ctx, url, env.Timeouts); err != nil {
+			return res, step.Fail(badInput{err})
+		}
+		step.Done()
+	}
+	calibration, err := Calibrate(ctx, s.calibrateFor(), env.Log, cfgs...)
+	for i, r := range calibration {
+		res.Traffic[i].Calibration = r
+	}
 	if err != nil {
 		return res, err
 	}
-	cfg := s.Load
-	cfg.Targets = []string{res.URL}
-	res.Calibration, err = Calibrate(ctx, s.calibrateFor(), env.Log, cfg)
-	if err != nil {
-		return res, err
-	}
 
-	step := env.Log.Start("%s under %d rps, %s", s.Disruption.Name, cfg.Rate, s.LoadName)
-	load := StartLoad(ctx, cfg)
-	load.WaitSent(ctx, cfg.Rate/2)
-	d, err := env.Client.AppsV1().Deployments(ns).Get(ctx, target.Deployment.Name, metav1.GetOptions{})
-	if err != nil {
-		load.Stop()
-		return res, step.Fail(fmt.Errorf("reading deployment: %w", err))
+	var names []string
+	for _, t := range s.Traffic {
+		names = append(names, t.Name)
 	}
+	step := env.Log.Start("%s under %d rps, %s", s.Disruption.Name, cfgs[0].Rate, strings.Join(names, " + "))
+	loads := make([]*Load, len(cfgs))
+	for i, cfg := range cfgs {
+		loads[i] = StartLoad(ctx, cfg)
+	}
+	stopAll := func() {
+		for _, l := range loads {
+			l.Stop()
+		}
+	}
+	first := loads[0]
+	first.WaitSent(ctx, cfgs[0].Rate/2)
 	w := Window{Trigger: time.Now()}
 	rec.Record(probes.Event{At: w.Trigger, Kind: probes.Disruption, Detail: s.Disruption.Name})
-	if err := s.Disruption.Apply(ctx, env.Client, d); err != nil {
-		load.Stop()
-		return res, step.Fail(err)
+	if err := s.Disruption.Apply(ctx, live); err != nil {
+		stopAll()
+		return res, step.Fail(fmt.Errorf("%s: %w", s.Disruption.Name, err))
 	}
-	if err := kube.WaitAvailable(ctx, env.Client, ns, d.Name, env.Timeouts.Rollout, env.Timeouts); err != nil {
-		load.Stop()
+	settled := s.Disruption.Settled
+	if settled == nil {
+		settled = func(ctx context.Context, l *Live) error {
+			return kube.WaitAvailable(ctx, env.Client, ns, l.Deployment, env.Timeouts.Rollout, env.Timeouts)
+		}
+	}
+	if err := settled(ctx, live); err != nil {
+		stopAll()
 		if errors.Is(err, kube.ErrStuck) {
 			err = badInput{err}
 		}
@@ -225,17 +363,23 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	res.Took = w.Settled.Sub(w.Trigger)
 	// The tail: kube-proxy catches up (DataPlaneLag), losses from the
 	// last old pod's exit show, and after that nothing may be lost.
-	load.WaitSent(ctx, load.Sent()+int(s.tailFor().Seconds()*float64(cfg.Rate)))
+	first.WaitSent(ctx, first.Sent()+int(s.tailFor().Seconds()*float64(cfgs[0].Rate)))
 	// The window ends when sending stops; what was in flight then still
 	// finishes and is judged.
 	w.End = time.Now()
-	r, err := load.Stop()
-	if err != nil {
+	reports, errs := make([]*loadgen.Report, len(loads)), make([]error, len(loads))
+	for i, l := range loads {
+		reports[i], errs[i] = l.Stop()
+	}
+	if err := errors.Join(errs...); err != nil {
 		return res, step.Fail(err)
 	}
 	step.Done(fmt.Sprintf("settled in %s", res.Took.Round(100*time.Millisecond)))
-	res.Report, res.Window, res.Events = r, w, rec.Events()
-	res.Outcome = Judge(r, res.Events, w, s.Expect)
+	res.Window, res.Events = w, rec.Events()
+	for i, r := range reports {
+		res.Traffic[i].Report = r
+		res.Traffic[i].Outcome = Judge(r, res.Events, w, s.Traffic[i].Expect)
+	}
 	if ctx.Err() != nil {
 		return res, notJudged{fmt.Errorf("interrupted during the disruption: %w", context.Cause(ctx))}
 	}
@@ -243,67 +387,69 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 }
 
 // deploy creates the objects (and the NodePort Service nodrop adds, if
-// any), waits until the Deployment is available and its Service serves,
-// and returns the URL load goes to.
-func (s Scenario) deploy(ctx context.Context, env Env, creator *kube.Creator, ns string, t *Resolved, res *Result) (string, error) {
+// any) and waits until the Deployment is available.
+func (s Scenario) deploy(ctx context.Context, env Env, creator *kube.Creator, ns string, t *Resolved, res *Result) error {
 	objs := s.Objects
 	if t.Added != nil {
 		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(t.Added)
 		if err != nil {
-			return "", err
+			return err
 		}
 		objs = append(append([]*unstructured.Unstructured{}, objs...), &unstructured.Unstructured{Object: u})
 		res.Added = append(res.Added, fmt.Sprintf("Service %s (NodePort, same selector and port as %s, so load can reach it from outside the cluster)", t.Added.Name, t.Service.Name))
 	}
 	step := env.Log.Start("deploying %d objects, waiting for deployment %s", len(objs), t.Deployment.Name)
 	if err := creator.Create(ctx, ns, objs); err != nil {
-		return "", step.Fail(badInput{err})
+		return step.Fail(badInput{err})
 	}
 	if err := kube.WaitAvailable(ctx, env.Client, ns, t.Deployment.Name, env.Timeouts.Available, env.Timeouts); err != nil {
 		if errors.Is(err, kube.ErrStuck) {
-			return "", step.Fail(badInput{err})
+			return step.Fail(badInput{err})
 		}
 		if ctx.Err() == nil {
 			err = badInput{fmt.Errorf("%w%s", err, notReadyWhy(ctx, env.Client, ns))}
 		}
-		return "", step.Fail(err)
+		return step.Fail(err)
 	}
 	step.Done()
-	url := env.URL
-	if url == "" {
-		svc := t.Service.Name
-		if t.Added != nil {
-			svc = t.Added.Name
-		}
-		got, err := env.Client.CoreV1().Services(ns).Get(ctx, svc, metav1.GetOptions{})
-		if err != nil {
-			return "", fmt.Errorf("reading service %s: %w", svc, err)
-		}
-		for _, p := range got.Spec.Ports {
-			if p.Port == t.Port.Port && p.NodePort != 0 || t.Added != nil && p.NodePort != 0 {
-				url = "http://" + env.NodeIP + ":" + strconv.Itoa(int(p.NodePort)) + "/"
-				break
-			}
-		}
-		if url == "" {
-			return "", fmt.Errorf("service %s has no node port for port %d", svc, t.Port.Port)
-		}
-	}
-	url = withPath(url, s.Load)
-	step = env.Log.Start("waiting for %s to serve", url)
-	if err := kube.WaitServing(ctx, url, env.Timeouts); err != nil {
-		return "", step.Fail(badInput{err})
-	}
-	step.Done()
-	return url, nil
+	return nil
 }
 
-// withPath keeps a URL's host and takes the load's path, if it names one.
-func withPath(url string, cfg loadgen.Config) string {
-	if len(cfg.Targets) == 1 && strings.HasPrefix(cfg.Targets[0], "/") {
-		return strings.TrimSuffix(url, "/") + cfg.Targets[0]
+// url is where a traffic's load goes: env.URL, or a node port of the
+// Service (the added one when the user's has none) at env.NodeIP.
+func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr Traffic) (string, error) {
+	path := tr.Path
+	if path == "" {
+		path = "/"
 	}
-	return url
+	if env.URL != "" && tr.Port == "" {
+		return strings.TrimSuffix(env.URL, "/") + path, nil
+	}
+	svc := t.Service.Name
+	if t.Added != nil && tr.Port == "" {
+		svc = t.Added.Name
+	}
+	got, err := env.Client.CoreV1().Services(ns).Get(ctx, svc, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading service %s: %w", svc, err)
+	}
+	for _, p := range got.Spec.Ports {
+		if p.NodePort == 0 {
+			continue
+		}
+		if tr.Port == "" && (t.Added != nil || p.Port == t.Port.Port) || tr.Port != "" && p.Name == tr.Port {
+			host := env.NodeIP + ":" + strconv.Itoa(int(p.NodePort))
+			if tr.RPC {
+				return "rpc://" + host, nil
+			}
+			return "http://" + host + path, nil
+		}
+	}
+	port := tr.Port
+	if port == "" {
+		port = strconv.Itoa(int(t.Port.Port))
+	}
+	return "", fmt.Errorf("service %s has no node port for port %s", svc, port)
 }
 
 // notReadyWhy says which pods are not ready and the last events about

@@ -23,7 +23,7 @@ import (
 
 var _ = Describe("The kind cluster", suites.Cluster, func() {
 	It("serves the sample app through its Service without losing a request", func(ctx SpecContext) {
-		ns, err := kube.CreateNamespace(ctx, client, "cluster")
+		ns, err := kube.CreateNamespace(ctx, client, "cluster", kube.PodSecurityRestricted)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func(ctx context.Context) error { return kube.DeleteNamespace(ctx, client, ns, timeouts) })
 
@@ -47,7 +47,7 @@ var _ = Describe("The kind cluster", suites.Cluster, func() {
 // otherwise a verdict's classes would describe the path, not the pod.
 var _ = Describe("The load path", suites.Cluster, func() {
 	It("delivers a pod's reset, EOF and refusal to the client unchanged", func(ctx SpecContext) {
-		ns, err := kube.CreateNamespace(ctx, client, "path")
+		ns, err := kube.CreateNamespace(ctx, client, "path", kube.PodSecurityRestricted)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func(ctx context.Context) error { return kube.DeleteNamespace(ctx, client, ns, timeouts) })
 		w := fixtures.Baseline("path")

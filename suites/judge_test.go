@@ -3,7 +3,6 @@ package suites_test
 import (
 	"context"
 	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -19,8 +18,8 @@ import (
 // specNamespace creates the spec's namespace, deleted after it, with a
 // recorder of what happens in it and, on failure, a dump of its pods,
 // events and logs.
-func specNamespace(ctx context.Context, prefix string) (string, *probes.Recorder) {
-	ns, err := kube.CreateNamespace(ctx, client, prefix)
+func specNamespace(ctx context.Context, prefix, podSecurity string) (string, *probes.Recorder) {
+	ns, err := kube.CreateNamespace(ctx, client, prefix, podSecurity)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func(ctx context.Context) error { return kube.DeleteNamespace(ctx, client, ns, timeouts) })
 	// Registered after the namespace's deletion, so it runs first.
@@ -56,43 +55,48 @@ func calibrate(ctx context.Context, cfgs ...loadgen.Config) {
 	Expect(err).NotTo(HaveOccurred())
 }
 
-// record adds a run's evidence to the spec's report: the summary row,
-// the load's summary, the losses next to what happened then, and the
-// timeline. It asserts nothing.
+// record adds a run's evidence to the spec's report: per load, the
+// summary row, the load's summary, the losses next to what happened then,
+// and the timeline. It asserts nothing.
 func record(res *scenario.Result) {
-	for _, r := range res.Calibration {
-		if r != nil {
-			AddReportEntry("calibration", ReportEntryVisibilityFailureOrVerbose, r.Summary())
+	for _, t := range res.Traffic {
+		if t.Calibration != nil {
+			AddReportEntry("calibration "+t.Name, ReportEntryVisibilityFailureOrVerbose, t.Calibration.Summary())
 		}
 	}
-	if res.Report == nil {
-		return
+	for _, row := range res.Rows() {
+		AddReportEntry("verdict", row)
 	}
-	AddReportEntry("verdict", res.Row())
-	AddReportEntry("load", res.Report.Summary())
-	AddReportEntry("losses explained", ReportEntryVisibilityFailureOrVerbose, probes.Explain(res.Report, res.Events))
-	AddReportEntry("timeline", ReportEntryVisibilityFailureOrVerbose, probes.Timeline(res.Report, res.Events))
+	for _, t := range res.Traffic {
+		if t.Report == nil {
+			continue
+		}
+		AddReportEntry("load "+t.Name, t.Report.Summary())
+		AddReportEntry("losses explained "+t.Name, ReportEntryVisibilityFailureOrVerbose, probes.Explain(t.Report, res.Events))
+	}
+	if len(res.Traffic) > 0 && res.Traffic[0].Report != nil {
+		AddReportEntry("timeline", ReportEntryVisibilityFailureOrVerbose, probes.Timeline(res.Traffic[0].Report, res.Events))
+	}
 }
 
-// judge decides a run against its expectation and records the evidence
-// (record). It asserts nothing: the spec does, on the outcome, after every
-// row of the spec is recorded.
-func judge(config, disruption, load string, r *loadgen.Report, events []probes.Event, w scenario.Window, e scenario.Expectation, took time.Duration) *scenario.Result {
-	res := &scenario.Result{Scenario: config, Disruption: disruption, Load: load, Report: r, Events: events, Window: w, Took: took, Expect: e,
-		Outcome: scenario.Judge(r, events, w, e)}
-	record(res)
-	return res
-}
-
-// expectPassed asserts a judgement, printing the problems first, then
-// the evidence: the mechanism, the report, the losses explained and the
-// timeline.
+// expectPassed asserts every load of a run, after all of them were
+// recorded: the problems first, then the evidence (the mechanism, the
+// report, the losses explained and the timeline).
 func expectPassed(what string, res *scenario.Result) {
 	GinkgoHelper()
-	if res.Outcome.Passed() {
-		return
+	var failed []string
+	for _, t := range res.Traffic {
+		if t.Report == nil {
+			failed = append(failed, t.Name+": not judged")
+			continue
+		}
+		if !t.Outcome.Passed() {
+			failed = append(failed, t.Name+": "+strings.Join(t.Outcome.Problems, "; ")+"\n"+res.Evidence(t))
+		}
 	}
-	Fail(what + ": " + strings.Join(res.Outcome.Problems, "; ") + "\n" + res.Evidence())
+	if len(failed) > 0 {
+		Fail(what + ": " + strings.Join(failed, "\n\n"))
+	}
 }
 
 // deployServing creates a workload's objects in their namespace, waits

@@ -58,13 +58,13 @@ func claim(v fixtures.Variant, m fixtures.Mode) string {
 	return "loses no requests"
 }
 
-func disruption(name string) kube.Disruption {
+func disruption(name string) scenario.Disruption {
 	if name == "image" {
 		name = "image=" + suiteEnv.Images["exec-form-v2"]
 	}
 	d, err := kube.ParseDisruption(name)
 	Expect(err).NotTo(HaveOccurred())
-	return d
+	return scenario.Rollout(d)
 }
 
 // scenario is the rollout case as a run of the scenario library.
@@ -78,9 +78,9 @@ func (tc rolloutCase) scenario(v fixtures.Variant) scenario.Scenario {
 		cfg.Rate, cfg.Timeout = v.Load.Rate, v.Load.Timeout
 	}
 	return scenario.Scenario{
-		Name: v.Name, Objects: list, NamespacePrefix: "rollout-" + v.Name,
-		Load: cfg, LoadName: string(tc.mode),
-		Disruption: disruption(tc.disruption), Expect: tc.expectation(v),
+		Name: v.Name, Objects: list, NamespacePrefix: "rollout-" + v.Name, PodSecurity: kube.PodSecurityRestricted,
+		Traffic:    []scenario.Traffic{{Name: string(tc.mode), Config: cfg, Expect: tc.expectation(v)}},
+		Disruption: disruption(tc.disruption),
 	}
 }
 
@@ -100,7 +100,7 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, f
 			v, err := fixtures.Lookup(tc.variant)
 			Expect(err).NotTo(HaveOccurred())
 			s := tc.scenario(v)
-			By(fmt.Sprintf("%s, %s load at %d rps: %s", v.Name, tc.mode, s.Load.Rate, s.Disruption.Name))
+			By(fmt.Sprintf("%s, %s load at %d rps: %s", v.Name, tc.mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
 			res, err := s.Run(ctx, scenarioEnv())
 			record(res)
 			Expect(err).NotTo(HaveOccurred())

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/suites"
 )
@@ -25,7 +26,7 @@ const soakFor = 10 * time.Minute
 var _ = Describe("Ten minutes of load with nothing happening", suites.Slow, Serial, func() {
 	DescribeTable("null run",
 		func(ctx SpecContext, mode fixtures.Mode) {
-			ns, _ := specNamespace(ctx, "soak")
+			ns, _ := specNamespace(ctx, "soak", kube.PodSecurityRestricted)
 			w := fixtures.Baseline("soak")
 			objs, err := w.Render(ns, suiteEnv.Images[w.ImageVariant])
 			Expect(err).NotTo(HaveOccurred())

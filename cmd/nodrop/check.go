@@ -46,6 +46,7 @@ type checkOptions struct {
 	nodeIP, url      string
 	clusterName      string
 	namespace        string
+	podSecurity      string
 	keep, asJSON     bool
 	junit, out       string
 	verbose          bool
@@ -96,6 +97,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.url, "url", "", "send load here instead of a NodePort (your own route to the Service)")
 	f.StringVar(&o.clusterName, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
 	f.StringVar(&o.namespace, "namespace", "nodrop-check", "prefix of the namespace each run creates (and deletes)")
+	f.StringVar(&o.podSecurity, "pod-security", "", "Pod Security Standard level each run's namespace enforces: restricted, baseline (default: none)")
 	f.BoolVar(&o.keep, "keep", false, "leave each run's namespace in place")
 	f.BoolVar(&o.asJSON, "json", false, "print every run's full result as JSON on stdout")
 	f.StringVar(&o.junit, "junit", "", "write a JUnit report (one test case per mode × run) to this file")
@@ -129,6 +131,11 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	}
 	if !strings.HasPrefix(o.path, "/") {
 		return nil, usagef("--path must start with /, got %q", o.path)
+	}
+	switch o.podSecurity {
+	case kube.PodSecurityNone, kube.PodSecurityBaseline, kube.PodSecurityRestricted:
+	default:
+		return nil, usagef("--pod-security %q: want restricted or baseline", o.podSecurity)
 	}
 	d, err := kube.ParseDisruption(o.disruption)
 	if err != nil {
@@ -186,10 +193,13 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 				break
 			}
 			s := scenario.Scenario{
-				Name: plan.name, Objects: plan.objs, Target: o.target, NamespacePrefix: o.namespace,
-				Load:     loadgen.Config{Targets: []string{o.path}, Method: o.method, Rate: o.rate, Timeout: o.timeout, DisableKeepAlive: mode == "fresh"},
-				LoadName: mode, Disruption: plan.disruption,
-				Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
+				Name: plan.name, Objects: plan.objs, Target: o.target, NamespacePrefix: o.namespace, PodSecurity: o.podSecurity,
+				Traffic: []scenario.Traffic{{
+					Name: mode, Path: o.path,
+					Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout, DisableKeepAlive: mode == "fresh"},
+					Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
+				}},
+				Disruption: scenario.Rollout(plan.disruption),
 			}
 			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, plan.disruption.Name, plan.name, o.rate)
 			res, err := s.Run(ctx, env)
@@ -211,15 +221,16 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 // run that could not be judged (or was never run) is 3; else 0.
 func checkExit(ctx context.Context, results []*scenario.Result, errs []error) error {
 	lost, notJudged := 0, []string{}
-	for i, r := range results {
+	for i, res := range results {
+		t := res.Traffic[0]
 		switch {
 		case errs[i] != nil:
 			notJudged = append(notJudged, firstLine(errs[i].Error()))
-		case r.Outcome.Got == loadgen.Lossy:
+		case t.Outcome.Got == loadgen.Lossy:
 			lost++
-		case r.Outcome.Got != loadgen.Lossless:
-			notJudged = append(notJudged, "not judged: "+strings.Join(r.Report.NotJudged, "; "))
-		case !r.Outcome.Passed():
+		case t.Outcome.Got != loadgen.Lossless:
+			notJudged = append(notJudged, "not judged: "+strings.Join(t.Report.NotJudged, "; "))
+		case !t.Outcome.Passed():
 			lost++
 		}
 	}
@@ -248,20 +259,21 @@ func writeRun(w io.Writer, res *scenario.Result, err error) {
 		fmt.Fprintf(w, "BAD INPUT, nothing judged: %v\n", err)
 		return
 	}
-	if err != nil && res.Report == nil {
+	t := res.Traffic[0]
+	if err != nil && t.Report == nil {
 		fmt.Fprintf(w, "NOT JUDGED: %v\n", err)
 		return
 	}
-	r := res.Report
+	r := t.Report
 	switch {
 	case err != nil:
 		fmt.Fprintf(w, "NOT JUDGED: %v\n", err)
-	case res.Outcome.Got == loadgen.Lossless && res.Outcome.Passed():
+	case t.Outcome.Got == loadgen.Lossless && t.Outcome.Passed():
 		fmt.Fprintf(w, "LOSSLESS: %d requests through the %s (settled in %.1fs), 0 lost\n", r.Total, res.Disruption, res.Took.Seconds())
-	case res.Outcome.Got == loadgen.Lossy:
+	case t.Outcome.Got == loadgen.Lossy:
 		fmt.Fprintf(w, "LOSSY: %d of %d requests lost through the %s (%s)\n", r.Lost, r.Total, res.Disruption, lostClasses(r))
 	default:
-		fmt.Fprintf(w, "NOT JUDGED: %s\n", strings.Join(append(r.NotJudged, res.Outcome.Problems...), "; "))
+		fmt.Fprintf(w, "NOT JUDGED: %s\n", strings.Join(append(r.NotJudged, t.Outcome.Problems...), "; "))
 	}
 	_ = r.WriteTable(w)
 	if r.Lost > 0 {
@@ -381,24 +393,37 @@ func firstNodeIP(ctx context.Context, c kubernetes.Interface) (string, error) {
 	return "", usagef("no node has an InternalIP: give --node-ip or --url")
 }
 
-// checkRun is one run in results.json.
+// checkRun is one run in results.json and --json.
 type checkRun struct {
-	*scenario.Result
-	Verdict loadgen.Verdict `json:"verdict"`
-	Error   string          `json:"error,omitempty"`
-	Advice  []string        `json:"advice,omitempty"`
+	Scenario   string           `json:"scenario"`
+	Disruption string           `json:"disruption"`
+	Load       string           `json:"load"`
+	Namespace  string           `json:"namespace"`
+	URL        string           `json:"url"`
+	Added      []string         `json:"added,omitempty"`
+	Verdict    loadgen.Verdict  `json:"verdict"`
+	Error      string           `json:"error,omitempty"`
+	Advice     []string         `json:"advice,omitempty"`
+	Took       float64          `json:"took_s"`
+	Outcome    scenario.Outcome `json:"outcome"`
+	Report     *loadgen.Report  `json:"report,omitempty"`
+	Calibrated *loadgen.Report  `json:"calibration,omitempty"`
+	Window     scenario.Window  `json:"window"`
+	Events     []probes.Event   `json:"events,omitempty"`
 }
 
 func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Result, errs []error) error {
 	runs := make([]checkRun, len(results))
-	for i, r := range results {
-		runs[i] = checkRun{Result: r, Verdict: r.Outcome.Got}
+	for i, res := range results {
+		t := res.Traffic[0]
+		runs[i] = checkRun{Scenario: res.Scenario, Disruption: res.Disruption, Load: t.Name, Namespace: res.Namespace, URL: t.URL, Added: res.Added,
+			Verdict: t.Outcome.Got, Took: res.Took.Seconds(), Outcome: t.Outcome, Report: t.Report, Calibrated: t.Calibration, Window: res.Window, Events: res.Events}
 		if errs[i] != nil {
 			runs[i].Error = errs[i].Error()
 			runs[i].Verdict = loadgen.NotJudged
 		}
-		if r.Report != nil && r.Report.Lost > 0 {
-			runs[i].Advice = scenario.Advise(r.Report, r.Events)
+		if t.Report != nil && t.Report.Lost > 0 {
+			runs[i].Advice = scenario.Advise(t.Report, res.Events)
 		}
 	}
 	if o.asJSON {
@@ -422,10 +447,10 @@ func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Res
 		}
 		var rows []scenario.Row
 		for i, r := range results {
-			if r.Report != nil && errs[i] == nil {
-				rows = append(rows, r.Row())
+			if r.Judged() && errs[i] == nil {
+				rows = append(rows, r.Rows()...)
 			} else {
-				rows = append(rows, scenario.Row{Config: r.Scenario, Disruption: r.Disruption, Load: r.Load, Got: loadgen.NotJudged, Problem: firstLine(fmt.Sprint(errs[i]))})
+				rows = append(rows, scenario.Row{Config: r.Scenario, Disruption: r.Disruption, Load: r.Traffic[0].Name, Got: loadgen.NotJudged, Problem: firstLine(fmt.Sprint(errs[i]))})
 			}
 		}
 		f, err := os.Create(filepath.Join(o.out, "summary.md"))
@@ -437,7 +462,7 @@ func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Res
 			return err
 		}
 		for i, r := range results {
-			f, err := os.Create(filepath.Join(o.out, fmt.Sprintf("run-%d-%s.txt", i+1, r.Load)))
+			f, err := os.Create(filepath.Join(o.out, fmt.Sprintf("run-%d-%s.txt", i+1, r.Traffic[0].Name)))
 			if err != nil {
 				return err
 			}

@@ -9,9 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/cluster"
-	"github.com/nodrop-dev/nodrop/cluster/kruise"
-	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
 	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/kruise"
+	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 

@@ -19,7 +19,7 @@ func newVariantsCommand() *cobra.Command {
 	var detail bool
 	cmd := &cobra.Command{
 		Use:   "variants",
-		Short: "List the configuration catalogue with each variant's expected verdict and why",
+		Short: "List the configuration catalogue and the hot-upgrade cases, with each one's expected verdict and why",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -27,6 +27,20 @@ func newVariantsCommand() *cobra.Command {
 			fmt.Fprintln(tw, "VARIANT\tKEEP-ALIVE\tFRESH\tTWIN\tWHY")
 			for _, v := range fixtures.Catalogue {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Expects(fixtures.KeepAlive), v.Expects(fixtures.Fresh), v.Twin, v.Why)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "\nHot upgrades (in place, under load):")
+			tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "CASE\tLOAD\tEXPECTED\tWHY")
+			for _, c := range fixtures.NginxCases {
+				fmt.Fprintf(tw, "nginx %s\t%s\t%s\t%s\n", c.Name, c.Load.Load, c.Load.Expect.Verdict, c.Load.Expect.Why)
+			}
+			for _, c := range fixtures.SidecarCases {
+				for _, l := range c.Loads() {
+					fmt.Fprintf(tw, "sidecarset %s\t%s\t%s\t%s\n", c.Name, l.Load, l.Expect.Verdict, l.Expect.Why)
+				}
 			}
 			if err := tw.Flush(); err != nil {
 				return err

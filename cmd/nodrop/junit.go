@@ -43,7 +43,7 @@ type junitProblem struct {
 func writeJUnit(path string, runs []checkRun) error {
 	s := junitSuite{Name: "nodrop check", Tests: len(runs)}
 	for i, r := range runs {
-		c := junitCase{Name: fmt.Sprintf("%s, %s, run %d: %s", r.Scenario, r.Load, i+1, r.Disruption), Classname: "nodrop.check." + r.Scenario, Time: r.Took.Seconds()}
+		c := junitCase{Name: fmt.Sprintf("%s, %s, run %d: %s", r.Scenario, r.Load, i+1, r.Disruption), Classname: "nodrop.check." + r.Scenario, Time: r.Took}
 		var b strings.Builder
 		if r.Report != nil {
 			_ = r.Report.WriteTable(&b)

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nodrop-dev/nodrop/cluster/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
+	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 

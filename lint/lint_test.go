@@ -1,0 +1,67 @@
+package lint
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/nodrop-dev/nodrop/fixtures"
+)
+
+// The catalogue is the other side of every finding: the lossy variant a
+// rule names must be flagged by that rule, its lossless twin must not,
+// and every rendered variant meets the restricted Pod Security Standard.
+func TestFindingsMatchTheCatalogue(t *testing.T) {
+	// What `docker image inspect` says each image variant runs.
+	imageConfigs := map[string]ImageConfig{
+		"exec-form":        {Entrypoint: []string{"/app"}},
+		"shell-form":       {Cmd: []string{"/bin/sh", "-c", "/app"}},
+		"start-sh-exec":    {Entrypoint: []string{"/start.sh"}},
+		"start-sh-no-exec": {Entrypoint: []string{"/start.sh"}},
+		"tini":             {Entrypoint: []string{"/usr/bin/tini", "--", "/app"}},
+	}
+	want := map[string][]string{
+		"baseline-good":              nil,
+		"no-readiness":               {"no-readiness-probe"},
+		"tcp-readiness-early-listen": {"tcp-readiness-probe"},
+		"no-prestop":                 {"no-prestop"},
+		"shell-form-cmd":             {"shell-form-cmd"},
+		"start-sh-no-exec":           {"shell-script-pid1"},
+		"tini-init":                  nil,
+		// lint cannot read the script inside the image: it asks whether
+		// it ends in exec, for both twins.
+		"start-sh-exec":                  {"shell-script-pid1"},
+		"grace-shorter-than-prestop":     {"grace-shorter-than-prestop", "shell-script-pid1"},
+		"single-replica-max-unavailable": {"all-replicas-unavailable"},
+		"single-replica-surge":           nil,
+	}
+	for name, rules := range want {
+		v, err := fixtures.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := v.Render("ns", "nodrop/app:"+v.ImageVariant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := objs.Unstructured()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := imageConfigs[v.ImageVariant]
+		fs := Check(list, Options{Images: func(string) (ImageConfig, bool) { return cfg, true }})
+		var got []string
+		for _, f := range fs {
+			switch f.Kind {
+			case Loss:
+				got = append(got, f.Rule)
+			case Hardening:
+				t.Errorf("%s: %s %s", name, f.Object, f.Message)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(rules)
+		if !slices.Equal(got, rules) {
+			t.Errorf("%s: loss findings %v, want %v", name, got, rules)
+		}
+	}
+}
