@@ -52,21 +52,20 @@ else
 	fi
 fi
 
-if ! docker info >/dev/null 2>&1; then
-	if [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
-		:
-	else
+# A dockerd that is alive but does not answer may be starting (wait for
+# it) or shutting down (wait until it is gone, then start a new one).
+dockerd_alive() { [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }
+for _ in $(seq 90); do
+	docker info >/dev/null 2>&1 && break
+	if ! dockerd_alive && ! pgrep -x dockerd >/dev/null; then
 		echo "ensure-docker: starting dockerd (log: /var/log/nodrop-dockerd.log)"
 		mkdir -p /lib/modules # kind bind-mounts it
 		setsid nohup dockerd >/var/log/nodrop-dockerd.log 2>&1 </dev/null &
 	fi
-	for _ in $(seq 60); do
-		docker info >/dev/null 2>&1 && break
-		sleep 1
-	done
-fi
+	sleep 1
+done
 if ! docker info >/dev/null 2>&1; then
-	echo "ensure-docker: the Docker engine did not answer within 60 s; last lines of its log:" >&2
+	echo "ensure-docker: the Docker engine did not answer within 90 s; last lines of its log:" >&2
 	tail -n 20 /var/log/nodrop-dockerd.log >&2 || true
 	exit 1
 fi

@@ -329,9 +329,9 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		names = append(names, t.Name)
 	}
 	step := env.Log.Start("%s under %d rps, %s", s.Disruption.Name, cfgs[0].Rate, strings.Join(names, " + "))
-	loads := make([]*Load, len(cfgs))
+	loads := make([]*background, len(cfgs))
 	for i, cfg := range cfgs {
-		loads[i] = StartLoad(ctx, cfg)
+		loads[i] = startLoad(ctx, cfg)
 	}
 	stopAll := func() {
 		for _, l := range loads {
@@ -531,8 +531,8 @@ func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, cfgs 
 	return reports, nil
 }
 
-// Load is load running in the background of a run.
-type Load struct {
+// background is load running in the background of a run.
+type background struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	report *loadgen.Report
@@ -541,10 +541,10 @@ type Load struct {
 	last   int
 }
 
-// StartLoad starts cfg's load until Stop (or ctx's end).
-func StartLoad(ctx context.Context, cfg loadgen.Config) *Load {
+// startLoad starts cfg's load until Stop (or ctx's end).
+func startLoad(ctx context.Context, cfg loadgen.Config) *background {
 	loadCtx, cancel := context.WithCancel(ctx)
-	l := &Load{cancel: cancel, done: make(chan struct{}), count: make(chan int, 1)}
+	l := &background{cancel: cancel, done: make(chan struct{}), count: make(chan int, 1)}
 	cfg.Progress = func(p loadgen.Progress) {
 		select {
 		case <-l.count:
@@ -560,7 +560,7 @@ func StartLoad(ctx context.Context, cfg loadgen.Config) *Load {
 }
 
 // Sent is the latest count of sent requests.
-func (l *Load) Sent() int {
+func (l *background) Sent() int {
 	select {
 	case n := <-l.count:
 		l.last = n
@@ -571,7 +571,7 @@ func (l *Load) Sent() int {
 
 // WaitSent waits until at least n requests were sent (progress of the
 // load itself, not a sleep), the load ended, or ctx is done.
-func (l *Load) WaitSent(ctx context.Context, n int) {
+func (l *background) WaitSent(ctx context.Context, n int) {
 	for l.last < n {
 		select {
 		case l.last = <-l.count:
@@ -584,7 +584,7 @@ func (l *Load) WaitSent(ctx context.Context, n int) {
 }
 
 // Stop ends the load and returns its report.
-func (l *Load) Stop() (*loadgen.Report, error) {
+func (l *background) Stop() (*loadgen.Report, error) {
 	l.cancel()
 	<-l.done
 	return l.report, l.err

@@ -10,7 +10,6 @@ import (
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
-	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
@@ -41,18 +40,6 @@ func scenarioEnv() scenario.Env {
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 	}
-}
-
-// calibrate is scenario.Calibrate for the specs that do not run through
-// the library yet: a broken set-up fails the spec.
-func calibrate(ctx context.Context, cfgs ...loadgen.Config) {
-	reports, err := scenario.Calibrate(ctx, scenario.CalibrateFor, progress.New(GinkgoWriter, false), cfgs...)
-	for _, r := range reports {
-		if r != nil {
-			AddReportEntry("calibration", ReportEntryVisibilityFailureOrVerbose, r.Summary())
-		}
-	}
-	Expect(err).NotTo(HaveOccurred())
 }
 
 // record adds a run's evidence to the spec's report: per load, the
