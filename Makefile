@@ -39,9 +39,11 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
-# Unit and process tests: no Docker, no cluster.
+# Unit and process tests: no Docker, no cluster. One package at a time
+# (-p 1): several send real load and judge whether it was delivered, which
+# another package's test binary competing for the 2 cores can deny them.
 unit:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /suites$$ -e /images$$)
+	$(GO) test -p 1 -count=1 $$($(GO) list ./... | grep -v -e /suites$$ -e /images$$)
 
 # Container tests: the sample images under docker run (needs Docker).
 container: docker
