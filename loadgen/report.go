@@ -241,7 +241,7 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "%d requests, %d ok, %d lost", r.Total, r.OK, r.Lost)
 	if r.Lost > 0 {
 		b.WriteString(" (")
-		b.WriteString(r.classList(", "))
+		b.WriteString(r.LostClasses())
 		b.WriteString(")")
 	}
 	if r.Verdict == NotJudged {
@@ -258,14 +258,16 @@ func (r *Report) verdictLine() string {
 	return string(r.Verdict)
 }
 
-func (r *Report) classList(sep string) string {
+// LostClasses lists the classes with losses and their counts, in report
+// order ("refused 107, reset 3").
+func (r *Report) LostClasses() string {
 	var parts []string
 	for _, c := range LossClasses {
 		if n := r.LostByClass[c]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", c, n))
 		}
 	}
-	return strings.Join(parts, sep)
+	return strings.Join(parts, ", ")
 }
 
 // WriteTable writes a readable summary of the report.

@@ -271,7 +271,7 @@ func writeRun(w io.Writer, res *scenario.Result, err error) {
 	case t.Outcome.Got == loadgen.Lossless && t.Outcome.Passed():
 		fmt.Fprintf(w, "LOSSLESS: %d requests through the %s (settled in %.1fs), 0 lost\n", r.Total, res.Disruption, res.Took.Seconds())
 	case t.Outcome.Got == loadgen.Lossy:
-		fmt.Fprintf(w, "LOSSY: %d of %d requests lost through the %s (%s)\n", r.Lost, r.Total, res.Disruption, lostClasses(r))
+		fmt.Fprintf(w, "LOSSY: %d of %d requests lost through the %s (%s)\n", r.Lost, r.Total, res.Disruption, r.LostClasses())
 	default:
 		fmt.Fprintf(w, "NOT JUDGED: %s\n", strings.Join(append(r.NotJudged, t.Outcome.Problems...), "; "))
 	}
@@ -284,16 +284,6 @@ func writeRun(w io.Writer, res *scenario.Result, err error) {
 		fmt.Fprintf(w, "\nLosses next to what Kubernetes did:\n%s", indent(probes.Explain(r, res.Events)))
 	}
 	fmt.Fprintf(w, "\nTimeline (seconds from the start of load):\n%s", indent(probes.Timeline(r, res.Events)))
-}
-
-func lostClasses(r *loadgen.Report) string {
-	var parts []string
-	for _, c := range loadgen.LossClasses {
-		if n := r.LostByClass[c]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, c))
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 func indent(s string) string {
