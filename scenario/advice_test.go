@@ -81,3 +81,22 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 		})
 	}
 }
+
+func TestAdviceNamesStaleConntrack(t *testing.T) {
+	t0 := time.Now()
+	r := lossesAt(t0, 2500*time.Millisecond, 50, loadgen.Timeout)
+	late := lossesAt(t0, 9*time.Second, 10, loadgen.Timeout)
+	r.Losses = append(r.Losses, late.Losses...)
+	events := []probes.Event{
+		{At: t0.Add(2 * time.Second), Kind: probes.PodDeleting, Pod: "old", Detail: "grace 30s"},
+		{At: t0.Add(2100 * time.Millisecond), Kind: probes.ContainerTerminated, Pod: "old", Detail: "app exited 0 (Completed)"},
+		{At: t0.Add(2300 * time.Millisecond), Kind: probes.PodGone, Pod: "old"},
+	}
+	got := Advise(r, events)
+	if len(got) != 2 {
+		t.Fatalf("want two episodes, got %q", got)
+	}
+	if strings.Contains(got[0], "conntrack") || !strings.Contains(got[1], "kubernetes#101607") || !strings.Contains(got[1], "reused the source port") {
+		t.Errorf("the late timeouts are stale conntrack entries, the first ones are not:\n%s", strings.Join(got, "\n"))
+	}
+}

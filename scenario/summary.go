@@ -37,9 +37,7 @@ func NewRow(config, disruption, load string, r *loadgen.Report, o Outcome, took 
 	if r.LongestOutage != nil {
 		row.OutageSec = r.LongestOutage.Duration().Seconds()
 	}
-	if len(o.Problems) > 0 {
-		row.Problem = o.Problems[0]
-	}
+	row.Problem = strings.Join(o.Problems, "; ")
 	return row
 }
 
@@ -83,6 +81,16 @@ func WriteSummary(w io.Writer, rows []Row) error {
 		}
 		fmt.Fprintf(&sb, "| %s | %s | %s | %d | %d | %s | %.2fs | %.1fs | %s | %s | %s |\n",
 			r.Config, r.Disruption, r.Load, r.Total, r.Lost, strings.Join(classes, ", "), r.OutageSec, r.TookSec, orDash(string(r.Expected)), orDash(string(r.Got)), mark)
+	}
+	// The failures again, whole, below the table: a log cut to its tail
+	// (a CI summary) still says why.
+	if failed > 0 {
+		sb.WriteString("\nFailed:\n")
+		for _, r := range rows {
+			if !r.Passed {
+				fmt.Fprintf(&sb, "- %s, %s, %s: %s\n", r.Config, r.Disruption, r.Load, orDash(r.Problem))
+			}
+		}
 	}
 	_, err := io.WriteString(w, sb.String())
 	return err
