@@ -72,7 +72,11 @@ func TestJudge(t *testing.T) {
 		{"a loss while the data plane catches up", report(loss{7500 * time.Millisecond, loadgen.Timeout, false}), lossy(loadgen.Timeout), true, ""},
 		{"late timeouts after timeouts in the disruption (stale conntrack)", report(loss{7 * time.Second, loadgen.Timeout, false}, loss{9500 * time.Millisecond, loadgen.Timeout, false}), func() scenario.Expectation { e := lossy(loadgen.Timeout); e.LossStarts = killAt; return e }(), true, ""},
 		{"late timeouts with none in the disruption", report(loss{7 * time.Second, loadgen.Reset, false}, loss{9500 * time.Millisecond, loadgen.Timeout, false}), lossy(loadgen.Reset, loadgen.Timeout), false, "1 sent after it settled"},
-		{"a late reset after timeouts", report(loss{7 * time.Second, loadgen.Timeout, false}, loss{9500 * time.Millisecond, loadgen.Reset, false}), func() scenario.Expectation { e := lossy(loadgen.Timeout, loadgen.Reset); e.LossStarts = killAt; return e }(), false, "1 sent after it settled"},
+		{"a late reset after timeouts", report(loss{7 * time.Second, loadgen.Timeout, false}, loss{9500 * time.Millisecond, loadgen.Reset, false}), func() scenario.Expectation {
+			e := lossy(loadgen.Timeout, loadgen.Reset)
+			e.LossStarts = killAt
+			return e
+		}(), false, "1 sent after it settled"},
 		{"races claimed, not all races", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, false}), func() scenario.Expectation { e := lossy(loadgen.EOF); e.IdleCloseRaces = true; return e }(), false, "1 of 2 are"},
 		{"races allowed", report(loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, true, ""},
 		{"more races than allowed", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, false, "expected no lost request"},
