@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodrop-dev/nodrop"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,7 +51,8 @@ func badInputf(format string, args ...any) error { return badInput{fmt.Errorf(fo
 
 // Options describe a cluster.
 type Options struct {
-	Name       string
+	Name string
+	// ConfigPath is the kind config file; "" is DefaultConfig.
 	ConfigPath string
 	// NodeImage is the node image to create nodes from.
 	NodeImage string
@@ -97,11 +100,29 @@ func provider(log *progress.Logger) *kindcluster.Provider {
 	return kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindLogger{log}))
 }
 
-// LoadConfig reads and validates a kind config file.
+// DefaultConfig names nodrop's own single-node kind config
+// (nodrop.KindConfig, embedded): the config of an empty ConfigPath.
+const DefaultConfig = "nodrop's single-node kind config"
+
+// configName is how messages name a config path.
+func configName(path string) string {
+	if path == "" {
+		return DefaultConfig
+	}
+	return path
+}
+
+// LoadConfig reads and validates a kind config file; "" is nodrop's own
+// (DefaultConfig), so a cluster comes up from any directory.
 func LoadConfig(path string) ([]byte, *v1alpha4.Cluster, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, badInputf("reading kind config: %v", err)
+	raw := nodrop.KindConfig
+	if path != "" {
+		var err error
+		if raw, err = os.ReadFile(path); err != nil {
+			return nil, nil, badInputf("reading kind config: %v", err)
+		}
+	} else {
+		path = DefaultConfig
 	}
 	var cfg v1alpha4.Cluster
 	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
@@ -141,7 +162,7 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		case err == nil && have == want:
 			if err := waitReady(ctx, c, o.Log); err == nil {
 				c.Reused = true
-				o.Log.Printf("✓ reusing cluster %q: made from the same config (%s) and node image (%s)", name, o.ConfigPath, o.NodeImage)
+				o.Log.Printf("✓ reusing cluster %q: made from the same config (%s) and node image (%s)", name, configName(o.ConfigPath), o.NodeImage)
 				return c, nil
 			}
 			if !o.Recreate {
@@ -164,7 +185,7 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	// the create call only and put back as it was.
 	restore := setenvFor("KIND_EXPERIMENTAL_DOCKER_NETWORK", Network(name))
 	defer restore()
-	step := o.Log.Start("creating kind cluster %q from %s with node image %s", name, o.ConfigPath, o.NodeImage)
+	step := o.Log.Start("creating kind cluster %q from %s with node image %s", name, configName(o.ConfigPath), o.NodeImage)
 	err = p.Create(name,
 		kindcluster.CreateWithRawConfig(raw),
 		kindcluster.CreateWithNodeImage(o.NodeImage),

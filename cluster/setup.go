@@ -3,8 +3,11 @@ package cluster
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"strings"
 	"time"
+
+	"github.com/nodrop-dev/nodrop"
 
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -18,8 +21,9 @@ type SetupOptions struct {
 	Options
 	// KubernetesVersion of the offline node image when NodeImage is empty.
 	KubernetesVersion string
-	// SourceRoot is nodrop's source tree, where the sample apps are.
-	SourceRoot string
+	// Sources are the sample images' sources (default nodrop.Sources,
+	// embedded in the binary).
+	Sources fs.FS
 	// WithKruise also builds and installs OpenKruise's kruise-manager
 	// (SidecarSet hot upgrades), offline.
 	WithKruise bool
@@ -57,7 +61,11 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	if err != nil {
 		return nil, err
 	}
-	built, err := images.Build(ctx, o.SourceRoot, o.StateDir, o.Log)
+	src := o.Sources
+	if src == nil {
+		src = nodrop.Sources
+	}
+	built, err := images.Build(ctx, src, o.StateDir, o.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,8 +87,14 @@ type Built struct {
 // Build builds every catalogue image offline with the local Docker engine
 // and returns their references. Each is tagged by a hash of its build
 // context (binary, Dockerfile, scripts), so an unchanged image is not
-// rebuilt. root is nodrop's source tree; cacheDir holds build contexts.
-func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]Built, error) {
+// rebuilt. src holds the sources (nodrop.Sources: go.mod, images/,
+// rpcwire/); the programs are compiled with the local Go toolchain in a
+// module written under cacheDir, so no source tree is needed.
+func Build(ctx context.Context, src fs.FS, cacheDir string, log *progress.Logger) ([]Built, error) {
+	module, err := writeModule(src, filepath.Join(cacheDir, "image-src"))
+	if err != nil {
+		return nil, err
+	}
 	contexts := map[string]string{}
 	var built []Built
 	base := ""
@@ -101,7 +108,7 @@ func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]
 		dir, ok := contexts[img.Dir]
 		if !ok {
 			var err error
-			if dir, err = buildContext(ctx, root, cacheDir, img.Dir, img.programs(), log); err != nil {
+			if dir, err = buildContext(ctx, src, module, cacheDir, img.Dir, img.programs(), log); err != nil {
 				return nil, err
 			}
 			contexts[img.Dir] = dir
@@ -133,10 +140,46 @@ func Build(ctx context.Context, root, cacheDir string, log *progress.Logger) ([]
 	return built, nil
 }
 
+// writeModule writes the Go sources of src (every non-test .go file, with
+// their directories) into a fresh module at dir whose go.mod has src's
+// module path and go version and no requirement: the sample programs use
+// the standard library and nodrop's own packages only, so they build
+// offline and wherever nodrop runs.
+func writeModule(src fs.FS, dir string) (string, error) {
+	mod, err := fs.ReadFile(src, "go.mod")
+	if err != nil {
+		return "", fmt.Errorf("the image sources have no go.mod: %w", err)
+	}
+	var gomod strings.Builder
+	for _, line := range strings.Split(string(mod), "\n") {
+		if strings.HasPrefix(line, "module ") || strings.HasPrefix(line, "go ") {
+			gomod.WriteString(line + "\n")
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod.String()), 0o644); err != nil {
+		return "", err
+	}
+	err = fs.WalkDir(src, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		return copyOut(src, path, filepath.Join(dir, filepath.FromSlash(path)))
+	})
+	if err != nil {
+		return "", fmt.Errorf("writing the image sources: %w", err)
+	}
+	return dir, nil
+}
+
 // buildContext compiles the Go programs into a fresh build context
 // beside copies of images/<name>'s other files (Dockerfiles, scripts).
-func buildContext(ctx context.Context, root, cacheDir, name string, programs []string, log *progress.Logger) (string, error) {
-	src := filepath.Join(root, "images", name)
+func buildContext(ctx context.Context, src fs.FS, module, cacheDir, name string, programs []string, log *progress.Logger) (string, error) {
 	dir := filepath.Join(cacheDir, "image-contexts", name)
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
@@ -144,7 +187,7 @@ func buildContext(ctx context.Context, root, cacheDir, name string, programs []s
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	entries, err := os.ReadDir(src)
+	entries, err := fs.ReadDir(src, "images/"+name)
 	if err != nil {
 		return "", fmt.Errorf("reading image sources %s: %w", name, err)
 	}
@@ -152,14 +195,14 @@ func buildContext(ctx context.Context, root, cacheDir, name string, programs []s
 		if e.IsDir() || strings.HasSuffix(e.Name(), ".go") {
 			continue
 		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+		if err := copyOut(src, "images/"+name+"/"+e.Name(), filepath.Join(dir, e.Name())); err != nil {
 			return "", err
 		}
 	}
 	for _, prog := range programs {
 		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, prog), "./images/"+prog)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		cmd.Dir = module
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK=off", "GOFLAGS=-mod=mod")
 		if err := log.Run(ctx, cmd); err != nil {
 			return "", fmt.Errorf("compiling %s for image %s: %w", prog, name, err)
 		}
@@ -204,16 +247,21 @@ func hashString(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func copyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
+// copyOut writes the file at path in src to dst. A script (a file that
+// starts with #!) is made executable: an embedded file has no mode.
+func copyOut(src fs.FS, path, dst string) error {
+	data, err := fs.ReadFile(src, path)
 	if err != nil {
 		return err
 	}
-	st, err := os.Stat(src)
-	if err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(dst, data, st.Mode().Perm())
+	mode := os.FileMode(0o644)
+	if strings.HasPrefix(string(data), "#!") {
+		mode = 0o755
+	}
+	return os.WriteFile(dst, data, mode)
 }
 
 // SourceRoot finds nodrop's source tree from dir upwards.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodrop-dev/nodrop"
+
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
@@ -74,18 +76,12 @@ func buildAll(t *testing.T) map[string]string {
 		t.Fatalf("these tests need a Docker engine (hack/ensure-docker.sh starts one): %v", err)
 	}
 	buildOnce.Do(func() {
-		wd, _ := os.Getwd()
-		root, err := images.SourceRoot(wd)
-		if err != nil {
-			buildErr = err
-			return
-		}
 		cache, err := cachedir.Dir()
 		if err != nil {
 			buildErr = err
 			return
 		}
-		built, err := images.Build(context.Background(), root, cache, progress.New(os.Stderr, false))
+		built, err := images.Build(context.Background(), nodrop.Sources, cache, progress.New(os.Stderr, false))
 		if err != nil {
 			buildErr = err
 			return

@@ -17,7 +17,10 @@ import (
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	sources "github.com/nodrop-dev/nodrop"
+	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/suites"
 )
 
@@ -39,9 +42,12 @@ type checkRun struct {
 // written as a user would write them (not rendered by fixtures), with
 // images tagged as the user's own and loaded from the local engine.
 var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ordered, func() {
-	var bin, testdata string
+	// bin runs in userDir, outside the source tree, as a released binary
+	// would: it must need nothing from the tree.
+	var bin, testdata, userDir string
 
 	BeforeAll(func(ctx SpecContext) {
+		userDir = GinkgoT().TempDir()
 		bin = filepath.Join(GinkgoT().TempDir(), "nodrop")
 		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/nodrop")
 		build.Dir = suiteEnv.Root
@@ -59,6 +65,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 	nodrop := func(ctx context.Context, args ...string) (code int, stdout, stderr string) {
 		var out, errb bytes.Buffer
 		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Dir = userDir
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
 		GinkgoWriter.Printf("$ nodrop %s\n%s%s", strings.Join(args, " "), errb.String(), out.String())
@@ -76,6 +83,17 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(json.Unmarshal([]byte(stdout), &rs)).To(Succeed(), "check --json prints a JSON array:\n%s", stdout)
 		return rs
 	}
+
+	It("brings its cluster up from a directory outside the source tree: the image sources and kind config are built in", func(ctx SpecContext) {
+		code, _, errOut := nodrop(ctx, "cluster", "up", "--name", suiteEnv.Name, "--image", suiteEnv.NodeImage)
+		Expect(code).To(Equal(0), "cluster up: %s", errOut)
+		Expect(errOut).To(ContainSubstring("reusing cluster"), "the suite's cluster, made from the same built-in config and node image")
+		code, out, _ := nodrop(ctx, "images", "list", "--cluster", suiteEnv.Name)
+		Expect(code).To(Equal(0))
+		for _, ref := range suiteEnv.Images {
+			Expect(out).To(ContainSubstring(ref), "the images built from the embedded sources are the suite's, tag for tag")
+		}
+	}, SpecTimeout(5*time.Minute))
 
 	It("finds nothing to flag in a careful manifest, and its rollout loses no request in either mode (exit 0)", func(ctx SpecContext) {
 		code, out, _ := nodrop(ctx, "lint", "-f", filepath.Join(testdata, "shop.yaml"))
@@ -155,6 +173,30 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(code).To(Equal(0), "check: %s", errOut)
 		Expect(runs(out)[0].Verdict).To(Equal("lossless"))
 	}, SpecTimeout(4*time.Minute))
+
+	It("judges a Deployment on a second, three-node cluster named only by its kubeconfig (exit 0)", func(ctx SpecContext) {
+		config := filepath.Join(GinkgoT().TempDir(), "kind-config-multinode.yaml")
+		Expect(os.WriteFile(config, sources.MultiNodeKindConfig, 0o644)).To(Succeed())
+		log := progress.New(GinkgoWriter, false)
+		multi, err := cluster.Up(ctx, cluster.Options{Name: "nodrop-multi", ConfigPath: config, NodeImage: suiteEnv.NodeImage, StateDir: suiteEnv.StateDir, Recreate: true, Log: log})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx SpecContext) {
+			Expect(cluster.Down(ctx, multi.Name, suiteEnv.StateDir, log)).To(Succeed())
+		}, NodeTimeout(2*time.Minute))
+		Expect(multi.NodeIPs).To(HaveLen(3))
+
+		// On a cluster of the user's own, images are the user's business:
+		// nodrop loads none unless asked.
+		code, _, errOut := nodrop(ctx, "images", "load", "--cluster", multi.Name, "shop:1.0")
+		Expect(code).To(Equal(0), "images load: %s", errOut)
+		code, out, errOut := nodrop(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--kubeconfig", multi.Kubeconfig, "--mode", "keepalive", "--json")
+		Expect(code).To(Equal(0), "check: %s", errOut)
+		rs := runs(out)
+		Expect(rs).To(HaveLen(1))
+		Expect(rs[0].Verdict).To(Equal("lossless"))
+		Expect(rs[0].Report.Total).To(BeNumerically(">", 10000))
+		Expect(errOut).To(ContainSubstring("nodrop-multi-worker"), "the pods ran on the workers, reached through the control plane's NodePort")
+	}, SpecTimeout(8*time.Minute))
 
 	It("deletes what it created when interrupted, and exits 3 (not judged)", func(ctx SpecContext) {
 		cmd := exec.CommandContext(ctx, bin, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-interrupted")

@@ -96,7 +96,7 @@ var _ = Describe("nodrop cluster up and down", suites.Cluster, suites.Disruptive
 	}, SpecTimeout(5*time.Minute))
 
 	It("refuses a cluster of the same name made from another config, and leaves it alone", func(ctx SpecContext) {
-		raw, err := os.ReadFile(suiteEnv.ConfigPath)
+		raw, _, err := cluster.LoadConfig(suiteEnv.ConfigPath)
 		Expect(err).NotTo(HaveOccurred())
 		other := filepath.Join(GinkgoT().TempDir(), "kind-config.yaml")
 		Expect(os.WriteFile(other, append(raw, []byte("# another config\n")...), 0o644)).To(Succeed())

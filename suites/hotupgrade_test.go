@@ -150,9 +150,9 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			var pod corev1.Pod
 			s := scenario.Scenario{
 				Name: c.Config(), Objects: list, NamespacePrefix: "hot-sidecar",
-				// Kruise injects the proxy with the SidecarSet's own
-				// security context: the baseline level.
-				PodSecurity: kube.PodSecurityBaseline,
+				// The injected proxy carries the restricted container
+				// settings of its SidecarSet (fixtures.ProxySidecar).
+				PodSecurity: kube.PodSecurityRestricted,
 				Traffic:     traffic,
 				Setup: func(ctx context.Context, l *scenario.Live) (func(context.Context) error, error) {
 					sc := fixtures.ProxySidecar{

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -70,7 +69,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	r, err := cluster.Setup(ctx, cluster.SetupOptions{
 		Options: cluster.Options{
 			Name:       getenv("NODROP_CLUSTER", cluster.DefaultName),
-			ConfigPath: getenv("NODROP_KIND_CONFIG", filepath.Join(root, "kind-config.yaml")),
+			ConfigPath: os.Getenv("NODROP_KIND_CONFIG"), // "": nodrop's own, built in
 			NodeImage:  os.Getenv("NODROP_NODE_IMAGE"),
 			StateDir:   state,
 			// The suite owns its cluster: one made from an older config or
@@ -78,7 +77,6 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 			Recreate: true,
 			Log:      progress.New(os.Stderr, false),
 		},
-		SourceRoot: root,
 		// The SidecarSet hot-upgrade specs need OpenKruise.
 		WithKruise: true,
 	})

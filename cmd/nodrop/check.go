@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/lint"
@@ -177,8 +178,14 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 	}
 
 	env, err := checkEnv(ctx, o, log)
-	if err != nil {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
 		return err
+	case err != nil:
+		// The cluster could not be reached or brought up: nothing was
+		// judged.
+		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
 	}
 	if plan.resolved.Added != nil {
 		fmt.Fprintf(report, "nodrop adds Service %s (NodePort, same selector and port as %s) so load reaches kube-proxy from outside; your objects are unchanged.\n",
@@ -321,7 +328,12 @@ func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenar
 			return env, err
 		}
 		if !exists {
-			return env, usagef("nodrop's kind cluster %q does not exist: bring it up with `nodrop cluster up` (or `make run`), or name another cluster with --kubeconfig", o.clusterName)
+			// As `nodrop cluster up` would: the first time on a machine
+			// this builds the node image (about 12 minutes on 2 cores).
+			log.Printf("nodrop's kind cluster %q does not exist: bringing it up (use --kubeconfig for a cluster of your own)", o.clusterName)
+			if _, err := clusterUp(ctx, log, upOptions{name: o.clusterName, k8sVersion: nodeimage.DefaultKubernetesVersion}); err != nil {
+				return env, err
+			}
 		}
 		c, _, err := cluster.Connect(ctx, o.clusterName, state)
 		if c == nil {

@@ -1,15 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/cluster"
-	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/kruise"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
@@ -33,13 +32,13 @@ A second "up" reuses the cluster only when it was made from the same config and
 node image, and says so; a cluster made otherwise is refused unless --recreate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			up.name, up.verbose = name, verbose
-			_, err := clusterUp(cmd, up)
+			up.name = name
+			_, err := clusterUp(cmd.Context(), progress.New(cmd.ErrOrStderr(), verbose), up)
 			return err
 		},
 	}
 	f := upCmd.Flags()
-	f.StringVar(&up.config, "config", "kind-config.yaml", "kind config file")
+	f.StringVar(&up.config, "config", "", "kind config file (default: nodrop's single-node config, built in)")
 	f.StringVar(&up.image, "image", "", "node image to use instead of building one offline (e.g. kindest/node:v1.37.2 where a registry is reachable)")
 	f.StringVar(&up.k8sVersion, "kubernetes-version", nodeimage.DefaultKubernetesVersion, "Kubernetes release of the offline node image")
 	f.BoolVar(&up.recreate, "recreate", false, "replace an existing cluster that was made from another config or image")
@@ -106,13 +105,12 @@ func dockerAndCache(cmd *cobra.Command) (string, error) {
 
 type upOptions struct {
 	name, config, image, k8sVersion string
-	recreate, verbose, withKruise   bool
+	recreate, withKruise            bool
 }
 
 // clusterUp is `nodrop cluster up`: the node image, the cluster, the
 // sample images in it.
-func clusterUp(cmd *cobra.Command, o upOptions) (*cluster.Ready, error) {
-	ctx := cmd.Context()
+func clusterUp(ctx context.Context, log *progress.Logger, o upOptions) (*cluster.Ready, error) {
 	state, err := cacheDir()
 	if err != nil {
 		return nil, err
@@ -123,20 +121,12 @@ func clusterUp(cmd *cobra.Command, o upOptions) (*cluster.Ready, error) {
 	if err := requireDocker(ctx); err != nil {
 		return nil, err
 	}
-	root, err := os.Getwd()
-	if err == nil {
-		root, err = images.SourceRoot(root)
-	}
-	if err != nil {
-		return nil, usageError{err}
-	}
 	r, err := cluster.Setup(ctx, cluster.SetupOptions{
 		Options: cluster.Options{
 			Name: o.name, ConfigPath: o.config, NodeImage: o.image, StateDir: state, Recreate: o.recreate,
-			Log: progress.New(cmd.ErrOrStderr(), o.verbose),
+			Log: log,
 		},
 		KubernetesVersion: o.k8sVersion,
-		SourceRoot:        root,
 		WithKruise:        o.withKruise,
 	})
 	if errors.Is(err, cluster.ErrBadInput) {

@@ -22,9 +22,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
+
+// prSetChildSubreaper is prctl's PR_SET_CHILD_SUBREAPER (linux/prctl.h):
+// the standard library has the syscall, not the constant, and the image
+// programs build from the standard library alone.
+const prSetChildSubreaper = 36
 
 func main() {
 	if len(os.Args) < 2 {
@@ -37,8 +40,8 @@ func main() {
 func run(argv []string) int {
 	// Orphans of the command's tree come to this process also when it is
 	// not PID 1 (tests, or under another init).
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "init: becoming a subreaper:", err)
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		fmt.Fprintln(os.Stderr, "init: becoming a subreaper:", errno)
 		return 1
 	}
 	sigs := make(chan os.Signal, 16)
