@@ -165,16 +165,26 @@ func ServiceURL(ctx context.Context, c kubernetes.Interface, ns, name, nodeIP st
 
 // ServicePortURL is ServiceURL for the named port ("" for the first).
 func ServicePortURL(ctx context.Context, c kubernetes.Interface, ns, name, port, nodeIP string) (string, error) {
+	np, err := NodePortOf(ctx, c, ns, name, strconv.Quote(port), func(p corev1.ServicePort) bool { return port == "" || p.Name == port })
+	if err != nil {
+		return "", err
+	}
+	return "http://" + nodeIP + ":" + strconv.Itoa(int(np)) + "/", nil
+}
+
+// NodePortOf is the node port of the Service's first port that match
+// accepts; what names that port in the error when there is none.
+func NodePortOf(ctx context.Context, c kubernetes.Interface, ns, name, what string, match func(corev1.ServicePort) bool) (int32, error) {
 	svc, err := c.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("reading service %s/%s: %w", ns, name, err)
+		return 0, fmt.Errorf("reading service %s/%s: %w", ns, name, err)
 	}
 	for _, p := range svc.Spec.Ports {
-		if p.NodePort != 0 && (port == "" || p.Name == port) {
-			return "http://" + nodeIP + ":" + strconv.Itoa(int(p.NodePort)) + "/", nil
+		if p.NodePort != 0 && match(p) {
+			return p.NodePort, nil
 		}
 	}
-	return "", fmt.Errorf("service %s/%s has no node port %q", ns, name, port)
+	return 0, fmt.Errorf("service %s/%s has no node port for port %s", ns, name, what)
 }
 
 // WaitServing waits until url answers 2xx several times in a row. Each

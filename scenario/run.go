@@ -429,27 +429,24 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 	if t.Added != nil && tr.Port == "" {
 		svc = t.Added.Name
 	}
-	got, err := env.Client.CoreV1().Services(ns).Get(ctx, svc, metav1.GetOptions{})
-	if err != nil {
-		return "", fmt.Errorf("reading service %s: %w", svc, err)
-	}
-	for _, p := range got.Spec.Ports {
-		if p.NodePort == 0 {
-			continue
-		}
-		if tr.Port == "" && (t.Added != nil || p.Port == t.Port.Port) || tr.Port != "" && p.Name == tr.Port {
-			host := env.NodeIP + ":" + strconv.Itoa(int(p.NodePort))
-			if tr.RPC {
-				return "rpc://" + host, nil
-			}
-			return "http://" + host + path, nil
-		}
-	}
 	port := tr.Port
 	if port == "" {
 		port = strconv.Itoa(int(t.Port.Port))
 	}
-	return "", fmt.Errorf("service %s has no node port for port %s", svc, port)
+	np, err := kube.NodePortOf(ctx, env.Client, ns, svc, port, func(p corev1.ServicePort) bool {
+		if tr.Port != "" {
+			return p.Name == tr.Port
+		}
+		return t.Added != nil || p.Port == t.Port.Port
+	})
+	if err != nil {
+		return "", err
+	}
+	host := env.NodeIP + ":" + strconv.Itoa(int(np))
+	if tr.RPC {
+		return "rpc://" + host, nil
+	}
+	return "http://" + host + path, nil
 }
 
 // notReadyWhy says which pods are not ready and the last events about
