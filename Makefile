@@ -10,6 +10,12 @@ OUT     := out
 LABELS  ?=
 # Extra flags for the suites, e.g. E2E_FLAGS=-ginkgo.v
 E2E_FLAGS ?=
+# Ginkgo processes for the suites. 1: every spec in order, progress
+# streamed live. N > 1: the specs not marked Serial (rollout variants,
+# nginx upgrades) N at a time, each in its own namespace, then the Serial
+# ones; run by Ginkgo's CLI, which merges the reports. E2E_FLAGS are then
+# the CLI's flags (e.g. -v).
+PROCS ?= 1
 
 .PHONY: all build run test unit container vet docker e2e e2e-ci soak node-image cluster-up cluster-down bench bench-loadgen load-local
 
@@ -54,9 +60,15 @@ container: docker
 e2e:
 	mkdir -p $(OUT) $(BIN)
 	rm -f $(OUT)/summary.md $(OUT)/junit.xml $(OUT)/report.json
+ifeq ($(PROCS),1)
 	$(GO) test -c -o $(BIN)/suites.test ./suites
 	cd suites && ../$(BIN)/suites.test -test.timeout 80m -ginkgo.label-filter='$(LABELS)' \
 		-ginkgo.junit-report=$(CURDIR)/$(OUT)/junit.xml -ginkgo.json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS)
+else
+	$(GO) build -o $(BIN)/ginkgo github.com/onsi/ginkgo/v2/ginkgo
+	./$(BIN)/ginkgo run --procs=$(PROCS) --timeout=80m --label-filter='$(LABELS)' \
+		--junit-report=$(CURDIR)/$(OUT)/junit.xml --json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS) ./suites
+endif
 
 # CI's subset: every spec (each catalogue variant in both load modes).
 e2e-ci:

@@ -45,7 +45,8 @@ func nginxEntries() []TableEntry {
 	return entries
 }
 
-var _ = Describe("nginx binary upgrade in a running pod, under load", suites.HotUpgrade, Serial, func() {
+// Not Serial, as the rollout specs: a namespace, Service and load of their own.
+var _ = Describe("nginx binary upgrade in a running pod, under load", suites.HotUpgrade, func() {
 	DescribeTable("nginx",
 		func(ctx SpecContext, c fixtures.NginxCase) {
 			objs, err := fixtures.NginxWorkload().Render("", suiteEnv.Images[c.ImageVariant])
@@ -130,6 +131,8 @@ func sidecarEntries() []TableEntry {
 // cluster-scoped, and each spec's selects only its own pods.
 var sidecarSets atomic.Int64
 
+// Serial: Kruise's controller and webhook serve every SidecarSet, and
+// sidecarSets numbers them per process.
 var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, under long-lived load", suites.HotUpgrade, Serial, func() {
 	DescribeTable("sidecarset",
 		func(ctx SpecContext, c fixtures.SidecarCase) {

@@ -94,7 +94,10 @@ func (tc rolloutCase) expectation(v fixtures.Variant) scenario.Expectation {
 	return e
 }
 
-var _ = Describe("Rolling update under constant load", suites.Rollout, Serial, func() {
+// Not Serial: each run has its namespace, Service and load of its own, so
+// `make e2e PROCS=N` runs N at a time; calibration and the delivered-load
+// rule fail a run that concurrency starves.
+var _ = Describe("Rolling update under constant load", suites.Rollout, func() {
 	DescribeTable("variant",
 		func(ctx SpecContext, tc rolloutCase) {
 			v, err := fixtures.Lookup(tc.variant)
