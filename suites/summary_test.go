@@ -58,15 +58,20 @@ var _ = ReportAfterSuite("verdict summary", func(report Report) {
 	}
 })
 
+// firstLine is the first line of a failure that says something: Gomega's
+// "Unexpected error:" and the error's type line are skipped.
 func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line == "Unexpected error:" || strings.HasPrefix(line, "<*") || strings.HasPrefix(line, "<") && strings.HasSuffix(line, ">: {") {
+			continue
+		}
+		if len(line) > 300 {
+			line = line[:300] + "…"
+		}
+		return line
 	}
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
+	return strings.TrimSpace(s)
 }
 
 // writeSummary writes the Markdown table of verdicts to
