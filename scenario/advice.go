@@ -16,9 +16,10 @@ import (
 // changes names the mechanism.
 func Advise(r *loadgen.Report, events []probes.Event) []string {
 	var out []string
-	var lastTimeout time.Time
-	for _, ep := range probes.Episodes(probes.Bursts(r, events), EpisodeGap) {
-		if staleConntrackEpisode(ep, lastTimeout) && !recent(events, ep.Start, probes.PodGone, DataPlaneLag) {
+	eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
+	stale := staleConntrack(eps)
+	for i, ep := range eps {
+		if lastTimeout := stale[i]; !lastTimeout.IsZero() && lastBefore(events, ep.Start, probes.PodGone, DataPlaneLag) == nil {
 			out = append(out, fmt.Sprintf("%d lost (%s) at +%.1fs, %.1fs after the last timeouts = connections that reused the source port of an earlier attempt sent to a gone pod: "+
 				"kube-proxy deletes no TCP conntrack entry when an endpoint goes, and an unanswered attempt's entry (SYN_SENT) keeps pointing at the gone pod for up to %s (kubernetes#101607). "+
 				"These follow from the earlier losses: fix those and these go too.",
@@ -26,16 +27,8 @@ func Advise(r *loadgen.Report, events []probes.Event) []string {
 		} else {
 			out = append(out, advise(r, ep, events))
 		}
-		if ep.ByClass[loadgen.Timeout] > 0 {
-			lastTimeout = ep.End
-		}
 	}
 	return out
-}
-
-// recent reports whether an event of kind k happened within d before t.
-func recent(events []probes.Event, t time.Time, k probes.Kind, d time.Duration) bool {
-	return lastBefore(events, t, k, d) != nil
 }
 
 func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {

@@ -187,13 +187,11 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 		}
 		if len(e.LossStarts) > 0 {
 			var off []string
-			var lastTimeout time.Time
-			for _, ep := range probes.Episodes(probes.Bursts(r, events), EpisodeGap) {
-				if !e.startsWhenClaimed(ep, events) && !staleConntrackEpisode(ep, lastTimeout) {
+			eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
+			stale := staleConntrack(eps)
+			for i, ep := range eps {
+				if !e.startsWhenClaimed(ep, events) && stale[i].IsZero() {
 					off = append(off, fmt.Sprintf("+%.3fs", r.Offset(ep.Start).Seconds()))
-				}
-				if ep.ByClass[loadgen.Timeout] > 0 {
-					lastTimeout = ep.End
 				}
 			}
 			if len(off) > 0 {
@@ -247,12 +245,23 @@ func (e Expectation) startsWhenClaimed(ep probes.Burst, events []probes.Event) b
 	return false
 }
 
-// staleConntrackEpisode reports whether an episode is timeouts only,
-// starting within SYNSentTimeout of an earlier episode's timeouts: new
-// connections that reused the ports of attempts sent to a gone pod.
-func staleConntrackEpisode(ep probes.Burst, lastTimeout time.Time) bool {
-	return !lastTimeout.IsZero() && ep.Lost == ep.ByClass[loadgen.Timeout] &&
-		!ep.Start.Before(lastTimeout) && ep.Start.Sub(lastTimeout) <= SYNSentTimeout
+// staleConntrack marks the episodes made only of timeouts that start
+// within SYNSentTimeout of an earlier episode's timeouts: new connections
+// that reused the ports of attempts sent to a gone pod. For each such
+// episode it gives the end of those earlier timeouts; zero for the others.
+func staleConntrack(eps []probes.Burst) []time.Time {
+	out := make([]time.Time, len(eps))
+	var lastTimeout time.Time
+	for i, ep := range eps {
+		if !lastTimeout.IsZero() && ep.Lost == ep.ByClass[loadgen.Timeout] &&
+			!ep.Start.Before(lastTimeout) && ep.Start.Sub(lastTimeout) <= SYNSentTimeout {
+			out[i] = lastTimeout
+		}
+		if ep.ByClass[loadgen.Timeout] > 0 {
+			lastTimeout = ep.End
+		}
+	}
+	return out
 }
 
 // lossesOutside counts losses of requests sent before the trigger and
