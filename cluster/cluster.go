@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodrop-dev/nodrop"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +25,7 @@ import (
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nodrop-dev/nodrop"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -121,9 +120,8 @@ func LoadConfig(path string) ([]byte, *v1alpha4.Cluster, error) {
 		if raw, err = os.ReadFile(path); err != nil {
 			return nil, nil, badInputf("reading kind config: %v", err)
 		}
-	} else {
-		path = DefaultConfig
 	}
+	path = configName(path)
 	var cfg v1alpha4.Cluster
 	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
 		return nil, nil, badInputf("kind config %s does not parse: %v", path, err)

@@ -7,10 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodrop-dev/nodrop"
-
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nodrop-dev/nodrop"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/kruise"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
