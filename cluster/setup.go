@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodrop-dev/nodrop"
@@ -40,32 +41,41 @@ type Ready struct {
 }
 
 // Setup builds the node image unless one is given, brings the cluster up
-// (or reuses the same one), builds the sample images and loads them.
+// (or reuses the same one), builds the sample images and loads them. The
+// sample images and kruise-manager build while the node image is built
+// and the cluster starts: on a new machine one's compile fills the
+// other's waiting (debootstrap, kind's start).
 func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	start := time.Now()
 	if _, _, err := LoadConfig(o.ConfigPath); err != nil {
-		return nil, err
-	}
-	if o.NodeImage == "" {
-		img, err := nodeimage.Build(ctx, nodeimage.Options{KubernetesVersion: o.KubernetesVersion, CacheDir: o.StateDir, Log: o.Log})
-		if errors.Is(err, nodeimage.ErrNotRoot) {
-			return nil, badInput{err}
-		}
-		if err != nil {
-			return nil, err
-		}
-		o.NodeImage = img
-	}
-	c, err := Up(ctx, o.Options)
-	if err != nil {
 		return nil, err
 	}
 	src := o.Sources
 	if src == nil {
 		src = nodrop.Sources
 	}
-	built, err := images.Build(ctx, src, o.StateDir, o.Log)
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(bctx)
+	var built []images.Built
+	g.Go(func() (err error) {
+		built, err = images.Build(gctx, src, o.StateDir, o.Log)
+		return err
+	})
+	var kb *kruise.Built
+	if o.WithKruise {
+		g.Go(func() (err error) {
+			kb, err = kruise.Build(gctx, kruise.Options{CacheDir: o.StateDir, Log: o.Log})
+			return err
+		})
+	}
+	c, err := o.up(ctx)
 	if err != nil {
+		cancel()
+		_ = g.Wait()
+		return nil, err
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	r := &Ready{Cluster: c, Images: map[string]string{}, ConfigPath: o.ConfigPath, NodeImage: o.NodeImage}
@@ -74,11 +84,7 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 		r.Images[b.Variant] = b.Ref
 		refs = append(refs, b.Ref)
 	}
-	var kb *kruise.Built
-	if o.WithKruise {
-		if kb, err = kruise.Build(ctx, kruise.Options{CacheDir: o.StateDir, Log: o.Log}); err != nil {
-			return nil, err
-		}
+	if kb != nil {
 		refs = append(refs, kb.Image)
 		r.KruiseImage = kb.Image
 	}
@@ -97,4 +103,19 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	o.Log.Printf("✓ cluster %q is up (%s); node IPs %s\n  export KUBECONFIG=%s",
 		c.Name, time.Since(start).Round(100*time.Millisecond), strings.Join(c.NodeIPs, " "), c.Kubeconfig)
 	return r, nil
+}
+
+// up builds the node image unless one is given and brings the cluster up.
+func (o *SetupOptions) up(ctx context.Context) (*Cluster, error) {
+	if o.NodeImage == "" {
+		img, err := nodeimage.Build(ctx, nodeimage.Options{KubernetesVersion: o.KubernetesVersion, CacheDir: o.StateDir, Log: o.Log})
+		if errors.Is(err, nodeimage.ErrNotRoot) {
+			return nil, badInput{err}
+		}
+		if err != nil {
+			return nil, err
+		}
+		o.NodeImage = img
+	}
+	return Up(ctx, o.Options)
 }

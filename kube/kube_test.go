@@ -68,6 +68,33 @@ func TestCreateNamespaceEnforcesTheLevelAsked(t *testing.T) {
 	}
 }
 
+func TestDeleteNamespaceCutsThePodsGraceAfterTheNamespaceIsTerminating(t *testing.T) {
+	c := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
+	var order []string
+	c.PrependReactor("delete", "namespaces", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		order = append(order, "namespace")
+		return false, nil, nil
+	})
+	c.PrependReactor("delete-collection", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		opts := a.(k8stesting.DeleteCollectionActionImpl).DeleteOptions
+		if opts.GracePeriodSeconds == nil || *opts.GracePeriodSeconds != teardownGrace {
+			t.Errorf("pods deleted with grace %v, want %d s", opts.GracePeriodSeconds, teardownGrace)
+		}
+		order = append(order, "pods in "+a.GetNamespace())
+		return true, nil, nil
+	})
+	if err := DeleteNamespace(context.Background(), c, "ns", DefaultTimeouts); err != nil {
+		t.Fatal(err)
+	}
+	// First the namespace, so that no controller replaces a pod.
+	if strings.Join(order, ", ") != "namespace, pods in ns" {
+		t.Errorf("order: %v", order)
+	}
+	if err := DeleteNamespace(context.Background(), c, "gone", DefaultTimeouts); err != nil {
+		t.Errorf("a namespace already gone: %v", err)
+	}
+}
+
 func TestWaitAvailableWaitsForEveryOldPodToGo(t *testing.T) {
 	ctx := context.Background()
 	old := pod("web-old", webLabels)

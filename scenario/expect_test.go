@@ -151,3 +151,17 @@ func TestSummarySaysWhenNothingWasJudged(t *testing.T) {
 		t.Errorf("the failures must be listed whole below the table:\n%s", b.String())
 	}
 }
+
+func TestRowOnOneLine(t *testing.T) {
+	row := scenario.Row{Config: "no-prestop", Disruption: "rollout restart", Load: "fresh", Total: 12750, Lost: 933,
+		ByClass:  map[loadgen.Class]int{loadgen.Timeout: 836, loadgen.Refused: 97},
+		Expected: loadgen.Lossy, Got: loadgen.Lossy, Passed: true}
+	want := "no-prestop, rollout restart, fresh: 12750 requests, 933 lost (refused 97, timeout 836); expected lossy, got lossy ✓"
+	if got := row.String(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	row.Passed, row.Problem = false, "lost 3 after it settled"
+	if got := row.String(); !strings.HasSuffix(got, "✗ lost 3 after it settled") {
+		t.Errorf("a failed row must say why: %s", got)
+	}
+}

@@ -60,6 +60,16 @@ type Env struct {
 	Dump io.Writer
 	// Keep leaves the namespace in place after the run.
 	Keep bool
+	// LoadSlots, when set, is held from calibration until the load
+	// stops: runs that share it send load a bounded number at a time,
+	// while their deploys, waits and teardowns overlap.
+	LoadSlots Slots
+}
+
+// Slots bound how many runs send load at once (internal/slots shares
+// them between processes).
+type Slots interface {
+	Acquire(ctx context.Context) (release func(), err error)
 }
 
 // Scenario is one run: objects deployed into a fresh namespace, load
@@ -314,6 +324,15 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		if err := kube.WaitServing(ctx, url, env.Timeouts); err != nil {
 			return res, step.Fail(badInput{err})
 		}
+		step.Done()
+	}
+	if env.LoadSlots != nil {
+		step := env.Log.Start("waiting for a load slot")
+		release, err := env.LoadSlots.Acquire(ctx)
+		if err != nil {
+			return res, step.Fail(notJudged{fmt.Errorf("waiting for a load slot: %w", err)})
+		}
+		defer release()
 		step.Done()
 	}
 	calibration, err := Calibrate(ctx, s.calibrateFor(), env.Log, cfgs...)

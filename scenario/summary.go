@@ -69,18 +69,12 @@ func WriteSummary(w io.Writer, rows []Row) error {
 	sb.WriteString("\n| configuration | disruption | load | requests | lost | lost by class | longest outage | took | expected | got | |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		var classes []string
-		for _, c := range loadgen.LossClasses {
-			if n := r.ByClass[c]; n > 0 {
-				classes = append(classes, fmt.Sprintf("%s %d", c, n))
-			}
-		}
 		mark := "✓"
 		if !r.Passed {
 			mark = "✗ " + strings.ReplaceAll(r.Problem, "|", "/")
 		}
 		fmt.Fprintf(&sb, "| %s | %s | %s | %d | %d | %s | %.2fs | %.1fs | %s | %s | %s |\n",
-			r.Config, r.Disruption, r.Load, r.Total, r.Lost, strings.Join(classes, ", "), r.OutageSec, r.TookSec, orDash(string(r.Expected)), orDash(string(r.Got)), mark)
+			r.Config, r.Disruption, r.Load, r.Total, r.Lost, r.classes(), r.OutageSec, r.TookSec, orDash(string(r.Expected)), orDash(string(r.Got)), mark)
 	}
 	// The failures again, whole, below the table: a log cut to its tail
 	// (a CI summary) still says why.
@@ -94,6 +88,33 @@ func WriteSummary(w io.Writer, rows []Row) error {
 	}
 	_, err := io.WriteString(w, sb.String())
 	return err
+}
+
+// String is the row on one line, as a run prints it when it ends:
+// "baseline-good, rollout restart, fresh: 20250 requests, 0 lost;
+// expected lossless, got lossless ✓".
+func (r Row) String() string {
+	lost := fmt.Sprintf("%d lost", r.Lost)
+	if c := r.classes(); c != "" {
+		lost += " (" + c + ")"
+	}
+	mark := "✓"
+	if !r.Passed {
+		mark = "✗ " + orDash(r.Problem)
+	}
+	return fmt.Sprintf("%s, %s, %s: %d requests, %s; expected %s, got %s %s",
+		r.Config, r.Disruption, r.Load, r.Total, lost, orDash(string(r.Expected)), orDash(string(r.Got)), mark)
+}
+
+// classes are the row's losses by class, in loadgen's order.
+func (r Row) classes() string {
+	var classes []string
+	for _, c := range loadgen.LossClasses {
+		if n := r.ByClass[c]; n > 0 {
+			classes = append(classes, fmt.Sprintf("%s %d", c, n))
+		}
+	}
+	return strings.Join(classes, ", ")
 }
 
 func orDash(s string) string {

@@ -34,12 +34,17 @@ func specNamespace(ctx context.Context, prefix, podSecurity string) (string, *pr
 }
 
 // scenarioEnv is the suite's cluster as the scenario library takes it:
-// progress and a failed run's namespace dump go to the spec's output.
+// progress and a failed run's namespace dump go to the spec's output;
+// with $NODROP_LOAD_SLOTS, runs of every process share the load slots.
 func scenarioEnv() scenario.Env {
-	return scenario.Env{
+	e := scenario.Env{
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 	}
+	if loadSlots != nil {
+		e.LoadSlots = loadSlots
+	}
+	return e
 }
 
 // record adds a run's evidence to the spec's report: per load, the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/internal/slots"
 	"github.com/nodrop-dev/nodrop/kube"
 )
 
@@ -35,6 +37,11 @@ type env struct {
 	Images     map[string]string `json:"images"`
 	StateDir   string            `json:"stateDir"`
 	Root       string            `json:"root"`
+	// LoadSlotsDir and LoadSlots: how many runs send load at once, across
+	// every parallel process ($NODROP_LOAD_SLOTS; 0, the default, for no
+	// bound).
+	LoadSlotsDir string `json:"loadSlotsDir"`
+	LoadSlots    int    `json:"loadSlots"`
 }
 
 var (
@@ -42,6 +49,7 @@ var (
 	client     kubernetes.Interface
 	restConfig *rest.Config
 	timeouts   = kube.DefaultTimeouts
+	loadSlots  *slots.Slots
 )
 
 func getenv(key, def string) string {
@@ -81,7 +89,14 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 		WithKruise: true,
 	})
 	Expect(err).NotTo(HaveOccurred(), "bringing the cluster up")
-	out, err := json.Marshal(env{Name: r.Name, ConfigPath: r.ConfigPath, NodeImage: r.NodeImage, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root})
+	e := env{Name: r.Name, ConfigPath: r.ConfigPath, NodeImage: r.NodeImage, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root}
+	if n := getenv("NODROP_LOAD_SLOTS", "0"); n != "0" {
+		e.LoadSlots, err = strconv.Atoi(n)
+		Expect(err).NotTo(HaveOccurred(), "NODROP_LOAD_SLOTS")
+		e.LoadSlotsDir, err = os.MkdirTemp("", "nodrop-load-slots-")
+		Expect(err).NotTo(HaveOccurred())
+	}
+	out, err := json.Marshal(e)
 	Expect(err).NotTo(HaveOccurred())
 	return out
 }, func(ctx context.Context, data []byte) {
@@ -92,4 +107,14 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	restConfig = rc
 	client, err = kubernetes.NewForConfig(rc)
 	Expect(err).NotTo(HaveOccurred())
+	if suiteEnv.LoadSlots > 0 {
+		loadSlots, err = slots.Open(suiteEnv.LoadSlotsDir, suiteEnv.LoadSlots)
+		Expect(err).NotTo(HaveOccurred())
+	}
 }, NodeTimeout(30*time.Minute))
+
+var _ = SynchronizedAfterSuite(func() {}, func() {
+	if suiteEnv.LoadSlotsDir != "" {
+		Expect(os.RemoveAll(suiteEnv.LoadSlotsDir)).To(Succeed())
+	}
+})
