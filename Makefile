@@ -16,6 +16,10 @@ E2E_FLAGS ?=
 # ones; run by Ginkgo's CLI, which merges the reports. E2E_FLAGS are then
 # the CLI's flags (e.g. -v).
 PROCS ?= 1
+# How many of those processes may send load at once (0: no bound). With
+# PROCS above it, the others deploy, wait and tear down meanwhile.
+LOAD_SLOTS ?= 0
+export NODROP_LOAD_SLOTS := $(LOAD_SLOTS)
 
 .PHONY: all build run test unit container vet docker e2e e2e-ci soak node-image cluster-up cluster-down bench bench-loadgen load-local
 

@@ -80,6 +80,13 @@ func TestJudge(t *testing.T) {
 		{"races claimed, not all races", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, false}), func() scenario.Expectation { e := lossy(loadgen.EOF); e.IdleCloseRaces = true; return e }(), false, "1 of 2 are"},
 		{"races allowed", report(loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, true, ""},
 		{"more races than allowed", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, false, "expected no lost request"},
+		{"a race that lost nothing", report(), func() scenario.Expectation { e := lossy(loadgen.EOF); e.MayLoseNothing = true; return e }(), true, ""},
+		{"a race that lost the wrong class", report(loss{7 * time.Second, loadgen.Refused, false}), func() scenario.Expectation { e := lossy(loadgen.EOF); e.MayLoseNothing = true; return e }(), false, "classes the mechanism"},
+		{"a race that lost at the wrong moment", report(loss{3500 * time.Millisecond, loadgen.EOF, false}), func() scenario.Expectation {
+			e := lossy(loadgen.EOF)
+			e.MayLoseNothing, e.LossStarts = true, killAt
+			return e
+		}(), false, "losses should start"},
 		{"reconnects claimed, none", report(), scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some}, false, "told to reconnect"},
 	} {
 		o := scenario.Judge(tc.r, deleted, window, tc.e)
