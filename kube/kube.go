@@ -213,9 +213,14 @@ const servingAnswers = 5
 // WaitServing waits until url answers 2xx servingAnswers times in one
 // try, the requests sent at once: each may take a few seconds (some apps
 // under test work that long), and one slow answer then costs one wait,
-// not five.
+// not five. Every request has a connection of its own, closed with its
+// answer: a connection nodrop left open would be one more the app has to
+// close when it drains (nginx's old workers waited a minute for one on
+// which no request ever came).
 func WaitServing(ctx context.Context, url string, t Timeouts) error {
-	client := &http.Client{Timeout: 5 * time.Second}
+	transport := &http.Transport{DisableKeepAlives: true, Proxy: nil}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, t.Poll, t.Serving, true, func(ctx context.Context) (bool, error) {
 		errs := make([]error, servingAnswers)
