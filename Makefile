@@ -63,7 +63,7 @@ container: docker
 # live; JUnit and JSON reports and the summary table go to out/.
 e2e:
 	mkdir -p $(OUT) $(BIN)
-	rm -f $(OUT)/summary.md $(OUT)/junit.xml $(OUT)/report.json
+	rm -rf $(OUT)/summary.md $(OUT)/junit.xml $(OUT)/report.json $(OUT)/results
 ifeq ($(PROCS),1)
 	$(GO) test -c -o $(BIN)/suites.test ./suites
 	cd suites && ../$(BIN)/suites.test -test.timeout 80m -ginkgo.label-filter='$(LABELS)' \

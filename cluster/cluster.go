@@ -154,6 +154,11 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		c, err := connect(p, name, kubeconfig)
 		var have Identity
 		if err == nil {
+			// A node just restarted (a reboot, a restarted Docker) serves
+			// the API before it is ready: RBAC not loaded yet says forbidden.
+			err = waitAPIServer(ctx, c, o.Log)
+		}
+		if err == nil {
 			have, err = readIdentity(ctx, c.Client)
 		}
 		switch {

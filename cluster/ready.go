@@ -34,6 +34,22 @@ func waitReady(ctx context.Context, c *Cluster, l *progress.Logger) error {
 	return nil
 }
 
+// waitAPIServer waits until the API server says it is ready (/readyz:
+// etcd, informers, the RBAC bootstrap roles).
+func waitAPIServer(ctx context.Context, c *Cluster, l *progress.Logger) error {
+	step := l.Start("waiting for the API server")
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		_, last = c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		return step.Fail(fmt.Errorf("not ready after %s: %v", ReadyTimeout, last))
+	}
+	step.Done()
+	return nil
+}
+
 func clusterReady(ctx context.Context, c *Cluster) (bool, string) {
 	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"runtime"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,6 +140,60 @@ func TestDeliveryRule(t *testing.T) {
 		if d.Delivered != tc.want {
 			t.Errorf("%s: delivered %v, want %v (%+v)", tc.name, d.Delivered, tc.want, d)
 		}
+	}
+}
+
+// Long-lived load sends less while the server sits on every connection:
+// that window is held, not undelivered, unless the generator itself stood
+// still then or the connections were idle for most of it.
+func TestDeliveryHeldByServer(t *testing.T) {
+	start := time.Unix(1000, 0)
+	// 10 connections at 500/s: 50 per bucket, 1,000 ms of connection
+	// time per bucket; the third sent 18.
+	mk := func(connections int, heldMs float64, stalls ...Stall) *Report {
+		r := &Report{Started: start, RateTarget: 500, RateAchieved: 500, Total: 1, Connections: connections, Generator: Generator{Stalls: stalls}}
+		for i, n := range []int{50, 50, 18, 82, 50} {
+			r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(i) * 100, Sent: n, HeldMs: 20})
+		}
+		r.Timeline[2].HeldMs = heldMs
+		r.LastSent = start.Add(500 * time.Millisecond)
+		return r
+	}
+	for _, tc := range []struct {
+		name      string
+		r         *Report
+		delivered bool
+		held      int
+	}{
+		{"every connection held", mk(10, 800), true, 1},
+		{"connections idle", mk(10, 300), false, 0},
+		{"held while the generator stood still", mk(10, 800, Stall{At: start.Add(230 * time.Millisecond), Ms: 40}), false, 0},
+		{"a stall outside the window does not matter", mk(10, 800, Stall{At: start.Add(20 * time.Millisecond), Ms: 40}), true, 1},
+		{"fresh connections are never held", mk(0, 800), false, 0},
+	} {
+		d := tc.r.delivery(time.Time{}, time.Time{})
+		if d.Delivered != tc.delivered || d.HeldCount != tc.held || d.GapCount != 1-tc.held {
+			t.Errorf("%s: %+v; want delivered %v, %d held", tc.name, d, tc.delivered, tc.held)
+		}
+		if tc.held > 0 && (d.Held[0].OffsetMs != 200 || d.Held[0].HeldShare != 0.8 || !strings.Contains(d.String(), "the server held the connections in 1 windows of 100ms, first at +0.2s: 18 sent of 50, 80% of the connection time")) {
+			t.Errorf("%s: held %+v, %q", tc.name, d.Held, d)
+		}
+	}
+}
+
+// A request's wait on the server is spread over the buckets it spans,
+// for long-lived load only.
+func TestHeldTimeFillsBuckets(t *testing.T) {
+	start := time.Unix(1000, 0)
+	acc := newAccumulator(Config{Targets: []string{"http://x"}, Rate: 10, Connections: 1, Timeout: time.Second}, start)
+	acc.add(outcome{seq: 0, at: start.Add(50 * time.Millisecond), latency: 200 * time.Millisecond})
+	acc.add(outcome{seq: 1, at: start.Add(250 * time.Millisecond), latency: 10 * time.Millisecond})
+	var got []float64
+	for _, b := range acc.r.Timeline {
+		got = append(got, b.HeldMs)
+	}
+	if want := []float64{50, 100, 60}; !slices.Equal(got, want) {
+		t.Errorf("held ms per bucket %v, want %v", got, want)
 	}
 }
 

@@ -298,9 +298,10 @@ func TestUndeliveredRateIsNotJudged(t *testing.T) {
 }
 
 // Long-lived load cannot send while the server sits on its requests: the
-// stretch shows as a gap, and the run is not judged lossless even though
-// nothing timed out.
-func TestLoadGapIsNotJudged(t *testing.T) {
+// stretch sends less than its share, but the client did all it could (its
+// one connection waited on the server), so the run is judged, and the
+// hold is named and shows as latency.
+func TestServerHoldIsJudged(t *testing.T) {
 	var stalled atomic.Bool
 	srv := startCountingHTTPServer(t, func(w http.ResponseWriter, n int64) {
 		if n == 300 && stalled.CompareAndSwap(false, true) {
@@ -309,12 +310,12 @@ func TestLoadGapIsNotJudged(t *testing.T) {
 		w.Write([]byte("ok"))
 	})
 	r := run(t, loadgen.Config{Targets: []string{srv.url}, Connections: 1, Rate: 200, Duration: 3 * time.Second})
-	if r.Lost != 0 || r.Verdict != loadgen.NotJudged || r.Delivery.GapCount == 0 {
-		t.Fatalf("%s, verdict %q, delivery %+v; want no loss, not judged, gaps", r.Summary(), r.Verdict, r.Delivery)
+	if r.Lost != 0 || r.Verdict != loadgen.Lossless || r.Delivery.GapCount != 0 || r.Delivery.HeldCount < 5 {
+		t.Fatalf("%s, verdict %q %v, delivery %+v; want lossless, the hold named", r.Summary(), r.Verdict, r.NotJudged, r.Delivery)
 	}
-	g := r.Delivery.Gaps[0]
-	if g.OffsetMs < 1000 || g.OffsetMs > 2500 || g.Sent > 10 {
-		t.Errorf("first gap %+v; want one about 1.5 s in", g)
+	h := r.Delivery.Held[0]
+	if h.OffsetMs < 1000 || h.OffsetMs > 2500 || h.Sent > 10 || h.HeldShare < 0.5 || r.Latency.Max < 700 {
+		t.Errorf("first hold %+v, latency %+v; want one about 1.5 s in, 700 ms long", h, r.Latency)
 	}
 }
 

@@ -113,6 +113,10 @@ type Bucket struct {
 	// ByVersion counts answered requests by X-Nodrop-Version, so a
 	// version change can be placed in time.
 	ByVersion map[string]int `json:"by_version,omitempty"`
+	// HeldMs (long-lived load only) is how long requests waited on the
+	// server within this bucket, summed over requests: the bucket's
+	// connection time spent with a request outstanding.
+	HeldMs float64 `json:"held_ms,omitempty"`
 }
 
 // Window is a run of consecutive lost requests.
@@ -517,6 +521,9 @@ func (acc *accumulator) add(o outcome) {
 	}
 	b := &r.Timeline[idx]
 	b.Sent++
+	if r.Connections > 0 {
+		acc.hold(o.at, o.at.Add(o.latency))
+	}
 	if o.retryCount {
 		r.Retried++
 	}
@@ -585,6 +592,24 @@ func (acc *accumulator) add(o outcome) {
 	}
 }
 
+// hold adds a request's wait on the server, [from, to), to the buckets it
+// spans.
+func (acc *accumulator) hold(from, to time.Time) {
+	r := acc.r
+	for i := max(0, int(from.Sub(r.Started)/BucketWidth)); ; i++ {
+		lo := r.Started.Add(time.Duration(i) * BucketWidth)
+		if !lo.Before(to) {
+			return
+		}
+		for len(r.Timeline) <= i {
+			r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(len(r.Timeline)) * BucketWidth.Milliseconds()})
+		}
+		if d := minTime(to, lo.Add(BucketWidth)).Sub(maxTime(from, lo)); d > 0 {
+			r.Timeline[i].HeldMs += ms(d)
+		}
+	}
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // report finishes the aggregates and judges the whole run; gen is what
@@ -596,6 +621,11 @@ func (acc *accumulator) report(gen Generator) *Report {
 	if r.Total > 0 {
 		slices.SortFunc(r.Losses, func(a, b Loss) int { return cmp.Compare(a.Seq, b.Seq) })
 		r.DurationSec = acc.end.Sub(r.Started).Seconds()
+		// The timeline ends with the last send; waits that outlast it
+		// only filled buckets nothing was sent in.
+		if n := int(r.LastSent.Sub(r.Started)/BucketWidth) + 1; n > 0 && len(r.Timeline) > n {
+			r.Timeline = r.Timeline[:n]
+		}
 		if span := r.LastSent.Sub(acc.first).Seconds(); r.Total > 1 && span > 0 {
 			r.RateAchieved = float64(r.Total-1) / span
 		}

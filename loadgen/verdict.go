@@ -20,7 +20,8 @@ const (
 
 // The delivered-load rule: a run is judged only if it achieved at least
 // MinRateRatio of its target rate overall, and no BucketWidth of the
-// judged window sent less than MinBucketShare of its share.
+// judged window sent less than MinBucketShare of its share, unless the
+// server held it (see Delivery.Held).
 const (
 	MinRateRatio   = 0.99
 	MinBucketShare = 0.5
@@ -37,6 +38,16 @@ type Delivery struct {
 	CheckedMs int64   `json:"window_ms"` // the width of one checked window
 	GapCount  int     `json:"load_gap_count"`
 	Gaps      []Gap   `json:"load_gaps"`
+	// Held are windows that sent less than half their share because the
+	// server sat on the requests, not because the client failed to send:
+	// long-lived load is a closed loop (a fixed set of connections, each
+	// waiting for its answer before the next request), its connections
+	// spent at least half the window waiting on the server, and the
+	// generator did not stand still then (a stalled client's own requests
+	// look held too). The held requests were on the wire through the
+	// window and are judged like any other; the hold shows as latency.
+	HeldCount int   `json:"server_held_count"`
+	Held      []Gap `json:"server_held"`
 }
 
 // Gap is a window of the timeline that sent less than half its share.
@@ -44,10 +55,18 @@ type Gap struct {
 	OffsetMs int64   `json:"t_ms"`
 	Sent     int     `json:"sent"`
 	Share    float64 `json:"share"`
+	// HeldShare: the share of the window's connection time spent
+	// waiting on the server (long-lived load).
+	HeldShare float64 `json:"held_share,omitempty"`
 }
 
 func (d Delivery) String() string {
 	if d.Delivered {
+		if d.HeldCount > 0 {
+			h := d.Held[0]
+			return fmt.Sprintf("delivered (%.1f%% of the rate; the server held the connections in %d windows of %dms, first at +%.1fs: %d sent of %.0f, %.0f%% of the connection time waiting on it)",
+				100*d.RateRatio, d.HeldCount, d.CheckedMs, float64(h.OffsetMs)/1000, h.Sent, h.Share, 100*h.HeldShare)
+		}
 		return fmt.Sprintf("delivered (%.1f%% of the rate, no gaps)", 100*d.RateRatio)
 	}
 	s := fmt.Sprintf("%.1f%% of the target rate (need %.0f%%)", 100*d.RateRatio, 100*MinRateRatio)
@@ -124,16 +143,44 @@ func (r *Report) delivery(from, to time.Time) Delivery {
 				sent += r.Timeline[j].Sent
 			}
 		}
-		if float64(sent) < MinBucketShare*share*float64(k) {
-			d.GapCount++
-			if len(d.Gaps) < maxGapsListed {
-				d.Gaps = append(d.Gaps, Gap{OffsetMs: int64(i) * BucketWidth.Milliseconds(), Sent: sent, Share: share * float64(k)})
+		if float64(sent) >= MinBucketShare*share*float64(k) {
+			continue
+		}
+		g := Gap{OffsetMs: int64(i) * BucketWidth.Milliseconds(), Sent: sent, Share: share * float64(k)}
+		if g.HeldShare = r.heldShare(i, k); g.HeldShare >= MinBucketShare && r.Generator.stalledDuring(r.bucketStart(i), r.bucketStart(i+k)) == 0 {
+			d.HeldCount++
+			if len(d.Held) < maxGapsListed {
+				d.Held = append(d.Held, g)
 			}
+			continue
+		}
+		d.GapCount++
+		if len(d.Gaps) < maxGapsListed {
+			d.Gaps = append(d.Gaps, g)
 		}
 	}
 	if d.Gaps == nil {
 		d.Gaps = []Gap{}
 	}
+	if d.Held == nil {
+		d.Held = []Gap{}
+	}
 	d.Delivered = r.Total > 0 && d.RateRatio >= MinRateRatio && d.GapCount == 0
 	return d
 }
+
+// heldShare is the share of the connection time of buckets [i, i+k) that
+// long-lived load spent waiting on the server; 0 for other load.
+func (r *Report) heldShare(i, k int) float64 {
+	slots := r.Connections * max(1, r.Client.InFlight)
+	if slots == 0 {
+		return 0
+	}
+	held := 0.0
+	for j := i; j < i+k && j < len(r.Timeline); j++ {
+		held += r.Timeline[j].HeldMs
+	}
+	return held / (float64(slots) * float64(k) * ms(BucketWidth))
+}
+
+func (r *Report) bucketStart(i int) time.Time { return r.Started.Add(time.Duration(i) * BucketWidth) }

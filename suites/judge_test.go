@@ -51,6 +51,11 @@ func scenarioEnv() scenario.Env {
 // summary row, the load's summary, the losses next to what happened then,
 // and the timeline. It asserts nothing.
 func record(res *scenario.Result) {
+	if res != nil {
+		if err := writeResult(res); err != nil {
+			AddReportEntry("result not written", err.Error())
+		}
+	}
 	for _, t := range res.Traffic {
 		if t.Calibration != nil {
 			AddReportEntry("calibration "+t.Name, ReportEntryVisibilityFailureOrVerbose, t.Calibration.Summary())

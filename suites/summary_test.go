@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -77,17 +78,9 @@ func firstLine(s string) string {
 // writeSummary writes the Markdown table of verdicts to
 // $NODROP_REPORT_DIR (default: out/ in the source tree) and to stdout.
 func writeSummary(rows []scenario.Row) error {
-	dir := os.Getenv("NODROP_REPORT_DIR")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return err
-		}
-		root, err := images.SourceRoot(wd)
-		if err != nil {
-			return err
-		}
-		dir = filepath.Join(root, "out")
+	dir, err := reportDir()
+	if err != nil {
+		return err
 	}
 	var sb strings.Builder
 	if err := scenario.WriteSummary(&sb, rows); err != nil {
@@ -98,4 +91,47 @@ func writeSummary(rows []scenario.Row) error {
 	}
 	fmt.Println("\n" + sb.String())
 	return os.WriteFile(filepath.Join(dir, "summary.md"), []byte(sb.String()), 0o644)
+}
+
+// reportDir is where reports go: $NODROP_REPORT_DIR, or out/ in the
+// source tree.
+func reportDir() (string, error) {
+	if dir := os.Getenv("NODROP_REPORT_DIR"); dir != "" {
+		return dir, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	root, err := images.SourceRoot(wd)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "out"), nil
+}
+
+// unsafeName matches what a file name should not carry.
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// writeResult keeps a run's whole result (every bucket, loss and event)
+// as results/<spec>.json in the report directory, for a person reading a
+// failure after CI and for tools comparing runs.
+func writeResult(res *scenario.Result) error {
+	dir, err := reportDir()
+	if err != nil {
+		return err
+	}
+	dir = filepath.Join(dir, "results")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	name := strings.Trim(unsafeName.ReplaceAllString(CurrentSpecReport().FullText(), "-"), "-")
+	if len(name) > 150 {
+		name = name[:150]
+	}
+	b, err := json.MarshalIndent(res, "", " ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644)
 }

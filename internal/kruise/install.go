@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -59,18 +60,18 @@ func Install(ctx context.Context, rc *rest.Config, b *Built, log *progress.Logge
 	if err != nil {
 		return err
 	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
 	if d, err := c.AppsV1().Deployments(Namespace).Get(ctx, Deployment, metav1.GetOptions{}); err == nil && runs(d, b.Image) {
-		if err := waitReady(ctx, c); err == nil {
+		if err := waitReady(ctx, c, dyn); err == nil {
 			log.Printf("✓ OpenKruise %s: already installed (%s)", Version, b.Image)
 			return nil
 		}
 	}
 	step := log.Start("installing OpenKruise %s (kruise-manager %s)", Version, b.Image)
 	objs, err := Manifests(b)
-	if err != nil {
-		return step.Fail(err)
-	}
-	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return step.Fail(err)
 	}
@@ -94,7 +95,7 @@ func Install(ctx context.Context, rc *rest.Config, b *Built, log *progress.Logge
 		}
 		mapper.Reset()
 	}
-	if err := waitReady(ctx, c); err != nil {
+	if err := waitReady(ctx, c, dyn); err != nil {
 		return step.Fail(err)
 	}
 	step.Done(fmt.Sprintf("%d objects", len(objs)))
@@ -122,10 +123,13 @@ func runs(d *appsv1.Deployment, image string) bool {
 	return len(cs) > 0 && cs[0].Image == image
 }
 
-// waitReady waits for the manager's Deployment to be available and its
-// mutating webhooks to carry a CA bundle: before that, pods are created
-// without their sidecars (the pod webhook's failurePolicy is Ignore).
-func waitReady(ctx context.Context, c kubernetes.Interface) error {
+// waitReady waits for the manager's Deployment to be available, its
+// mutating webhooks to carry a CA bundle (before that, pods are created
+// without their sidecars: the pod webhook's failurePolicy is Ignore), and
+// its SidecarSet webhook to answer. After the node restarted, the
+// Deployment's status and the webhook Service's endpoints can still say
+// ready while the manager's new pod is not up: only an answer tells.
+func waitReady(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface) error {
 	last := "not checked yet"
 	err := wait.PollUntilContextTimeout(ctx, waitPoll, readyTimeout, true, func(ctx context.Context) (bool, error) {
 		d, err := c.AppsV1().Deployments(Namespace).Get(ctx, Deployment, metav1.GetOptions{})
@@ -148,10 +152,31 @@ func waitReady(ctx context.Context, c kubernetes.Interface) error {
 				return false, nil
 			}
 		}
+		if err := webhookAnswers(ctx, dyn); err != nil {
+			last = "the SidecarSet webhook does not answer yet: " + err.Error()
+			return false, nil
+		}
 		return true, nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for kruise-manager: %s: %w", last, err)
 	}
 	return nil
+}
+
+// webhookAnswers has the SidecarSet webhook (failurePolicy Fail) admit a
+// SidecarSet in a dry run: nothing is stored.
+func webhookAnswers(ctx context.Context, dyn dynamic.Interface) error {
+	probe := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps.kruise.io/v1alpha1",
+		"kind":       "SidecarSet",
+		"metadata":   map[string]any{"name": "nodrop-webhook-probe"},
+		"spec": map[string]any{
+			"selector":   map[string]any{"matchLabels": map[string]any{"nodrop.dev/webhook-probe": "true"}},
+			"containers": []any{map[string]any{"name": "probe", "image": "nodrop/none:probe"}},
+		},
+	}}
+	gvr := schema.GroupVersionResource{Group: "apps.kruise.io", Version: "v1alpha1", Resource: "sidecarsets"}
+	_, err := dyn.Resource(gvr).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	return err
 }
