@@ -68,27 +68,39 @@ func starvedCgroup(t *testing.T, share float64) string {
 // A load generator held to a twentieth of a core cannot send 1,000
 // requests a second. The run must say so and exit 3 (not judged), never
 // give a verdict: a starved run in a parallel matrix fails loudly
-// instead of passing on the load it did send.
+// instead of passing on the load it did send. Long-lived load too: its
+// requests wait out the client's own stalls, which must not pass for a
+// server that held them.
 func TestStarvedLoadGeneratorIsNotJudged(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
 	defer srv.Close()
-	dir := starvedCgroup(t, 0.05)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	// The shell joins the cgroup, then becomes nodrop: starved from its
-	// first instruction.
-	cmd := exec.CommandContext(ctx, "sh", "-c", `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`, "sh", dir,
-		os.Args[0], "load", "--url", srv.URL, "--rate", "1000", "--duration", "2s")
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitNotJudged {
-		t.Fatalf("a starved run must exit %d (not judged); got %v\nstderr:\n%s\nstdout:\n%s", exitNotJudged, err, errb.String(), out.String())
-	}
-	if !strings.Contains(errb.String(), "not judged") || !strings.Contains(out.String(), "NOT JUDGED") {
-		t.Errorf("the run must say why it was not judged and give no verdict:\nstderr:\n%s\nstdout:\n%s", errb.String(), out.String())
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"fresh connections", nil},
+		{"long-lived connections", []string{"--connections", "10"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := starvedCgroup(t, 0.05)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			// The shell joins the cgroup, then becomes nodrop: starved from its
+			// first instruction.
+			args := append([]string{"-c", `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`, "sh", dir,
+				os.Args[0], "load", "--url", srv.URL, "--rate", "1000", "--duration", "2s"}, tc.args...)
+			cmd := exec.CommandContext(ctx, "sh", args...)
+			cmd.Env = append(os.Environ(), cliEnv+"=1")
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitNotJudged {
+				t.Fatalf("a starved run must exit %d (not judged); got %v\nstderr:\n%s\nstdout:\n%s", exitNotJudged, err, errb.String(), out.String())
+			}
+			if !strings.Contains(errb.String(), "not judged") || !strings.Contains(out.String(), "NOT JUDGED") {
+				t.Errorf("the run must say why it was not judged and give no verdict:\nstderr:\n%s\nstdout:\n%s", errb.String(), out.String())
+			}
+		})
 	}
 }
