@@ -260,3 +260,38 @@ func TestRPCBreakBeforeRegisterIsAReconnect(t *testing.T) {
 		t.Fatalf("%s, reconnects %d, broken %d; want nothing lost, one reconnect", r.Summary(), r.Reconnects, r.BrokenConnections)
 	}
 }
+
+// A generator that stands still and then catches up in a burst fills every
+// bucket, but the server went without requests while it stood still: a
+// stall of half a bucket or more in the window is load not delivered.
+func TestDeliveryGeneratorStall(t *testing.T) {
+	start := time.Unix(1000, 0)
+	mk := func(stalls ...Stall) *Report {
+		r := &Report{Started: start, RateTarget: 1000, RateAchieved: 1000, Total: 1, Generator: Generator{Stalls: stalls}}
+		for i := range 6 {
+			r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(i) * 100, Sent: 100})
+		}
+		r.LastSent = start.Add(600 * time.Millisecond)
+		return r
+	}
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	for _, tc := range []struct {
+		name     string
+		r        *Report
+		from     time.Time
+		want     bool
+		stalls   int
+		contains string
+	}{
+		{"no stall", mk(), time.Time{}, true, 0, ""},
+		{"a short stall", mk(Stall{At: at(200), Ms: 40}), time.Time{}, true, 0, ""},
+		{"standing still 96 of 100 ms", mk(Stall{At: at(200), Ms: 96}, Stall{At: at(300), Ms: 96}), time.Time{}, false, 2,
+			"the load generator stood still 2 times for 50ms or more (first at +0.2s, longest 96ms)"},
+		{"before the window", mk(Stall{At: at(100), Ms: 96}), at(300), true, 0, ""},
+	} {
+		d := tc.r.delivery(tc.from, time.Time{})
+		if d.Delivered != tc.want || d.Stalls != tc.stalls || !strings.Contains(d.String(), tc.contains) {
+			t.Errorf("%s: %+v, %q; want delivered %v, %d stalls", tc.name, d, d, tc.want, tc.stalls)
+		}
+	}
+}

@@ -70,6 +70,10 @@ type Report struct {
 	Protocol          string `json:"protocol,omitempty"`
 	Reconnects        int    `json:"reconnects"`
 	BrokenConnections int    `json:"broken_connections"`
+	// NewConnections counts requests that went out on a connection opened
+	// for them (or failed opening it): how often the client had to
+	// connect, a churn signal of the server's draining.
+	NewConnections int `json:"new_connections"`
 
 	// Generator is how punctual the load generator itself was.
 	Generator Generator `json:"generator"`
@@ -521,6 +525,9 @@ func (acc *accumulator) add(o outcome) {
 	}
 	b := &r.Timeline[idx]
 	b.Sent++
+	if !o.reused {
+		r.NewConnections++
+	}
 	if r.Connections > 0 {
 		acc.hold(o.at, o.at.Add(o.latency))
 	}

@@ -25,6 +25,11 @@ const (
 const (
 	MinRateRatio   = 0.99
 	MinBucketShare = 0.5
+	// MaxGeneratorStall is the longest the generator may stand still in
+	// the judged window: a client that catches up in bursts fills every
+	// bucket yet leaves the server without requests for most of each.
+	// Half a bucket, as the gap rule tolerates.
+	MaxGeneratorStall = BucketWidth / 2
 	// maxGapsListed bounds Delivery.Gaps; the count stays exact.
 	maxGapsListed = 100
 )
@@ -48,6 +53,12 @@ type Delivery struct {
 	// window and are judged like any other; the hold shows as latency.
 	HeldCount int   `json:"server_held_count"`
 	Held      []Gap `json:"server_held"`
+	// Stalls counts the spans of MaxGeneratorStall or more in the window
+	// in which the generator itself stood still: nothing was sent then,
+	// whatever the buckets say.
+	Stalls        int     `json:"generator_stalls"`
+	LongestStall  float64 `json:"longest_generator_stall_ms"`
+	FirstStallOff int64   `json:"first_generator_stall_t_ms,omitempty"`
 }
 
 // Gap is a window of the timeline that sent less than half its share.
@@ -73,6 +84,10 @@ func (d Delivery) String() string {
 	if d.GapCount > 0 {
 		g := d.Gaps[0]
 		s += fmt.Sprintf(", %d gaps of %dms below half the rate (first at +%.1fs: %d sent of %.0f)", d.GapCount, d.CheckedMs, float64(g.OffsetMs)/1000, g.Sent, g.Share)
+	}
+	if d.Stalls > 0 {
+		s += fmt.Sprintf(", the load generator stood still %d times for %dms or more (first at +%.1fs, longest %.0fms): nothing was sent then",
+			d.Stalls, MaxGeneratorStall.Milliseconds(), float64(d.FirstStallOff)/1000, d.LongestStall)
 	}
 	return s
 }
@@ -165,7 +180,18 @@ func (r *Report) delivery(from, to time.Time) Delivery {
 	if d.Held == nil {
 		d.Held = []Gap{}
 	}
-	d.Delivered = r.Total > 0 && d.RateRatio >= MinRateRatio && d.GapCount == 0
+	for _, st := range r.Generator.Stalls {
+		end := st.At.Add(ms2d(st.Ms))
+		if st.Ms < ms(MaxGeneratorStall) || !end.After(from) || !st.At.Before(to) {
+			continue
+		}
+		if d.Stalls == 0 || r.Offset(st.At).Milliseconds() < d.FirstStallOff {
+			d.FirstStallOff = r.Offset(st.At).Milliseconds()
+		}
+		d.Stalls++
+		d.LongestStall = max(d.LongestStall, st.Ms)
+	}
+	d.Delivered = r.Total > 0 && d.RateRatio >= MinRateRatio && d.GapCount == 0 && d.Stalls == 0
 	return d
 }
 

@@ -8,14 +8,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
-	"github.com/nodrop-dev/nodrop/kube"
-	"github.com/nodrop-dev/nodrop/loadgen"
-	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
 )
-
-// rolloutRate is the load of the rollout specs.
-const rolloutRate = 1000
 
 // rolloutTimeout bounds one rollout spec, set-up and calibration included.
 var rolloutTimeout = SpecTimeout(5 * time.Minute)
@@ -58,42 +52,6 @@ func claim(v fixtures.Variant, m fixtures.Mode) string {
 	return "loses no requests"
 }
 
-func disruption(name string) scenario.Disruption {
-	if name == "image" {
-		name = "image=" + suiteEnv.Images["exec-form-v2"]
-	}
-	d, err := kube.ParseDisruption(name)
-	Expect(err).NotTo(HaveOccurred())
-	return scenario.Rollout(d)
-}
-
-// scenario is the rollout case as a run of the scenario library.
-func (tc rolloutCase) scenario(v fixtures.Variant) scenario.Scenario {
-	objs, err := v.Render("", suiteEnv.Images[v.ImageVariant])
-	Expect(err).NotTo(HaveOccurred())
-	list, err := objs.Unstructured()
-	Expect(err).NotTo(HaveOccurred())
-	cfg := loadgen.Config{Rate: rolloutRate, DisableKeepAlive: tc.mode == fixtures.Fresh}
-	if v.Load != nil {
-		cfg.Rate, cfg.Timeout = v.Load.Rate, v.Load.Timeout
-	}
-	return scenario.Scenario{
-		Name: v.Name, Objects: list, NamespacePrefix: "rollout-" + v.Name, PodSecurity: kube.PodSecurityRestricted,
-		Traffic:    []scenario.Traffic{{Name: string(tc.mode), Config: cfg, Expect: tc.expectation(v)}},
-		Disruption: disruption(tc.disruption),
-	}
-}
-
-// expectation is what a rollout case must show: the variant's claim and,
-// for an image change, v1 before and only v2 after.
-func (tc rolloutCase) expectation(v fixtures.Variant) scenario.Expectation {
-	e := v.Expectation(tc.mode)
-	if tc.disruption == "image" {
-		e.Versions = &scenario.VersionChange{Before: "v1", After: "v2"}
-	}
-	return e
-}
-
 // Not Serial: each run has its namespace, Service and load of its own, so
 // `make e2e PROCS=N` runs N at a time; calibration and the delivered-load
 // rule fail a run that concurrency starves.
@@ -102,7 +60,8 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, func() {
 		func(ctx SpecContext, tc rolloutCase) {
 			v, err := fixtures.Lookup(tc.variant)
 			Expect(err).NotTo(HaveOccurred())
-			s := tc.scenario(v)
+			s, err := fixtures.RolloutCase{Variant: v, Mode: tc.mode, Disruption: tc.disruption}.Scenario(suiteEnv.Images)
+			Expect(err).NotTo(HaveOccurred())
 			By(fmt.Sprintf("%s, %s load at %d rps: %s", v.Name, tc.mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
 			res, err := s.Run(ctx, scenarioEnv())
 			record(res)

@@ -34,7 +34,7 @@ var _ = Describe("Ten minutes of load with nothing happening", suites.Slow, Seri
 			Expect(err).NotTo(HaveOccurred())
 
 			var rssAt1 int64
-			cfg := loadgen.Config{Targets: []string{url}, Rate: rolloutRate, Duration: soakFor, DisableKeepAlive: mode == fixtures.Fresh}
+			cfg := loadgen.Config{Targets: []string{url}, Rate: fixtures.RolloutRate, Duration: soakFor, DisableKeepAlive: mode == fixtures.Fresh}
 			cfg.Progress = func(p loadgen.Progress) {
 				if rssAt1 == 0 && p.Elapsed >= time.Minute {
 					rssAt1 = rssBytes()
@@ -48,7 +48,7 @@ var _ = Describe("Ten minutes of load with nothing happening", suites.Slow, Seri
 			AddReportEntry("null run", line)
 			fmt.Fprintln(GinkgoWriter, line)
 			Expect(r.Verdict).To(Equal(loadgen.Lossless), "%s", r.Summary())
-			Expect(r.RateAchieved).To(BeNumerically("~", rolloutRate, rolloutRate/100), "rate within 1 %%")
+			Expect(r.RateAchieved).To(BeNumerically("~", fixtures.RolloutRate, fixtures.RolloutRate/100), "rate within 1 %%")
 			Expect(rssAt10-rssAt1).To(BeNumerically("<", 32<<20), "the generator's memory grew by %.1f MiB", mib(rssAt10-rssAt1))
 		},
 		Entry("keep-alive loses nothing and stays flat", fixtures.KeepAlive, SpecTimeout(soakFor+5*time.Minute)),
