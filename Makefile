@@ -21,7 +21,7 @@ PROCS ?= 1
 LOAD_SLOTS ?= 0
 export NODROP_LOAD_SLOTS := $(LOAD_SLOTS)
 
-.PHONY: all build run test unit container vet docker e2e e2e-ci soak node-image cluster-up cluster-down bench bench-loadgen load-local
+.PHONY: all build run test chromium unit container vet docker e2e e2e-ci soak node-image cluster-up cluster-down bench bench-loadgen load-local
 
 all: build
 
@@ -43,7 +43,11 @@ run: docker build
 
 # Everything CI checks: formatting, vet, unit and process tests, the
 # container tests, then the suites on the kind cluster.
-test: vet docker unit container e2e-ci
+test: vet docker chromium unit container e2e-ci
+
+# A headless Chromium for the bench page's check (bench/page_test.go).
+chromium:
+	./hack/ensure-chromium.sh
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -93,7 +97,11 @@ cluster-up: build docker
 cluster-down: build
 	./$(BIN)/nodrop cluster down
 
-bench: bench-loadgen
+# Every catalogue variant side by side, both load modes, RUNS runs each:
+# results.md, results.json and the table at the end, in out/bench.
+RUNS ?= 3
+bench: docker build
+	./$(BIN)/nodrop bench --all --mode both --runs $(RUNS) --out $(OUT)/bench
 
 # Highest loss-free rate on one core, and nodrop vs raw vegeta CPU per request.
 bench-loadgen:

@@ -156,6 +156,20 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, name: r.Deployment.Name}, nil
 }
 
+// scenario is one run of the plan under one load mode: the user's
+// objects rolled under load, expected to lose nothing.
+func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
+	return scenario.Scenario{
+		Name: p.name, Objects: p.objs, Target: o.target, NamespacePrefix: o.namespace, PodSecurity: o.podSecurity,
+		Traffic: []scenario.Traffic{{
+			Name: mode, Path: o.path,
+			Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout, DisableKeepAlive: mode == "fresh"},
+			Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
+		}},
+		Disruption: scenario.Rollout(p.disruption),
+	}
+}
+
 func runCheck(cmd *cobra.Command, o checkOptions) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -199,15 +213,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 			if ctx.Err() != nil {
 				break
 			}
-			s := scenario.Scenario{
-				Name: plan.name, Objects: plan.objs, Target: o.target, NamespacePrefix: o.namespace, PodSecurity: o.podSecurity,
-				Traffic: []scenario.Traffic{{
-					Name: mode, Path: o.path,
-					Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout, DisableKeepAlive: mode == "fresh"},
-					Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
-				}},
-				Disruption: scenario.Rollout(plan.disruption),
-			}
+			s := plan.scenario(o, mode)
 			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, plan.disruption.Name, plan.name, o.rate)
 			res, err := s.Run(ctx, env)
 			results = append(results, res)

@@ -81,7 +81,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCheckCommand(), newLintCommand(), newLoadCommand(), newImagesCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand())
+	root.AddCommand(newCheckCommand(), newLintCommand(), newLoadCommand(), newImagesCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand(), newBenchCommand())
 	strictArgs(root)
 	return root
 }
@@ -90,7 +90,13 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 // unknown command or subcommand, or arguments a command does not take.
 func strictArgs(c *cobra.Command) {
 	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	if c.HasSubCommands() {
+	for _, sub := range c.Commands() {
+		strictArgs(sub)
+	}
+	// A group of commands (cluster, images) only names its subcommands;
+	// a command that runs and also has subcommands (bench, bench diff)
+	// takes its own arguments as a leaf does.
+	if c.HasSubCommands() && c.RunE == nil {
 		c.Args = cobra.ArbitraryArgs
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -103,9 +109,6 @@ func strictArgs(c *cobra.Command) {
 				}
 			}
 			return usagef("unknown command %q for %q; commands: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
-		}
-		for _, sub := range c.Commands() {
-			strictArgs(sub)
 		}
 		return
 	}

@@ -74,6 +74,17 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"variants", "extra"}, `unknown command "extra"`},
 		{[]string{"load", "--url", "http://127.0.0.1:99999/"}, "port 99999 is not in 1-65535"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--method", "BAD METHOD"}, `method "BAD METHOD" is not an HTTP method`},
+		{[]string{"bench", "--variants", "baseline-good,no-such-variant"}, `--variants: unknown variant "no-such-variant"`},
+		{[]string{"bench", "-f", "/nonexistent/app.yaml"}, "-f /nonexistent/app.yaml"},
+		{[]string{"bench", "-f", unknownField}, "-f " + unknownField},
+		{[]string{"bench"}, "nothing to run"},
+		{[]string{"bench", "--all", "--runs", "0"}, "--runs must be 1–100"},
+		{[]string{"bench", "--all", "--mode", "sometimes"}, `--mode "sometimes"`},
+		{[]string{"bench", "--all", "--disruption", "image=x:1"}, "catalogue variants change to their own v2 image"},
+		{[]string{"bench", "extra"}, `unknown command "extra" for "nodrop bench"`},
+		{[]string{"bench", "diff", "only-one.json"}, "bench diff takes two results.json files"},
+		{[]string{"bench", "diff", "/nonexistent/a.json", "/nonexistent/b.json"}, "/nonexistent/a.json"},
+		{[]string{"bench", "diff", unknownField, unknownField}, "is not a nodrop bench results.json"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != exitBadInput || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {

@@ -1,0 +1,193 @@
+// Package bench compares configurations: each is run several times on one
+// cluster, the runs are summed up per configuration and load, and the
+// result is written as a table (results.md) and as JSON holding every run
+// (results.json), which Diff compares with an earlier benchmark.
+//
+// Sending load and judging it stay with the scenario library; bench only
+// repeats runs and counts what they found.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/probes"
+	"github.com/nodrop-dev/nodrop/scenario"
+)
+
+// Entry is one configuration of a benchmark.
+type Entry struct {
+	// Config names it: a catalogue variant, a hot-upgrade case, the
+	// Deployment of a user's manifest.
+	Config string
+	// Scenario is run once per run; each of its loads is a row.
+	Scenario scenario.Scenario
+}
+
+func (e Entry) loads() string {
+	var names []string
+	for _, t := range e.Scenario.Traffic {
+		names = append(names, t.Name)
+	}
+	return strings.Join(names, " + ")
+}
+
+// Plan is what a benchmark runs: every entry, Runs times.
+type Plan struct {
+	Entries []Entry
+	Runs    int
+}
+
+// Step is where a benchmark is, told before each run.
+type Step struct {
+	// Index counts runs over the whole plan, from 1, of Total.
+	Index, Total int
+	Config       string
+	// Load names the entry's loads.
+	Load string
+	// Run counts the entry's runs, from 1, of Runs.
+	Run, Runs int
+	Elapsed   time.Duration
+	// ETA is the time left at the pace so far; 0 before the first run
+	// ended.
+	ETA time.Duration
+}
+
+func (s Step) String() string {
+	eta := "ETA after the first run"
+	if s.ETA > 0 {
+		eta = "about " + s.ETA.Round(time.Second).String() + " left"
+	}
+	return fmt.Sprintf("[%d/%d] %s, %s, run %d of %d (elapsed %s, %s)", s.Index, s.Total, s.Config, s.Load, s.Run, s.Runs, s.Elapsed.Round(time.Second), eta)
+}
+
+// Run runs the plan entry by entry, run by run, each run in a fresh
+// namespace of env's cluster. A run that fails is kept with its error and
+// the benchmark goes on; it stops early only when ctx is done (the
+// results then say Interrupted). progress, when set, is told before each
+// run.
+func Run(ctx context.Context, env scenario.Env, p Plan, progress func(Step)) *Results {
+	res := &Results{Version: FormatVersion, Started: time.Now(), RunsPerConfig: p.Runs}
+	total := len(p.Entries) * p.Runs
+	done := 0
+	for _, e := range p.Entries {
+		for run := 1; run <= p.Runs; run++ {
+			if ctx.Err() != nil {
+				res.Interrupted = true
+				res.finish()
+				return res
+			}
+			elapsed := time.Since(res.Started)
+			if progress != nil {
+				step := Step{Index: done + 1, Total: total, Config: e.Config, Load: e.loads(), Run: run, Runs: p.Runs, Elapsed: elapsed}
+				if done > 0 {
+					step.ETA = elapsed / time.Duration(done) * time.Duration(total-done)
+				}
+				progress(step)
+			}
+			r, err := e.Scenario.Run(ctx, env)
+			res.Runs = append(res.Runs, FromResult(e.Config, run, r, err)...)
+			done++
+		}
+	}
+	res.Interrupted = ctx.Err() != nil
+	res.finish()
+	return res
+}
+
+func (r *Results) finish() {
+	r.TookS = time.Since(r.Started).Seconds()
+	r.Rows = Summarize(r.Runs)
+}
+
+// RunResult is one load of one run: its verdict and all of its evidence.
+type RunResult struct {
+	Config     string          `json:"config"`
+	Load       string          `json:"load"`
+	Run        int             `json:"run"`
+	Disruption string          `json:"disruption"`
+	Namespace  string          `json:"namespace"`
+	Expected   loadgen.Verdict `json:"expected"`
+	// Verdict is NotJudged when the run failed before a verdict (Error)
+	// or its load was not delivered.
+	Verdict    loadgen.Verdict `json:"verdict"`
+	AsExpected bool            `json:"as_expected"`
+	// Problems are why it was not as expected (wrong classes, losses at
+	// the wrong moment, not judged).
+	Problems    []string        `json:"problems,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	TookS       float64         `json:"took_s"`
+	Report      *loadgen.Report `json:"report,omitempty"`
+	Calibration *loadgen.Report `json:"calibration,omitempty"`
+	Window      scenario.Window `json:"window"`
+	Events      []probes.Event  `json:"events,omitempty"`
+}
+
+// FromResult turns a scenario run into one RunResult per load. err is
+// what Run returned with it; a run with no result at all is one
+// not-judged RunResult.
+func FromResult(config string, run int, res *scenario.Result, err error) []RunResult {
+	if res == nil || len(res.Traffic) == 0 {
+		rr := RunResult{Config: config, Load: "—", Run: run, Verdict: loadgen.NotJudged, Error: errString(err)}
+		if res != nil {
+			rr.Disruption, rr.Namespace = res.Disruption, res.Namespace
+		}
+		if rr.Error == "" {
+			rr.Error = "the run had no load"
+		}
+		return []RunResult{rr}
+	}
+	var out []RunResult
+	for _, t := range res.Traffic {
+		rr := RunResult{
+			Config: config, Load: t.Name, Run: run, Disruption: res.Disruption, Namespace: res.Namespace,
+			Expected: t.Outcome.Expected, Verdict: t.Outcome.Got, AsExpected: err == nil && t.Report != nil && t.Outcome.Passed(),
+			Problems: t.Outcome.Problems, Error: errString(err), TookS: res.Took.Seconds(),
+			Report: t.Report, Calibration: t.Calibration, Window: res.Window, Events: res.Events,
+		}
+		if t.Expect.Verdict != "" {
+			rr.Expected = t.Expect.Verdict
+		}
+		if err != nil || t.Report == nil {
+			rr.Verdict = loadgen.NotJudged
+		}
+		if rr.Verdict == loadgen.NotJudged && rr.Error == "" && len(rr.Problems) == 0 && t.Report != nil {
+			rr.Problems = t.Report.NotJudged
+		}
+		out = append(out, rr)
+	}
+	return out
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// NotJudged reports whether any run of the benchmark ended without a
+// verdict.
+func (r *Results) NotJudged() bool {
+	for _, run := range r.Runs {
+		if run.Verdict == loadgen.NotJudged {
+			return true
+		}
+	}
+	return r.Interrupted
+}
+
+// Unexpected lists the runs that were judged and did not show what was
+// expected of them.
+func (r *Results) Unexpected() []RunResult {
+	var out []RunResult
+	for _, run := range r.Runs {
+		if run.Verdict != loadgen.NotJudged && !run.AsExpected {
+			out = append(out, run)
+		}
+	}
+	return out
+}

@@ -1,0 +1,328 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// FormatVersion is the version of results.json's layout.
+const FormatVersion = 1
+
+// Results is a whole benchmark: every run, and a row per configuration
+// and load.
+type Results struct {
+	Version       int       `json:"version"`
+	Started       time.Time `json:"started"`
+	TookS         float64   `json:"took_s"`
+	RunsPerConfig int       `json:"runs_per_config"`
+	// Interrupted: the benchmark was stopped before it ran everything.
+	Interrupted bool        `json:"interrupted,omitempty"`
+	Rows        []Row       `json:"rows"`
+	Runs        []RunResult `json:"runs"`
+}
+
+// Row sums up the runs of one configuration under one load.
+type Row struct {
+	Config     string `json:"config"`
+	Load       string `json:"load"`
+	Disruption string `json:"disruption"`
+	Runs       int    `json:"runs"`
+	// Judged runs reached a verdict; the figures below are over them.
+	Judged      int                   `json:"judged"`
+	Requests    int                   `json:"requests"`
+	Lost        int                   `json:"lost"`
+	LostByClass map[loadgen.Class]int `json:"lost_by_class"`
+	LossPct     float64               `json:"loss_pct"`
+	// LongestOutage is the longest run of consecutive losses of any run:
+	// how long it lasted and how many requests it took.
+	LongestOutageMs       float64 `json:"longest_outage_ms"`
+	LongestOutageRequests int     `json:"longest_outage_requests"`
+	// TookS is the median time the disruption took to settle.
+	TookS float64 `json:"took_s"`
+	// Latency before the disruption (calibration) and during the run
+	// that holds it, medians over the runs, in milliseconds.
+	Before LatencyPair `json:"latency_before"`
+	During LatencyPair `json:"latency_during"`
+	// NewConnsPerRun is how many connections the client opened per run:
+	// how much the configuration made it reconnect.
+	NewConnsPerRun float64 `json:"new_connections_per_run"`
+	// LosslessRuns of Judged lost nothing.
+	LosslessRuns int             `json:"lossless_runs"`
+	Expected     loadgen.Verdict `json:"expected"`
+	// AsExpected runs showed what was expected: the verdict, and for a
+	// lossy claim its classes and moment.
+	AsExpected int `json:"as_expected_runs"`
+	// Verdicts of each run, in order.
+	Verdicts []loadgen.Verdict `json:"verdicts"`
+}
+
+// LatencyPair is a median and a tail, in milliseconds.
+type LatencyPair struct {
+	P50 float64 `json:"p50_ms"`
+	P99 float64 `json:"p99_ms"`
+}
+
+// Flaps reports whether the judged runs disagreed on the verdict.
+func (r Row) Flaps() bool {
+	first := loadgen.Verdict("")
+	for _, v := range r.Verdicts {
+		if v == loadgen.NotJudged {
+			continue
+		}
+		if first == "" {
+			first = v
+		} else if v != first {
+			return true
+		}
+	}
+	return false
+}
+
+// Summarize sums runs up into rows, one per configuration and load, in the
+// order they first ran.
+func Summarize(runs []RunResult) []Row {
+	var rows []Row
+	index := map[[2]string]int{}
+	var took, b50, b99, d50, d99, conns map[int][]float64 = map[int][]float64{}, map[int][]float64{}, map[int][]float64{}, map[int][]float64{}, map[int][]float64{}, map[int][]float64{}
+	for _, run := range runs {
+		key := [2]string{run.Config, run.Load}
+		i, ok := index[key]
+		if !ok {
+			i = len(rows)
+			index[key] = i
+			rows = append(rows, Row{Config: run.Config, Load: run.Load, Disruption: run.Disruption, Expected: run.Expected, LostByClass: map[loadgen.Class]int{}})
+		}
+		row := &rows[i]
+		row.Runs++
+		row.Verdicts = append(row.Verdicts, run.Verdict)
+		if run.AsExpected {
+			row.AsExpected++
+		}
+		if run.Verdict == loadgen.NotJudged || run.Report == nil {
+			continue
+		}
+		r := run.Report
+		row.Judged++
+		row.Requests += r.Total
+		row.Lost += r.Lost
+		for c, n := range r.LostByClass {
+			if n > 0 {
+				row.LostByClass[c] += n
+			}
+		}
+		if r.Lost == 0 {
+			row.LosslessRuns++
+		}
+		if o := r.LongestOutage; o != nil && o.Requests > row.LongestOutageRequests {
+			row.LongestOutageMs, row.LongestOutageRequests = float64(o.Duration().Microseconds())/1000, o.Requests
+		}
+		took[i] = append(took[i], run.TookS)
+		d50[i], d99[i] = append(d50[i], r.Latency.P50), append(d99[i], r.Latency.P99)
+		if c := run.Calibration; c != nil {
+			b50[i], b99[i] = append(b50[i], c.Latency.P50), append(b99[i], c.Latency.P99)
+		}
+		conns[i] = append(conns[i], float64(r.NewConnections))
+	}
+	for i := range rows {
+		row := &rows[i]
+		if row.Requests > 0 {
+			row.LossPct = 100 * float64(row.Lost) / float64(row.Requests)
+		}
+		row.TookS = median(took[i])
+		row.Before = LatencyPair{P50: median(b50[i]), P99: median(b99[i])}
+		row.During = LatencyPair{P50: median(d50[i]), P99: median(d99[i])}
+		row.NewConnsPerRun = mean(conns[i])
+	}
+	return rows
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// WriteMarkdown writes the table, then the configurations whose runs
+// disagreed and the runs that did not show what was expected.
+func (r *Results) WriteMarkdown(w io.Writer) error {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# nodrop bench: %d configurations × loads, %d runs each\n\n", len(r.Rows), r.RunsPerConfig)
+	if r.Interrupted {
+		sb.WriteString("**Interrupted: not every run ran.**\n\n")
+	}
+	sb.WriteString("| configuration | load | runs | requests | lost | lost by class | loss % | longest outage | settled in | latency before p50 / p99 | during p50 / p99 | new conns per run | lossless runs | expected | as expected |\n")
+	sb.WriteString("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
+	for _, row := range r.Rows {
+		expected := string(row.Expected)
+		if expected == "" {
+			expected = "—"
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %d | %d | %d | %s | %s | %s | %.1fs | %s | %s | %.0f | %d/%d | %s | %d/%d%s |\n",
+			row.Config, row.Load, row.Runs, row.Requests, row.Lost, classes(row.LostByClass), pct(row.LossPct),
+			outage(row), row.TookS, row.Before, row.During, row.NewConnsPerRun,
+			row.LosslessRuns, row.Judged, expected, row.AsExpected, row.Runs, notJudgedNote(row))
+	}
+	var flaps []Row
+	for _, row := range r.Rows {
+		if row.Flaps() {
+			flaps = append(flaps, row)
+		}
+	}
+	sb.WriteString("\n## Repeatability\n\n")
+	switch {
+	case len(flaps) == 0 && len(r.Rows) > 0:
+		fmt.Fprintf(&sb, "Every configuration gave the same verdict in each of its judged runs (%d of %d rows).\n", len(r.Rows), len(r.Rows))
+	case len(flaps) > 0:
+		fmt.Fprintf(&sb, "%d of %d rows flapped: their runs disagreed on the verdict.\n\n", len(flaps), len(r.Rows))
+		for _, row := range flaps {
+			fmt.Fprintf(&sb, "- %s, %s: %s\n", row.Config, row.Load, r.runsOf(row))
+		}
+	}
+	if bad := r.Unexpected(); len(bad) > 0 || r.NotJudged() {
+		sb.WriteString("\n## Runs that did not show what was expected\n\n")
+		for _, run := range r.Runs {
+			if run.AsExpected {
+				continue
+			}
+			why := strings.Join(run.Problems, "; ")
+			if run.Error != "" {
+				why = firstLine(run.Error)
+			}
+			fmt.Fprintf(&sb, "- %s, %s, run %d: %s: %s\n", run.Config, run.Load, run.Run, run.Verdict, why)
+		}
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+// runsOf says what each run of a row found.
+func (r *Results) runsOf(row Row) string {
+	var parts []string
+	for _, run := range r.Runs {
+		if run.Config != row.Config || run.Load != row.Load {
+			continue
+		}
+		s := fmt.Sprintf("run %d %s", run.Run, run.Verdict)
+		if run.Report != nil && run.Report.Lost > 0 {
+			s += fmt.Sprintf(" (%d lost: %s)", run.Report.Lost, run.Report.LostClasses())
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// outage is the longest outage in words: its length and its requests.
+func outage(row Row) string {
+	if row.LongestOutageRequests == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f ms (%d requests)", row.LongestOutageMs, row.LongestOutageRequests)
+}
+
+func (l LatencyPair) String() string { return fmt.Sprintf("%.1f / %.1f ms", l.P50, l.P99) }
+
+func classes(m map[loadgen.Class]int) string {
+	var parts []string
+	for _, c := range loadgen.LossClasses {
+		if n := m[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "—"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func pct(p float64) string {
+	switch {
+	case p == 0:
+		return "0"
+	case p < 0.01:
+		return "<0.01"
+	}
+	return fmt.Sprintf("%.2f", p)
+}
+
+func notJudgedNote(row Row) string {
+	if n := row.Runs - row.Judged; n > 0 {
+		return fmt.Sprintf(" (%d not judged)", n)
+	}
+	return ""
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// WriteJSON writes the results, every run with its evidence.
+func (r *Results) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(r)
+}
+
+// ReadResults reads a results.json.
+func ReadResults(path string) (*Results, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("%s is not a nodrop bench results.json: %w", path, err)
+	}
+	if r.Version != FormatVersion {
+		return nil, fmt.Errorf("%s: results format version %d, this nodrop reads %d", path, r.Version, FormatVersion)
+	}
+	return &r, nil
+}
+
+// WriteFiles writes results.md and results.json into dir.
+func (r *Results) WriteFiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, write := range map[string]func(io.Writer) error{"results.md": r.WriteMarkdown, "results.json": r.WriteJSON} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		werr := write(f)
+		if err := errors.Join(werr, f.Close()); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodrop-dev/nodrop/bench"
+	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/internal/nodeimage"
+	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// benchOptions are nodrop bench's flags.
+type benchOptions struct {
+	variants    []string
+	all         bool
+	files       []string
+	runs        int
+	mode        string
+	disruption  string
+	rate        int
+	out         string
+	clusterName string
+	verbose     bool
+}
+
+func newBenchCommand() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench [--variants a,b | --all] [-f app.yaml ...] [flags]",
+		Short: "Run configurations side by side, several times each, and compare them",
+		Long: `Run each configuration (catalogue variants by name, and each of your manifests
+with -f) --runs times under each load mode on nodrop's kind cluster, each run
+in a fresh namespace, and write to --out:
+
+  results.md    a row per configuration and load: requests, lost by class,
+                loss %, longest outage, how long the rollout took, latency
+                before and during it, connections opened, how many runs
+                were lossless, and whether the expected verdict held
+  results.json  the same, with every run's full report and timeline
+  plots/        a picture per configuration and load (requests per 100 ms
+                by outcome, with what Kubernetes did as lines) and an
+                overview of them all
+  index.html    the table, sortable, and the pictures; readable offline
+
+A catalogue variant is expected to show its claim (nodrop variants lists
+them; a lossy one must lose, as its mechanism says); your manifests are
+expected to lose nothing. ` + "`nodrop bench diff OLD.json NEW.json`" + ` says what got better
+or worse between two benchmarks.
+
+Exit status: 0 every run showed what was expected, 1 a run did not, 2 bad
+input (nothing run), 3 a run was not judged (load not delivered, set-up
+broken, interrupted).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.variants, "variants", nil, "catalogue variants to run, comma-separated (nodrop variants lists them)")
+	f.BoolVar(&o.all, "all", false, "run every catalogue variant")
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "a manifest of your own (file or directory), run as one configuration; repeatable")
+	f.IntVar(&o.runs, "runs", 3, "runs of each configuration and load mode")
+	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive, fresh or both")
+	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: restart, image (catalogue: to the v2 image; your manifests: image=REF), scale-down, delete-pod")
+	f.IntVar(&o.rate, "rate", fixtures.RolloutRate, "requests per second (a variant with a load of its own keeps it)")
+	f.StringVar(&o.out, "out", "nodrop-bench", "directory for results.md and results.json")
+	f.StringVar(&o.clusterName, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "show each run's phases")
+	cmd.AddCommand(newBenchDiffCommand())
+	return cmd
+}
+
+// benchPlan is a benchmark's input, checked before the cluster is
+// touched.
+type benchPlan struct {
+	variants []fixtures.Variant
+	checks   []*checkPlan
+	checkOpt []checkOptions
+	modes    []string
+}
+
+func planBench(o benchOptions) (*benchPlan, error) {
+	p := &benchPlan{}
+	modes, ok := checkModes[o.mode]
+	if !ok {
+		return nil, usagef("--mode %q: want keepalive, fresh or both", o.mode)
+	}
+	p.modes = modes
+	if o.runs < 1 || o.runs > 100 {
+		return nil, usagef("--runs must be 1–100, got %d", o.runs)
+	}
+	if o.rate <= 0 {
+		return nil, usagef("--rate must be > 0, got %d", o.rate)
+	}
+	switch {
+	case o.all && len(o.variants) > 0:
+		return nil, usagef("give --variants or --all, not both")
+	case o.all:
+		p.variants = fixtures.Catalogue
+	}
+	for _, name := range o.variants {
+		v, err := fixtures.Lookup(strings.TrimSpace(name))
+		if err != nil {
+			return nil, usagef("--variants: %v", err)
+		}
+		p.variants = append(p.variants, v)
+	}
+	switch d := o.disruption; {
+	case d == "image" || d == "restart" || d == "scale-down" || d == "delete-pod":
+	case strings.HasPrefix(d, "image=") && len(p.variants) == 0:
+	case strings.HasPrefix(d, "image="):
+		return nil, usagef("--disruption %s: catalogue variants change to their own v2 image; say --disruption image", d)
+	default:
+		return nil, usagef("--disruption %q: want restart, image, scale-down or delete-pod", d)
+	}
+	for _, f := range o.files {
+		if o.disruption == "image" {
+			return nil, usagef("--disruption image: for your manifests, name the new image: --disruption image=REF")
+		}
+		co := checkOptions{files: []string{f}, mode: o.mode, disruption: o.disruption, rate: o.rate, timeout: loadgen.DefaultTimeout,
+			runs: 1, path: "/", method: "GET", namespace: "nodrop-bench"}
+		cp, err := planCheck(co)
+		if err != nil {
+			return nil, fmt.Errorf("-f %s: %w", f, err)
+		}
+		p.checks, p.checkOpt = append(p.checks, cp), append(p.checkOpt, co)
+	}
+	if len(p.variants) == 0 && len(p.checks) == 0 {
+		return nil, usagef("nothing to run: name catalogue variants (--variants a,b or --all) or your manifests (-f app.yaml)")
+	}
+	return p, nil
+}
+
+// entries are the plan's configurations × load modes, the catalogue's
+// first; images are the variants' image references in the cluster.
+func (p *benchPlan) entries(o benchOptions, images map[string]string) ([]bench.Entry, error) {
+	var out []bench.Entry
+	for _, v := range p.variants {
+		for _, m := range p.modes {
+			c := fixtures.RolloutCase{Variant: v, Mode: fixtures.Mode(m), Disruption: o.disruption, Rate: o.rate}
+			s, err := c.Scenario(images)
+			if err != nil {
+				return nil, err
+			}
+			s.NamespacePrefix = "bench-" + v.Name
+			out = append(out, bench.Entry{Config: v.Name, Scenario: s})
+		}
+	}
+	for i, cp := range p.checks {
+		for _, m := range p.modes {
+			out = append(out, bench.Entry{Config: cp.name, Scenario: cp.scenario(p.checkOpt[i], m)})
+		}
+	}
+	return out, nil
+}
+
+func runBench(cmd *cobra.Command, o benchOptions) error {
+	ctx := cmd.Context()
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	plan, err := planBench(o)
+	if err != nil {
+		return err
+	}
+	log := progress.New(stderr, o.verbose)
+	if err := requireDocker(ctx); err != nil {
+		return err
+	}
+	// Builds and loads the catalogue's images, as cluster up does; the
+	// first time on a machine this also builds the node image.
+	ready, err := clusterUp(ctx, log, upOptions{name: o.clusterName, k8sVersion: nodeimage.DefaultKubernetesVersion})
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return err
+	case err != nil:
+		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+	}
+	entries, err := plan.entries(o, ready.Images)
+	if err != nil {
+		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+	}
+	env, err := checkEnv(ctx, checkOptions{clusterName: o.clusterName, verbose: o.verbose}, progress.New(stderr, o.verbose))
+	if err != nil {
+		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+	}
+	if !o.verbose {
+		env.Log = nil
+	}
+	fmt.Fprintf(stderr, "nodrop bench: %d configurations × loads, %d runs each, %d runs in all\n", len(entries), o.runs, len(entries)*o.runs)
+	res := bench.Run(ctx, env, bench.Plan{Entries: entries, Runs: o.runs}, func(s bench.Step) {
+		fmt.Fprintln(stderr, s)
+	})
+	if err := res.WriteAll(o.out); err != nil {
+		return fmt.Errorf("writing the results: %w", err)
+	}
+	fmt.Fprintln(stdout)
+	if err := res.WriteMarkdown(stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "\nresults: %s (the table and pictures), results.md, results.json in %s (%.0fs)\n", filepath.Join(o.out, "index.html"), o.out, res.TookS)
+	return benchExit(res)
+}
+
+// benchExit: a judged run that did not show what was expected is 1;
+// else a run that was not judged (or a benchmark cut short) is 3.
+func benchExit(res *bench.Results) error {
+	if bad := res.Unexpected(); len(bad) > 0 {
+		return exitError{code: exitLost, msg: fmt.Sprintf("%d of %d runs did not show what was expected (see results.md)", len(bad), len(res.Runs))}
+	}
+	if res.Interrupted {
+		return exitError{code: exitNotJudged, msg: "interrupted: not every run ran (what the runs created was deleted)"}
+	}
+	if res.NotJudged() {
+		return exitError{code: exitNotJudged, msg: "some runs were not judged (see results.md)"}
+	}
+	return nil
+}
+
+func newBenchDiffCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff OLD.json NEW.json",
+		Short: "Say which configurations got better or worse between two benchmarks",
+		Long: `Compare two results.json files of nodrop bench, row by row (configuration ×
+load): fewer lossless runs is worse, more is better; between rows that lose in
+every run, a loss rate 1.5 times higher is worse and 1.5 times lower better.
+
+Exit status: 0 nothing got worse, 1 something did, 2 bad input.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usagef("bench diff takes two results.json files: OLD NEW")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			old, err := bench.ReadResults(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			new, err := bench.ReadResults(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			changes := bench.Diff(old, new)
+			if err := bench.WriteDiff(cmd.OutOrStdout(), changes); err != nil {
+				return err
+			}
+			if bench.Worsened(changes) {
+				return exitError{code: exitLost, msg: "a configuration got worse"}
+			}
+			return nil
+		},
+	}
+}

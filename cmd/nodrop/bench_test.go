@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodrop-dev/nodrop/bench"
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// bench diff exits 1 when a configuration got worse, 0 otherwise, and
+// prints the table either way.
+func TestBenchDiffExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, lost ...int) string {
+		var runs []bench.RunResult
+		for i, n := range lost {
+			v := loadgen.Lossless
+			if n > 0 {
+				v = loadgen.Lossy
+			}
+			runs = append(runs, bench.RunResult{Config: "my-app", Load: "fresh", Run: i + 1, Expected: loadgen.Lossless, Verdict: v, AsExpected: n == 0,
+				Report: &loadgen.Report{Total: 10000, Lost: n, LostByClass: map[loadgen.Class]int{loadgen.Refused: n}}})
+		}
+		r := &bench.Results{Version: bench.FormatVersion, RunsPerConfig: len(lost), Runs: runs, Rows: bench.Summarize(runs)}
+		d := filepath.Join(dir, name)
+		if err := r.WriteFiles(d); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(d, "results.json")
+	}
+	good, bad := write("good", 0, 0, 0), write("bad", 0, 12, 0)
+	for _, tc := range []struct {
+		old, new string
+		code     int
+		want     string
+	}{
+		{good, good, exitOK, "| my-app | fresh | 3/3 lossless, 0% lost | 3/3 lossless, 0% lost | same |"},
+		{good, bad, exitLost, "| worse | lossless in 2 of 3 runs, was 3 of 3 |"},
+		{bad, good, exitOK, "| better |"},
+	} {
+		code, stdout, stderr := runCLI(t, "bench", "diff", tc.old, tc.new)
+		if code != tc.code || !strings.Contains(stdout, tc.want) {
+			t.Errorf("diff %s %s: exit %d, stdout:\n%s\nstderr: %s\nwant exit %d and %q", filepath.Base(filepath.Dir(tc.old)), filepath.Base(filepath.Dir(tc.new)), code, stdout, stderr, tc.code, tc.want)
+		}
+	}
+	if _, err := os.Stat(good); err != nil {
+		t.Fatal(err)
+	}
+}
