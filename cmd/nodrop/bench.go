@@ -167,6 +167,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 		return err
 	}
 	log := progress.New(stderr, o.verbose)
+	preferLoadGenerator()
 	if err := requireDocker(ctx); err != nil {
 		return err
 	}

@@ -183,6 +183,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		return err
 	}
 	log := progress.New(stderr, o.verbose)
+	preferLoadGenerator()
 
 	findings := lint.Check(plan.objs, lint.Options{Deployment: plan.resolved.Deployment.Name, Images: lint.LocalImages})
 	if len(findings) > 0 {
