@@ -91,9 +91,11 @@ func (r Row) Flaps() bool {
 // Summarize sums runs up into rows, one per configuration and load, in the
 // order they first ran.
 func Summarize(runs []RunResult) []Row {
+	// samples are a row's per-run figures, of which it keeps medians.
+	type samples struct{ took, b50, b99, d50, d99, conns []float64 }
 	var rows []Row
+	var per []samples
 	index := map[[2]string]int{}
-	var took, b50, b99, d50, d99, conns map[int][]float64 = map[int][]float64{}, map[int][]float64{}, map[int][]float64{}, map[int][]float64{}, map[int][]float64{}, map[int][]float64{}
 	for _, run := range runs {
 		key := [2]string{run.Config, run.Load}
 		i, ok := index[key]
@@ -101,8 +103,9 @@ func Summarize(runs []RunResult) []Row {
 			i = len(rows)
 			index[key] = i
 			rows = append(rows, Row{Config: run.Config, Load: run.Load, Disruption: run.Disruption, Expected: run.Expected, LostByClass: map[loadgen.Class]int{}})
+			per = append(per, samples{})
 		}
-		row := &rows[i]
+		row, s := &rows[i], &per[i]
 		row.Runs++
 		row.Verdicts = append(row.Verdicts, run.Verdict)
 		if run.AsExpected {
@@ -126,22 +129,22 @@ func Summarize(runs []RunResult) []Row {
 		if o := r.LongestOutage; o != nil && o.Requests > row.LongestOutageRequests {
 			row.LongestOutageMs, row.LongestOutageRequests = float64(o.Duration().Microseconds())/1000, o.Requests
 		}
-		took[i] = append(took[i], run.TookS)
-		d50[i], d99[i] = append(d50[i], r.Latency.P50), append(d99[i], r.Latency.P99)
+		s.took = append(s.took, run.TookS)
+		s.d50, s.d99 = append(s.d50, r.Latency.P50), append(s.d99, r.Latency.P99)
 		if c := run.Calibration; c != nil {
-			b50[i], b99[i] = append(b50[i], c.Latency.P50), append(b99[i], c.Latency.P99)
+			s.b50, s.b99 = append(s.b50, c.Latency.P50), append(s.b99, c.Latency.P99)
 		}
-		conns[i] = append(conns[i], float64(r.NewConnections))
+		s.conns = append(s.conns, float64(r.NewConnections))
 	}
 	for i := range rows {
-		row := &rows[i]
+		row, s := &rows[i], per[i]
 		if row.Requests > 0 {
 			row.LossPct = 100 * float64(row.Lost) / float64(row.Requests)
 		}
-		row.TookS = median(took[i])
-		row.Before = LatencyPair{P50: median(b50[i]), P99: median(b99[i])}
-		row.During = LatencyPair{P50: median(d50[i]), P99: median(d99[i])}
-		row.NewConnsPerRun = mean(conns[i])
+		row.TookS = median(s.took)
+		row.Before = LatencyPair{P50: median(s.b50), P99: median(s.b99)}
+		row.During = LatencyPair{P50: median(s.d50), P99: median(s.d99)}
+		row.NewConnsPerRun = mean(s.conns)
 	}
 	return rows
 }
@@ -250,16 +253,10 @@ func outage(row Row) string {
 func (l LatencyPair) String() string { return fmt.Sprintf("%.1f / %.1f ms", l.P50, l.P99) }
 
 func classes(m map[loadgen.Class]int) string {
-	var parts []string
-	for _, c := range loadgen.LossClasses {
-		if n := m[c]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", c, n))
-		}
+	if s := loadgen.ClassCounts(m); s != "" {
+		return s
 	}
-	if len(parts) == 0 {
-		return "—"
-	}
-	return strings.Join(parts, ", ")
+	return "—"
 }
 
 func pct(p float64) string {

@@ -268,10 +268,14 @@ func (r *Report) verdictLine() string {
 
 // LostClasses lists the classes with losses and their counts, in report
 // order ("refused 107, reset 3").
-func (r *Report) LostClasses() string {
+func (r *Report) LostClasses() string { return ClassCounts(r.LostByClass) }
+
+// ClassCounts lists the classes with a count above zero, in LossClasses
+// order: "refused 3, timeout 2"; "" when there are none.
+func ClassCounts(m map[Class]int) string {
 	var parts []string
 	for _, c := range LossClasses {
-		if n := r.LostByClass[c]; n > 0 {
+		if n := m[c]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", c, n))
 		}
 	}

@@ -310,16 +310,10 @@ func foreignLosses(r *loadgen.Report, e Expectation) map[loadgen.Class]int {
 }
 
 func classList(m map[loadgen.Class]int) string {
-	var parts []string
-	for _, c := range loadgen.LossClasses {
-		if n := m[c]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", c, n))
-		}
+	if s := loadgen.ClassCounts(m); s != "" {
+		return s
 	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
+	return "none"
 }
 
 func classNames(cs []loadgen.Class) string {

@@ -107,15 +107,7 @@ func (r Row) String() string {
 }
 
 // classes are the row's losses by class, in loadgen's order.
-func (r Row) classes() string {
-	var classes []string
-	for _, c := range loadgen.LossClasses {
-		if n := r.ByClass[c]; n > 0 {
-			classes = append(classes, fmt.Sprintf("%s %d", c, n))
-		}
-	}
-	return strings.Join(classes, ", ")
-}
+func (r Row) classes() string { return loadgen.ClassCounts(r.ByClass) }
 
 func orDash(s string) string {
 	if s == "" {

@@ -14,12 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/exec"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/internal/kruise"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
@@ -116,8 +116,6 @@ func exitCode(err error) int {
 	return 0
 }
 
-var sidecarSetGVR = schema.GroupVersionResource{Group: "apps.kruise.io", Version: "v1alpha1", Resource: "sidecarsets"}
-
 // sidecarEntries are the catalogue's SidecarSet cases (fixtures.SidecarCases).
 func sidecarEntries() []TableEntry {
 	var entries []TableEntry
@@ -166,11 +164,11 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 					if err != nil {
 						return nil, err
 					}
-					if _, err := dyn.Resource(sidecarSetGVR).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+					if _, err := dyn.Resource(kruise.SidecarSets).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 						return nil, fmt.Errorf("creating the SidecarSet (is OpenKruise installed? nodrop cluster up --with-kruise): %w", err)
 					}
 					return func(ctx context.Context) error {
-						return dyn.Resource(sidecarSetGVR).Delete(ctx, name, metav1.DeleteOptions{})
+						return dyn.Resource(kruise.SidecarSets).Delete(ctx, name, metav1.DeleteOptions{})
 					}, nil
 				},
 				Disruption: scenario.Disruption{
@@ -226,7 +224,7 @@ func proxyContainers(p *corev1.Pod) []corev1.Container {
 
 // setSidecarImage changes the SidecarSet's proxy image: the upgrade.
 func setSidecarImage(ctx context.Context, dyn dynamic.Interface, name, image string) error {
-	ss, err := dyn.Resource(sidecarSetGVR).Get(ctx, name, metav1.GetOptions{})
+	ss, err := dyn.Resource(kruise.SidecarSets).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -238,7 +236,7 @@ func setSidecarImage(ctx context.Context, dyn dynamic.Interface, name, image str
 	if err := unstructured.SetNestedSlice(ss.Object, containers, "spec", "containers"); err != nil {
 		return err
 	}
-	_, err = dyn.Resource(sidecarSetGVR).Update(ctx, ss, metav1.UpdateOptions{})
+	_, err = dyn.Resource(kruise.SidecarSets).Update(ctx, ss, metav1.UpdateOptions{})
 	return err
 }
 

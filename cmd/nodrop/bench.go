@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -168,26 +167,20 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	}
 	log := progress.New(stderr, o.verbose)
 	preferLoadGenerator()
-	if err := requireDocker(ctx); err != nil {
-		return err
-	}
-	// Builds and loads the catalogue's images, as cluster up does; the
-	// first time on a machine this also builds the node image.
+	// Builds and loads the catalogue's images, as cluster up does (no
+	// Docker engine is bad input); the first time on a machine this also
+	// builds the node image.
 	ready, err := clusterUp(ctx, log, upOptions{name: o.clusterName, k8sVersion: nodeimage.DefaultKubernetesVersion})
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		return err
-	case err != nil:
-		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+	if err != nil {
+		return notJudgedUnlessBadInput(err)
 	}
 	entries, err := plan.entries(o, ready.Images)
 	if err != nil {
-		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+		return notJudgedUnlessBadInput(err)
 	}
-	env, err := checkEnv(ctx, checkOptions{clusterName: o.clusterName, verbose: o.verbose}, progress.New(stderr, o.verbose))
+	env, err := checkEnv(ctx, checkOptions{clusterName: o.clusterName, verbose: o.verbose}, log)
 	if err != nil {
-		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+		return notJudgedUnlessBadInput(err)
 	}
 	if !o.verbose {
 		env.Log = nil

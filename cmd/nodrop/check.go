@@ -193,14 +193,10 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 	}
 
 	env, err := checkEnv(ctx, o, log)
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		return err
-	case err != nil:
+	if err != nil {
 		// The cluster could not be reached or brought up: nothing was
 		// judged.
-		return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+		return notJudgedUnlessBadInput(err)
 	}
 	if plan.resolved.Added != nil {
 		fmt.Fprintf(report, "nodrop adds Service %s (NodePort, same selector and port as %s) so load reaches kube-proxy from outside; your objects are unchanged.\n",

@@ -33,6 +33,18 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// notJudgedUnlessBadInput is how a command reports an error that stopped
+// it before any verdict: bad input stays bad input (exit 2), anything
+// else (a cluster that could not be reached or brought up) is not judged
+// (exit 3).
+func notJudgedUnlessBadInput(err error) error {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return exitError{code: exitNotJudged, msg: "not judged: " + err.Error()}
+}
+
 // exitError carries a non-zero exit code for a run that completed.
 type exitError struct {
 	code int

@@ -164,6 +164,9 @@ func waitReady(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interfac
 	return nil
 }
 
+// SidecarSets is the API resource of Kruise's SidecarSets.
+var SidecarSets = schema.GroupVersionResource{Group: "apps.kruise.io", Version: "v1alpha1", Resource: "sidecarsets"}
+
 // webhookAnswers has the SidecarSet webhook (failurePolicy Fail) admit a
 // SidecarSet in a dry run: nothing is stored.
 func webhookAnswers(ctx context.Context, dyn dynamic.Interface) error {
@@ -176,7 +179,6 @@ func webhookAnswers(ctx context.Context, dyn dynamic.Interface) error {
 			"containers": []any{map[string]any{"name": "probe", "image": "nodrop/none:probe"}},
 		},
 	}}
-	gvr := schema.GroupVersionResource{Group: "apps.kruise.io", Version: "v1alpha1", Resource: "sidecarsets"}
-	_, err := dyn.Resource(gvr).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	_, err := dyn.Resource(SidecarSets).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	return err
 }
