@@ -3,17 +3,22 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodrop-dev/nodrop"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/kruise"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
+	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/kube"
 )
 
 // SetupOptions describe everything `nodrop cluster up` does.
@@ -91,14 +96,17 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	if err := LoadImages(ctx, c.Name, refs, o.Log); err != nil {
 		return nil, err
 	}
+	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
 	if kb != nil {
-		rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-		if err != nil {
-			return nil, err
-		}
 		if err := kruise.Install(ctx, rc, kb, o.Log); err != nil {
 			return nil, err
 		}
+	}
+	if err := deleteOrphans(ctx, rc, o.Log); err != nil {
+		return nil, err
 	}
 	o.Log.Printf("✓ cluster %q is up (%s); node IPs %s\n  export KUBECONFIG=%s",
 		c.Name, time.Since(start).Round(100*time.Millisecond), strings.Join(c.NodeIPs, " "), c.Kubeconfig)
@@ -118,4 +126,22 @@ func (o *SetupOptions) up(ctx context.Context) (*Cluster, error) {
 		o.NodeImage = img
 	}
 	return Up(ctx, o.Options)
+}
+
+// deleteOrphans deletes the namespaces of runs on this host that were
+// killed before they could (kube.Orphans): their pods would otherwise
+// take CPU from every run after them.
+func deleteOrphans(ctx context.Context, rc *rest.Config, log *progress.Logger) error {
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	names, err := kube.DeleteOrphans(ctx, client, kube.DefaultTimeouts)
+	if len(names) > 0 && err == nil {
+		log.Printf("✓ deleted %d namespace(s) left by runs that were killed: %s", len(names), strings.Join(names, " "))
+	}
+	if err != nil {
+		return fmt.Errorf("deleting namespaces left by killed runs: %w", err)
+	}
+	return nil
 }

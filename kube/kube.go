@@ -54,7 +54,8 @@ const (
 )
 
 // CreateNamespace creates a namespace with a generated name that
-// enforces the Pod Security Standard level podSecurity (none if "").
+// enforces the Pod Security Standard level podSecurity (none if ""),
+// marked as this process's (OwnerAnnotation).
 func CreateNamespace(ctx context.Context, c kubernetes.Interface, prefix, podSecurity string) (string, error) {
 	labels := map[string]string{"app.kubernetes.io/part-of": "nodrop"}
 	if podSecurity != PodSecurityNone {
@@ -62,7 +63,8 @@ func CreateNamespace(ctx context.Context, c kubernetes.Interface, prefix, podSec
 		labels["pod-security.kubernetes.io/enforce-version"] = "latest"
 	}
 	ns, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: labels,
+			Annotations: map[string]string{OwnerAnnotation: thisProcess()}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("creating namespace: %w", err)

@@ -286,6 +286,9 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 			err = errors.Join(err, c(cctx))
 		}
 		if env.Keep {
+			if derr := kube.Disown(cctx, env.Client, ns); derr != nil {
+				err = errors.Join(err, derr)
+			}
 			env.Log.Printf("• kept namespace %s (--keep)", ns)
 			return
 		}

@@ -105,15 +105,15 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		AddReportEntry("check shop, both modes", time.Since(start).Round(time.Second).String())
 		Expect(code).To(Equal(0), "check: %s", errOut)
 		rs := runs(out)
-		Expect(rs).To(HaveLen(2))
+		Expect(rs).To(HaveLen(2), "one run per load mode")
 		for _, r := range rs {
 			Expect(r.Verdict).To(Equal("lossless"), "%s", r.Load)
-			Expect(r.Report.Lost).To(BeZero())
+			Expect(r.Report.Lost).To(BeZero(), "%s: a lossless verdict lost nothing", r.Load)
 			Expect(r.Report.Total).To(BeNumerically(">", 10000), "the tail and rollout carry load")
 			Expect(r.Added).To(ConsistOf(ContainSubstring("Service shop-nodrop (NodePort")), "the user's ClusterIP Service is left alone; a NodePort one is added beside it")
 		}
-		Expect(errOut).To(ContainSubstring("nodrop adds Service shop-nodrop"))
-		Expect(leftNamespaces(ctx, "nodrop-check-")).To(BeEmpty())
+		Expect(errOut).To(ContainSubstring("nodrop adds Service shop-nodrop"), "check says what it adds")
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
 	}, SpecTimeout(6*time.Minute))
 
 	It("flags Debian's stock nginx without preStop and with a TCP probe, and the rollout confirms it: lost requests explained, on a cluster named only by its kubeconfig (exit 1)", func(ctx SpecContext) {
@@ -145,8 +145,8 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 			Expect(r.Advice).NotTo(BeEmpty())
 			Expect(strings.Join(r.Advice, "\n")).To(Or(ContainSubstring("preStop"), ContainSubstring("readiness")), "the advice names what to change")
 		}
-		Expect(errOut).To(ContainSubstring("What happened, and what to change"))
-		Expect(leftNamespaces(ctx, "nodrop-check-")).To(BeEmpty())
+		Expect(errOut).To(ContainSubstring("What happened, and what to change"), "check explains the loss")
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
 	}, SpecTimeout(6*time.Minute))
 
 	It("says at once when an image is not on the nodes, leaves nothing behind (exit 2)", func(ctx SpecContext) {
@@ -161,7 +161,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(errOut).To(ContainSubstring("shop:never-built"))
 		Expect(errOut).To(MatchRegexp(`ErrImagePull|ImagePullBackOff|ErrImageNeverPull`))
 		Expect(time.Since(start)).To(BeNumerically("<", 2*time.Minute), "detected from the pod's state, not after the availability timeout")
-		Expect(leftNamespaces(ctx, "nodrop-check-")).To(BeEmpty())
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty())
 	}, SpecTimeout(4*time.Minute))
 
 	It("runs what `nodrop render` prints as printed", func(ctx SpecContext) {
@@ -205,7 +205,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(cmd.Start()).To(Succeed())
 		DeferCleanup(func() { cmd.Process.Kill() })
 		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the run reaches its rollout")
-		Expect(leftNamespaces(ctx, "nodrop-interrupted-")).NotTo(BeEmpty())
+		Expect(leftNamespaces(ctx, "nodrop-interrupted-", CurrentSpecReport().StartTime)).NotTo(BeEmpty())
 		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
 		err := cmd.Wait()
 		GinkgoWriter.Print(errb.String())
@@ -213,18 +213,37 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(errors.As(err, &ee)).To(BeTrue(), "an interrupted check must not exit 0")
 		Expect(ee.ExitCode()).To(Equal(3))
 		Expect(errb.String()).To(ContainSubstring("interrupted"))
-		Expect(leftNamespaces(ctx, "nodrop-interrupted-")).To(BeEmpty())
+		Expect(leftNamespaces(ctx, "nodrop-interrupted-", CurrentSpecReport().StartTime)).To(BeEmpty())
+	}, SpecTimeout(4*time.Minute))
+
+	It("cannot clean up when killed (SIGKILL), and the next `nodrop cluster up` deletes what the killed run left", func(ctx SpecContext) {
+		cmd := exec.CommandContext(ctx, bin, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-killed")
+		var errb lockedBuffer
+		cmd.Stderr = &errb
+		Expect(cmd.Start()).To(Succeed())
+		DeferCleanup(func() { cmd.Process.Kill() })
+		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the run reaches its rollout")
+		Expect(cmd.Process.Kill()).To(Succeed())
+		_ = cmd.Wait()
+		left := leftNamespaces(ctx, "nodrop-killed-", CurrentSpecReport().StartTime)
+		Expect(left).To(HaveLen(1), "a killed run leaves its namespace, pods running")
+
+		code, _, errOut := nodrop(ctx, "cluster", "up", "--name", suiteEnv.Name, "--image", suiteEnv.NodeImage)
+		Expect(code).To(Equal(0), "cluster up: %s", errOut)
+		Expect(errOut).To(ContainSubstring("left by runs that were killed"), "cluster up says what it deleted")
+		Expect(errOut).To(ContainSubstring(strings.Fields(left[0])[0]))
+		Expect(leftNamespaces(ctx, "nodrop-killed-", CurrentSpecReport().StartTime)).To(BeEmpty(), "gone")
 	}, SpecTimeout(4*time.Minute))
 })
 
-// leftNamespaces are the namespaces named with prefix that exist and are
-// not being deleted.
-func leftNamespaces(ctx context.Context, prefix string) []string {
+// leftNamespaces are the namespaces named with prefix, made since the
+// spec started (not ones an earlier, killed run left), that still exist.
+func leftNamespaces(ctx context.Context, prefix string, since time.Time) []string {
 	list, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	var out []string
 	for _, n := range list.Items {
-		if strings.HasPrefix(n.Name, prefix) {
+		if strings.HasPrefix(n.Name, prefix) && !n.CreationTimestamp.Time.Before(since.Truncate(time.Second)) {
 			out = append(out, n.Name+" ("+string(n.Status.Phase)+")")
 		}
 	}

@@ -59,13 +59,19 @@ var _ = ReportAfterSuite("verdict summary", func(report Report) {
 	}
 })
 
-// firstLine is the first line of a failure that says something: Gomega's
-// "Unexpected error:" and the error's type line are skipped.
+// firstLine is a failure in one line that says something: Gomega's
+// "Unexpected error:" and the error's type line are skipped, and a bare
+// "Expected <value> to <match>" (an assertion without a description) is
+// joined into one line, since the line "Expected" alone says nothing.
 func firstLine(s string) string {
-	for _, line := range strings.Split(s, "\n") {
+	lines := strings.Split(s, "\n")
+	for i, line := range lines {
 		line = strings.TrimSpace(line)
 		if line == "" || line == "Unexpected error:" || strings.HasPrefix(line, "<*") || strings.HasPrefix(line, "<") && strings.HasSuffix(line, ">: {") {
 			continue
+		}
+		if line == "Expected" {
+			line = strings.Join(strings.Fields(strings.Join(lines[i:], " ")), " ")
 		}
 		if len(line) > 300 {
 			line = line[:300] + "…"
