@@ -95,8 +95,22 @@ type Scenario struct {
 	Traffic []Traffic
 	// Disruption is done under load.
 	Disruption Disruption
+	// Checks are claims about the run beyond its loads' verdicts (the
+	// container restarted or did not, v2 answered, the pod stayed
+	// Ready), checked after the load stops and before the namespace
+	// goes. A failed check is a problem of every load of the run: the
+	// run did not show what the configuration claims.
+	Checks []Check
 	// Calibrate and Tail default to CalibrateFor and TailFor.
 	Calibrate, Tail time.Duration
+}
+
+// Check is one claim about a finished run.
+type Check struct {
+	// Name says what is claimed, as a problem names it.
+	Name string
+	// Verify returns why the claim does not hold, or nil.
+	Verify func(ctx context.Context, l *Live, res *Result) error
 }
 
 // Traffic is one kind of load of a scenario and what it must show.
@@ -404,6 +418,19 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	}
 	if ctx.Err() != nil {
 		return res, notJudged{fmt.Errorf("interrupted during the disruption: %w", context.Cause(ctx))}
+	}
+	for _, c := range s.Checks {
+		cerr := c.Verify(ctx, live, res)
+		if cerr == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return res, notJudged{fmt.Errorf("interrupted checking %s: %w", c.Name, context.Cause(ctx))}
+		}
+		for i := range res.Traffic {
+			o := &res.Traffic[i].Outcome
+			o.Problems = append(o.Problems, fmt.Sprintf("%s: %v", c.Name, cerr))
+		}
 	}
 	return res, nil
 }

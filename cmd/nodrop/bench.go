@@ -18,6 +18,7 @@ import (
 // benchOptions are nodrop bench's flags.
 type benchOptions struct {
 	variants    []string
+	hot         []string
 	all         bool
 	files       []string
 	runs        int
@@ -32,11 +33,11 @@ type benchOptions struct {
 func newBenchCommand() *cobra.Command {
 	var o benchOptions
 	cmd := &cobra.Command{
-		Use:   "bench [--variants a,b | --all] [-f app.yaml ...] [flags]",
+		Use:   "bench [--variants a,b | --all] [--hot c,d] [-f app.yaml ...] [flags]",
 		Short: "Run configurations side by side, several times each, and compare them",
-		Long: `Run each configuration (catalogue variants by name, and each of your manifests
-with -f) --runs times under each load mode on nodrop's kind cluster, each run
-in a fresh namespace, and write to --out:
+		Long: `Run each configuration (catalogue variants by name, hot-upgrade cases by name
+with --hot, and each of your manifests with -f) --runs times on nodrop's kind
+cluster, each run in a fresh namespace, and write to --out:
 
   results.md    a row per configuration and load: requests, lost by class,
                 loss %, longest outage, how long the rollout took, latency
@@ -48,9 +49,12 @@ in a fresh namespace, and write to --out:
                 overview of them all
   index.html    the table, sortable, and the pictures; readable offline
 
-A catalogue variant is expected to show its claim (nodrop variants lists
-them; a lossy one must lose, as its mechanism says); your manifests are
-expected to lose nothing. ` + "`nodrop bench diff OLD.json NEW.json`" + ` says what got better
+A catalogue variant is rolled under each load mode (--mode) by --disruption.
+A hot-upgrade case does its own upgrade under its own loads (nginx's binary
+swapped in a running pod; nodrop's proxy upgraded by an OpenKruise SidecarSet,
+which --hot installs); --mode, --disruption and --rate do not change it. Both
+are expected to show their claim (a lossy one must lose, as its mechanism
+says); your manifests are expected to lose nothing. ` + "`nodrop bench diff OLD.json NEW.json`" + ` says what got better
 or worse between two benchmarks.
 
 Exit status: 0 every run showed what was expected, 1 a run did not, 2 bad
@@ -61,7 +65,8 @@ broken, interrupted).`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.variants, "variants", nil, "catalogue variants to run, comma-separated (nodrop variants lists them)")
-	f.BoolVar(&o.all, "all", false, "run every catalogue variant")
+	f.BoolVar(&o.all, "all", false, "run every catalogue variant and hot-upgrade case")
+	f.StringSliceVar(&o.hot, "hot", nil, "hot-upgrade cases to run, comma-separated: "+strings.Join(hotSlugs(), ", "))
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "a manifest of your own (file or directory), run as one configuration; repeatable")
 	f.IntVar(&o.runs, "runs", 3, "runs of each configuration and load mode")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive, fresh or both")
@@ -78,6 +83,7 @@ broken, interrupted).`,
 // touched.
 type benchPlan struct {
 	variants []fixtures.Variant
+	hot      []fixtures.HotCase
 	checks   []*checkPlan
 	checkOpt []checkOptions
 	modes    []string
@@ -97,10 +103,17 @@ func planBench(o benchOptions) (*benchPlan, error) {
 		return nil, usagef("--rate must be > 0, got %d", o.rate)
 	}
 	switch {
-	case o.all && len(o.variants) > 0:
-		return nil, usagef("give --variants or --all, not both")
+	case o.all && (len(o.variants) > 0 || len(o.hot) > 0):
+		return nil, usagef("give --variants and --hot, or --all, not both")
 	case o.all:
-		p.variants = fixtures.Catalogue
+		p.variants, p.hot = fixtures.Catalogue, fixtures.HotCases()
+	}
+	for _, name := range o.hot {
+		c, err := fixtures.LookupHot(strings.TrimSpace(name))
+		if err != nil {
+			return nil, usagef("--hot: %v", err)
+		}
+		p.hot = append(p.hot, c)
 	}
 	for _, name := range o.variants {
 		v, err := fixtures.Lookup(strings.TrimSpace(name))
@@ -129,8 +142,8 @@ func planBench(o benchOptions) (*benchPlan, error) {
 		}
 		p.checks, p.checkOpt = append(p.checks, cp), append(p.checkOpt, co)
 	}
-	if len(p.variants) == 0 && len(p.checks) == 0 {
-		return nil, usagef("nothing to run: name catalogue variants (--variants a,b or --all) or your manifests (-f app.yaml)")
+	if len(p.variants) == 0 && len(p.hot) == 0 && len(p.checks) == 0 {
+		return nil, usagef("nothing to run: name catalogue variants (--variants a,b or --all), hot-upgrade cases (--hot c,d) or your manifests (-f app.yaml)")
 	}
 	return p, nil
 }
@@ -149,6 +162,13 @@ func (p *benchPlan) entries(o benchOptions, images map[string]string) ([]bench.E
 			s.NamespacePrefix = "bench-" + v.Name
 			out = append(out, bench.Entry{Config: v.Name, Scenario: s})
 		}
+	}
+	for _, c := range p.hot {
+		s, err := c.Scenario(images)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bench.Entry{Config: c.Slug(), Scenario: s})
 	}
 	for i, cp := range p.checks {
 		for _, m := range p.modes {
@@ -170,7 +190,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	// Builds and loads the catalogue's images, as cluster up does (no
 	// Docker engine is bad input); the first time on a machine this also
 	// builds the node image.
-	ready, err := clusterUp(ctx, log, upOptions{name: o.clusterName, k8sVersion: nodeimage.DefaultKubernetesVersion})
+	ready, err := clusterUp(ctx, log, upOptions{name: o.clusterName, k8sVersion: nodeimage.DefaultKubernetesVersion, withKruise: plan.needsKruise()})
 	if err != nil {
 		return notJudgedUnlessBadInput(err)
 	}
@@ -249,4 +269,23 @@ Exit status: 0 nothing got worse, 1 something did, 2 bad input.`,
 			return nil
 		},
 	}
+}
+
+// needsKruise reports whether a SidecarSet case is in the plan.
+func (p *benchPlan) needsKruise() bool {
+	for _, c := range p.hot {
+		if _, ok := c.(fixtures.SidecarCase); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// hotSlugs names every hot-upgrade case.
+func hotSlugs() []string {
+	var out []string
+	for _, c := range fixtures.HotCases() {
+		out = append(out, c.Slug())
+	}
+	return out
 }

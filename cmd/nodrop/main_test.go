@@ -75,6 +75,8 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"load", "--url", "http://127.0.0.1:99999/"}, "port 99999 is not in 1-65535"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--method", "BAD METHOD"}, `method "BAD METHOD" is not an HTTP method`},
 		{[]string{"bench", "--variants", "baseline-good,no-such-variant"}, `--variants: unknown variant "no-such-variant"`},
+		{[]string{"bench", "--hot", "nginx-init-usr2,no-such-case"}, `--hot: no hot-upgrade case "no-such-case"`},
+		{[]string{"bench", "--all", "--hot", "nginx-init-usr2"}, "not both"},
 		{[]string{"bench", "-f", "/nonexistent/app.yaml"}, "-f /nonexistent/app.yaml"},
 		{[]string{"bench", "-f", unknownField}, "-f " + unknownField},
 		{[]string{"bench"}, "nothing to run"},
