@@ -7,8 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
+
+	"github.com/nodrop-dev/nodrop/internal/filename"
 )
 
 // Pictures draws the overview and a picture per row into dir/plots and
@@ -45,9 +45,7 @@ func (r *Results) Pictures(dir string) (overview string, perRow []string, err er
 	return overview, perRow, nil
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
-
-func fileSafe(s string) string { return strings.Trim(unsafeName.ReplaceAllString(s, "-"), "-") }
+func fileSafe(s string) string { return filename.Safe(s) }
 
 // htmlRow is a row as the page shows it.
 type htmlRow struct {

@@ -234,6 +234,29 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(errOut).To(ContainSubstring(strings.Fields(left[0])[0]))
 		Expect(leftNamespaces(ctx, "nodrop-killed-", CurrentSpecReport().StartTime)).To(BeEmpty(), "gone")
 	}, SpecTimeout(4*time.Minute))
+
+	It("bench stops at Ctrl-C, deletes the run's namespace, keeps the results so far and exits 3 (not judged)", func(ctx SpecContext) {
+		out := GinkgoT().TempDir()
+		cmd := exec.CommandContext(ctx, bin, "bench", "--variants", "baseline-good", "--mode", "keepalive", "--runs", "2", "--cluster", suiteEnv.Name, "--out", out, "-v")
+		var errb lockedBuffer
+		cmd.Stderr = &errb
+		Expect(cmd.Start()).To(Succeed())
+		DeferCleanup(func() { cmd.Process.Kill() })
+		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the first run reaches its rollout")
+		Expect(leftNamespaces(ctx, "bench-baseline-good-", CurrentSpecReport().StartTime)).To(HaveLen(1))
+		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
+		err := cmd.Wait()
+		GinkgoWriter.Print(errb.String())
+		var ee *exec.ExitError
+		Expect(errors.As(err, &ee)).To(BeTrue(), "an interrupted bench must not exit 0")
+		Expect(ee.ExitCode()).To(Equal(3), "not judged")
+		Expect(errb.String()).To(ContainSubstring("interrupted"))
+		Expect(errb.String()).NotTo(ContainSubstring("[2/2]"), "no run starts after Ctrl-C")
+		Expect(leftNamespaces(ctx, "bench-baseline-good-", CurrentSpecReport().StartTime)).To(BeEmpty(), "the run's namespace is deleted")
+		md, err := os.ReadFile(filepath.Join(out, "results.md"))
+		Expect(err).NotTo(HaveOccurred(), "the results so far are written")
+		Expect(string(md)).To(ContainSubstring("baseline-good"))
+	}, SpecTimeout(4*time.Minute))
 })
 
 // leftNamespaces are the namespaces named with prefix, made since the

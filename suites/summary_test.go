@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/internal/filename"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
@@ -116,9 +116,6 @@ func reportDir() (string, error) {
 	return filepath.Join(root, "out"), nil
 }
 
-// unsafeName matches what a file name should not carry.
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
-
 // writeResult keeps a run's whole result (every bucket, loss and event)
 // as results/<spec>.json in the report directory, for a person reading a
 // failure after CI and for tools comparing runs.
@@ -131,7 +128,7 @@ func writeResult(res *scenario.Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	name := strings.Trim(unsafeName.ReplaceAllString(CurrentSpecReport().FullText(), "-"), "-")
+	name := filename.Safe(CurrentSpecReport().FullText())
 	if len(name) > 150 {
 		name = name[:150]
 	}

@@ -205,7 +205,11 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	if !o.verbose {
 		env.Log = nil
 	}
-	fmt.Fprintf(stderr, "nodrop bench: %d configurations × loads, %d runs each, %d runs in all\n", len(entries), o.runs, len(entries)*o.runs)
+	rows := 0
+	for _, e := range entries {
+		rows += len(e.Scenario.Traffic)
+	}
+	fmt.Fprintf(stderr, "nodrop bench: %d configurations (%d rows of configuration × load), %d runs each, %d runs in all\n", len(entries), rows, o.runs, len(entries)*o.runs)
 	res := bench.Run(ctx, env, bench.Plan{Entries: entries, Runs: o.runs}, func(s bench.Step) {
 		fmt.Fprintln(stderr, s)
 	})
