@@ -39,6 +39,9 @@ func (e Entry) loads() string {
 type Plan struct {
 	Entries []Entry
 	Runs    int
+	// Attempts bounds how often a run that ends not judged is run again
+	// (scenario.RunUntilJudged); 0 is scenario.DefaultAttempts, 1 never.
+	Attempts int
 }
 
 // Step is where a benchmark is, told before each run.
@@ -88,7 +91,11 @@ func Run(ctx context.Context, env scenario.Env, p Plan, progress func(Step)) *Re
 				}
 				progress(step)
 			}
-			r, err := e.Scenario.Run(ctx, env)
+			attempts := p.Attempts
+			if attempts == 0 {
+				attempts = scenario.DefaultAttempts
+			}
+			r, err := e.Scenario.RunUntilJudged(ctx, env, attempts)
 			res.Runs = append(res.Runs, FromResult(e.Config, run, r, err)...)
 			done++
 		}
@@ -117,13 +124,16 @@ type RunResult struct {
 	AsExpected bool            `json:"as_expected"`
 	// Problems are why it was not as expected (wrong classes, losses at
 	// the wrong moment, not judged).
-	Problems    []string        `json:"problems,omitempty"`
-	Error       string          `json:"error,omitempty"`
-	TookS       float64         `json:"took_s"`
-	Report      *loadgen.Report `json:"report,omitempty"`
-	Calibration *loadgen.Report `json:"calibration,omitempty"`
-	Window      scenario.Window `json:"window"`
-	Events      []probes.Event  `json:"events,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+	// NotJudgedBefore says why earlier attempts of this run were not
+	// judged (scenario.RunUntilJudged).
+	NotJudgedBefore []string        `json:"not_judged_before,omitempty"`
+	Error           string          `json:"error,omitempty"`
+	TookS           float64         `json:"took_s"`
+	Report          *loadgen.Report `json:"report,omitempty"`
+	Calibration     *loadgen.Report `json:"calibration,omitempty"`
+	Window          scenario.Window `json:"window"`
+	Events          []probes.Event  `json:"events,omitempty"`
 }
 
 // FromResult turns a scenario run into one RunResult per load. err is
@@ -147,6 +157,7 @@ func FromResult(config string, run int, res *scenario.Result, err error) []RunRe
 			Expected: t.Outcome.Expected, Verdict: t.Outcome.Got, AsExpected: err == nil && t.Report != nil && t.Outcome.Passed(),
 			Problems: t.Outcome.Problems, Error: errString(err), TookS: res.Took.Seconds(),
 			Report: t.Report, Calibration: t.Calibration, Window: res.Window, Events: res.Events,
+			NotJudgedBefore: res.EarlierAttempts,
 		}
 		if t.Expect.Verdict != "" {
 			rr.Expected = t.Expect.Verdict

@@ -209,6 +209,17 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(&sb, "- %s, %s: %s\n", row.Config, row.Load, r.runsOf(row))
 		}
 	}
+	again := false
+	for _, run := range r.Runs {
+		if len(run.NotJudgedBefore) == 0 {
+			continue
+		}
+		if !again {
+			sb.WriteString("\nRun again because a first attempt was not judged (the run counted is the later one):\n\n")
+			again = true
+		}
+		fmt.Fprintf(&sb, "- %s, %s, run %d: %s\n", run.Config, run.Load, run.Run, strings.Join(run.NotJudgedBefore, " | "))
+	}
 	if bad := r.Unexpected(); len(bad) > 0 || r.NotJudged() {
 		sb.WriteString("\n## Runs that did not show what was expected\n\n")
 		for _, run := range r.Runs {

@@ -179,6 +179,9 @@ type Result struct {
 	Window  Window          `json:"window"`
 	// Took is the disruption, from its trigger until it settled.
 	Took time.Duration `json:"took_ns"`
+	// EarlierAttempts say why the runs before this one were not judged
+	// (RunUntilJudged); none when this was the first.
+	EarlierAttempts []string `json:"not_judged_before,omitempty"`
 }
 
 // TrafficResult is one load's part of a run.
@@ -220,7 +223,9 @@ func (r *Result) Rows() []Row {
 	var rows []Row
 	for _, t := range r.Traffic {
 		if t.Report != nil {
-			rows = append(rows, NewRow(r.Scenario, r.Disruption, t.Name, t.Report, t.Outcome, r.Took.Seconds()))
+			row := NewRow(r.Scenario, r.Disruption, t.Name, t.Report, t.Outcome, r.Took.Seconds())
+			row.EarlierAttempts = r.EarlierAttempts
+			rows = append(rows, row)
 		}
 	}
 	return rows

@@ -28,6 +28,8 @@ type Row struct {
 	Problem string `json:"problem,omitempty"`
 	// Client is the client's settings (loadgen.Client.String).
 	Client string `json:"client,omitempty"`
+	// EarlierAttempts say why runs before the judged one were not judged.
+	EarlierAttempts []string `json:"not_judged_before,omitempty"`
 }
 
 // NewRow fills a row from a judged run.
@@ -75,6 +77,19 @@ func WriteSummary(w io.Writer, rows []Row) error {
 		}
 		fmt.Fprintf(&sb, "| %s | %s | %s | %d | %d | %s | %.2fs | %.1fs | %s | %s | %s |\n",
 			r.Config, r.Disruption, r.Load, r.Total, r.Lost, r.classes(), r.OutageSec, r.TookSec, orDash(string(r.Expected)), orDash(string(r.Got)), mark)
+	}
+	// Runs that were run again because the first was not judged: the
+	// verdict above is the second run's, and the reason is not hidden.
+	again := false
+	for _, r := range rows {
+		if len(r.EarlierAttempts) == 0 {
+			continue
+		}
+		if !again {
+			sb.WriteString("\nRun again because an earlier run was not judged (the row is the later run's):\n")
+			again = true
+		}
+		fmt.Fprintf(&sb, "- %s, %s, %s: %s\n", r.Config, r.Disruption, r.Load, strings.Join(r.EarlierAttempts, " | "))
 	}
 	// The failures again, whole, below the table: a log cut to its tail
 	// (a CI summary) still says why.

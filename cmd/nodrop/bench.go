@@ -13,6 +13,7 @@ import (
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // benchOptions are nodrop bench's flags.
@@ -20,6 +21,7 @@ type benchOptions struct {
 	variants    []string
 	hot         []string
 	all         bool
+	attempts    int
 	files       []string
 	runs        int
 	mode        string
@@ -69,6 +71,7 @@ broken, interrupted).`,
 	f.StringSliceVar(&o.hot, "hot", nil, "hot-upgrade cases to run, comma-separated: "+strings.Join(hotSlugs(), ", "))
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "a manifest of your own (file or directory), run as one configuration; repeatable")
 	f.IntVar(&o.runs, "runs", 3, "runs of each configuration and load mode")
+	f.IntVar(&o.attempts, "attempts", scenario.DefaultAttempts, "run a run that ends not judged (load not delivered, calibration failed) again, up to this many times in all; a judged run is never repeated, and results.md lists the ones run again")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive, fresh or both")
 	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: restart, image (catalogue: to the v2 image; your manifests: image=REF), scale-down, delete-pod")
 	f.IntVar(&o.rate, "rate", fixtures.RolloutRate, "requests per second (a variant with a load of its own keeps it)")
@@ -96,6 +99,9 @@ func planBench(o benchOptions) (*benchPlan, error) {
 		return nil, usagef("--mode %q: want keepalive, fresh or both", o.mode)
 	}
 	p.modes = modes
+	if o.attempts < 1 || o.attempts > 10 {
+		return nil, usagef("--attempts must be 1–10, got %d", o.attempts)
+	}
 	if o.runs < 1 || o.runs > 100 {
 		return nil, usagef("--runs must be 1–100, got %d", o.runs)
 	}
@@ -210,7 +216,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 		rows += len(e.Scenario.Traffic)
 	}
 	fmt.Fprintf(stderr, "nodrop bench: %d configurations (%d rows of configuration × load), %d runs each, %d runs in all\n", len(entries), rows, o.runs, len(entries)*o.runs)
-	res := bench.Run(ctx, env, bench.Plan{Entries: entries, Runs: o.runs}, func(s bench.Step) {
+	res := bench.Run(ctx, env, bench.Plan{Entries: entries, Runs: o.runs, Attempts: o.attempts}, func(s bench.Step) {
 		fmt.Fprintln(stderr, s)
 	})
 	if err := res.WriteAll(o.out); err != nil {

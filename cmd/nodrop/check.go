@@ -49,6 +49,7 @@ type checkOptions struct {
 	namespace        string
 	podSecurity      string
 	keep, asJSON     bool
+	attempts         int
 	junit, out       string
 	verbose          bool
 }
@@ -100,6 +101,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.namespace, "namespace", "nodrop-check", "prefix of the namespace each run creates (and deletes)")
 	f.StringVar(&o.podSecurity, "pod-security", "", "Pod Security Standard level each run's namespace enforces: restricted, baseline (default: none)")
 	f.BoolVar(&o.keep, "keep", false, "leave each run's namespace in place")
+	f.IntVar(&o.attempts, "attempts", scenario.DefaultAttempts, "run a run that ends not judged (load not delivered, calibration failed) again, up to this many times in all; a judged run is never repeated")
 	f.BoolVar(&o.asJSON, "json", false, "print every run's full result as JSON on stdout")
 	f.StringVar(&o.junit, "junit", "", "write a JUnit report (one test case per mode × run) to this file")
 	f.StringVar(&o.out, "out", "", "write results.json, junit.xml, summary.md and each run's timeline to this directory")
@@ -123,6 +125,9 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	modes, ok := checkModes[o.mode]
 	if !ok {
 		return nil, usagef("--mode %q: want keepalive, fresh or both", o.mode)
+	}
+	if o.attempts < 1 || o.attempts > 10 {
+		return nil, usagef("--attempts must be 1–10, got %d", o.attempts)
 	}
 	if o.runs < 1 || o.runs > 100 {
 		return nil, usagef("--runs must be 1–100, got %d", o.runs)
@@ -212,7 +217,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 			}
 			s := plan.scenario(o, mode)
 			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, plan.disruption.Name, plan.name, o.rate)
-			res, err := s.Run(ctx, env)
+			res, err := s.RunUntilJudged(ctx, env, o.attempts)
 			results = append(results, res)
 			runErrs = append(runErrs, err)
 			writeRun(report, res, err)
@@ -268,6 +273,9 @@ func writeRun(w io.Writer, res *scenario.Result, err error) {
 	if errors.Is(err, scenario.ErrBadInput) {
 		fmt.Fprintf(w, "BAD INPUT, nothing judged: %v\n", err)
 		return
+	}
+	for i, why := range res.EarlierAttempts {
+		fmt.Fprintf(w, "attempt %d was not judged and was run again: %s\n", i+1, why)
 	}
 	t := res.Traffic[0]
 	if err != nil && t.Report == nil {
@@ -415,6 +423,8 @@ type checkRun struct {
 	Calibrated *loadgen.Report  `json:"calibration,omitempty"`
 	Window     scenario.Window  `json:"window"`
 	Events     []probes.Event   `json:"events,omitempty"`
+	// NotJudgedBefore says why earlier attempts of this run were not judged.
+	NotJudgedBefore []string `json:"not_judged_before,omitempty"`
 }
 
 func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Result, errs []error) error {
@@ -422,7 +432,8 @@ func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Res
 	for i, res := range results {
 		t := res.Traffic[0]
 		runs[i] = checkRun{Scenario: res.Scenario, Disruption: res.Disruption, Load: t.Name, Namespace: res.Namespace, URL: t.URL, Added: res.Added,
-			Verdict: t.Outcome.Got, Took: res.Took.Seconds(), Outcome: t.Outcome, Report: t.Report, Calibrated: t.Calibration, Window: res.Window, Events: res.Events}
+			Verdict: t.Outcome.Got, Took: res.Took.Seconds(), Outcome: t.Outcome, Report: t.Report, Calibrated: t.Calibration, Window: res.Window, Events: res.Events,
+			NotJudgedBefore: res.EarlierAttempts}
 		if errs[i] != nil {
 			runs[i].Error = errs[i].Error()
 			runs[i].Verdict = loadgen.NotJudged
