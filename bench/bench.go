@@ -159,7 +159,7 @@ func FromResult(config string, run int, res *scenario.Result, err error) []RunRe
 			Report: t.Report, Calibration: t.Calibration, Window: res.Window, Events: res.Events,
 			NotJudgedBefore: res.EarlierAttempts,
 		}
-		if t.Expect.Verdict != "" {
+		if rr.Expected == "" { // not judged: the claim as written
 			rr.Expected = t.Expect.Verdict
 		}
 		if err != nil || t.Report == nil {
