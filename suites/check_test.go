@@ -78,6 +78,18 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		}
 		return code, out.String(), errb.String()
 	}
+	// untilRollout starts the built binary with args and waits until its
+	// first run is rolling out under load; the process is killed at the
+	// end of the spec whatever happens.
+	untilRollout := func(ctx context.Context, args ...string) (*exec.Cmd, *lockedBuffer) {
+		cmd := exec.CommandContext(ctx, bin, args...)
+		errb := &lockedBuffer{}
+		cmd.Stderr = errb
+		Expect(cmd.Start()).To(Succeed())
+		DeferCleanup(func() { cmd.Process.Kill() })
+		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the run reaches its rollout")
+		return cmd, errb
+	}
 	runs := func(stdout string) []checkRun {
 		var rs []checkRun
 		Expect(json.Unmarshal([]byte(stdout), &rs)).To(Succeed(), "check --json prints a JSON array:\n%s", stdout)
@@ -199,12 +211,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 	}, SpecTimeout(8*time.Minute))
 
 	It("deletes what it created when interrupted, and exits 3 (not judged)", func(ctx SpecContext) {
-		cmd := exec.CommandContext(ctx, bin, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-interrupted")
-		var errb lockedBuffer
-		cmd.Stderr = &errb
-		Expect(cmd.Start()).To(Succeed())
-		DeferCleanup(func() { cmd.Process.Kill() })
-		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the run reaches its rollout")
+		cmd, errb := untilRollout(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-interrupted")
 		Expect(leftNamespaces(ctx, "nodrop-interrupted-", CurrentSpecReport().StartTime)).NotTo(BeEmpty())
 		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
 		err := cmd.Wait()
@@ -217,12 +224,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 	}, SpecTimeout(4*time.Minute))
 
 	It("cannot clean up when killed (SIGKILL), and the next `nodrop cluster up` deletes what the killed run left", func(ctx SpecContext) {
-		cmd := exec.CommandContext(ctx, bin, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-killed")
-		var errb lockedBuffer
-		cmd.Stderr = &errb
-		Expect(cmd.Start()).To(Succeed())
-		DeferCleanup(func() { cmd.Process.Kill() })
-		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the run reaches its rollout")
+		cmd, _ := untilRollout(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-killed")
 		Expect(cmd.Process.Kill()).To(Succeed())
 		_ = cmd.Wait()
 		left := leftNamespaces(ctx, "nodrop-killed-", CurrentSpecReport().StartTime)
@@ -237,12 +239,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 
 	It("bench stops at Ctrl-C, deletes the run's namespace, keeps the results so far and exits 3 (not judged)", func(ctx SpecContext) {
 		out := GinkgoT().TempDir()
-		cmd := exec.CommandContext(ctx, bin, "bench", "--variants", "baseline-good", "--mode", "keepalive", "--runs", "2", "--cluster", suiteEnv.Name, "--out", out, "-v")
-		var errb lockedBuffer
-		cmd.Stderr = &errb
-		Expect(cmd.Start()).To(Succeed())
-		DeferCleanup(func() { cmd.Process.Kill() })
-		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the first run reaches its rollout")
+		cmd, errb := untilRollout(ctx, "bench", "--variants", "baseline-good", "--mode", "keepalive", "--runs", "2", "--cluster", suiteEnv.Name, "--out", out, "-v")
 		Expect(leftNamespaces(ctx, "bench-baseline-good-", CurrentSpecReport().StartTime)).To(HaveLen(1))
 		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
 		err := cmd.Wait()
