@@ -43,6 +43,8 @@ var marks = []struct {
 	{probes.EndpointRemoved, "endpoint removed", color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff}, []vg.Length{vg.Points(1), vg.Points(2)}},
 	{probes.ContainerTerminated, "container exited (SIGTERM handled, or SIGKILL)", color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff}, []vg.Length{vg.Points(6), vg.Points(3)}},
 	{probes.PodReady, "new pod ready", color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, []vg.Length{vg.Points(2), vg.Points(2)}},
+	{probes.FaultStart, "fault injected", color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, nil},
+	{probes.FaultEnd, "fault undone", color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, []vg.Length{vg.Points(3), vg.Points(3)}},
 }
 
 // PlotRun draws one run as a PNG: requests per 100 ms by the time they

@@ -23,9 +23,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/constants"
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodrop-dev/nodrop"
+	"github.com/nodrop-dev/nodrop/chaos"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -69,7 +72,9 @@ type Cluster struct {
 	Client     kubernetes.Interface
 	// Reused says the cluster already existed and was kept.
 	Reused bool
-	// NodeIPs are the nodes' addresses on the Docker network.
+	// NodeIPs are the nodes' addresses on the Docker network, the control
+	// plane's first: load enters there, so a fault on a worker (paused,
+	// drained) does not cut the way in.
 	NodeIPs []string
 }
 
@@ -151,6 +156,16 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	if exists {
+		// A run killed during a fault (kube-proxy or the API server
+		// stopped) could not undo it; a stopped API server would make the
+		// cluster look broken.
+		resumed, err := chaos.Resume(ctx, Shell{Cluster: name})
+		if err != nil {
+			return nil, fmt.Errorf("undoing faults left by killed runs: %w", err)
+		}
+		if len(resumed) > 0 {
+			o.Log.Printf("✓ resumed what a run that was killed left stopped: %s", strings.Join(resumed, ", "))
+		}
 		c, err := connect(p, name, kubeconfig)
 		var have Identity
 		if err == nil {
@@ -267,11 +282,17 @@ func connect(p *kindcluster.Provider, name, kubeconfig string) (*Cluster, error)
 		return nil, err
 	}
 	c := &Cluster{Name: name, Kubeconfig: kubeconfig, Client: client}
-	nodes, err := p.ListInternalNodes(name)
+	list, err := p.ListInternalNodes(name)
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range nodes {
+	// The control plane first.
+	slices.SortStableFunc(list, func(a, b nodes.Node) int {
+		ra, _ := a.Role()
+		rb, _ := b.Role()
+		return cmpBool(ra != constants.ControlPlaneNodeRoleValue, rb != constants.ControlPlaneNodeRoleValue)
+	})
+	for _, n := range list {
 		v4, _, err := n.IP()
 		if err != nil {
 			return nil, fmt.Errorf("address of node %s: %w", n, err)
@@ -279,6 +300,17 @@ func connect(p *kindcluster.Provider, name, kubeconfig string) (*Cluster, error)
 		c.NodeIPs = append(c.NodeIPs, v4)
 	}
 	return c, nil
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 func readIdentity(ctx context.Context, client kubernetes.Interface) (Identity, error) {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodrop-dev/nodrop"
+	"github.com/nodrop-dev/nodrop/chaos"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/kruise"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
@@ -107,6 +108,14 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	}
 	if err := deleteOrphans(ctx, rc, o.Log); err != nil {
 		return nil, err
+	}
+	// A run killed during a drain could not uncordon its node.
+	uncordoned, err := chaos.Uncordon(ctx, c.Client)
+	if err != nil {
+		return nil, fmt.Errorf("undoing faults left by killed runs: %w", err)
+	}
+	if len(uncordoned) > 0 {
+		o.Log.Printf("✓ uncordoned what a run that was killed left cordoned: %s", strings.Join(uncordoned, ", "))
 	}
 	o.Log.Printf("✓ cluster %q is up (%s); node IPs %s\n  export KUBECONFIG=%s",
 		c.Name, time.Since(start).Round(100*time.Millisecond), strings.Join(c.NodeIPs, " "), c.Kubeconfig)

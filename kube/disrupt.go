@@ -69,13 +69,19 @@ var DeletePod = Disruption{Name: "delete pod", Apply: func(ctx context.Context, 
 	return nil
 }}
 
+// Nothing leaves the Deployment alone: a null run, or one whose only
+// disruption is a fault (a node drained).
+var Nothing = Disruption{Name: "nothing", Apply: func(context.Context, kubernetes.Interface, *appsv1.Deployment) error { return nil }}
+
 // DisruptionNames are the disruptions ParseDisruption knows.
-const DisruptionNames = "restart, image=REF, scale-down, delete-pod"
+const DisruptionNames = "restart, image=REF, scale-down, delete-pod, none"
 
 // ParseDisruption reads a disruption as the CLI and the suites name it:
-// restart, image=REF, scale-down or delete-pod.
+// restart, image=REF, scale-down, delete-pod or none.
 func ParseDisruption(s string) (Disruption, error) {
 	switch {
+	case s == "none":
+		return Nothing, nil
 	case s == "restart":
 		return RolloutRestart, nil
 	case strings.HasPrefix(s, "image="):

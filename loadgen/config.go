@@ -210,7 +210,7 @@ func (cfg Config) client() Client {
 		return c
 	}
 	if c.KeepAlive {
-		c.IdleTimeoutMs = ms(cfg.IdleTimeout)
+		c.IdleTimeoutMs, c.OldestFirst = ms(cfg.IdleTimeout), true
 	} else {
 		c.CloseWithRST = true
 	}

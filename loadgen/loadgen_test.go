@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,13 +342,58 @@ func TestReportNamesTheClient(t *testing.T) {
 	srv := startRawServer(t, func(int64) action { return respond200 })
 	r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 100, Duration: 300 * time.Millisecond, IdleTimeout: 3 * time.Second})
 	c := r.Client
-	if !c.KeepAlive || c.IdleTimeoutMs != 3000 || c.TimeoutMs != 2000 || !c.Strict || c.CloseWithRST {
+	if !c.KeepAlive || !c.OldestFirst || c.IdleTimeoutMs != 3000 || c.TimeoutMs != 2000 || !c.Strict || c.CloseWithRST {
 		t.Errorf("client %+v", c)
 	}
-	if s := c.String(); !strings.Contains(s, "idle connections closed after 3s") {
+	if s := c.String(); !strings.Contains(s, "longest-idle connection reused first, idle connections closed after 3s") {
 		t.Errorf("client line %q", s)
 	}
 	if r.Generator.SendLag.P99 > 100 || r.Generator.StallLimitMs != 500 {
 		t.Errorf("generator %+v", r.Generator)
+	}
+}
+
+// A timeout is told apart by where it happened: a connection attempt
+// nobody answered (a listener whose accept queue is full drops the SYN,
+// as a packet to an address nothing answers is dropped) or a request on
+// a connection that got no answer.
+func TestUnansweredConnectionAttemptIsNamedApart(t *testing.T) {
+	// A listener with an accept queue of one, filled and never accepted.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 2 {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	full := run(t, loadgen.Config{Targets: []string{"http://" + addr + "/"}, Rate: 20, Duration: 500 * time.Millisecond, Timeout: 300 * time.Millisecond, DisableKeepAlive: true})
+	expectOnly(t, full, loadgen.Timeout, full.Total)
+	for _, l := range full.Losses {
+		if !l.NoConnection {
+			t.Fatalf("a timeout to a listener that drops every SYN had a connection: %+v", l)
+		}
+	}
+
+	srv := startRawServer(t, every(1, stall))
+	held := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 20, Duration: 500 * time.Millisecond, Timeout: 300 * time.Millisecond, DisableKeepAlive: true})
+	expectOnly(t, held, loadgen.Timeout, held.Total)
+	for _, l := range held.Losses {
+		if l.NoConnection {
+			t.Fatalf("a timeout on an accepted connection counted as never connected: %+v", l)
+		}
 	}
 }

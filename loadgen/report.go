@@ -144,10 +144,14 @@ type Loss struct {
 	Target     string    `json:"target"`
 	ConnReused bool      `json:"conn_reused"`
 	// GotResponseByte is whether any byte of a response had arrived.
-	GotResponseByte bool   `json:"got_response_byte"`
-	IdleCloseRace   bool   `json:"idle_close_race,omitempty"`
-	Retried         bool   `json:"retried,omitempty"`
-	Pod             string `json:"pod,omitempty"`
+	GotResponseByte bool `json:"got_response_byte"`
+	// NoConnection: it never had a connection to be sent on: the
+	// connection attempt failed or went unanswered (a timeout with no
+	// answer to the SYN). HTTP load only.
+	NoConnection  bool   `json:"no_connection,omitempty"`
+	IdleCloseRace bool   `json:"idle_close_race,omitempty"`
+	Retried       bool   `json:"retried,omitempty"`
+	Pod           string `json:"pod,omitempty"`
 	// Conn is the connection it was sent on, from 1, in long-lived mode.
 	Conn int `json:"conn,omitempty"`
 	// IdleMs is how long the connection had carried nothing before this
@@ -172,7 +176,11 @@ type Client struct {
 	// the client. A draining server avoids the idle-close race only with
 	// clients whose idle timeout is below its drain period.
 	IdleTimeoutMs float64 `json:"idle_timeout_ms"`
-	Strict        bool    `json:"strict"`
+	// OldestFirst: a request takes the kept-alive connection that has
+	// waited longest, so every open connection carries requests (none
+	// sits idle until a spike's extra connections time out).
+	OldestFirst bool `json:"oldest_first,omitempty"`
+	Strict      bool `json:"strict"`
 	// CloseWithRST: fresh connections are closed with RST once their
 	// response is read (no TIME_WAIT).
 	CloseWithRST bool `json:"close_with_rst"`
@@ -196,7 +204,11 @@ func (c Client) String() string {
 		}
 		s += ", idle close checked before each request"
 	case c.KeepAlive:
-		s += fmt.Sprintf(", keep-alive, idle connections closed after %s", ms2d(c.IdleTimeoutMs))
+		s += ", keep-alive"
+		if c.OldestFirst {
+			s += ", the longest-idle connection reused first"
+		}
+		s += fmt.Sprintf(", idle connections closed after %s", ms2d(c.IdleTimeoutMs))
 	default:
 		s += ", a fresh connection per request, closed with RST"
 	}
@@ -391,6 +403,7 @@ type outcome struct {
 	firstByte  bool
 	retried    bool
 	retryCount bool // lenient mode: count it in Report.Retried
+	noConn     bool // HTTP load: it never got a connection
 }
 
 // idleCloseRace is the one place the race is decided: written to a
@@ -415,6 +428,7 @@ func judge(res *vegeta.Result, a *attempt, strict bool, due time.Time) outcome {
 		defer a.mu.Unlock()
 		o.reused, o.firstByte, o.retried = a.reused, a.firstByte, a.retried()
 		o.idle, o.idleFor, o.onConnAt, o.failedAt = a.reused, a.idleFor, a.gotConn, a.failedAt
+		o.noConn = a.gotConn.IsZero()
 		o.retryCount = o.retried && !strict
 		// Time spent waiting for a connection slot is the generator's.
 		if !a.getConn.IsZero() && !a.gotConn.IsZero() && a.reused {
@@ -581,6 +595,7 @@ func (acc *accumulator) add(o outcome) {
 		Conn:            o.conn,
 		ConnReused:      o.reused,
 		GotResponseByte: o.firstByte,
+		NoConnection:    o.noConn,
 		Retried:         o.retried,
 		IdleCloseRace:   o.idleCloseRace(),
 	}

@@ -63,11 +63,18 @@ func (a *attempt) retryCause() error {
 	return errRetried
 }
 
+// pool is where requests get their connections: one transport for fresh
+// connections, a fifoPool for kept-alive ones.
+type pool interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 // tracker records an attempt per vegeta sequence number. It also owns
 // each request's deadline, so a request cut off by it is known for sure to
 // be a timeout, whatever error net/http returns for the cancellation.
 type tracker struct {
-	base    *http.Transport
+	base    pool
 	strict  bool
 	timeout time.Duration
 
@@ -81,33 +88,40 @@ func newTracker(cfg Config) *tracker {
 	if cfg.DisableKeepAlive {
 		dialer.KeepAlive = -1
 	}
-	t.base = &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			if tc, ok := c.(*net.TCPConn); ok && cfg.DisableKeepAlive {
-				// A fresh connection is closed once its response is read;
-				// closing it with RST leaves no TIME_WAIT on either side.
-				// Otherwise, at 1000 new connections/s to one server
-				// address, the kernel soon reuses a source port whose
-				// previous connection the server still holds in TIME_WAIT,
-				// and that SYN can be lost: a loss the configuration under
-				// test did not cause (seen once in 24,000 requests).
-				tc.SetLinger(0)
-			}
-			return &trackedConn{Conn: c, lastRead: time.Now()}, nil
-		},
-		DisableKeepAlives:   cfg.DisableKeepAlive,
-		MaxConnsPerHost:     cfg.MaxConns,
-		MaxIdleConnsPerHost: cfg.MaxConns,
-		MaxIdleConns:        cfg.MaxConns * max(1, len(cfg.Targets)),
-		IdleConnTimeout:     cfg.IdleTimeout,
-		DisableCompression:  true,
-		// A proxy from the environment would put a hop between nodrop
-		// and the server that can hide or rewrite failures.
-		Proxy: nil,
+	transport := func(connsPerHost int) *http.Transport {
+		return &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := dialer.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				if tc, ok := c.(*net.TCPConn); ok && cfg.DisableKeepAlive {
+					// A fresh connection is closed once its response is read;
+					// closing it with RST leaves no TIME_WAIT on either side.
+					// Otherwise, at 1000 new connections/s to one server
+					// address, the kernel soon reuses a source port whose
+					// previous connection the server still holds in TIME_WAIT,
+					// and that SYN can be lost: a loss the configuration under
+					// test did not cause (seen once in 24,000 requests).
+					tc.SetLinger(0)
+				}
+				return &trackedConn{Conn: c, lastRead: time.Now()}, nil
+			},
+			DisableKeepAlives:   cfg.DisableKeepAlive,
+			MaxConnsPerHost:     connsPerHost,
+			MaxIdleConnsPerHost: connsPerHost,
+			MaxIdleConns:        connsPerHost * max(1, len(cfg.Targets)),
+			IdleConnTimeout:     cfg.IdleTimeout,
+			DisableCompression:  true,
+			// A proxy from the environment would put a hop between nodrop
+			// and the server that can hide or rewrite failures.
+			Proxy: nil,
+		}
+	}
+	if cfg.DisableKeepAlive {
+		t.base = transport(cfg.MaxConns)
+	} else {
+		t.base = newFIFOPool(cfg.MaxConns, func() *http.Transport { return transport(1) })
 	}
 	return t
 }

@@ -27,6 +27,9 @@ type Burst struct {
 	Start, End time.Time
 	ByClass    map[loadgen.Class]int
 	Lost       int
+	// Unanswered are its timeouts that never had a connection: no answer
+	// to the connection attempt (the SYN) within the timeout.
+	Unanswered int
 	// Cause is the last event before the burst started (nil if none
 	// within lookBack); During are the events from its start until
 	// lookAhead after its end.
@@ -47,6 +50,9 @@ func Bursts(r *loadgen.Report, events []Event) []Burst {
 		b.End = l.At
 		b.ByClass[l.Class]++
 		b.Lost++
+		if l.Class == loadgen.Timeout && l.NoConnection {
+			b.Unanswered++
+		}
 	}
 	for i := range bursts {
 		b := &bursts[i]
@@ -106,6 +112,7 @@ func Episodes(bursts []Burst, gap time.Duration) []Burst {
 			e := &out[n-1]
 			e.End = b.End
 			e.Lost += b.Lost
+			e.Unanswered += b.Unanswered
 			for c, k := range b.ByClass {
 				e.ByClass[c] += k
 			}

@@ -40,6 +40,10 @@ const (
 	// Disruption is what the run itself did: the rollout it started, the
 	// upgrade command it ran.
 	Disruption Kind = "disruption"
+	// FaultStart and FaultEnd are chaos the run injected and undid
+	// (kube-proxy paused and resumed, a container killed).
+	FaultStart Kind = "fault"
+	FaultEnd   Kind = "fault undone"
 )
 
 // Event is one thing the cluster or the app did.

@@ -19,11 +19,18 @@ func Advise(r *loadgen.Report, events []probes.Event) []string {
 	eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
 	stale := staleConntrack(eps)
 	for i, ep := range eps {
-		if lastTimeout := stale[i]; !lastTimeout.IsZero() && lastBefore(events, ep.Start, probes.PodGone, DataPlaneLag) == nil {
+		if st := stale[i]; !st.After.IsZero() && lastBefore(events, ep.Start, probes.PodGone, DataPlaneLag) == nil {
+			if st.Refused {
+				out = append(out, fmt.Sprintf("%d lost (%s) at +%.1fs, %.1fs after the last refusals = connection attempts that reused the source port of a refused connection: "+
+					"the kernel keeps a refused connection's conntrack entry for %s and lets a SYN that reuses its port follow it to the pod that refused it, which no longer answers. "+
+					"These follow from the refusals: fix those and these go too.",
+					ep.Lost, classList(ep.ByClass), r.Offset(ep.Start).Seconds(), ep.Start.Sub(st.After).Seconds(), CloseTimeout))
+				continue
+			}
 			out = append(out, fmt.Sprintf("%d lost (%s) at +%.1fs, %.1fs after the last timeouts = connections that reused the source port of an earlier attempt sent to a gone pod: "+
 				"kube-proxy deletes no TCP conntrack entry when an endpoint goes, and an unanswered attempt's entry (SYN_SENT) keeps pointing at the gone pod for up to %s (kubernetes#101607). "+
 				"These follow from the earlier losses: fix those and these go too.",
-				ep.Lost, classList(ep.ByClass), r.Offset(ep.Start).Seconds(), ep.Start.Sub(lastTimeout).Seconds(), SYNSentTimeout))
+				ep.Lost, classList(ep.ByClass), r.Offset(ep.Start).Seconds(), ep.Start.Sub(st.After).Seconds(), SYNSentTimeout))
 		} else {
 			out = append(out, advise(r, ep, events))
 		}
@@ -33,9 +40,22 @@ func Advise(r *loadgen.Report, events []probes.Event) []string {
 
 func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 	head := fmt.Sprintf("%d lost (%s) at +%.1fs", ep.Lost, classList(ep.ByClass), r.Offset(ep.Start).Seconds())
+	if ep.Unanswered > 0 {
+		// Where a timeout happened says what to look at: before the
+		// connection (the network, a stale rule to a gone pod) or after
+		// it (the server).
+		head = fmt.Sprintf("%d lost (%s; %d of the timeouts never connected: no answer to the connection attempt within %s) at +%.1fs",
+			ep.Lost, classList(ep.ByClass), ep.Unanswered, time.Duration(r.Client.TimeoutMs)*time.Millisecond, r.Offset(ep.Start).Seconds())
+	}
 	// The deletion this episode follows, if any: the last pod deletion
 	// before it started (or as it started: the watch reports a little
 	// late), and that pod's container's exit.
+	if s, ok := noneReady(r, ep, events); ok {
+		return head + s
+	}
+	if f := faultNear(events, ep.Start); f != nil {
+		return head + fmt.Sprintf(", %.1fs after the fault nodrop injected (%s) = %s", ep.Start.Sub(f.At).Seconds(), f.Detail, faultMechanism(f.Detail))
+	}
 	var deleted, exited *probes.Event
 	for i := range events {
 		e := &events[i]
@@ -89,7 +109,68 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			return s + " = losses long after the deletion: a pod shutting down while still receiving traffic. Check the shutdown path (SIGTERM handling, drain, preStop) against the timeline."
 		}
 	}
+	if ep.Unanswered == ep.Lost {
+		return head + ", with no pod deletion before it = connection attempts lost on the way to the pods (a SYN dropped twice, or sent to an address that no longer answers), not a pod's shutdown: nothing in the rollout's timeline explains it; check the timeline for what the cluster's network did then."
+	}
 	return head + ", with no pod deletion before it: check the timeline for what the cluster did then."
+}
+
+// noneReady says, when no endpoint was ready as the episode started (and
+// some had been), which one left last and which came next.
+func noneReady(r *loadgen.Report, ep probes.Burst, events []probes.Event) (string, bool) {
+	ready, seen, left := readyAt(events, ep.Start)
+	if !seen || len(ready) > 0 || left == nil {
+		return "", false
+	}
+	s := fmt.Sprintf(", when no pod was ready: the last ready one, %s, left the endpoints at +%.1fs (%s)", left.Pod, r.Offset(left.At).Seconds(), left.Kind)
+	for i := range events {
+		if e := events[i]; e.Kind == probes.EndpointReady && e.At.After(ep.Start) {
+			s += fmt.Sprintf(" and the next, %s, turned ready at +%.1fs", e.Pod, r.Offset(e.At).Seconds())
+			break
+		}
+	}
+	return s + " = nothing served in between. With one replica, whatever takes it away (a rollout with maxUnavailable 1, an eviction, a node drain) leaves nothing to serve until its replacement is ready: run at least 2 replicas, roll with maxSurge 1 and maxUnavailable 0, and add a PodDisruptionBudget (minAvailable 1) so that a drain waits for the replacement.", true
+}
+
+// faultNear is the fault nodrop injected that an episode starting at t
+// follows: one in place then (started, not undone), or one that ended or
+// struck at once (a kill) at most DataPlaneLag + DefaultTolerance before.
+func faultNear(events []probes.Event, t time.Time) *probes.Event {
+	var found *probes.Event
+	for i := range events {
+		e := &events[i]
+		if e.Kind != probes.FaultStart || e.At.After(t.Add(watchLag)) {
+			continue
+		}
+		end := e.At
+		for j := range events {
+			if u := events[j]; u.Kind == probes.FaultEnd && !u.At.Before(e.At) && strings.HasPrefix(e.Detail, u.Detail) {
+				end = u.At
+				break
+			}
+		}
+		if t.Before(end.Add(DataPlaneLag + DefaultTolerance)) {
+			found = e
+		}
+	}
+	return found
+}
+
+// faultMechanism says what a fault does to requests, by its name.
+func faultMechanism(name string) string {
+	switch {
+	case strings.HasPrefix(name, "SIGKILL"), strings.HasPrefix(name, "crash"):
+		return "the app died with requests on the wire and refused connections until it listened again. No configuration saves those; what bounds them is the share of the load each pod carries (more replicas) and how fast a pod restarts and turns ready."
+	case strings.HasPrefix(name, "kube-proxy paused"):
+		return "kube-proxy, stopped, followed no endpoint change: new connections still went to pods that had stopped serving. A preStop sleep covers only a data plane that lags less than it."
+	case strings.HasPrefix(name, "API server paused"):
+		return "with the API server stopped, no endpoint change reached kube-proxy: new connections still went to pods that stopped serving meanwhile. A preStop sleep covers only an outage shorter than it."
+	case strings.HasPrefix(name, "node paused"):
+		return "a frozen node's pods stay endpoints until the node is marked NotReady (40 s or more after its last heartbeat): connections sent to them are accepted by nobody or never answered. Only the client (a short timeout and a retry on another pod) or a proxy with outlier detection avoids this."
+	case strings.HasPrefix(name, "drain"):
+		return "the drain evicted the node's pods: each goes through its shutdown path (preStop, SIGTERM, drain) as on a deletion; losses here mean that path, or too few pods left serving, did not hold."
+	}
+	return "check the timeline for what the fault did then."
 }
 
 // watchLag is how late the watch may report an event that caused losses.

@@ -100,3 +100,70 @@ func TestAdviceNamesStaleConntrack(t *testing.T) {
 		t.Errorf("the late timeouts are stale conntrack entries, the first ones are not:\n%s", strings.Join(got, "\n"))
 	}
 }
+
+// A timeout whose connection attempt went unanswered, with nothing in
+// the rollout near it, is said to be the network's, not a shutdown's.
+func TestAdviceSaysATimeoutNeverConnected(t *testing.T) {
+	t0 := time.Now()
+	r := lossesAt(t0, 30*time.Second, 1, loadgen.Timeout)
+	r.Client.TimeoutMs = 2000
+	r.Losses[0].NoConnection = true
+	got := Advise(r, nil)
+	if len(got) != 1 || !strings.Contains(got[0], "1 of the timeouts never connected: no answer to the connection attempt within 2s") || !strings.Contains(got[0], "lost on the way to the pods") {
+		t.Errorf("advice %q", got)
+	}
+}
+
+// Losses while no pod was ready name the gap and the fix (replicas, a
+// PodDisruptionBudget); losses after a fault nodrop injected name it.
+func TestAdviceNamesAGapAndAFault(t *testing.T) {
+	t0 := time.Now()
+	ev := func(at time.Duration, k probes.Kind, pod, detail string) probes.Event {
+		return probes.Event{At: t0.Add(at), Kind: k, Pod: pod, Detail: detail}
+	}
+	gap := Advise(lossesAt(t0, 7*time.Second, 50, loadgen.Timeout), []probes.Event{
+		ev(time.Second, probes.EndpointReady, "only", ""),
+		ev(1500*time.Millisecond, probes.FaultStart, "", "drain of a serving pod's node (node w1, 1 pod evicted)"),
+		ev(6900*time.Millisecond, probes.EndpointNotReady, "only", ""),
+		ev(13800*time.Millisecond, probes.EndpointReady, "next", ""),
+	})
+	if len(gap) != 1 || !strings.Contains(gap[0], "no pod was ready: the last ready one, only, left the endpoints at +6.9s") ||
+		!strings.Contains(gap[0], "the next, next, turned ready at +13.8s") || !strings.Contains(gap[0], "PodDisruptionBudget") {
+		t.Errorf("gap: %q", gap)
+	}
+	paused := Advise(lossesAt(t0, 3*time.Second, 50, loadgen.Timeout), []probes.Event{
+		ev(time.Second, probes.EndpointReady, "a", ""),
+		ev(time.Second, probes.EndpointReady, "b", ""),
+		ev(2900*time.Millisecond, probes.FaultStart, "a", "node paused 10s (node w1)"),
+		ev(12900*time.Millisecond, probes.FaultEnd, "a", "node paused 10s"),
+	})
+	if len(paused) != 1 || !strings.Contains(paused[0], "after the fault nodrop injected (node paused 10s (node w1))") || !strings.Contains(paused[0], "marked NotReady") {
+		t.Errorf("paused: %q", paused)
+	}
+}
+
+// A lone connection attempt nobody answered, within 10 s of a pod's
+// refusals, is a refused connection's conntrack entry reused: it is said
+// so, and no timing claim is held against it.
+func TestAdviceNamesAReusedRefusedEntry(t *testing.T) {
+	t0 := time.Now()
+	r := lossesAt(t0, 4*time.Second, 50, loadgen.Refused)
+	late := lossesAt(t0, 12*time.Second, 1, loadgen.Timeout)
+	late.Losses[0].NoConnection = true
+	r.Losses = append(r.Losses, late.Losses...)
+	got := Advise(r, nil)
+	if len(got) != 2 || !strings.Contains(got[1], "reused the source port of a refused connection") {
+		t.Fatalf("advice %q", got)
+	}
+	if st := staleConntrack(probes.Episodes(probes.Bursts(r, nil), EpisodeGap)); !st[1].Refused || st[0].Refused {
+		t.Errorf("stale %+v", st)
+	}
+	// 11 s after the refusals, past the entry's 10 s, it is not.
+	later := lossesAt(t0, 4*time.Second, 50, loadgen.Refused)
+	l := lossesAt(t0, 15100*time.Millisecond, 1, loadgen.Timeout)
+	l.Losses[0].NoConnection = true
+	later.Losses = append(later.Losses, l.Losses...)
+	if st := staleConntrack(probes.Episodes(probes.Bursts(later, nil), EpisodeGap)); !st[1].After.IsZero() {
+		t.Errorf("an attempt 11 s after the refusals counted as a reused entry: %+v", st)
+	}
+}

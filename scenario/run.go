@@ -60,6 +60,9 @@ type Env struct {
 	Dump io.Writer
 	// Keep leaves the namespace in place after the run.
 	Keep bool
+	// Nodes, when set, runs commands on the cluster's nodes, which some
+	// faults need (kube-proxy paused, a container killed).
+	Nodes NodeShell
 	// LoadSlots, when set, is held from calibration until the load
 	// stops: runs that share it send load a bounded number at a time,
 	// while their deploys, waits and teardowns overlap.
@@ -95,6 +98,8 @@ type Scenario struct {
 	Traffic []Traffic
 	// Disruption is done under load.
 	Disruption Disruption
+	// Faults are chaos injected while the disruption runs.
+	Faults []Fault
 	// Checks are claims about the run beyond its loads' verdicts (the
 	// container restarted or did not, v2 answered, the pod stayed
 	// Ready), checked after the load stops and before the namespace
@@ -143,6 +148,31 @@ func (l *Live) Pods(ctx context.Context) ([]corev1.Pod, error) {
 		return nil, err
 	}
 	return kube.PodsOf(ctx, l.Env.Client, d)
+}
+
+// What names what the run does: the disruption and its faults, or the
+// faults alone when the disruption leaves the Deployment alone.
+func (s Scenario) What() string {
+	parts := []string{s.Disruption.Name}
+	if s.Disruption.Name == kube.Nothing.Name && len(s.Faults) > 0 {
+		parts = nil
+	}
+	for _, f := range s.Faults {
+		parts = append(parts, f.Name)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// replicas is how many pods the Deployment asks for.
+func (l *Live) replicas(ctx context.Context) (int, error) {
+	d, err := l.Env.Client.AppsV1().Deployments(l.Namespace).Get(ctx, l.Deployment, metav1.GetOptions{})
+	if err != nil {
+		return 0, err
+	}
+	if d.Spec.Replicas == nil {
+		return 1, nil
+	}
+	return int(*d.Spec.Replicas), nil
 }
 
 // Disruption is what a run does under load.
@@ -262,7 +292,7 @@ const cleanupTimeout = 3 * time.Minute
 // as given and ErrNotJudged when it ran but could not be judged; the
 // result holds what the run got to.
 func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
-	res = &Result{Scenario: s.Name, Disruption: s.Disruption.Name}
+	res = &Result{Scenario: s.Name, Disruption: s.What()}
 	for _, t := range s.Traffic {
 		res.Traffic = append(res.Traffic, TrafficResult{Name: t.Name, Expect: t.Expect})
 	}
@@ -272,6 +302,11 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	}
 	if s.Disruption.Apply == nil || len(s.Traffic) == 0 {
 		return res, badInputf("scenario %s needs load and a disruption", s.Name)
+	}
+	for _, f := range s.Faults {
+		if f.NeedsNodes && env.Nodes == nil {
+			return res, badInputf("fault %s runs commands on the nodes, which nodrop can do only on a kind cluster it knows (nodrop cluster up)", f.Name)
+		}
 	}
 	creator, err := kube.NewCreator(env.REST)
 	if err != nil {
@@ -369,7 +404,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	for _, t := range s.Traffic {
 		names = append(names, t.Name)
 	}
-	step := env.Log.Start("%s under %d rps, %s", s.Disruption.Name, cfgs[0].Rate, strings.Join(names, " + "))
+	step := env.Log.Start("%s under %d rps, %s", s.What(), cfgs[0].Rate, strings.Join(names, " + "))
 	loads := make([]*background, len(cfgs))
 	for i, cfg := range cfgs {
 		loads[i] = startLoad(ctx, cfg)
@@ -387,6 +422,8 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		stopAll()
 		return res, step.Fail(fmt.Errorf("%s: %w", s.Disruption.Name, err))
 	}
+	chaos := startFaults(ctx, live, w.Trigger, s.Faults)
+	cleanups = append(cleanups, chaos.end)
 	settled := s.Disruption.Settled
 	if settled == nil {
 		settled = func(ctx context.Context, l *Live) error {
@@ -399,6 +436,18 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 			err = badInput{err}
 		}
 		return res, step.Fail(fmt.Errorf("%s: %w", s.Disruption.Name, err))
+	}
+	// A fault may outlast the rollout (kube-proxy still paused): the
+	// cluster has settled only when it is undone.
+	if err := chaos.wait(); err != nil {
+		stopAll()
+		if ctx.Err() != nil {
+			return res, step.Fail(notJudged{fmt.Errorf("interrupted during the disruption: %w", context.Cause(ctx))})
+		}
+		if !errors.Is(err, ErrBadInput) {
+			err = notJudged{err}
+		}
+		return res, step.Fail(err)
 	}
 	w.Settled = time.Now()
 	res.Took = w.Settled.Sub(w.Trigger)

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sources "github.com/nodrop-dev/nodrop"
+	"github.com/nodrop-dev/nodrop/chaos"
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/progress"
@@ -79,16 +80,29 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		return code, out.String(), errb.String()
 	}
 	// untilRollout starts the built binary with args and waits until its
-	// first run is rolling out under load; the process is killed at the
-	// end of the spec whatever happens.
+	// first run is rolling out under load (with its faults, if any: "rollout
+	// restart, kube-proxy paused 2m0s under 1000 rps"); the process is
+	// killed at the end of the spec whatever happens.
 	untilRollout := func(ctx context.Context, args ...string) (*exec.Cmd, *lockedBuffer) {
 		cmd := exec.CommandContext(ctx, bin, args...)
 		errb := &lockedBuffer{}
 		cmd.Stderr = errb
 		Expect(cmd.Start()).To(Succeed())
 		DeferCleanup(func() { cmd.Process.Kill() })
-		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(ContainSubstring("rollout restart under"), "the run reaches its rollout")
+		Eventually(errb.String).WithContext(ctx).WithTimeout(2*time.Minute).Should(MatchRegexp(`rollout restart(, [^\n]*)? under \d+ rps`), "the run reaches its rollout")
 		return cmd, errb
+	}
+	// interrupt sends SIGINT to a command untilRollout started and
+	// asserts it ends as interrupted: exit 3 (not judged), and says so.
+	interrupt := func(cmd *exec.Cmd, errb *lockedBuffer) {
+		GinkgoHelper()
+		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
+		err := cmd.Wait()
+		GinkgoWriter.Print(errb.String())
+		var ee *exec.ExitError
+		Expect(errors.As(err, &ee)).To(BeTrue(), "an interrupted run must not exit 0")
+		Expect(ee.ExitCode()).To(Equal(3), "not judged")
+		Expect(errb.String()).To(ContainSubstring("interrupted"))
 	}
 	runs := func(stdout string) []checkRun {
 		var rs []checkRun
@@ -213,27 +227,41 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 	It("deletes what it created when interrupted, and exits 3 (not judged)", func(ctx SpecContext) {
 		cmd, errb := untilRollout(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-interrupted")
 		Expect(leftNamespaces(ctx, "nodrop-interrupted-", CurrentSpecReport().StartTime)).NotTo(BeEmpty())
-		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
-		err := cmd.Wait()
-		GinkgoWriter.Print(errb.String())
-		var ee *exec.ExitError
-		Expect(errors.As(err, &ee)).To(BeTrue(), "an interrupted check must not exit 0")
-		Expect(ee.ExitCode()).To(Equal(3))
-		Expect(errb.String()).To(ContainSubstring("interrupted"))
+		interrupt(cmd, errb)
 		Expect(leftNamespaces(ctx, "nodrop-interrupted-", CurrentSpecReport().StartTime)).To(BeEmpty())
 	}, SpecTimeout(4*time.Minute))
 
-	It("cannot clean up when killed (SIGKILL), and the next `nodrop cluster up` deletes what the killed run left", func(ctx SpecContext) {
-		cmd, _ := untilRollout(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-killed")
+	It("undoes its fault when interrupted mid-fault (kube-proxy runs again), deletes what it created and exits 3", func(ctx SpecContext) {
+		// Registered first, so it runs last: after the process is killed, if
+		// the spec fails, the specs after it still need kube-proxy.
+		DeferCleanup(resumeKubeProxy)
+		cmd, errb := untilRollout(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "fresh",
+			"--namespace", "nodrop-chaos-interrupted", "--fault", "pause-kube-proxy=2m", "--fault-at", "0s")
+		Eventually(errb.String).WithContext(ctx).WithTimeout(time.Minute).Should(ContainSubstring("fault: kube-proxy paused 2m"))
+		Expect(kubeProxyState(ctx)).To(Equal("T"), "kube-proxy is stopped during the fault")
+		interrupt(cmd, errb)
+		Expect(errb.String()).To(ContainSubstring("fault undone: kube-proxy paused 2m"))
+		Expect(kubeProxyState(ctx)).NotTo(Equal("T"), "kube-proxy runs again")
+		Expect(leftNamespaces(ctx, "nodrop-chaos-interrupted-", CurrentSpecReport().StartTime)).To(BeEmpty())
+	}, SpecTimeout(4*time.Minute))
+
+	It("cannot clean up when killed (SIGKILL) mid-fault, and the next `nodrop cluster up` deletes its namespace and resumes kube-proxy", func(ctx SpecContext) {
+		DeferCleanup(resumeKubeProxy) // runs after the process is killed
+		cmd, errb := untilRollout(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive",
+			"--namespace", "nodrop-killed", "--fault", "pause-kube-proxy=2m", "--fault-at", "0s")
+		Eventually(errb.String).WithContext(ctx).WithTimeout(time.Minute).Should(ContainSubstring("fault: kube-proxy paused 2m"))
 		Expect(cmd.Process.Kill()).To(Succeed())
 		_ = cmd.Wait()
 		left := leftNamespaces(ctx, "nodrop-killed-", CurrentSpecReport().StartTime)
 		Expect(left).To(HaveLen(1), "a killed run leaves its namespace, pods running")
+		Expect(kubeProxyState(ctx)).To(Equal("T"), "and kube-proxy stopped")
 
 		code, _, errOut := nodrop(ctx, "cluster", "up", "--name", suiteEnv.Name, "--image", suiteEnv.NodeImage)
 		Expect(code).To(Equal(0), "cluster up: %s", errOut)
 		Expect(errOut).To(ContainSubstring("left by runs that were killed"), "cluster up says what it deleted")
 		Expect(errOut).To(ContainSubstring(strings.Fields(left[0])[0]))
+		Expect(errOut).To(ContainSubstring("left stopped: kube-proxy on "), "cluster up says what it resumed")
+		Expect(kubeProxyState(ctx)).NotTo(Equal("T"), "kube-proxy runs again")
 		Expect(leftNamespaces(ctx, "nodrop-killed-", CurrentSpecReport().StartTime)).To(BeEmpty(), "gone")
 	}, SpecTimeout(4*time.Minute))
 
@@ -241,13 +269,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		out := GinkgoT().TempDir()
 		cmd, errb := untilRollout(ctx, "bench", "--variants", "baseline-good", "--mode", "keepalive", "--runs", "2", "--cluster", suiteEnv.Name, "--out", out, "-v")
 		Expect(leftNamespaces(ctx, "bench-baseline-good-", CurrentSpecReport().StartTime)).To(HaveLen(1))
-		Expect(cmd.Process.Signal(syscall.SIGINT)).To(Succeed())
-		err := cmd.Wait()
-		GinkgoWriter.Print(errb.String())
-		var ee *exec.ExitError
-		Expect(errors.As(err, &ee)).To(BeTrue(), "an interrupted bench must not exit 0")
-		Expect(ee.ExitCode()).To(Equal(3), "not judged")
-		Expect(errb.String()).To(ContainSubstring("interrupted"))
+		interrupt(cmd, errb)
 		Expect(errb.String()).NotTo(ContainSubstring("[2/2]"), "no run starts after Ctrl-C")
 		Expect(leftNamespaces(ctx, "bench-baseline-good-", CurrentSpecReport().StartTime)).To(BeEmpty(), "the run's namespace is deleted")
 		md, err := os.ReadFile(filepath.Join(out, "results.md"))
@@ -255,6 +277,24 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(string(md)).To(ContainSubstring("baseline-good"))
 	}, SpecTimeout(4*time.Minute))
 })
+
+// kubeProxyState is the state letter of kube-proxy's process on the
+// suite's (first) node: T while a fault holds it stopped.
+func kubeProxyState(ctx context.Context) string {
+	GinkgoHelper()
+	sh := cluster.Shell{Cluster: suiteEnv.Name}
+	nodes, err := sh.Nodes(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	out, err := sh.Run(ctx, nodes[0], `awk '{print $3}' /proc/$(pgrep -x kube-proxy)/stat`)
+	Expect(err).NotTo(HaveOccurred(), "reading kube-proxy's state")
+	return strings.TrimSpace(out)
+}
+
+// resumeKubeProxy resumes a kube-proxy a failed spec left stopped.
+func resumeKubeProxy(ctx context.Context) error {
+	_, err := chaos.Resume(ctx, cluster.Shell{Cluster: suiteEnv.Name})
+	return err
+}
 
 // leftNamespaces are the namespaces named with prefix, made since the
 // spec started (not ones an earlier, killed run left), that still exist.

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
@@ -40,6 +41,7 @@ func scenarioEnv() scenario.Env {
 	e := scenario.Env{
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
+		Nodes: cluster.Shell{Cluster: suiteEnv.Name},
 	}
 	if loadSlots != nil {
 		e.LoadSlots = loadSlots

@@ -22,6 +22,9 @@ var (
 	Lossless = ginkgo.Label("lossless")
 	// Slow: takes more than a minute.
 	Slow = ginkgo.Label("slow")
+	// Extended: beyond CI's subset (make e2e-ci leaves it out; make chaos
+	// and make e2e run it).
+	Extended = ginkgo.Label("extended")
 	// Disruptive: creates or deletes clusters, or touches the data plane
 	// for everyone; runs serially.
 	Disruptive = ginkgo.Label("disruptive")

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nodrop-dev/nodrop/chaos"
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
@@ -38,6 +39,7 @@ type checkOptions struct {
 	path, method     string
 	mode             string
 	disruption       string
+	fault, faultAt   string
 	rate             int
 	timeout          time.Duration
 	runs             int
@@ -89,6 +91,8 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.method, "method", http.MethodGet, "HTTP method")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive (kept-alive connections: draining), fresh (a new connection per request: endpoint propagation) or both")
 	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: "+kube.DisruptionNames)
+	f.StringVar(&o.fault, "fault", "", "chaos injected during the disruption, on nodrop's kind cluster: "+chaos.Names)
+	f.StringVar(&o.faultAt, "fault-at", "", "when the fault starts: DURATION after the disruption starts, pod-deleting[+DURATION] after the first old pod is deleted, or P%[+DURATION] after P% of the pods were deleted (30%) (default pod-deleting; with --disruption none, 0s)")
 	f.IntVar(&o.rate, "rate", loadgen.DefaultRate, "requests per second")
 	f.DurationVar(&o.timeout, "timeout", loadgen.DefaultTimeout, "per-request timeout")
 	f.IntVar(&o.runs, "runs", 1, "runs per mode, each in a fresh namespace")
@@ -115,6 +119,7 @@ type checkPlan struct {
 	resolved   *scenario.Resolved
 	modes      []string
 	disruption kube.Disruption
+	faults     []scenario.Fault
 	name       string
 }
 
@@ -147,6 +152,21 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	var faults []scenario.Fault
+	if o.fault != "" {
+		if o.kubeconfig != "" || o.kubeContext != "" {
+			return nil, usagef("--fault runs commands on the nodes, which nodrop can do only on its own kind cluster, not with --kubeconfig or --context")
+		}
+		at := o.faultAt
+		if at == "" && o.disruption == "none" {
+			at = "0s" // no pod is deleted but by the fault
+		}
+		f, err := chaos.Parse(o.fault, at)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		faults = append(faults, f)
+	}
 	objs, err := manifest.Read(o.files, o.kustomize)
 	if err != nil {
 		return nil, usageError{err}
@@ -158,7 +178,7 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if replicas := r.Deployment.Spec.Replicas; o.disruption == "scale-down" && (replicas == nil || *replicas < 2) {
 		return nil, usagef("--disruption scale-down needs at least 2 replicas; deployment %s has 1", r.Deployment.Name)
 	}
-	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, name: r.Deployment.Name}, nil
+	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, faults: faults, name: r.Deployment.Name}, nil
 }
 
 // scenario is one run of the plan under one load mode: the user's
@@ -172,6 +192,7 @@ func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
 			Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
 		}},
 		Disruption: scenario.Rollout(p.disruption),
+		Faults:     p.faults,
 	}
 }
 
@@ -216,7 +237,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 				break
 			}
 			s := plan.scenario(o, mode)
-			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, plan.disruption.Name, plan.name, o.rate)
+			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, s.What(), plan.name, o.rate)
 			res, err := s.RunUntilJudged(ctx, env, o.attempts)
 			results = append(results, res)
 			runErrs = append(runErrs, err)
@@ -350,6 +371,7 @@ func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenar
 		if c == nil {
 			return env, fmt.Errorf("connecting to cluster %q: %w", o.clusterName, err)
 		}
+		env.Nodes = cluster.Shell{Cluster: o.clusterName}
 		if env.NodeIP == "" && len(c.NodeIPs) > 0 {
 			env.NodeIP = c.NodeIPs[0]
 		}
