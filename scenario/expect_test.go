@@ -88,6 +88,12 @@ func TestJudge(t *testing.T) {
 			return e
 		}(), false, "losses should start"},
 		{"reconnects claimed, none", report(), scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some}, false, "told to reconnect"},
+		{"closes claimed, none", report(), func() scenario.Expectation { e := lossy(loadgen.EOF); e.MayLoseNothing, e.Closes = true, scenario.Some; return e }(), false, "none was closed"},
+		{"closes claimed, every connection broke", func() *loadgen.Report {
+			r := report(loss{7 * time.Second, loadgen.EOF, false})
+			r.BrokenConnections = 1
+			return r
+		}(), func() scenario.Expectation { e := lossy(loadgen.EOF); e.Closes = scenario.Some; return e }(), true, ""},
 	} {
 		o := scenario.Judge(tc.r, deleted, window, tc.e)
 		if o.Passed() != tc.pass || (tc.reason != "" && !strings.Contains(strings.Join(o.Problems, "\n"), tc.reason)) {
