@@ -88,7 +88,11 @@ func TestJudge(t *testing.T) {
 			return e
 		}(), false, "losses should start"},
 		{"reconnects claimed, none", report(), scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some}, false, "told to reconnect"},
-		{"closes claimed, none", report(), func() scenario.Expectation { e := lossy(loadgen.EOF); e.MayLoseNothing, e.Closes = true, scenario.Some; return e }(), false, "none was closed"},
+		{"closes claimed, none", report(), func() scenario.Expectation {
+			e := lossy(loadgen.EOF)
+			e.MayLoseNothing, e.Closes = true, scenario.Some
+			return e
+		}(), false, "none was closed"},
 		{"closes claimed, every connection broke", func() *loadgen.Report {
 			r := report(loss{7 * time.Second, loadgen.EOF, false})
 			r.BrokenConnections = 1
