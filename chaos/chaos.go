@@ -22,7 +22,7 @@ import (
 )
 
 // Names are the faults Parse knows, as the CLI names them.
-const Names = "kill-pod, crash-pod, drain-node[=DURATION], pause-node[=DURATION], pause-kube-proxy[=DURATION], pause-apiserver[=DURATION]"
+const Names = "kill-pod, crash-pod, drain-node[=DURATION], pause-node[=DURATION], pause-kube-proxy[=DURATION], restart-kube-proxy, pause-controller-manager[=DURATION], pause-apiserver[=DURATION], packet-loss=P%[/DURATION]"
 
 // DefaultPause is how long a pause-* fault lasts unless told.
 const DefaultPause = 10 * time.Second
@@ -43,14 +43,25 @@ func Parse(fault, at string) (scenario.Fault, error) {
 	}
 	name, arg, hasArg := strings.Cut(fault, "=")
 	switch name {
-	case "kill-pod", "crash-pod":
+	case "kill-pod", "crash-pod", "restart-kube-proxy":
 		if hasArg {
 			return scenario.Fault{}, fmt.Errorf("%w: %s takes no value, got %q", ErrBadFault, name, fault)
 		}
-		if name == "crash-pod" {
+		switch name {
+		case "crash-pod":
 			return CrashPod(when), nil
+		case "restart-kube-proxy":
+			return RestartKubeProxy(when), nil
 		}
 		return KillPod(when), nil
+	case "packet-loss":
+		p, d, err := parseLoss(arg)
+		if err != nil {
+			return scenario.Fault{}, err
+		}
+		return PacketLoss(p, d, when), nil
+	case "netem":
+		return scenario.Fault{}, fmt.Errorf("%w: netem is not built: nodrop injects no delay or reordering yet (the kernels it was built on have no sch_netem); packet-loss=P%% drops packets with iptables", ErrBadFault)
 	case "drain-node":
 		d := DefaultDrained
 		if hasArg {
@@ -59,7 +70,7 @@ func Parse(fault, at string) (scenario.Fault, error) {
 			}
 		}
 		return DrainNode(d, when), nil
-	case "pause-kube-proxy", "pause-apiserver", "pause-node":
+	case "pause-kube-proxy", "pause-apiserver", "pause-controller-manager", "pause-node":
 		d := DefaultPause
 		if hasArg {
 			if d, err = time.ParseDuration(arg); err != nil || d <= 0 || d > 5*time.Minute {
@@ -69,6 +80,8 @@ func Parse(fault, at string) (scenario.Fault, error) {
 		switch name {
 		case "pause-apiserver":
 			return PauseAPIServer(d, when), nil
+		case "pause-controller-manager":
+			return PauseControllerManager(d, when), nil
 		case "pause-node":
 			return PauseNode(d, when), nil
 		}
@@ -121,11 +134,11 @@ func ParseAt(s string) (scenario.FaultAt, error) {
 // paused are the processes a pause-* fault stops by signal (SIGSTOP, then
 // SIGCONT), on every node that runs one: kube-proxy's rules stay as they
 // were while it is stopped; a stopped API server answers nothing.
-var paused = []string{"kube-proxy", "kube-apiserver"}
+var paused = []string{"kube-proxy", "kube-apiserver", "kube-controller-manager"}
 
 // resumeStopped resumes each of paused that is stopped on the node and
-// prints its name.
-var resumeStopped = `for n in ` + strings.Join(paused, " ") + `; do for p in $(pgrep -x $n); do [ "$(awk '{print $3}' /proc/$p/stat)" = T ] && kill -CONT $p && echo $n; done; done; true`
+// prints its name, then removes packet-loss rules and says so.
+var resumeStopped = `for n in ` + strings.Join(paused, " ") + `; do for p in $(pgrep -x $n); do [ "$(awk '{print $3}' /proc/$p/stat)" = T ] && kill -CONT $p && echo $n; done; done; ` + removeLossRules + `; true`
 
 // PauseKubeProxy stops kube-proxy on every node for d: endpoints that go
 // or come meanwhile are not followed, so new connections still reach a
@@ -140,6 +153,16 @@ func PauseKubeProxy(d time.Duration, at scenario.FaultAt) scenario.Fault {
 // while the kubelets go on stopping the pods they were told to stop.
 func PauseAPIServer(d time.Duration, at scenario.FaultAt) scenario.Fault {
 	return pause("kube-apiserver", fmt.Sprintf("API server paused %s", d), d, at)
+}
+
+// PauseControllerManager stops kube-controller-manager for d, and with
+// it the EndpointSlice controller (slow EndpointSlice propagation): a
+// deleted pod stays a ready endpoint and a new pod's readiness is not
+// published, so kube-proxy, up to date with the slices, sends new
+// connections to a pod that is terminating, or gone. The rollout waits
+// too (the Deployment and ReplicaSet controllers are stopped with it).
+func PauseControllerManager(d time.Duration, at scenario.FaultAt) scenario.Fault {
+	return pause("kube-controller-manager", fmt.Sprintf("EndpointSlice updates paused %s (kube-controller-manager stopped)", d), d, at)
 }
 
 // pause stops process on every node that runs it, for d.

@@ -26,6 +26,9 @@ func TestParse(t *testing.T) {
 		{"crash-pod", "50%", "crash (SIGABRT) of a serving pod's app", scenario.FaultAt{After: probes.PodDeleting, Share: 0.5}, 0},
 		{"pause-apiserver=4s", "30%+2s", "API server paused 4s", scenario.FaultAt{After: probes.PodDeleting, Share: 0.3, Delay: 2 * time.Second}, 4 * time.Second},
 		{"pause-apiserver", "100%", "API server paused 10s", scenario.FaultAt{After: probes.PodDeleting, Share: 1}, 10 * time.Second},
+		{"pause-controller-manager=3s", "", "EndpointSlice updates paused 3s (kube-controller-manager stopped)", chaos.DefaultAt, 3 * time.Second},
+		{"packet-loss=5%", "0s", "5% of packets dropped for 10s", scenario.FaultAt{}, 10 * time.Second},
+		{"packet-loss=0.5%/20s", "", "0.5% of packets dropped for 20s", chaos.DefaultAt, 20 * time.Second},
 	} {
 		f, err := chaos.Parse(tc.fault, tc.at)
 		if err != nil {
@@ -38,7 +41,9 @@ func TestParse(t *testing.T) {
 	}
 	for _, tc := range [][2]string{
 		{"earthquake", ""}, {"kill-pod=2", ""}, {"pause-kube-proxy=0s", ""}, {"pause-kube-proxy=1h", ""},
-		{"crash-pod=1", ""}, {"pause-apiserver=soon", ""},
+		{"crash-pod=1", ""}, {"pause-apiserver=soon", ""}, {"restart-kube-proxy=1s", ""},
+		{"packet-loss", ""}, {"packet-loss=5", ""}, {"packet-loss=0%", ""}, {"packet-loss=101%", ""}, {"packet-loss=5%/", ""}, {"packet-loss=5%/0s", ""},
+		{"netem=delay:50ms", ""},
 		{"kill-pod", "0%"}, {"kill-pod", "101%"}, {"kill-pod", "x%"}, {"kill-pod", "30%+"}, {"kill-pod", "30%+-1s"},
 		{"kill-pod", "pod-deleting1s"}, {"kill-pod", "pod-deleting+x"}, {"kill-pod", "pod-deleting+"}, {"kill-pod", "-1s"}, {"kill-pod", "1s+1s"},
 	} {

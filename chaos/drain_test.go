@@ -6,7 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,5 +114,42 @@ func TestDrainOfTheOnlyNodeIsBadInput(t *testing.T) {
 	n, _ := c.CoreV1().Nodes().Get(context.Background(), "solo", metav1.GetOptions{})
 	if n.Spec.Unschedulable {
 		t.Error("the node was cordoned anyway")
+	}
+}
+
+// A kube-proxy restart deletes its DaemonSet's pods and ends when a new
+// one is ready on every node that had one; a cluster without kube-proxy
+// is bad input.
+func TestRestartKubeProxy(t *testing.T) {
+	ready := func(p *corev1.Pod) {
+		p.Labels = map[string]string{"k8s-app": "kube-proxy"}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: "kube-system"},
+		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-proxy"}}}}
+	c := fake.NewClientset(ds, podOn("kube-system", "kube-proxy-a", "n1", ready), podOn("kube-system", "kube-proxy-b", "n2", ready), podOn("kube-system", "coredns", "n1"))
+	in, err := restartKubeProxy(context.Background(), c)
+	if err != nil || in.On != "2 pods deleted" {
+		t.Fatalf("inject: %+v, %v", in, err)
+	}
+	left, _ := c.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{})
+	if len(left.Items) != 1 || left.Items[0].Name != "coredns" {
+		t.Fatalf("left %v, want only coredns", left.Items)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	if err := in.Undo(ctx); err == nil || !strings.Contains(err.Error(), "n1, n2") {
+		t.Errorf("undo with nothing new: %v, want n1 and n2 named", err)
+	}
+	for _, p := range []*corev1.Pod{podOn("kube-system", "kube-proxy-c", "n1", ready), podOn("kube-system", "kube-proxy-d", "n2", ready)} {
+		if _, err := c.CoreV1().Pods("kube-system").Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Undo(context.Background()); err != nil {
+		t.Errorf("undo with new pods: %v", err)
+	}
+	if _, err := restartKubeProxy(context.Background(), fake.NewClientset()); !errors.Is(err, scenario.ErrBadInput) {
+		t.Errorf("no kube-proxy: %v, want bad input", err)
 	}
 }

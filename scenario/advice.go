@@ -163,6 +163,12 @@ func faultMechanism(name string) string {
 		return "the app died with requests on the wire and refused connections until it listened again. No configuration saves those; what bounds them is the share of the load each pod carries (more replicas) and how fast a pod restarts and turns ready."
 	case strings.HasPrefix(name, "kube-proxy paused"):
 		return "kube-proxy, stopped, followed no endpoint change: new connections still went to pods that had stopped serving. A preStop sleep covers only a data plane that lags less than it."
+	case strings.HasPrefix(name, "kube-proxy restarted"):
+		return "kube-proxy was down while it restarted and followed no endpoint change meanwhile; the new one writes every rule anew once it has read the Services and EndpointSlices. A preStop sleep covers only a restart shorter than it."
+	case strings.HasPrefix(name, "EndpointSlice updates paused"):
+		return "the EndpointSlices were not updated (kube-controller-manager stopped): a terminating pod stayed listed ready, so kube-proxy, up to date with the slices, sent new connections to it after it stopped serving. A preStop sleep covers only a propagation delay shorter than it."
+	case strings.Contains(name, "of packets dropped"):
+		return "packets to and from the pod were dropped: TCP sends a lost SYN again only after 1 s, so a connection whose handshake is lost twice outlasts a 2 s client timeout. No pod configuration avoids this; a client that retries, or kept-alive connections (no handshake per request), do."
 	case strings.HasPrefix(name, "API server paused"):
 		return "with the API server stopped, no endpoint change reached kube-proxy: new connections still went to pods that stopped serving meanwhile. A preStop sleep covers only an outage shorter than it."
 	case strings.HasPrefix(name, "node paused"):

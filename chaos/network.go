@@ -1,0 +1,165 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodrop-dev/nodrop/kube"
+	"github.com/nodrop-dev/nodrop/scenario"
+)
+
+// lossComment marks the iptables rules of a packet-loss fault, so that a
+// run killed outright leaves none behind that Resume cannot find.
+const lossComment = "nodrop-packet-loss"
+
+// removeLossRules deletes every packet-loss rule on a node and prints
+// "packet-loss-rule" for each.
+var removeLossRules = `command -v iptables >/dev/null && iptables -S FORWARD | grep -- '--comment ` + lossComment + `' | sed 's/^-A /-D /' | while read -r r; do eval iptables $r && echo packet-loss-rule; done`
+
+// PacketLoss drops share (0 to 1) of the packets to and from one serving
+// pod (the oldest, mid-rollout an old one), at random, for d: a lossy
+// link or an overloaded NIC in front of that pod. TCP sends again what
+// was lost, so a request is lost only when its handshake or its data is
+// lost so often that the retransmissions (the first SYN again after 1 s,
+// data after 200 ms or more) outlast the client's timeout. The rules go
+// in the FORWARD chain of the pod's node, ahead of kube-proxy's, and carry
+// a comment Resume looks for.
+func PacketLoss(share float64, d time.Duration, at scenario.FaultAt) scenario.Fault {
+	prob := strconv.FormatFloat(share, 'f', -1, 64)
+	return scenario.Fault{
+		Name: fmt.Sprintf("%s%% of packets dropped for %s", strconv.FormatFloat(share*100, 'f', -1, 64), d), At: at, For: d, NeedsNodes: true,
+		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
+			pod, err := servingPod(ctx, l)
+			if err != nil {
+				return scenario.Injected{}, err
+			}
+			ip, node := pod.Status.PodIP, pod.Spec.NodeName
+			if ip == "" {
+				return scenario.Injected{}, fmt.Errorf("pod %s has no IP", pod.Name)
+			}
+			rule := func(op, dir string) string {
+				return fmt.Sprintf("iptables %s FORWARD %s %s -m statistic --mode random --probability %s -m comment --comment %s -j DROP", op, dir, ip, prob, lossComment)
+			}
+			undo := func(ctx context.Context) error {
+				_, err := l.Env.Nodes.Run(ctx, node, rule("-D", "-d")+"; "+rule("-D", "-s")+"; true")
+				if err != nil {
+					return fmt.Errorf("removing the packet-loss rules for pod %s on %s: %w", pod.Name, node, err)
+				}
+				return nil
+			}
+			if _, err := l.Env.Nodes.Run(ctx, node, rule("-I", "-d")+" && "+rule("-I", "-s")); err != nil {
+				return scenario.Injected{}, errors.Join(fmt.Errorf("dropping packets of pod %s on %s: %w", pod.Name, node, err), undo(context.WithoutCancel(ctx)))
+			}
+			return scenario.Injected{Pod: pod.Name, On: "node " + node, Undo: undo}, nil
+		},
+	}
+}
+
+// parseLoss reads packet-loss's value: P%[/DURATION], P from above 0 to
+// 100, the duration DefaultPause unless given.
+func parseLoss(arg string) (float64, time.Duration, error) {
+	bad := fmt.Errorf("%w: packet-loss=%s: want the share of packets dropped and, after a slash, for how long (1s to 5m), e.g. packet-loss=5%%/10s", ErrBadFault, arg)
+	share, dur, hasDur := strings.Cut(arg, "/")
+	num, ok := strings.CutSuffix(share, "%")
+	if !ok {
+		return 0, 0, bad
+	}
+	p, err := strconv.ParseFloat(num, 64)
+	if err != nil || p <= 0 || p > 100 {
+		return 0, 0, bad
+	}
+	d := DefaultPause
+	if hasDur {
+		if d, err = time.ParseDuration(dur); err != nil || d <= 0 || d > 5*time.Minute {
+			return 0, 0, bad
+		}
+	}
+	return p / 100, d, nil
+}
+
+// kubeProxyReady is how long RestartKubeProxy waits for a new kube-proxy
+// pod on every node whose pod it deleted.
+const kubeProxyReady = 2 * time.Minute
+
+// RestartKubeProxy deletes kube-proxy's pods (the DaemonSet kube-proxy in
+// kube-system), as an update of that DaemonSet or a node's maintenance
+// restarts it, and lets the DaemonSet start new ones. Its rules stay in
+// the kernel while it is down; the new one reads every Service and
+// EndpointSlice and writes them anew. The fault ends when a new kube-proxy
+// pod is ready on every node that had one (at most 2 minutes). It needs no
+// node shell: any cluster with a kube-proxy DaemonSet will do. (Killing
+// the process instead would let the kubelet's crash back-off, 10 s and
+// doubling, decide how long it stays down.)
+func RestartKubeProxy(at scenario.FaultAt) scenario.Fault {
+	return scenario.Fault{
+		Name: "kube-proxy restarted", At: at,
+		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
+			return restartKubeProxy(ctx, l.Env.Client)
+		},
+	}
+}
+
+func restartKubeProxy(ctx context.Context, c kubernetes.Interface) (scenario.Injected, error) {
+	ds, err := c.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return scenario.Injected{}, fmt.Errorf("%w: restart-kube-proxy: the cluster has no DaemonSet kube-system/kube-proxy (a CNI that replaces kube-proxy has nothing to restart)", scenario.ErrBadInput)
+	}
+	if err != nil {
+		return scenario.Injected{}, fmt.Errorf("finding kube-proxy: %w", err)
+	}
+	selector := metav1.FormatLabelSelector(ds.Spec.Selector)
+	pods, err := c.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return scenario.Injected{}, fmt.Errorf("listing kube-proxy's pods: %w", err)
+	}
+	old := map[string]string{} // node: the pod deleted there
+	for _, p := range pods.Items {
+		if err := c.CoreV1().Pods("kube-system").Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return scenario.Injected{}, fmt.Errorf("deleting kube-proxy pod %s: %w", p.Name, err)
+		}
+		old[p.Spec.NodeName] = p.Name
+	}
+	if len(old) == 0 {
+		return scenario.Injected{}, errors.New("kube-proxy has no pods to restart")
+	}
+	back := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, kubeProxyReady)
+		defer cancel()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			pods, err := c.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: selector})
+			missing := maps.Clone(old)
+			if err == nil {
+				for _, p := range pods.Items {
+					if p.Name != old[p.Spec.NodeName] && p.DeletionTimestamp == nil && kube.PodReady(&p) {
+						delete(missing, p.Spec.NodeName)
+					}
+				}
+				if len(missing) == 0 {
+					return nil
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("no new kube-proxy ready within %s on %s", kubeProxyReady, strings.Join(slices.Sorted(maps.Keys(missing)), ", "))
+			case <-tick.C:
+			}
+		}
+	}
+	on := fmt.Sprintf("%d pods deleted", len(old))
+	if len(old) == 1 {
+		on = "1 pod deleted"
+	}
+	return scenario.Injected{On: on, Undo: back}, nil
+}
