@@ -138,7 +138,17 @@ var paused = []string{"kube-proxy", "kube-apiserver", "kube-controller-manager"}
 
 // resumeStopped resumes each of paused that is stopped on the node and
 // prints its name, then removes packet-loss rules and says so.
-var resumeStopped = `for n in ` + strings.Join(paused, " ") + `; do for p in $(pgrep -x $n); do [ "$(awk '{print $3}' /proc/$p/stat)" = T ] && kill -CONT $p && echo $n; done; done; ` + removeLossRules + `; true`
+var resumeStopped = func() string {
+	var b strings.Builder
+	for _, name := range paused {
+		fmt.Fprintf(&b, `for p in $(pgrep -x %s 2>/dev/null); do [ "$(awk '{print $3}' /proc/$p/stat)" = T ] && kill -CONT $p && echo %s; done; `, comm(name), name)
+	}
+	return b.String() + removeLossRules + "; true"
+}()
+
+// comm is the name the kernel keeps for a process (its first 15 bytes),
+// which pgrep -x and pkill -x match.
+func comm(process string) string { return process[:min(len(process), 15)] }
 
 // PauseKubeProxy stops kube-proxy on every node for d: endpoints that go
 // or come meanwhile are not followed, so new connections still reach a
@@ -167,7 +177,7 @@ func PauseControllerManager(d time.Duration, at scenario.FaultAt) scenario.Fault
 
 // pause stops process on every node that runs it, for d.
 func pause(process, name string, d time.Duration, at scenario.FaultAt) scenario.Fault {
-	stop := fmt.Sprintf(`if pkill -STOP -x %s; then echo stopped; fi`, process)
+	stop := fmt.Sprintf(`if pkill -STOP -x %s; then echo stopped; fi`, comm(process))
 	return scenario.Fault{
 		Name: name, At: at, For: d, NeedsNodes: true,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
@@ -180,7 +190,7 @@ func pause(process, name string, d time.Duration, at scenario.FaultAt) scenario.
 			undo := func(ctx context.Context) error {
 				var errs []error
 				for _, n := range stopped {
-					if _, err := shell.Run(ctx, n, "pkill -CONT -x "+process); err != nil {
+					if _, err := shell.Run(ctx, n, "pkill -CONT -x "+comm(process)); err != nil {
 						errs = append(errs, fmt.Errorf("resuming %s on %s: %w", process, n, err))
 					}
 				}

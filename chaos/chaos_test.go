@@ -170,3 +170,22 @@ func TestResumeThawsAPausedNode(t *testing.T) {
 		t.Fatalf("resumed %q, %v; paused %v", got, err, p.paused)
 	}
 }
+
+// pkill -x matches the kernel's 15-byte name of a process: the pause of
+// kube-controller-manager asks for kube-controller, and Resume names it
+// whole.
+func TestPauseMatchesTheKernelsName(t *testing.T) {
+	s := &shell{nodes: []string{"cp"}, out: func(_, script string) (string, error) {
+		if strings.Contains(script, "pkill -STOP -x kube-controller;") {
+			return "stopped\n", nil
+		}
+		return "", nil
+	}}
+	if _, err := chaos.PauseControllerManager(time.Second, chaos.DefaultAt).Inject(context.Background(), &scenario.Live{Env: scenario.Env{Nodes: s}}); err != nil {
+		t.Fatalf("inject: %v (ran %q)", err, s.ran)
+	}
+	s.ran = nil
+	if _, err := chaos.Resume(context.Background(), s); err != nil || !strings.Contains(s.ran[0], "pgrep -x kube-controller 2>/dev/null); do") || !strings.Contains(s.ran[0], "echo kube-controller-manager;") {
+		t.Errorf("resume ran %q, %v", s.ran, err)
+	}
+}
