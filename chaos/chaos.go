@@ -90,7 +90,8 @@ func Parse(fault, at string) (scenario.Fault, error) {
 	return scenario.Fault{}, fmt.Errorf("%w: unknown fault %q (known: %s)", ErrBadFault, fault, Names)
 }
 
-// ParseAt reads when a fault starts: DURATION after the disruption
+// ParseAt reads when a fault starts: before: in place before the
+// disruption starts (which waits for it); DURATION after the disruption
 // starts ("5s"); pod-deleting[+DURATION]: that long after the first old
 // pod is deleted; or P%[+DURATION]: after P% of the Deployment's pods
 // have been deleted (30%: the rollout a third of the way through; at
@@ -99,8 +100,11 @@ func ParseAt(s string) (scenario.FaultAt, error) {
 	if s == "" {
 		return DefaultAt, nil
 	}
-	bad := fmt.Errorf("%w: --fault-at %q: want a duration after the disruption starts (5s), pod-deleting[+DURATION] or P%%[+DURATION] (30%%: after 30%% of the pods were deleted)", ErrBadFault, s)
+	bad := fmt.Errorf("%w: --fault-at %q: want before (in place before the disruption starts), a duration after the disruption starts (5s), pod-deleting[+DURATION] or P%%[+DURATION] (30%%: after 30%% of the pods were deleted)", ErrBadFault, s)
 	at := scenario.FaultAt{After: probes.PodDeleting}
+	if s == "before" {
+		return scenario.FaultAt{Before: true}, nil
+	}
 	head, rest, _ := strings.Cut(s, "+")
 	switch {
 	case head == "pod-deleting":

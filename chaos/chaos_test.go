@@ -27,6 +27,7 @@ func TestParse(t *testing.T) {
 		{"pause-apiserver=4s", "30%+2s", "API server paused 4s", scenario.FaultAt{After: probes.PodDeleting, Share: 0.3, Delay: 2 * time.Second}, 4 * time.Second},
 		{"pause-apiserver", "100%", "API server paused 10s", scenario.FaultAt{After: probes.PodDeleting, Share: 1}, 10 * time.Second},
 		{"pause-controller-manager=3s", "", "EndpointSlice updates paused 3s (kube-controller-manager stopped)", chaos.DefaultAt, 3 * time.Second},
+		{"kill-pod", "before", "SIGKILL to a serving pod's container", scenario.FaultAt{Before: true}, 0},
 		{"packet-loss=5%", "0s", "5% of packets dropped for 10s", scenario.FaultAt{}, 10 * time.Second},
 		{"packet-loss=0.5%/20s", "", "0.5% of packets dropped for 20s", chaos.DefaultAt, 20 * time.Second},
 	} {

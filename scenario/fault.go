@@ -45,7 +45,12 @@ type Injected struct {
 // when After is set, Delay after the run's first event of that kind (the
 // first old pod deleted: the rollout under way).
 type FaultAt struct {
-	After probes.Kind
+	// Before: the fault is put in place before the disruption starts,
+	// and the disruption waits for it (a controller stopped before a pod
+	// is deleted: one that reacts within milliseconds would otherwise
+	// have done its part already).
+	Before bool
+	After  probes.Kind
 	// Share, with After, waits instead for that many events as this share
 	// of the Deployment's replicas, each of a pod of its own (0.3 after
 	// PodDeleting: 30% of the old pods deleted; at least one).
@@ -71,6 +76,8 @@ type faults struct {
 	mu   sync.Mutex
 	errs []error
 	undo []*undoOnce
+	// placing counts the Before faults not yet in place (or failed).
+	placing sync.WaitGroup
 	// settled is closed when the disruption settled: a fault still
 	// waiting for its event then never comes.
 	settled chan struct{}
@@ -105,9 +112,15 @@ func startFaults(ctx context.Context, l *Live, trigger time.Time, list []Fault) 
 	f := &faults{settled: make(chan struct{}), stop: make(chan struct{})}
 	for _, fault := range list {
 		f.wg.Add(1)
+		placed := func() {}
+		if fault.At.Before {
+			f.placing.Add(1)
+			placed = sync.OnceFunc(f.placing.Done)
+		}
 		go func() {
 			defer f.wg.Done()
-			if err := f.run(ctx, l, trigger, fault); err != nil && !errors.Is(err, errStopped) {
+			defer placed()
+			if err := f.run(ctx, l, trigger, fault, placed); err != nil && !errors.Is(err, errStopped) {
 				f.mu.Lock()
 				f.errs = append(f.errs, fmt.Errorf("fault %s: %w", fault.Name, err))
 				f.mu.Unlock()
@@ -117,9 +130,20 @@ func startFaults(ctx context.Context, l *Live, trigger time.Time, list []Fault) 
 	return f
 }
 
-func (f *faults) run(ctx context.Context, l *Live, trigger time.Time, fault Fault) error {
+// placed returns once every Before fault is in place, with what went
+// wrong if one could not be.
+func (f *faults) placed() error {
+	f.placing.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Join(f.errs...)
+}
+
+// run injects fault when its moment comes and undoes it after its time;
+// placed is called once it is in place.
+func (f *faults) run(ctx context.Context, l *Live, trigger time.Time, fault Fault, placed func()) error {
 	from := trigger
-	if fault.At.After != "" {
+	if fault.At.After != "" && !fault.At.Before {
 		n := 1
 		if fault.At.Share > 0 {
 			replicas, err := l.replicas(ctx)
@@ -163,6 +187,7 @@ func (f *faults) run(ctx context.Context, l *Live, trigger time.Time, fault Faul
 	f.mu.Lock()
 	f.undo = append(f.undo, u)
 	f.mu.Unlock()
+	placed() // and undone however the run ends
 	if err := f.sleepUntil(ctx, time.Now().Add(fault.For)); err != nil {
 		return err // undone by the run's clean-up
 	}

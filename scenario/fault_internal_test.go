@@ -154,3 +154,36 @@ func TestFaultAtAShareOfThePods(t *testing.T) {
 		t.Errorf("err = %v, want bad input: 2 of the 3 deletions", err)
 	}
 }
+
+// A fault placed before the disruption is in place, its undo registered,
+// when placed returns; faults at later moments do not hold it up; one that
+// cannot be placed says why.
+func TestFaultPlacedBeforeTheDisruption(t *testing.T) {
+	rec := &probes.Recorder{}
+	live := &Live{Recorder: rec}
+	before, later := &fakeFault{}, &fakeFault{}
+	f := startFaults(context.Background(), live, time.Now(), []Fault{
+		before.fault(FaultAt{Before: true, After: probes.PodDeleting}, time.Hour),
+		later.fault(FaultAt{Delay: time.Hour}, time.Second),
+	})
+	if err := f.placed(); err != nil {
+		t.Fatal(err)
+	}
+	if injected, _ := before.times(); injected.IsZero() {
+		t.Fatal("placed returned before the fault was in place")
+	}
+	if err := f.end(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, undone := before.times(); undone.IsZero() {
+		t.Error("the fault placed before was not undone at the end")
+	}
+	broken := Fault{Name: "broken", At: FaultAt{Before: true}, Inject: func(context.Context, *Live) (Injected, error) {
+		return Injected{}, errors.New("no such process")
+	}}
+	f = startFaults(context.Background(), live, time.Now(), []Fault{broken})
+	if err := f.placed(); err == nil || !strings.Contains(err.Error(), "no such process") {
+		t.Errorf("placed = %v, want the fault's error", err)
+	}
+	f.end(context.Background())
+}

@@ -418,12 +418,16 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	first.WaitSent(ctx, cfgs[0].Rate/2)
 	w := Window{Trigger: time.Now()}
 	rec.Record(probes.Event{At: w.Trigger, Kind: probes.Disruption, Detail: s.Disruption.Name})
+	chaos := startFaults(ctx, live, w.Trigger, s.Faults)
+	cleanups = append(cleanups, chaos.end)
+	if err := chaos.placed(); err != nil {
+		stopAll()
+		return res, step.Fail(faultFailed(ctx, err))
+	}
 	if err := s.Disruption.Apply(ctx, live); err != nil {
 		stopAll()
 		return res, step.Fail(fmt.Errorf("%s: %w", s.Disruption.Name, err))
 	}
-	chaos := startFaults(ctx, live, w.Trigger, s.Faults)
-	cleanups = append(cleanups, chaos.end)
 	settled := s.Disruption.Settled
 	if settled == nil {
 		settled = func(ctx context.Context, l *Live) error {
@@ -441,13 +445,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	// cluster has settled only when it is undone.
 	if err := chaos.wait(); err != nil {
 		stopAll()
-		if ctx.Err() != nil {
-			return res, step.Fail(notJudged{fmt.Errorf("interrupted during the disruption: %w", context.Cause(ctx))})
-		}
-		if !errors.Is(err, ErrBadInput) {
-			err = notJudged{err}
-		}
-		return res, step.Fail(err)
+		return res, step.Fail(faultFailed(ctx, err))
 	}
 	w.Settled = time.Now()
 	res.Took = w.Settled.Sub(w.Trigger)
@@ -688,4 +686,16 @@ func (l *background) Stop() (*loadgen.Report, error) {
 	l.cancel()
 	<-l.done
 	return l.report, l.err
+}
+
+// faultFailed is what a run says when a fault failed: not judged, bad
+// input if the fault's request was, or interrupted.
+func faultFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return notJudged{fmt.Errorf("interrupted during the disruption: %w", context.Cause(ctx))}
+	}
+	if errors.Is(err, ErrBadInput) {
+		return err
+	}
+	return notJudged{err}
 }
