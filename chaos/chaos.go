@@ -22,7 +22,7 @@ import (
 )
 
 // Names are the faults Parse knows, as the CLI names them.
-const Names = "kill-pod, crash-pod, drain-node[=DURATION], pause-node[=DURATION], pause-kube-proxy[=DURATION], restart-kube-proxy, pause-controller-manager[=DURATION], pause-apiserver[=DURATION], packet-loss=P%[/DURATION]"
+const Names = "kill-pod, crash-pod, drain-node[=DURATION], pause-node[=DURATION], pause-kube-proxy[=DURATION], restart-kube-proxy, pause-controller-manager[=DURATION], pause-apiserver[=DURATION], packet-loss=P%[/DURATION], delay=DELAY[:JITTER][/DURATION]"
 
 // DefaultPause is how long a pause-* fault lasts unless told.
 const DefaultPause = 10 * time.Second
@@ -60,8 +60,14 @@ func Parse(fault, at string) (scenario.Fault, error) {
 			return scenario.Fault{}, err
 		}
 		return PacketLoss(p, d, when), nil
+	case "delay":
+		delay, jitter, d, err := parseDelay(arg)
+		if err != nil {
+			return scenario.Fault{}, err
+		}
+		return Delay(delay, jitter, d, when), nil
 	case "netem":
-		return scenario.Fault{}, fmt.Errorf("%w: netem is not built: nodrop injects no delay or reordering yet (the kernels it was built on have no sch_netem); packet-loss=P%% drops packets with iptables", ErrBadFault)
+		return scenario.Fault{}, fmt.Errorf("%w: nodrop does not use netem (the kernels it was built on have no sch_netem): delay=100ms:50ms/10s holds packets (with jitter: reordering), packet-loss=1%%/10s drops them", ErrBadFault)
 	case "drain-node":
 		d := DefaultDrained
 		if hasArg {
@@ -141,13 +147,14 @@ func ParseAt(s string) (scenario.FaultAt, error) {
 var paused = []string{"kube-proxy", "kube-apiserver", "kube-controller-manager"}
 
 // resumeStopped resumes each of paused that is stopped on the node and
-// prints its name, then removes packet-loss rules and says so.
+// prints its name, then removes the rules of packet-loss and delay
+// faults and says so.
 var resumeStopped = func() string {
 	var b strings.Builder
 	for _, name := range paused {
 		fmt.Fprintf(&b, `for p in $(pgrep -x %s 2>/dev/null); do [ "$(awk '{print $3}' /proc/$p/stat)" = T ] && kill -CONT $p && echo %s; done; `, comm(name), name)
 	}
-	return b.String() + removeLossRules + "; true"
+	return b.String() + removeRules + "; true"
 }()
 
 // comm is the name the kernel keeps for a process (its first 15 bytes),

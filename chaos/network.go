@@ -18,13 +18,14 @@ import (
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
-// lossComment marks the iptables rules of a packet-loss fault, so that a
-// run killed outright leaves none behind that Resume cannot find.
-const lossComment = "nodrop-packet-loss"
+// ruleComment marks the iptables rules of the packet-loss and delay
+// faults, so that a run killed outright leaves none behind that Resume
+// cannot find.
+const ruleComment = "nodrop-fault"
 
-// removeLossRules deletes every packet-loss rule on a node and prints
-// "packet-loss-rule" for each.
-var removeLossRules = `command -v iptables >/dev/null && iptables -S FORWARD | grep -- '--comment ` + lossComment + `' | sed 's/^-A /-D /' | while read -r r; do eval iptables $r && echo packet-loss-rule; done`
+// removeRules deletes every rule of those faults on a node and prints
+// "iptables-rule" for each.
+var removeRules = `command -v iptables >/dev/null && iptables -S FORWARD | grep -- '--comment ` + ruleComment + `' | sed 's/^-A /-D /' | while read -r r; do eval iptables $r && echo iptables-rule; done`
 
 // PacketLoss drops share (0 to 1) of the packets to and from one serving
 // pod (the oldest, mid-rollout an old one), at random, for d: a lossy
@@ -48,7 +49,7 @@ func PacketLoss(share float64, d time.Duration, at scenario.FaultAt) scenario.Fa
 				return scenario.Injected{}, fmt.Errorf("pod %s has no IP", pod.Name)
 			}
 			rule := func(op, dir string) string {
-				return fmt.Sprintf("iptables %s FORWARD %s %s -m statistic --mode random --probability %s -m comment --comment %s -j DROP", op, dir, ip, prob, lossComment)
+				return fmt.Sprintf("iptables %s FORWARD %s %s -m statistic --mode random --probability %s -m comment --comment %s -j DROP", op, dir, ip, prob, ruleComment)
 			}
 			undo := func(ctx context.Context) error {
 				_, err := l.Env.Nodes.Run(ctx, node, rule("-D", "-d")+"; "+rule("-D", "-s")+"; true")

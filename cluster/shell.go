@@ -20,7 +20,10 @@ type Shell struct {
 	Cluster string
 }
 
-var _ chaos.NodePauser = Shell{}
+var (
+	_ chaos.NodePauser = Shell{}
+	_ chaos.NodeNetns  = Shell{}
+)
 
 // Nodes are the cluster's node names, which are also Kubernetes'.
 func (s Shell) Nodes(context.Context) ([]string, error) {
@@ -107,4 +110,18 @@ func (s Shell) node(name string) (nodes.Node, error) {
 		}
 	}
 	return nil, fmt.Errorf("cluster %q has no node %q", s.Cluster, name)
+}
+
+// Netns is the path of node's network namespace: its container's, by the
+// PID Docker gives for it.
+func (s Shell) Netns(ctx context.Context, node string) (string, error) {
+	if _, err := s.node(node); err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, "docker", "inspect", "-f", "{{.State.Pid}}", node).CombinedOutput()
+	pid := strings.TrimSpace(string(out))
+	if err != nil || pid == "" || pid == "0" {
+		return "", fmt.Errorf("docker inspect %s: %v: %s", node, err, pid)
+	}
+	return "/proc/" + pid + "/ns/net", nil
 }

@@ -1,0 +1,102 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/chaos/nfqueue"
+	"github.com/nodrop-dev/nodrop/scenario"
+)
+
+// NodeNetns gives the network namespace of a node, where nodrop can hold
+// the packets of a delay fault (on kind: its container's). scenario.Env.Nodes
+// offers it where it can.
+type NodeNetns interface {
+	// Netns is the path of node's network namespace (/proc/PID/ns/net).
+	Netns(ctx context.Context, node string) (string, error)
+}
+
+// delayQueue is the NFQUEUE number the delay fault binds on a node.
+const delayQueue = 4711
+
+// Delay holds every packet to and from one serving pod (the oldest,
+// mid-rollout an old one) for delay, give or take jitter (uniform; with
+// jitter, packets overtake one another: reordering), for d: a slow or
+// congested path to that pod. The kernels nodrop was built on have no
+// sch_netem, so the packets go through an iptables NFQUEUE rule in the
+// FORWARD chain of the pod's node to nodrop's own process, which lets each
+// go when its time comes (package nfqueue). The rule passes packets
+// through if nodrop is gone (--queue-bypass), and carries the comment
+// Resume looks for. It needs root on the host.
+func Delay(delay, jitter, d time.Duration, at scenario.FaultAt) scenario.Fault {
+	name := fmt.Sprintf("packets delayed %s", delay)
+	if jitter > 0 {
+		name += fmt.Sprintf(" ±%s", jitter)
+	}
+	return scenario.Fault{
+		Name: name + fmt.Sprintf(" for %s", d), At: at, For: d, NeedsNodes: true,
+		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
+			netns, ok := l.Env.Nodes.(NodeNetns)
+			if !ok {
+				return scenario.Injected{}, fmt.Errorf("%w: delay needs the nodes' network namespaces (a kind cluster)", scenario.ErrBadInput)
+			}
+			pod, err := servingPod(ctx, l)
+			if err != nil {
+				return scenario.Injected{}, err
+			}
+			ip, node := pod.Status.PodIP, pod.Spec.NodeName
+			if ip == "" {
+				return scenario.Injected{}, fmt.Errorf("pod %s has no IP", pod.Name)
+			}
+			path, err := netns.Netns(ctx, node)
+			if err != nil {
+				return scenario.Injected{}, err
+			}
+			q, err := nfqueue.Start(path, delayQueue, delay, jitter)
+			if err != nil {
+				return scenario.Injected{}, fmt.Errorf("holding packets on %s (nodrop needs root for it): %w", node, err)
+			}
+			rule := func(op, dir string) string {
+				return fmt.Sprintf("iptables %s FORWARD %s %s -m comment --comment %s -j NFQUEUE --queue-num %d --queue-bypass", op, dir, ip, ruleComment, delayQueue)
+			}
+			undo := func(ctx context.Context) error {
+				var errs []error
+				if out, err := l.Env.Nodes.Run(ctx, node, rule("-D", "-d")+"; "+rule("-D", "-s")+"; true"); err != nil {
+					errs = append(errs, fmt.Errorf("removing the delay rules for pod %s on %s: %w: %s", pod.Name, node, err, strings.TrimSpace(out)))
+				}
+				return errors.Join(append(errs, q.Close())...)
+			}
+			if _, err := l.Env.Nodes.Run(ctx, node, rule("-I", "-d")+" && "+rule("-I", "-s")); err != nil {
+				return scenario.Injected{}, errors.Join(fmt.Errorf("delaying packets of pod %s on %s: %w", pod.Name, node, err), undo(context.WithoutCancel(ctx)))
+			}
+			return scenario.Injected{Pod: pod.Name, On: "node " + node, Undo: undo}, nil
+		},
+	}
+}
+
+// parseDelay reads delay's value: DELAY[:JITTER][/DURATION], the delay
+// from 1ms to 10s, the jitter at most the delay, the duration
+// DefaultPause unless given.
+func parseDelay(arg string) (delay, jitter, d time.Duration, err error) {
+	bad := fmt.Errorf("%w: delay=%s: want how long each packet is held, a jitter after a colon, and for how long after a slash, e.g. delay=100ms:50ms/10s", ErrBadFault, arg)
+	spec, dur, hasDur := strings.Cut(arg, "/")
+	ds, js, hasJitter := strings.Cut(spec, ":")
+	if delay, err = time.ParseDuration(ds); err != nil || delay < time.Millisecond || delay > 10*time.Second {
+		return 0, 0, 0, bad
+	}
+	if hasJitter {
+		if jitter, err = time.ParseDuration(js); err != nil || jitter < 0 || jitter > delay {
+			return 0, 0, 0, bad
+		}
+	}
+	d = DefaultPause
+	if hasDur {
+		if d, err = time.ParseDuration(dur); err != nil || d <= 0 || d > 5*time.Minute {
+			return 0, 0, 0, bad
+		}
+	}
+	return delay, jitter, d, nil
+}
