@@ -29,8 +29,8 @@ func TestParse(t *testing.T) {
 		{"pause-controller-manager=3s", "", "EndpointSlice updates paused 3s (kube-controller-manager stopped)", chaos.DefaultAt, 3 * time.Second},
 		{"kill-pod", "before", "SIGKILL to a serving pod's container", scenario.FaultAt{Before: true}, 0},
 		{"packet-loss=5%", "0s", "5% of packets dropped for 10s", scenario.FaultAt{}, 10 * time.Second},
-		{"delay=100ms:50ms/5s", "", "packets delayed 100ms ±50ms for 5s", chaos.DefaultAt, 5 * time.Second},
-		{"delay=1.5s", "0s", "packets delayed 1.5s for 10s", scenario.FaultAt{}, 10 * time.Second},
+		{"delay=100ms:50ms/5s", "", "a pod's packets delayed 100ms ±50ms for 5s", chaos.DefaultAt, 5 * time.Second},
+		{"delay=1.5s", "0s", "a pod's packets delayed 1.5s for 10s", scenario.FaultAt{}, 10 * time.Second},
 		{"packet-loss=0.5%/20s", "", "0.5% of packets dropped for 20s", chaos.DefaultAt, 20 * time.Second},
 	} {
 		f, err := chaos.Parse(tc.fault, tc.at)

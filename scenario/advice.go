@@ -169,8 +169,8 @@ func faultMechanism(name string) string {
 		return "the EndpointSlices were not updated (kube-controller-manager stopped): a terminating pod stayed listed ready, so kube-proxy, up to date with the slices, sent new connections to it after it stopped serving. A preStop sleep covers only a propagation delay shorter than it."
 	case strings.Contains(name, "of packets dropped"):
 		return "packets to and from the pod were dropped: TCP sends a lost SYN again only after 1 s, so a connection whose handshake is lost twice outlasts a 2 s client timeout. No pod configuration avoids this; a client that retries, or kept-alive connections (no handshake per request), do."
-	case strings.HasPrefix(name, "packets delayed"):
-		return "packets to and from the pod were held: a new connection needs a round trip for its handshake and one for its request, so a delay over a quarter of the client's timeout each way costs requests, and one over half of it costs every request to that pod. No pod configuration avoids this; a client timeout with room for the slowest path, or a retry on another pod, does."
+	case strings.HasPrefix(name, "a pod's packets delayed"):
+		return "the pod's packets were held: a new connection waits once for the pod's answer to its handshake and once for its response, so a delay over half the client's timeout costs every request to that pod. No pod configuration avoids this; a client timeout with room for the slowest path, or a retry on another pod, does."
 	case strings.HasPrefix(name, "API server paused"):
 		return "with the API server stopped, no endpoint change reached kube-proxy: new connections still went to pods that stopped serving meanwhile. A preStop sleep covers only an outage shorter than it."
 	case strings.HasPrefix(name, "node paused"):
