@@ -50,14 +50,11 @@ func Delay(delay, jitter, d time.Duration, at scenario.FaultAt) scenario.Fault {
 			if !ok {
 				return scenario.Injected{}, fmt.Errorf("%w: delay needs the nodes' network namespaces (a kind cluster)", scenario.ErrBadInput)
 			}
-			pod, err := servingPod(ctx, l)
+			pod, ip, err := servingPodIP(ctx, l)
 			if err != nil {
 				return scenario.Injected{}, err
 			}
-			ip, node := pod.Status.PodIP, pod.Spec.NodeName
-			if ip == "" {
-				return scenario.Injected{}, fmt.Errorf("pod %s has no IP", pod.Name)
-			}
+			node := pod.Spec.NodeName
 			path, err := netns.Netns(ctx, node)
 			if err != nil {
 				return scenario.Injected{}, err
@@ -66,18 +63,12 @@ func Delay(delay, jitter, d time.Duration, at scenario.FaultAt) scenario.Fault {
 			if err != nil {
 				return scenario.Injected{}, fmt.Errorf("holding packets on %s (nodrop needs root for it): %w", node, err)
 			}
-			rule := func(op string) string {
-				return fmt.Sprintf("iptables %s FORWARD -s %s -m comment --comment %s -j NFQUEUE --queue-num %d --queue-bypass", op, ip, ruleComment, delayQueue)
+			unrule, err := forwardRules(ctx, l.Env.Nodes, node, fmt.Sprintf("-s %s -j NFQUEUE --queue-num %d --queue-bypass", ip, delayQueue))
+			if err != nil {
+				return scenario.Injected{}, errors.Join(fmt.Errorf("delaying packets of pod %s: %w", pod.Name, err), q.Close())
 			}
 			undo := func(ctx context.Context) error {
-				var errs []error
-				if out, err := l.Env.Nodes.Run(ctx, node, rule("-D")+"; true"); err != nil {
-					errs = append(errs, fmt.Errorf("removing the delay rules for pod %s on %s: %w: %s", pod.Name, node, err, strings.TrimSpace(out)))
-				}
-				return errors.Join(append(errs, q.Close())...)
-			}
-			if _, err := l.Env.Nodes.Run(ctx, node, rule("-I")); err != nil {
-				return scenario.Injected{}, errors.Join(fmt.Errorf("delaying packets of pod %s on %s: %w", pod.Name, node, err), undo(context.WithoutCancel(ctx)))
+				return errors.Join(unrule(ctx), q.Close())
 			}
 			return scenario.Injected{Pod: pod.Name, On: "node " + node, Undo: undo}, nil
 		},

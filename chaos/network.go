@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -40,30 +41,58 @@ func PacketLoss(share float64, d time.Duration, at scenario.FaultAt) scenario.Fa
 	return scenario.Fault{
 		Name: fmt.Sprintf("%s%% of packets dropped for %s", strconv.FormatFloat(share*100, 'f', -1, 64), d), At: at, For: d, NeedsNodes: true,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
-			pod, err := servingPod(ctx, l)
+			pod, ip, err := servingPodIP(ctx, l)
 			if err != nil {
 				return scenario.Injected{}, err
 			}
-			ip, node := pod.Status.PodIP, pod.Spec.NodeName
-			if ip == "" {
-				return scenario.Injected{}, fmt.Errorf("pod %s has no IP", pod.Name)
+			drop := "-m statistic --mode random --probability " + prob + " -j DROP"
+			undo, err := forwardRules(ctx, l.Env.Nodes, pod.Spec.NodeName, "-d "+ip+" "+drop, "-s "+ip+" "+drop)
+			if err != nil {
+				return scenario.Injected{}, fmt.Errorf("dropping packets of pod %s: %w", pod.Name, err)
 			}
-			rule := func(op, dir string) string {
-				return fmt.Sprintf("iptables %s FORWARD %s %s -m statistic --mode random --probability %s -m comment --comment %s -j DROP", op, dir, ip, prob, ruleComment)
-			}
-			undo := func(ctx context.Context) error {
-				_, err := l.Env.Nodes.Run(ctx, node, rule("-D", "-d")+"; "+rule("-D", "-s")+"; true")
-				if err != nil {
-					return fmt.Errorf("removing the packet-loss rules for pod %s on %s: %w", pod.Name, node, err)
-				}
-				return nil
-			}
-			if _, err := l.Env.Nodes.Run(ctx, node, rule("-I", "-d")+" && "+rule("-I", "-s")); err != nil {
-				return scenario.Injected{}, errors.Join(fmt.Errorf("dropping packets of pod %s on %s: %w", pod.Name, node, err), undo(context.WithoutCancel(ctx)))
-			}
-			return scenario.Injected{Pod: pod.Name, On: "node " + node, Undo: undo}, nil
+			return scenario.Injected{Pod: pod.Name, On: "node " + pod.Spec.NodeName, Undo: undo}, nil
 		},
 	}
+}
+
+// servingPodIP is servingPod with its IP.
+func servingPodIP(ctx context.Context, l *scenario.Live) (*corev1.Pod, string, error) {
+	pod, err := servingPod(ctx, l)
+	if err != nil {
+		return nil, "", err
+	}
+	if pod.Status.PodIP == "" {
+		return nil, "", fmt.Errorf("pod %s has no IP", pod.Name)
+	}
+	return pod, pod.Status.PodIP, nil
+}
+
+// forwardRules puts iptables rules (each a match and a target) at the
+// head of node's FORWARD chain, ahead of kube-proxy's, with the comment
+// Resume looks for; undo deletes them. If one cannot be added, none is
+// left.
+func forwardRules(ctx context.Context, shell scenario.NodeShell, node string, rules ...string) (undo func(context.Context) error, err error) {
+	cmd := func(op string) string {
+		var lines []string
+		for _, r := range rules {
+			match, target, _ := strings.Cut(r, " -j ")
+			lines = append(lines, fmt.Sprintf("iptables %s FORWARD %s -m comment --comment %s -j %s", op, match, ruleComment, target))
+		}
+		if op == "-D" {
+			return strings.Join(lines, "; ") + "; true"
+		}
+		return strings.Join(lines, " && ")
+	}
+	undo = func(ctx context.Context) error {
+		if out, err := shell.Run(ctx, node, cmd("-D")); err != nil {
+			return fmt.Errorf("removing rules on %s: %w: %s", node, err, strings.TrimSpace(out))
+		}
+		return nil
+	}
+	if _, err := shell.Run(ctx, node, cmd("-I")); err != nil {
+		return nil, errors.Join(fmt.Errorf("on %s: %w", node, err), undo(context.WithoutCancel(ctx)))
+	}
+	return undo, nil
 }
 
 // parseLoss reads packet-loss's value: P%[/DURATION], P from above 0 to
