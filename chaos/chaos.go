@@ -22,7 +22,7 @@ import (
 )
 
 // Names are the faults Parse knows, as the CLI names them.
-const Names = "kill-pod, crash-pod, drain-node[=DURATION], pause-node[=DURATION], pause-kube-proxy[=DURATION], restart-kube-proxy, pause-controller-manager[=DURATION], pause-apiserver[=DURATION], packet-loss=P%[/DURATION], delay=DELAY[:JITTER][/DURATION]"
+const Names = "kill-pod, crash-pod, drain-node[=DURATION], pause-node[=DURATION], pause-kube-proxy[=DURATION], restart-kube-proxy, pause-controller-manager[=DURATION], pause-apiserver[=DURATION], [node-]packet-loss=P%[/DURATION], [node-]delay=DELAY[:JITTER][/DURATION]"
 
 // DefaultPause is how long a pause-* fault lasts unless told.
 const DefaultPause = 10 * time.Second
@@ -54,16 +54,22 @@ func Parse(fault, at string) (scenario.Fault, error) {
 			return RestartKubeProxy(when), nil
 		}
 		return KillPod(when), nil
-	case "packet-loss":
+	case "packet-loss", "node-packet-loss":
 		p, d, err := parseLoss(arg)
 		if err != nil {
 			return scenario.Fault{}, err
 		}
+		if name == "node-packet-loss" {
+			return NodePacketLoss(p, d, when), nil
+		}
 		return PacketLoss(p, d, when), nil
-	case "delay":
+	case "delay", "node-delay":
 		delay, jitter, d, err := parseDelay(arg)
 		if err != nil {
 			return scenario.Fault{}, err
+		}
+		if name == "node-delay" {
+			return NodeDelay(delay, jitter, d, when), nil
 		}
 		return Delay(delay, jitter, d, when), nil
 	case "netem":

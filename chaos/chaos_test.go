@@ -28,10 +28,12 @@ func TestParse(t *testing.T) {
 		{"pause-apiserver", "100%", "API server paused 10s", scenario.FaultAt{After: probes.PodDeleting, Share: 1}, 10 * time.Second},
 		{"pause-controller-manager=3s", "", "EndpointSlice updates paused 3s (kube-controller-manager stopped)", chaos.DefaultAt, 3 * time.Second},
 		{"kill-pod", "before", "SIGKILL to a serving pod's container", scenario.FaultAt{Before: true}, 0},
-		{"packet-loss=5%", "0s", "5% of packets dropped for 10s", scenario.FaultAt{}, 10 * time.Second},
+		{"packet-loss=5%", "0s", "5% of a pod's packets dropped for 10s", scenario.FaultAt{}, 10 * time.Second},
 		{"delay=100ms:50ms/5s", "", "a pod's packets delayed 100ms ±50ms for 5s", chaos.DefaultAt, 5 * time.Second},
+		{"node-delay=1.5s:1s/20s", "0s", "a node's packets delayed 1.5s ±1s for 20s", scenario.FaultAt{}, 20 * time.Second},
+		{"node-packet-loss=2%", "0s", "2% of a node's packets dropped for 10s", scenario.FaultAt{}, 10 * time.Second},
 		{"delay=1.5s", "0s", "a pod's packets delayed 1.5s for 10s", scenario.FaultAt{}, 10 * time.Second},
-		{"packet-loss=0.5%/20s", "", "0.5% of packets dropped for 20s", chaos.DefaultAt, 20 * time.Second},
+		{"packet-loss=0.5%/20s", "", "0.5% of a pod's packets dropped for 20s", chaos.DefaultAt, 20 * time.Second},
 	} {
 		f, err := chaos.Parse(tc.fault, tc.at)
 		if err != nil {
@@ -46,7 +48,7 @@ func TestParse(t *testing.T) {
 		{"earthquake", ""}, {"kill-pod=2", ""}, {"pause-kube-proxy=0s", ""}, {"pause-kube-proxy=1h", ""},
 		{"crash-pod=1", ""}, {"pause-apiserver=soon", ""}, {"restart-kube-proxy=1s", ""},
 		{"packet-loss", ""}, {"packet-loss=5", ""}, {"packet-loss=0%", ""}, {"packet-loss=101%", ""}, {"packet-loss=5%/", ""}, {"packet-loss=5%/0s", ""},
-		{"netem=delay:50ms", ""}, {"delay", ""}, {"delay=0s", ""}, {"delay=20s", ""}, {"delay=10ms:20ms", ""}, {"delay=10ms/", ""}, {"delay=10ms:x", ""},
+		{"netem=delay:50ms", ""}, {"delay", ""}, {"delay=0s", ""}, {"delay=20s", ""}, {"delay=10ms:20ms", ""}, {"delay=10ms/", ""}, {"delay=10ms:x", ""}, {"node-delay", ""}, {"node-packet-loss=x", ""},
 		{"kill-pod", "0%"}, {"kill-pod", "101%"}, {"kill-pod", "x%"}, {"kill-pod", "30%+"}, {"kill-pod", "30%+-1s"},
 		{"kill-pod", "pod-deleting1s"}, {"kill-pod", "pod-deleting+x"}, {"kill-pod", "pod-deleting+"}, {"kill-pod", "-1s"}, {"kill-pod", "1s+1s"},
 	} {

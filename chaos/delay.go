@@ -33,13 +33,25 @@ const delayQueue = 4711
 // (--queue-bypass), and carries the comment Resume looks for. It needs
 // root on the host.
 //
-// Only the pod's own packets are held: a connection's first packet held
+// Only the packets the pod sends are held (NodeDelay: those its node
+// sends out): a connection's first packet held
 // in a queue has no conntrack entry yet (it is confirmed when the packet
 // leaves), so a SYN the client sends again meanwhile is balanced anew and
 // may reach another pod. Measured holding both ways for 1.5 s: about half
 // the connections to the held pod escaped to the other one that way.
 func Delay(delay, jitter, d time.Duration, at scenario.FaultAt) scenario.Fault {
-	name := fmt.Sprintf("a pod's packets delayed %s", delay)
+	return delayed(delay, jitter, d, at, podPackets)
+}
+
+// NodeDelay is Delay on every packet the node of a serving pod sends out
+// of its interface (its pods' answers to the load and to the rest of the
+// cluster), as netem's delay on the node's interface would.
+func NodeDelay(delay, jitter, d time.Duration, at scenario.FaultAt) scenario.Fault {
+	return delayed(delay, jitter, d, at, nodePackets)
+}
+
+func delayed(delay, jitter, d time.Duration, at scenario.FaultAt, whose packets) scenario.Fault {
+	name := fmt.Sprintf("%s packets delayed %s", whose, delay)
 	if jitter > 0 {
 		name += fmt.Sprintf(" ±%s", jitter)
 	}
@@ -50,27 +62,26 @@ func Delay(delay, jitter, d time.Duration, at scenario.FaultAt) scenario.Fault {
 			if !ok {
 				return scenario.Injected{}, fmt.Errorf("%w: delay needs the nodes' network namespaces (a kind cluster)", scenario.ErrBadInput)
 			}
-			pod, ip, err := servingPodIP(ctx, l)
+			t, err := whose.pick(ctx, l)
 			if err != nil {
 				return scenario.Injected{}, err
 			}
-			node := pod.Spec.NodeName
-			path, err := netns.Netns(ctx, node)
+			path, err := netns.Netns(ctx, t.node)
 			if err != nil {
 				return scenario.Injected{}, err
 			}
 			q, err := nfqueue.Start(path, delayQueue, delay, jitter)
 			if err != nil {
-				return scenario.Injected{}, fmt.Errorf("holding packets on %s (nodrop needs root for it): %w", node, err)
+				return scenario.Injected{}, fmt.Errorf("holding packets on %s (nodrop needs root for it): %w", t.node, err)
 			}
-			unrule, err := forwardRules(ctx, l.Env.Nodes, node, fmt.Sprintf("-s %s -j NFQUEUE --queue-num %d --queue-bypass", ip, delayQueue))
+			unrule, err := forwardRules(ctx, l.Env.Nodes, t.node, fmt.Sprintf("%s -j NFQUEUE --queue-num %d --queue-bypass", t.out, delayQueue))
 			if err != nil {
-				return scenario.Injected{}, errors.Join(fmt.Errorf("delaying packets of pod %s: %w", pod.Name, err), q.Close())
+				return scenario.Injected{}, errors.Join(fmt.Errorf("delaying %s packets: %w", whose, err), q.Close())
 			}
 			undo := func(ctx context.Context) error {
 				return errors.Join(unrule(ctx), q.Close())
 			}
-			return scenario.Injected{Pod: pod.Name, On: "node " + node, Undo: undo}, nil
+			return scenario.Injected{Pod: t.pod, On: t.on, Undo: undo}, nil
 		},
 	}
 }

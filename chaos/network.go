@@ -37,22 +37,82 @@ var removeRules = `command -v iptables >/dev/null && iptables -S FORWARD | grep 
 // in the FORWARD chain of the pod's node, ahead of kube-proxy's, and carry
 // a comment Resume looks for.
 func PacketLoss(share float64, d time.Duration, at scenario.FaultAt) scenario.Fault {
+	return packetLoss(share, d, at, podPackets)
+}
+
+// NodePacketLoss is PacketLoss on every packet the node of a serving pod
+// forwards through its interface (its pods' traffic with the rest of the
+// cluster and the load), as netem's loss on the node's interface would.
+func NodePacketLoss(share float64, d time.Duration, at scenario.FaultAt) scenario.Fault {
+	return packetLoss(share, d, at, nodePackets)
+}
+
+func packetLoss(share float64, d time.Duration, at scenario.FaultAt, whose packets) scenario.Fault {
 	prob := strconv.FormatFloat(share, 'f', -1, 64)
 	return scenario.Fault{
-		Name: fmt.Sprintf("%s%% of packets dropped for %s", strconv.FormatFloat(share*100, 'f', -1, 64), d), At: at, For: d, NeedsNodes: true,
+		Name: fmt.Sprintf("%s%% of %s packets dropped for %s", strconv.FormatFloat(share*100, 'f', -1, 64), whose, d), At: at, For: d, NeedsNodes: true,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
-			pod, ip, err := servingPodIP(ctx, l)
+			t, err := whose.pick(ctx, l)
 			if err != nil {
 				return scenario.Injected{}, err
 			}
-			drop := "-m statistic --mode random --probability " + prob + " -j DROP"
-			undo, err := forwardRules(ctx, l.Env.Nodes, pod.Spec.NodeName, "-d "+ip+" "+drop, "-s "+ip+" "+drop)
+			drop := " -m statistic --mode random --probability " + prob + " -j DROP"
+			undo, err := forwardRules(ctx, l.Env.Nodes, t.node, t.in+drop, t.out+drop)
 			if err != nil {
-				return scenario.Injected{}, fmt.Errorf("dropping packets of pod %s: %w", pod.Name, err)
+				return scenario.Injected{}, fmt.Errorf("dropping %s packets: %w", whose, err)
 			}
-			return scenario.Injected{Pod: pod.Name, On: "node " + pod.Spec.NodeName, Undo: undo}, nil
+			return scenario.Injected{Pod: t.pod, On: t.on, Undo: undo}, nil
 		},
 	}
+}
+
+// packets says whose packets a network fault strikes.
+type packets bool
+
+const (
+	podPackets  packets = false // one serving pod's
+	nodePackets packets = true  // all its node forwards through its interface
+)
+
+func (p packets) String() string {
+	if p == nodePackets {
+		return "a node's"
+	}
+	return "a pod's"
+}
+
+// struck is what a network fault strikes: the rules' matches for what
+// comes in and what goes out, on node.
+type struck struct {
+	node, in, out string
+	pod           string // the pod, when only its packets are struck
+	on            string
+}
+
+// ifaceOf is, on a node, the interface of its default route.
+const ifaceOf = `$(ip -o route show default | awk '{print $5; exit}')`
+
+// pick chooses the oldest serving pod, and with nodePackets its node.
+func (p packets) pick(ctx context.Context, l *scenario.Live) (struck, error) {
+	pod, ip, err := servingPodIP(ctx, l)
+	if err != nil {
+		return struck{}, err
+	}
+	node := pod.Spec.NodeName
+	if p == podPackets {
+		return struck{node: node, in: "-d " + ip, out: "-s " + ip, pod: pod.Name, on: "node " + node}, nil
+	}
+	pods, err := l.Pods(ctx)
+	if err != nil {
+		return struck{}, err
+	}
+	n := 0
+	for _, q := range pods {
+		if q.Spec.NodeName == node && q.DeletionTimestamp == nil {
+			n++
+		}
+	}
+	return struck{node: node, in: "-i " + ifaceOf, out: "-o " + ifaceOf, on: fmt.Sprintf("node %s, %d of the %d pods", node, n, len(pods))}, nil
 }
 
 // servingPodIP is servingPod with its IP.
