@@ -75,19 +75,15 @@ func Parse(fault, at string) (scenario.Fault, error) {
 	case "netem":
 		return scenario.Fault{}, fmt.Errorf("%w: nodrop does not use netem (the kernels it was built on have no sch_netem): delay=100ms:50ms/10s holds packets (with jitter: reordering), packet-loss=1%%/10s drops them", ErrBadFault)
 	case "drain-node":
-		d := DefaultDrained
-		if hasArg {
-			if d, err = time.ParseDuration(arg); err != nil || d <= 0 || d > 5*time.Minute {
-				return scenario.Fault{}, fmt.Errorf("%w: drain-node=%s: want how long the node stays cordoned, from 1s to 5m, e.g. 30s", ErrBadFault, arg)
-			}
+		d, ok := lasting(arg, hasArg, DefaultDrained)
+		if !ok {
+			return scenario.Fault{}, fmt.Errorf("%w: drain-node=%s: want how long the node stays cordoned, from 1s to 5m, e.g. 30s", ErrBadFault, arg)
 		}
 		return DrainNode(d, when), nil
 	case "pause-kube-proxy", "pause-apiserver", "pause-controller-manager", "pause-node":
-		d := DefaultPause
-		if hasArg {
-			if d, err = time.ParseDuration(arg); err != nil || d <= 0 || d > 5*time.Minute {
-				return scenario.Fault{}, fmt.Errorf("%w: %s=%s: want a duration from 1s to 5m, e.g. 10s", ErrBadFault, name, arg)
-			}
+		d, ok := lasting(arg, hasArg, DefaultPause)
+		if !ok {
+			return scenario.Fault{}, fmt.Errorf("%w: %s=%s: want a duration from 1s to 5m, e.g. 10s", ErrBadFault, name, arg)
 		}
 		switch name {
 		case "pause-apiserver":
@@ -100,6 +96,16 @@ func Parse(fault, at string) (scenario.Fault, error) {
 		return PauseKubeProxy(d, when), nil
 	}
 	return scenario.Fault{}, fmt.Errorf("%w: unknown fault %q (known: %s)", ErrBadFault, fault, Names)
+}
+
+// lasting reads how long a fault lasts: def when not given, else a
+// duration above 0 and at most 5 minutes (ok false otherwise).
+func lasting(s string, given bool, def time.Duration) (time.Duration, bool) {
+	if !given {
+		return def, true
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d > 0 && d <= 5*time.Minute
 }
 
 // ParseAt reads when a fault starts: before: in place before the

@@ -101,11 +101,9 @@ func parseDelay(arg string) (delay, jitter, d time.Duration, err error) {
 			return 0, 0, 0, bad
 		}
 	}
-	d = DefaultPause
-	if hasDur {
-		if d, err = time.ParseDuration(dur); err != nil || d <= 0 || d > 5*time.Minute {
-			return 0, 0, 0, bad
-		}
+	d, ok := lasting(dur, hasDur, DefaultPause)
+	if !ok {
+		return 0, 0, 0, bad
 	}
 	return delay, jitter, d, nil
 }

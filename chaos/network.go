@@ -168,11 +168,9 @@ func parseLoss(arg string) (float64, time.Duration, error) {
 	if err != nil || p <= 0 || p > 100 {
 		return 0, 0, bad
 	}
-	d := DefaultPause
-	if hasDur {
-		if d, err = time.ParseDuration(dur); err != nil || d <= 0 || d > 5*time.Minute {
-			return 0, 0, bad
-		}
+	d, ok := lasting(dur, hasDur, DefaultPause)
+	if !ok {
+		return 0, 0, bad
 	}
 	return p / 100, d, nil
 }
