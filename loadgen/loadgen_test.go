@@ -387,6 +387,7 @@ func TestUnansweredConnectionAttemptIsNamedApart(t *testing.T) {
 			t.Fatalf("a timeout to a listener that drops every SYN had a connection: %+v", l)
 		}
 	}
+	expectPorts(t, full)
 
 	srv := startRawServer(t, every(1, stall))
 	held := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 20, Duration: 500 * time.Millisecond, Timeout: 300 * time.Millisecond, DisableKeepAlive: true})
@@ -395,5 +396,19 @@ func TestUnansweredConnectionAttemptIsNamedApart(t *testing.T) {
 		if l.NoConnection {
 			t.Fatalf("a timeout on an accepted connection counted as never connected: %+v", l)
 		}
+	}
+	expectPorts(t, held)
+}
+
+// expectPorts checks that every loss names the client port it was sent
+// from (what the node's conntrack table knows it by), each its own.
+func expectPorts(t *testing.T, r *loadgen.Report) {
+	t.Helper()
+	seen := map[int]bool{}
+	for _, l := range r.Losses {
+		if l.LocalPort == 0 || seen[l.LocalPort] {
+			t.Fatalf("loss without its own client port: %+v", l)
+		}
+		seen[l.LocalPort] = true
 	}
 }

@@ -148,7 +148,11 @@ type Loss struct {
 	// NoConnection: it never had a connection to be sent on: the
 	// connection attempt failed or went unanswered (a timeout with no
 	// answer to the SYN). HTTP load only.
-	NoConnection  bool   `json:"no_connection,omitempty"`
+	NoConnection bool `json:"no_connection,omitempty"`
+	// LocalPort is the client's port of the connection it was sent on,
+	// or of the connection attempt that failed (HTTP load; 0 if
+	// unknown): what the node's conntrack table knows it by.
+	LocalPort     int    `json:"local_port,omitempty"`
 	IdleCloseRace bool   `json:"idle_close_race,omitempty"`
 	Retried       bool   `json:"retried,omitempty"`
 	Pod           string `json:"pod,omitempty"`
@@ -404,6 +408,7 @@ type outcome struct {
 	retried    bool
 	retryCount bool // lenient mode: count it in Report.Retried
 	noConn     bool // HTTP load: it never got a connection
+	localPort  int
 }
 
 // idleCloseRace is the one place the race is decided: written to a
@@ -429,6 +434,7 @@ func judge(res *vegeta.Result, a *attempt, strict bool, due time.Time) outcome {
 		o.reused, o.firstByte, o.retried = a.reused, a.firstByte, a.retried()
 		o.idle, o.idleFor, o.onConnAt, o.failedAt = a.reused, a.idleFor, a.gotConn, a.failedAt
 		o.noConn = a.gotConn.IsZero()
+		o.localPort = a.port()
 		o.retryCount = o.retried && !strict
 		// Time spent waiting for a connection slot is the generator's.
 		if !a.getConn.IsZero() && !a.gotConn.IsZero() && a.reused {
@@ -596,6 +602,7 @@ func (acc *accumulator) add(o outcome) {
 		ConnReused:      o.reused,
 		GotResponseByte: o.firstByte,
 		NoConnection:    o.noConn,
+		LocalPort:       o.localPort,
 		Retried:         o.retried,
 		IdleCloseRace:   o.idleCloseRace(),
 	}

@@ -32,7 +32,25 @@ type attempt struct {
 	failedAt  time.Time      // when RoundTrip or the body read failed
 	firstByte bool           // some response byte arrived
 	err       error          // from RoundTrip or from reading the body
+	// localPort is the client's port of its first connection; dial is
+	// the socket of the connection attempt made for it, whose port is
+	// all that is known of an attempt that failed: what the node's
+	// conntrack table knows the connection by.
+	localPort int
+	dial      *socketRef
 }
+
+// port is the client's port of the request's connection, or of the
+// attempt made for it (0 if unknown).
+func (a *attempt) port() int {
+	if a.localPort != 0 {
+		return a.localPort
+	}
+	return a.dial.port()
+}
+
+// attemptKey carries a request's attempt to the dial made for it.
+type attemptKey struct{}
 
 // retried reports whether net/http sent the request more than once.
 func (a *attempt) retried() bool { return len(a.conns) > 1 }
@@ -84,14 +102,21 @@ type tracker struct {
 
 func newTracker(cfg Config) *tracker {
 	t := &tracker{strict: !cfg.Lenient, timeout: cfg.Timeout, attempts: make(map[uint64]*attempt)}
-	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second, ControlContext: keepSocket}
 	if cfg.DisableKeepAlive {
 		dialer.KeepAlive = -1
 	}
 	transport := func(connsPerHost int) *http.Transport {
 		return &http.Transport{
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				c, err := dialer.DialContext(ctx, network, addr)
+				sock := &socketRef{}
+				if a, ok := ctx.Value(attemptKey{}).(*attempt); ok {
+					a.mu.Lock()
+					a.dial = sock
+					a.mu.Unlock()
+				}
+				c, err := dialer.DialContext(context.WithValue(ctx, socketKey{}, sock), network, addr)
+				port := sock.release()
 				if err != nil {
 					return nil, err
 				}
@@ -105,7 +130,7 @@ func newTracker(cfg Config) *tracker {
 					// test did not cause (seen once in 24,000 requests).
 					tc.SetLinger(0)
 				}
-				return &trackedConn{Conn: c, lastRead: time.Now()}, nil
+				return &trackedConn{Conn: c, lastRead: time.Now(), localPort: port}, nil
 			},
 			DisableKeepAlives:   cfg.DisableKeepAlive,
 			MaxConnsPerHost:     connsPerHost,
@@ -155,6 +180,9 @@ func (t *tracker) RoundTrip(req *http.Request) (*http.Response, error) {
 				if info.Reused && tc != nil {
 					a.idleFor = now.Sub(tc.lastActive())
 				}
+				if tc != nil {
+					a.localPort = tc.localPort
+				}
 			}
 			a.conns = append(a.conns, tc)
 		},
@@ -164,7 +192,7 @@ func (t *tracker) RoundTrip(req *http.Request) (*http.Response, error) {
 			a.mu.Unlock()
 		},
 	}
-	ctx, cancel := context.WithTimeout(httptrace.WithClientTrace(req.Context(), trace), t.timeout)
+	ctx, cancel := context.WithTimeout(httptrace.WithClientTrace(context.WithValue(req.Context(), attemptKey{}, a), trace), t.timeout)
 	out := req.WithContext(ctx)
 	if t.strict {
 		makeNonReplayable(out)
@@ -258,6 +286,8 @@ type trackedConn struct {
 	readErr  error
 	writeErr error
 	lastRead time.Time // the last byte that arrived (or the dial)
+	// localPort is the client's port (0 if unknown).
+	localPort int
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {

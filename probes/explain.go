@@ -59,6 +59,11 @@ func Bursts(r *loadgen.Report, events []Event) []Burst {
 		for j := range events {
 			e := events[j]
 			switch {
+			case e.Kind == Conntrack:
+				// Evidence about the burst's own losses.
+				if !e.At.Before(b.Start) && !e.At.After(b.End) {
+					b.During = append(b.During, e)
+				}
 			case !e.At.After(b.Start) && b.Start.Sub(e.At) <= lookBack && e.Kind != KubeEvent:
 				b.Cause = &events[j]
 			case e.At.After(b.Start) && !e.At.After(b.End.Add(lookAhead)):

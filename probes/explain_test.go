@@ -21,6 +21,9 @@ func TestExplainLaysLossesNextToEvents(t *testing.T) {
 		{At: at(100), Kind: PodDeleting, Pod: "web-1"},
 		{At: at(10050), Kind: App, Pod: "web-2", Detail: "ready"},
 		{At: at(10900), Kind: ContainerTerminated, Pod: "web-1", Detail: "app exited 137 = SIGKILL (Error)"},
+		// Evidence about the lone refusal, at its time: listed with it,
+		// never its cause.
+		{At: at(20000), Kind: Conntrack, Detail: "sent to 10.244.0.37"},
 	}
 	bursts := Bursts(r, events)
 	if len(bursts) != 2 || bursts[0].Lost != 3 || bursts[0].ByClass[loadgen.Reset] != 2 || bursts[1].Lost != 1 {
@@ -29,8 +32,11 @@ func TestExplainLaysLossesNextToEvents(t *testing.T) {
 	if bursts[0].Cause == nil || bursts[0].Cause.Detail != "ready" {
 		t.Errorf("cause of first burst: %v", bursts[0].Cause)
 	}
+	if bursts[1].Cause != nil || len(bursts[1].During) != 1 || bursts[1].During[0].Kind != Conntrack {
+		t.Errorf("conntrack evidence of the second burst: cause %v, during %v", bursts[1].Cause, bursts[1].During)
+	}
 	text := Explain(r, events)
-	for _, want := range []string{"2 reset, 1 eof at +10.100s", "0.050s after app web-2: ready", "+10.900s container terminated web-1: app exited 137 = SIGKILL", "1 refused at +20.000s", "no cluster event in the 5 s before"} {
+	for _, want := range []string{"2 reset, 1 eof at +10.100s", "0.050s after app web-2: ready", "+10.900s container terminated web-1: app exited 137 = SIGKILL", "1 refused at +20.000s", "no cluster event in the 5 s before", "+20.000s conntrack: sent to 10.244.0.37"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("explanation lacks %q:\n%s", want, text)
 		}

@@ -44,6 +44,10 @@ const (
 	// (kube-proxy paused and resumed, a container killed).
 	FaultStart Kind = "fault"
 	FaultEnd   Kind = "fault undone"
+	// Conntrack is what the node's connection tracking held for a lost
+	// connection attempt, looked up after the load: where it was sent.
+	// It is evidence about a loss, never its cause.
+	Conntrack Kind = "conntrack"
 )
 
 // Event is one thing the cluster or the app did.
@@ -82,6 +86,7 @@ type Recorder struct {
 	pods      map[string]podState
 	endpoints map[string]endpointState
 	following map[string]bool
+	ips       map[string]string // pod IP → the last pod seen with it
 }
 
 type podState struct {
@@ -99,6 +104,7 @@ func Start(ctx context.Context, client kubernetes.Interface, ns string) (*Record
 	r := &Recorder{
 		client: client, ns: ns, stop: make(chan struct{}),
 		pods: map[string]podState{}, endpoints: map[string]endpointState{}, following: map[string]bool{},
+		ips: map[string]string{},
 	}
 	r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
@@ -135,6 +141,14 @@ func Start(ctx context.Context, client kubernetes.Interface, ns string) (*Record
 		}
 	}
 	return r, nil
+}
+
+// PodWithIP is the pod of the namespace last seen with address ip, ""
+// if none.
+func (r *Recorder) PodWithIP(ip string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ips[ip]
 }
 
 // Stop ends recording and waits for log streams to finish.
@@ -189,6 +203,9 @@ func (r *Recorder) onPod(p *corev1.Pod) {
 	}
 	if !seen {
 		ev(PodCreated, "")
+	}
+	if p.Status.PodIP != "" {
+		r.ips[p.Status.PodIP] = p.Name
 	}
 	if !st.scheduled && p.Spec.NodeName != "" {
 		st.scheduled = true

@@ -463,6 +463,11 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		return res, step.Fail(err)
 	}
 	step.Done(fmt.Sprintf("settled in %s", res.Took.Round(100*time.Millisecond)))
+	if env.Nodes != nil && env.URL == "" {
+		for _, e := range traceUnanswered(ctx, env.Nodes, rec, reports) {
+			rec.Record(e)
+		}
+	}
 	res.Window, res.Events = w, rec.Events()
 	for i, r := range reports {
 		res.Traffic[i].Report = r
