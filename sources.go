@@ -10,7 +10,7 @@ import "embed"
 // go.mod, the programs under images/ with their Dockerfiles and scripts,
 // and the packages they import (rpcwire).
 //
-//go:embed go.mod rpcwire images/app images/init images/proxy images/nginx
+//go:embed go.mod rpcwire images/app images/init images/proxy images/nginx images/lb
 var Sources embed.FS
 
 // KindConfig is the single-node cluster's kind config (kind-config.yaml),

@@ -16,14 +16,14 @@ import (
 
 // Debian base of the images that need a shell, an init or nginx:
 // debootstrap's minbase (dash as /bin/sh, coreutils for `sleep`) plus
-// tini, dumb-init and nginx-light, from Debian's packages, imported into
+// tini, dumb-init, nginx-light and haproxy, from Debian's packages, imported into
 // Docker. No registry.
 const (
 	baseSuite = "bookworm"
 	baseRepo  = "nodrop/debian-base"
 )
 
-var basePackages = []string{"tini", "dumb-init", "nginx-light"}
+var basePackages = []string{"tini", "dumb-init", "nginx-light", "haproxy"}
 
 // BaseRef is the reference of the Debian base image.
 func BaseRef() string {

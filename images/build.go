@@ -59,6 +59,9 @@ var Catalogue = []Image{
 	{Repo: "nodrop/nginx", Variant: "nginx-init", Dir: "nginx", Dockerfile: "Dockerfile", Debian: true, Programs: []string{"init"}},
 	{Repo: "nodrop/nginx", Variant: "nginx-pid1", Dir: "nginx", Dockerfile: "Dockerfile.pid1", Debian: true, Programs: []string{"init"}},
 	{Repo: "nodrop/nginx", Variant: "nginx-tini", Dir: "nginx", Dockerfile: "Dockerfile.tini", Debian: true, Programs: []string{"init"}},
+	// A reloading proxy (HAProxy or nginx) whose upstreams follow a
+	// Service's EndpointSlices.
+	{Repo: "nodrop/lb", Variant: "lb", Dir: "lb", Dockerfile: "Dockerfile", Debian: true},
 }
 
 // Find returns the catalogue image of a variant.

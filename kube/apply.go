@@ -47,10 +47,35 @@ func (c *Creator) Create(ctx context.Context, ns string, objs []*unstructured.Un
 			return fmt.Errorf("%s %s is cluster-scoped: nodrop deploys only namespaced objects, into a namespace of its own", gvk.Kind, o.GetName())
 		}
 		o = o.DeepCopy()
+		moveSubjects(o, ns)
 		o.SetNamespace(ns)
 		if _, err := c.dyn.Resource(m.Resource).Namespace(ns).Create(ctx, o, metav1.CreateOptions{FieldManager: "nodrop"}); err != nil {
 			return fmt.Errorf("creating %s %s: %w", gvk.Kind, o.GetName(), err)
 		}
 	}
 	return nil
+}
+
+// moveSubjects points a RoleBinding's ServiceAccount subjects that lived
+// beside it (in the namespace it names, or none) at the run's namespace,
+// as kustomize's namespace transformer does: the account moved with it.
+// Subjects in other namespaces stay as written.
+func moveSubjects(o *unstructured.Unstructured, ns string) {
+	if o.GetKind() != "RoleBinding" || o.GroupVersionKind().Group != "rbac.authorization.k8s.io" {
+		return
+	}
+	from := o.GetNamespace()
+	subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+	for _, s := range subjects {
+		m, ok := s.(map[string]any)
+		if !ok || m["kind"] != "ServiceAccount" {
+			continue
+		}
+		if at, _ := m["namespace"].(string); at == "" || at == from || (from == "" && at == "default") {
+			m["namespace"] = ns
+		}
+	}
+	if subjects != nil {
+		_ = unstructured.SetNestedSlice(o.Object, subjects, "subjects")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -203,5 +204,28 @@ func TestServicePortURLPicksTheNamedNodePort(t *testing.T) {
 	}
 	if _, err := ServiceURL(ctx, c, "ns", "missing", "10.0.0.1"); err == nil {
 		t.Error("a Service that does not exist must be an error")
+	}
+}
+
+// A RoleBinding's service account moves with it into the run's
+// namespace; one that lives elsewhere stays where it is.
+func TestMoveSubjects(t *testing.T) {
+	rb := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+		"metadata": map[string]any{"name": "lb", "namespace": "shop"},
+		"subjects": []any{
+			map[string]any{"kind": "ServiceAccount", "name": "lb", "namespace": "shop"},
+			map[string]any{"kind": "ServiceAccount", "name": "lb2"},
+			map[string]any{"kind": "ServiceAccount", "name": "mon", "namespace": "monitoring"},
+			map[string]any{"kind": "User", "name": "jane"},
+		},
+	}}
+	moveSubjects(rb, "nodrop-check-x1")
+	subjects, _, _ := unstructured.NestedSlice(rb.Object, "subjects")
+	want := []string{"nodrop-check-x1", "nodrop-check-x1", "monitoring", ""}
+	for i, s := range subjects {
+		if got, _ := s.(map[string]any)["namespace"].(string); got != want[i] {
+			t.Errorf("subject %d: namespace %q, want %q", i, got, want[i])
+		}
 	}
 }

@@ -351,7 +351,7 @@ func parseAppLine(pod string, line []byte) (Event, bool) {
 	}
 	var extra []string
 	for _, k := range []string{"component", "version", "signal", "code", "phase", "error", "pid",
-		"migrated_connections", "adopted_connections", "connections", "pending_bytes", "took_ms"} {
+		"migrated_connections", "adopted_connections", "connections", "pending_bytes", "took_ms", "backends"} {
 		if v, ok := m[k]; ok {
 			extra = append(extra, fmt.Sprintf("%s=%v", k, v))
 		}

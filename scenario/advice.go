@@ -56,6 +56,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 	if f := faultNear(events, ep.Start); f != nil {
 		return head + fmt.Sprintf(", %.1fs after the fault nodrop injected (%s) = %s", ep.Start.Sub(f.At).Seconds(), f.Detail, faultMechanism(f.Detail))
 	}
+	if rl := proxyReloadNear(events, ep); rl != nil {
+		return head + fmt.Sprintf(", as the proxy in front (%s) reloaded = %s", rl.Pod, proxyReloaded)
+	}
 	var deleted, exited *probes.Event
 	for i := range events {
 		e := &events[i]
@@ -209,4 +212,39 @@ func lastBefore(events []probes.Event, t time.Time, k probes.Kind, within time.D
 		}
 	}
 	return found
+}
+
+// proxyReloaded is the mechanism of kept-alive connections lost to a
+// proxy's reload.
+const proxyReloaded = "a reload starts new workers and has the old ones close the kept-alive client connections they hold once idle; " +
+	"a request written to such a connection as it closes is lost (EOF or reset: the idle-close race, at the proxy). " +
+	"A proxy that reloads on every endpoint change costs kept-alive clients this on every rollout, whatever the pods do: " +
+	"change its backends without a reload (HAProxy's runtime API, ingress-nginx's dynamic backends), or have clients retry idempotent requests on a new connection."
+
+// proxyReloadLead is how long before a reload's lifecycle line (written
+// once the reload is done) its losses can start.
+const (
+	proxyReloadLead = 500 * time.Millisecond
+	proxyReloadLag  = 300 * time.Millisecond
+)
+
+// proxyReloadNear is a reload of a proxy in front (its lifecycle line
+// "reloaded") that an episode of broken kept-alive connections started
+// with: within proxyReloadLead before the line, or proxyReloadLag after
+// it (the old workers close idle connections as the new one takes over).
+func proxyReloadNear(events []probes.Event, ep probes.Burst) *probes.Event {
+	broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
+	if broken*2 < ep.Lost {
+		return nil
+	}
+	for i := range events {
+		e := &events[i]
+		if e.Kind != probes.App || !strings.HasPrefix(e.Detail, "reloaded") {
+			continue
+		}
+		if !e.At.Before(ep.Start.Add(-proxyReloadLag)) && !e.At.After(ep.Start.Add(proxyReloadLead)) {
+			return e
+		}
+	}
+	return nil
 }

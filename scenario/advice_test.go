@@ -67,6 +67,27 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			},
 			want: []string{"closed connections with requests on them", "Connection: close"},
 		},
+		{
+			// Measured behind HAProxy and nginx reloading on every
+			// endpoint change: the losses come with the reload, 0.1 s
+			// after the deletion, five seconds before the pod's SIGTERM.
+			name:   "a proxy in front reloads",
+			report: lossesAt(t0, 2100*time.Millisecond, 20, loadgen.Reset),
+			events: []probes.Event{
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(2150*time.Millisecond, probes.App, "lb-1", "reloaded (component=nginx-reload took_ms=19)"),
+			},
+			want: []string{"as the proxy in front (lb-1) reloaded", "idle-close race, at the proxy", "without a reload"},
+		},
+		{
+			name:   "a reload long before the losses is not their cause",
+			report: lossesAt(t0, 2500*time.Millisecond, 30, loadgen.EOF),
+			events: []probes.Event{
+				ev(1*time.Second, probes.App, "lb-1", "reloaded (component=haproxy-reload)"),
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+			},
+			want: []string{"closed connections with requests on them"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Advise(tc.report, tc.events)

@@ -517,6 +517,15 @@ func (s Scenario) deploy(ctx context.Context, env Env, creator *kube.Creator, ns
 		}
 		return step.Fail(err)
 	}
+	if f := t.Front; f != nil {
+		// The proxy in front must serve before load goes through it.
+		if err := kube.WaitAvailable(ctx, env.Client, ns, f.Name, env.Timeouts.Available, env.Timeouts); err != nil {
+			if errors.Is(err, kube.ErrStuck) || ctx.Err() == nil {
+				err = badInput{fmt.Errorf("deployment %s in front: %w", f.Name, err)}
+			}
+			return step.Fail(err)
+		}
+	}
 	step.Done()
 	return nil
 }

@@ -52,6 +52,11 @@ type Resolved struct {
 	// load must reach kube-proxy's rules from outside the cluster, and the
 	// user's objects are never changed.
 	Added *corev1.Service
+	// Front is the Deployment whose pods the named Service selects when
+	// they are not the rolled one's: a proxy in front of it (load goes
+	// through the proxy to the pods being rolled). Nil when the Service
+	// selects the rolled pods themselves.
+	Front *appsv1.Deployment
 }
 
 // AddedSuffix ends the name of a Service nodrop adds.
@@ -82,7 +87,7 @@ func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := pickService(svcs, d, t.Service)
+	svc, front, err := pickService(svcs, deps, d, t.Service)
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +95,16 @@ func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Resolved{Deployment: d, Service: svc, Port: port}
+	r := &Resolved{Deployment: d, Service: svc, Port: port, Front: front}
 	if svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
 			// A headless Service has no virtual IP, so no kube-proxy rule
 			// either; the added one has both.
-			port.Port = targetPortNumber(port, d)
+			served := d
+			if front != nil {
+				served = front
+			}
+			port.Port = targetPortNumber(port, served)
 		}
 		r.Added = &corev1.Service{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
@@ -141,15 +150,24 @@ func selects(s *corev1.Service, d *appsv1.Deployment) bool {
 	return labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels))
 }
 
-func pickService(svcs []*corev1.Service, d *appsv1.Deployment, name string) (*corev1.Service, error) {
+// pickService finds the Service load goes through: the one named, or
+// the only one selecting d's pods. A named Service may instead select the
+// pods of another Deployment of the manifests: a proxy in front of d,
+// returned as front.
+func pickService(svcs []*corev1.Service, deps []*appsv1.Deployment, d *appsv1.Deployment, name string) (svc *corev1.Service, front *appsv1.Deployment, err error) {
 	var matching []*corev1.Service
 	var names []string
 	for _, s := range svcs {
 		if name != "" && s.Name == name {
-			if !selects(s, d) {
-				return nil, badInputf("service %s does not select the pods of deployment %s (its selector %v, the pods' labels %v)", s.Name, d.Name, s.Spec.Selector, d.Spec.Template.Labels)
+			if selects(s, d) {
+				return s, nil, nil
 			}
-			return s, nil
+			for _, other := range deps {
+				if other != d && selects(s, other) {
+					return s, other, nil
+				}
+			}
+			return nil, nil, badInputf("service %s selects neither the pods of deployment %s nor those of another deployment in the manifests (its selector %v, the pods' labels %v)", s.Name, d.Name, s.Spec.Selector, d.Spec.Template.Labels)
 		}
 		if selects(s, d) {
 			matching = append(matching, s)
@@ -158,13 +176,13 @@ func pickService(svcs []*corev1.Service, d *appsv1.Deployment, name string) (*co
 	}
 	switch {
 	case name != "":
-		return nil, badInputf("no Service named %q in the manifests", name)
+		return nil, nil, badInputf("no Service named %q in the manifests", name)
 	case len(matching) == 0:
-		return nil, badInputf("no Service in the manifests selects the pods of deployment %s (labels %v): load goes through a Service, as clients' does", d.Name, d.Spec.Template.Labels)
+		return nil, nil, badInputf("no Service in the manifests selects the pods of deployment %s (labels %v): load goes through a Service, as clients' does", d.Name, d.Spec.Template.Labels)
 	case len(matching) > 1:
-		return nil, badInputf("%d Services select the pods of deployment %s (%s): name one with --service", len(matching), d.Name, strings.Join(names, ", "))
+		return nil, nil, badInputf("%d Services select the pods of deployment %s (%s): name one with --service", len(matching), d.Name, strings.Join(names, ", "))
 	}
-	return matching[0], nil
+	return matching[0], nil, nil
 }
 
 func pickPort(s *corev1.Service, want string) (corev1.ServicePort, error) {

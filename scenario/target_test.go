@@ -91,7 +91,7 @@ func TestResolveBadInputIsOneClearLine(t *testing.T) {
 		{"two deployments", []string{deployment("a", "a"), deployment("b", "b")}, Target{}, "2 Deployments in the manifests (a, b): name the one to roll with --deployment"},
 		{"named deployment missing", []string{deployment("a", "a")}, Target{Deployment: "b"}, `no Deployment named "b"`},
 		{"no service", []string{deployment("web", "web"), service("x", "other", "NodePort", "[{port: 80}]")}, Target{}, "no Service in the manifests selects the pods of deployment web"},
-		{"named service selects other pods", []string{deployment("web", "web"), service("x", "other", "NodePort", "[{port: 80}]")}, Target{Service: "x"}, "service x does not select the pods of deployment web"},
+		{"named service selects other pods", []string{deployment("web", "web"), service("x", "other", "NodePort", "[{port: 80}]")}, Target{Service: "x"}, "service x selects neither the pods of deployment web nor those of another deployment"},
 		{"two services", []string{deployment("web", "web"), service("a", "web", "NodePort", "[{port: 80}]"), service("b", "web", "NodePort", "[{port: 80}]")}, Target{}, "name one with --service"},
 		{"port missing", []string{deployment("web", "web"), service("web", "web", "NodePort", "[{name: http, port: 80}]")}, Target{Port: "grpc"}, `service web has no port "grpc" (ports: http (80))`},
 		{"ports ambiguous", []string{deployment("web", "web"), service("web", "web", "NodePort", "[{name: a, port: 80}, {name: b, port: 81}]")}, Target{}, "name the one load goes to with --port"},
@@ -105,6 +105,24 @@ func TestResolveBadInputIsOneClearLine(t *testing.T) {
 				t.Fatalf("err = %q, want one line containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A named Service in front of another Deployment of the manifests (a
+// proxy) carries the load to the rolled one through it.
+func TestResolveTakesAProxyInFront(t *testing.T) {
+	objs := objects(t, deployment("web", "web"), service("web", "web", "ClusterIP", "[{port: 80}]"),
+		deployment("lb", "lb"), service("lb", "lb", "NodePort", "[{name: http, port: 80}]"))
+	r, err := Resolve(objs, Target{Deployment: "web", Service: "lb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Deployment.Name != "web" || r.Service.Name != "lb" || r.Front == nil || r.Front.Name != "lb" || r.Added != nil {
+		t.Fatalf("resolved %+v", r)
+	}
+	r, err = Resolve(objs, Target{Deployment: "web", Service: "web"})
+	if err != nil || r.Front != nil {
+		t.Fatalf("the rolled pods' own Service is no proxy: %+v, %v", r, err)
 	}
 }
 

@@ -85,7 +85,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (YAML or JSON, several documents); repeatable")
 	f.StringArrayVarP(&o.kustomize, "kustomize", "k", nil, "kustomize directory; repeatable")
 	f.StringVar(&o.target.Deployment, "deployment", "", "the Deployment to roll (needed when the manifests hold several)")
-	f.StringVar(&o.target.Service, "service", "", "the Service load goes through (default: the one selecting the Deployment's pods)")
+	f.StringVar(&o.target.Service, "service", "", "the Service load goes through (default: the one selecting the Deployment's pods); one selecting another Deployment of the manifests puts that one (a proxy) in front")
 	f.StringVar(&o.target.Port, "port", "", "the Service port, by name or number (default: its only port, or the one named http)")
 	f.StringVar(&o.path, "path", "/", "request path")
 	f.StringVar(&o.method, "method", http.MethodGet, "HTTP method")
@@ -223,6 +223,10 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		// The cluster could not be reached or brought up: nothing was
 		// judged.
 		return notJudgedUnlessBadInput(err)
+	}
+	if f := plan.resolved.Front; f != nil {
+		fmt.Fprintf(report, "Load goes through Service %s to deployment %s's pods, in front of deployment %s (a proxy): its losses count as the user's.\n",
+			plan.resolved.Service.Name, f.Name, plan.resolved.Deployment.Name)
 	}
 	if plan.resolved.Added != nil {
 		fmt.Fprintf(report, "nodrop adds Service %s (NodePort, same selector and port as %s) so load reaches kube-proxy from outside; your objects are unchanged.\n",
