@@ -24,7 +24,7 @@ PROCS ?= 1
 LOAD_SLOTS ?= 0
 export NODROP_LOAD_SLOTS := $(LOAD_SLOTS)
 
-.PHONY: all build run test chromium unit container vet docker e2e e2e-ci chaos soak node-image cluster-up cluster-down bench bench-loadgen load-local
+.PHONY: all build run test chromium unit container vet docker e2e e2e-ci chaos proxy soak node-image cluster-up cluster-down bench bench-loadgen load-local
 
 all: build
 
@@ -88,11 +88,15 @@ endif
 # CI's subset: every spec (each catalogue variant in both load modes), and
 # the chaos cases but those labelled extended (README).
 e2e-ci:
-	$(MAKE) e2e LABELS='(cluster || check || rollout || hotupgrade || chaos) && !extended'
+	$(MAKE) e2e LABELS='(cluster || check || rollout || hotupgrade || chaos || proxy) && !extended'
 
 # The chaos specs alone: faults injected during rollouts (Serial).
 chaos:
 	$(MAKE) e2e LABELS='chaos'
+
+# The proxy specs alone: rollouts behind nginx and HAProxy.
+proxy:
+	$(MAKE) e2e LABELS='proxy'
 
 # The null run (label slow, not in CI): ten minutes of load with nothing
 # happening, both modes: 0 lost, rate within 1 %, the generator's memory

@@ -57,7 +57,11 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		return head + fmt.Sprintf(", %.1fs after the fault nodrop injected (%s) = %s", ep.Start.Sub(f.At).Seconds(), f.Detail, faultMechanism(f.Detail))
 	}
 	if rl := proxyReloadNear(events, ep); rl != nil {
-		return head + fmt.Sprintf(", as the proxy in front (%s) reloaded = %s", rl.Pod, proxyReloaded)
+		why := proxyReloaded
+		if !r.Client.KeepAlive {
+			why = proxyListenerClosed
+		}
+		return head + fmt.Sprintf(", as the proxy in front (%s) reloaded = %s", rl.Pod, why)
 	}
 	var deleted, exited *probes.Event
 	for i := range events {
@@ -220,6 +224,12 @@ const proxyReloaded = "a reload starts new workers and has the old ones close th
 	"a request written to such a connection as it closes is lost (EOF or reset: the idle-close race, at the proxy). " +
 	"A proxy that reloads on every endpoint change costs kept-alive clients this on every rollout, whatever the pods do: " +
 	"change its backends without a reload (HAProxy's runtime API, ingress-nginx's dynamic backends), or have clients retry idempotent requests on a new connection."
+
+// proxyListenerClosed is the mechanism of new connections lost to a
+// proxy's reload.
+const proxyListenerClosed = "the old proxy process closed its listening socket with connections the kernel had accepted for it still queued, and those were reset: " +
+	"a reload where the new process binds a socket of its own (HAProxy started anew with -sf, or with SO_REUSEPORT listeners) instead of taking the old one over. " +
+	"Reload seamlessly: HAProxy's master-worker mode (-W) or expose-fd listeners with -x, which hand the listening socket to the new process."
 
 // proxyReloadLead is how long before a reload's lifecycle line (written
 // once the reload is done) its losses can start.

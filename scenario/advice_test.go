@@ -71,13 +71,31 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			// Measured behind HAProxy and nginx reloading on every
 			// endpoint change: the losses come with the reload, 0.1 s
 			// after the deletion, five seconds before the pod's SIGTERM.
-			name:   "a proxy in front reloads",
-			report: lossesAt(t0, 2100*time.Millisecond, 20, loadgen.Reset),
+			name: "a proxy in front reloads",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 2100*time.Millisecond, 20, loadgen.Reset)
+				r.Client.KeepAlive = true
+				return r
+			}(),
 			events: []probes.Event{
 				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
 				ev(2150*time.Millisecond, probes.App, "lb-1", "reloaded (component=nginx-reload took_ms=19)"),
 			},
 			want: []string{"as the proxy in front (lb-1) reloaded", "idle-close race, at the proxy", "without a reload"},
+		},
+		{
+			// Measured behind HAProxy started anew with -sf: 103 resets
+			// of fresh connections at one reload.
+			name: "a proxy's reload closes its listening socket under fresh connections",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 2100*time.Millisecond, 20, loadgen.Reset)
+				r.Client.KeepAlive = false
+				return r
+			}(),
+			events: []probes.Event{
+				ev(2150*time.Millisecond, probes.App, "lb-1", "reloaded (component=haproxy-sf)"),
+			},
+			want: []string{"as the proxy in front (lb-1) reloaded", "closed its listening socket", "seamlessly"},
 		},
 		{
 			name:   "a reload long before the losses is not their cause",

@@ -16,6 +16,8 @@ var (
 	Check = ginkgo.Label("check")
 	// Chaos: disruptions beyond a normal rollout.
 	Chaos = ginkgo.Label("chaos")
+	// Proxy: rollouts with a proxy in front of the pods (nginx, HAProxy).
+	Proxy = ginkgo.Label("proxy")
 	// KnownLossy: a negative control that must lose requests.
 	KnownLossy = ginkgo.Label("known-lossy")
 	// Lossless: a configuration that must lose none.

@@ -5,10 +5,15 @@
 // proxy's upstreams and applies them the way its mode says:
 //
 //	nginx-reload      nginx.conf rewritten, `nginx -s reload` (SIGHUP)
-//	haproxy-reload    haproxy.cfg rewritten, the master reloads (SIGUSR2);
-//	                  the new worker binds its own listening socket
-//	haproxy-seamless  the same, the listening socket handed over
-//	                  (expose-fd listeners)
+//	haproxy-reload    haproxy.cfg rewritten, the master (-W) reloads
+//	                  (SIGUSR2): its new worker takes the listening
+//	                  sockets over from the old one (HAProxy 2.x passes
+//	                  them through the master), a seamless reload
+//	haproxy-sf        haproxy.cfg rewritten, a new HAProxy process
+//	                  started with -sf (no master): it binds listening
+//	                  sockets of its own and tells the old process to
+//	                  finish, which closes its own: the reload before
+//	                  seamless reloads
 //	haproxy-runtime   no reload: a fixed set of server slots, addresses
 //	                  set and slots enabled or disabled through the
 //	                  runtime API
@@ -36,6 +41,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,7 +71,7 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.mode, "mode", os.Getenv("LB_MODE"), "nginx-reload, haproxy-reload, haproxy-seamless or haproxy-runtime")
+	flag.StringVar(&cfg.mode, "mode", os.Getenv("LB_MODE"), "nginx-reload, haproxy-reload, haproxy-sf or haproxy-runtime")
 	flag.StringVar(&cfg.service, "service", os.Getenv("LB_SERVICE"), "the Service whose ready pods are the upstreams")
 	flag.IntVar(&cfg.port, "port", 8080, "the pods' port")
 	flag.IntVar(&cfg.listen, "listen", 8080, "the port the proxy listens on")
@@ -185,7 +191,7 @@ type proxy struct {
 
 func newProxy(cfg config) (*proxy, error) {
 	switch cfg.mode {
-	case "nginx-reload", "haproxy-reload", "haproxy-seamless", "haproxy-runtime":
+	case "nginx-reload", "haproxy-reload", "haproxy-sf", "haproxy-runtime":
 		return &proxy{cfg: cfg, done: make(chan error, 1)}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q", cfg.mode)
@@ -207,22 +213,37 @@ func (p *proxy) start(backends []string) error {
 	if err := p.write(backends); err != nil {
 		return err
 	}
-	if p.nginx() {
-		p.cmd = exec.Command("/usr/sbin/nginx", "-e", "stderr", "-c", p.confPath(), "-g", "daemon off;")
-	} else {
-		p.cmd = exec.Command("/usr/sbin/haproxy", "-W", "-db", "-S", masterSocket, "-f", p.confPath())
+	var args []string
+	switch p.cfg.mode {
+	case "nginx-reload":
+		args = []string{"/usr/sbin/nginx", "-e", "stderr", "-c", p.confPath(), "-g", "daemon off;"}
+	case "haproxy-sf":
+		args = []string{"/usr/sbin/haproxy", "-db", "-f", p.confPath()}
+	default:
+		args = []string{"/usr/sbin/haproxy", "-W", "-db", "-S", masterSocket, "-f", p.confPath()}
 	}
-	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
-	if err := p.cmd.Start(); err != nil {
+	if err := p.run(args...); err != nil {
 		return err
 	}
-	go func() { p.done <- p.cmd.Wait() }()
-	if p.cfg.mode == "haproxy-runtime" {
+	switch p.cfg.mode {
+	case "haproxy-runtime":
 		return waitFor(adminSocket, 5*time.Second)
-	}
-	if !p.nginx() {
+	case "haproxy-reload":
 		return waitFor(masterSocket, 5*time.Second)
 	}
+	return nil
+}
+
+// run starts the proxy process that is current from now on.
+func (p *proxy) run(args ...string) error {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	p.cmd, p.done = cmd, done
 	return nil
 }
 
@@ -243,8 +264,27 @@ func (p *proxy) apply(backends []string) error {
 	if err := p.write(backends); err != nil {
 		return err
 	}
-	if p.nginx() {
+	switch p.cfg.mode {
+	case "nginx-reload":
 		return p.cmd.Process.Signal(syscall.SIGHUP) // what nginx -s reload sends
+	case "haproxy-sf":
+		// The old process finishes what it has and exits; its exit is
+		// no longer the proxy's. One reload at a time here too: a new
+		// process started before the last one has told its predecessor
+		// to stop can leave a process with old backends listening (seen:
+		// a gone pod kept half the new connections). The old process
+		// exits once the new one has bound its sockets and it has
+		// finished its connections.
+		old, oldDone := p.cmd, p.done
+		if err := p.run("/usr/sbin/haproxy", "-db", "-f", p.confPath(), "-sf", strconv.Itoa(old.Process.Pid)); err != nil {
+			return err
+		}
+		select {
+		case <-oldDone:
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("HAProxy %d still runs 5 s after its successor started", old.Process.Pid)
+		}
+		return nil
 	}
 	// HAProxy's master re-executes itself to reload, and a SIGUSR2 that
 	// arrives meanwhile is lost: the proxy would keep the backends of the
@@ -325,7 +365,7 @@ func (p *proxy) write(backends []string) error {
 	default:
 		b.WriteString("global\n  log stderr format raw local0 notice\n")
 		switch p.cfg.mode {
-		case "haproxy-seamless", "haproxy-runtime":
+		case "haproxy-runtime":
 			fmt.Fprintf(&b, "  stats socket %s mode 600 level admin expose-fd listeners\n", adminSocket)
 		}
 		b.WriteString("defaults\n  mode http\n  log global\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  timeout http-keep-alive 30s\n  retries 0\n")

@@ -1,0 +1,48 @@
+package suites_test
+
+import (
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/scenario"
+	"github.com/nodrop-dev/nodrop/suites"
+)
+
+// proxyEntries are fixtures.ProxyCases, one Entry each.
+func proxyEntries() []TableEntry {
+	var entries []TableEntry
+	for _, c := range fixtures.ProxyCases() {
+		label := suites.Lossless
+		if c.Expect.Verdict[c.Mode] == fixtures.Lossy {
+			label = suites.KnownLossy
+		}
+		args := []any{label, rolloutTimeout}
+		if c.Extended {
+			args = append(args, suites.Extended)
+		}
+		desc := fmt.Sprintf("%s behind %s, %s: %s", c.Variant, c.Proxy, c.Mode, strings.TrimSuffix(c.Why, "."))
+		entries = append(entries, Entry(desc, append(args, c)...))
+	}
+	return entries
+}
+
+// Each case in its own namespace, like the rollout specs: the proxy is
+// the case's own.
+var _ = Describe("A rolling update behind a proxy, under load", suites.Proxy, func() {
+	DescribeTable("proxy",
+		func(ctx SpecContext, c fixtures.ProxyCase) {
+			s, err := c.Scenario(suiteEnv.Images)
+			Expect(err).NotTo(HaveOccurred())
+			By(fmt.Sprintf("%s behind %s, %s load at %d rps: %s", c.Variant, c.Proxy, c.Mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
+			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
+			record(res)
+			Expect(err).NotTo(HaveOccurred())
+			expectPassed(c.Variant+" behind "+string(c.Proxy), res)
+		},
+		proxyEntries(),
+	)
+})
