@@ -76,8 +76,18 @@ func main() {
 	flag.IntVar(&cfg.port, "port", 8080, "the pods' port")
 	flag.IntVar(&cfg.listen, "listen", 8080, "the port the proxy listens on")
 	flag.IntVar(&cfg.readyPort, "ready-port", 8081, "the port of lb's readiness endpoint, /ready")
+	printConfig := flag.String("print-config", "", "print the proxy's configuration for these comma-separated backends (host:port) and exit")
 	flag.Parse()
 	cfg.namespace, cfg.pod = os.Getenv("POD_NAMESPACE"), os.Getenv("NODROP_POD")
+	if *printConfig != "" {
+		p, err := newProxy(cfg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "lb:", err)
+			os.Exit(2)
+		}
+		os.Stdout.Write(p.render(strings.Split(*printConfig, ",")))
+		return
+	}
 	if err := run(cfg); err != nil {
 		logEvent(cfg, "exit", "error", err.Error())
 		os.Exit(1)
@@ -349,6 +359,15 @@ func (p *proxy) stop() error {
 }
 
 func (p *proxy) write(backends []string) error {
+	tmp := p.confPath() + ".tmp"
+	if err := os.WriteFile(tmp, p.render(backends), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p.confPath())
+}
+
+// render is the proxy's configuration for backends.
+func (p *proxy) render(backends []string) []byte {
 	var b bytes.Buffer
 	switch p.cfg.mode {
 	case "nginx-reload":
@@ -386,11 +405,7 @@ func (p *proxy) write(backends []string) error {
 			}
 		}
 	}
-	tmp := p.confPath() + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p.confPath())
+	return b.Bytes()
 }
 
 // setServers puts backends into the slots through the runtime API:
