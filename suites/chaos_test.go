@@ -35,14 +35,7 @@ func chaosEntries(nodes bool) []TableEntry {
 		if c.Nodes != nodes {
 			continue
 		}
-		label := suites.Lossless
-		if c.Expect.Verdict[c.Mode] == fixtures.Lossy {
-			label = suites.KnownLossy
-		}
-		args := []any{label, rolloutTimeout}
-		if c.Extended {
-			args = append(args, suites.Extended)
-		}
+		args := caseDecorators(c.Expect.Verdict[c.Mode] == fixtures.Lossy, c.Extended, rolloutTimeout)
 		at := c.At
 		if at == "" {
 			at = "pod-deleting"

@@ -16,18 +16,11 @@ import (
 // hotTimeout bounds one hot-upgrade spec, set-up and calibration included.
 var hotTimeout = SpecTimeout(4 * time.Minute)
 
-func hotLabel(lossy bool) Labels {
-	if lossy {
-		return suites.KnownLossy
-	}
-	return suites.Lossless
-}
-
 // nginxEntries are the catalogue's nginx cases (fixtures.NginxCases).
 func nginxEntries() []TableEntry {
 	var entries []TableEntry
 	for _, c := range fixtures.NginxCases {
-		entries = append(entries, Entry(c.Claim, hotLabel(c.Load.Expect.Verdict == fixtures.Lossy), hotTimeout, c))
+		entries = append(entries, Entry(c.Claim, verdictLabel(c.Load.Expect.Verdict == fixtures.Lossy), hotTimeout, c))
 	}
 	return entries
 }
@@ -53,7 +46,7 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 func sidecarEntries() []TableEntry {
 	var entries []TableEntry
 	for _, c := range fixtures.SidecarCases {
-		entries = append(entries, Entry(c.Claim, hotLabel(c.HTTP.Verdict == fixtures.Lossy || c.RPC.Verdict == fixtures.Lossy), hotTimeout, c))
+		entries = append(entries, Entry(c.Claim, verdictLabel(c.HTTP.Verdict == fixtures.Lossy || c.RPC.Verdict == fixtures.Lossy), hotTimeout, c))
 	}
 	return entries
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
+	"github.com/nodrop-dev/nodrop/suites"
 )
 
 // specNamespace creates the spec's namespace, deleted after it, with a
@@ -32,6 +33,25 @@ func specNamespace(ctx context.Context, prefix, podSecurity string) (string, *pr
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(rec.Stop)
 	return ns, rec
+}
+
+// verdictLabel is a spec's label by what its case claims: a negative
+// control (known-lossy) or a configuration that must lose nothing.
+func verdictLabel(lossy bool) Labels {
+	if lossy {
+		return suites.KnownLossy
+	}
+	return suites.Lossless
+}
+
+// caseDecorators are a table entry's label, its timeout and, for a case
+// beyond CI's subset, the extended label.
+func caseDecorators(lossy, extended bool, timeout SpecTimeout) []any {
+	args := []any{verdictLabel(lossy), timeout}
+	if extended {
+		args = append(args, suites.Extended)
+	}
+	return args
 }
 
 // scenarioEnv is the suite's cluster as the scenario library takes it:

@@ -16,14 +16,7 @@ import (
 func proxyEntries() []TableEntry {
 	var entries []TableEntry
 	for _, c := range fixtures.ProxyCases() {
-		label := suites.Lossless
-		if c.Expect.Verdict[c.Mode] == fixtures.Lossy {
-			label = suites.KnownLossy
-		}
-		args := []any{label, rolloutTimeout}
-		if c.Extended {
-			args = append(args, suites.Extended)
-		}
+		args := caseDecorators(c.Expect.Verdict[c.Mode] == fixtures.Lossy, c.Extended, rolloutTimeout)
 		desc := fmt.Sprintf("%s behind %s, %s: %s", c.Variant, c.Proxy, c.Mode, strings.TrimSuffix(c.Why, "."))
 		entries = append(entries, Entry(desc, append(args, c)...))
 	}

@@ -29,12 +29,8 @@ func rolloutEntries() []TableEntry {
 	var entries []TableEntry
 	for _, v := range fixtures.Catalogue {
 		for _, m := range fixtures.Modes {
-			label := suites.Lossless
-			if v.Expects(m) == fixtures.Lossy {
-				label = suites.KnownLossy
-			}
 			desc := fmt.Sprintf("%s, %s: %s", v.Name, m, claim(v, m))
-			entries = append(entries, Entry(desc, label, rolloutTimeout, rolloutCase{variant: v.Name, mode: m, disruption: "restart"}))
+			entries = append(entries, Entry(desc, verdictLabel(v.Expects(m) == fixtures.Lossy), rolloutTimeout, rolloutCase{variant: v.Name, mode: m, disruption: "restart"}))
 		}
 	}
 	for _, d := range []string{"image", "scale-down", "delete-pod"} {
