@@ -13,6 +13,7 @@ func TestLBConfigurationsAreValid(t *testing.T) {
 	ref := buildAll(t)["lb"]
 	for _, tc := range []struct{ mode, check string }{
 		{"nginx-reload", "nginx -e stderr -t -c /run/lb/conf"},
+		{"nginx-gray", "nginx -e stderr -t -c /run/lb/conf"},
 		{"haproxy-reload", "haproxy -c -f /run/lb/conf"},
 		{"haproxy-sf", "haproxy -c -f /run/lb/conf"},
 		{"haproxy-runtime", "haproxy -c -f /run/lb/conf"},

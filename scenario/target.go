@@ -122,6 +122,15 @@ func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
 	return r, nil
 }
 
+// PodPort is the container port of the rolled pods that the Service
+// port leads to (for a proxy in front, of the proxy's pods).
+func (r *Resolved) PodPort() int32 {
+	if r.Front != nil {
+		return targetPortNumber(r.Port, r.Front)
+	}
+	return targetPortNumber(r.Port, r.Deployment)
+}
+
 func pickDeployment(deps []*appsv1.Deployment, name string) (*appsv1.Deployment, error) {
 	names := make([]string, len(deps))
 	for i, d := range deps {

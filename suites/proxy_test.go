@@ -23,6 +23,17 @@ func proxyEntries() []TableEntry {
 	return entries
 }
 
+// grayEntries are fixtures.GrayCases, one Entry each.
+func grayEntries() []TableEntry {
+	var entries []TableEntry
+	for _, c := range fixtures.GrayCases() {
+		args := caseDecorators(c.Expect.Verdict[c.Mode] == fixtures.Lossy, false, rolloutTimeout)
+		desc := fmt.Sprintf("%s, %s: %s", c.Name(), c.Mode, strings.TrimSuffix(c.Why, "."))
+		entries = append(entries, Entry(desc, append(args, c)...))
+	}
+	return entries
+}
+
 // Each case in its own namespace, like the rollout specs: the proxy is
 // the case's own.
 var _ = Describe("A rolling update behind a proxy, under load", suites.Proxy, func() {
@@ -37,5 +48,22 @@ var _ = Describe("A rolling update behind a proxy, under load", suites.Proxy, fu
 			expectPassed(c.Variant+" behind "+string(c.Proxy), res)
 		},
 		proxyEntries(),
+	)
+})
+
+// The source documents' nginx gray release, and its twin that stops v1
+// too early.
+var _ = Describe("An nginx gray release under load", suites.Proxy, func() {
+	DescribeTable("gray release",
+		func(ctx SpecContext, c fixtures.GrayCase) {
+			s, err := c.Scenario(suiteEnv.Images)
+			Expect(err).NotTo(HaveOccurred())
+			By(fmt.Sprintf("%s, %s load at %d rps: %s", c.Name(), c.Mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
+			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
+			record(res)
+			Expect(err).NotTo(HaveOccurred())
+			expectPassed(c.Name(), res)
+		},
+		grayEntries(),
 	)
 })

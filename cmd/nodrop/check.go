@@ -20,8 +20,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	nodrop "github.com/nodrop-dev/nodrop"
 	"github.com/nodrop-dev/nodrop/chaos"
 	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
@@ -40,6 +43,7 @@ type checkOptions struct {
 	mode             string
 	disruption       string
 	fault, faultAt   string
+	via              string
 	rate             int
 	timeout          time.Duration
 	runs             int
@@ -91,6 +95,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.method, "method", http.MethodGet, "HTTP method")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive (kept-alive connections: draining), fresh (a new connection per request: endpoint propagation) or both")
 	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: "+kube.DisruptionNames)
+	f.StringVar(&o.via, "via", "", "put a proxy of nodrop's in front of the Service, on nodrop's kind cluster, and send load through it: "+proxyNames())
 	f.StringVar(&o.fault, "fault", "", "chaos injected during the disruption, on nodrop's kind cluster: "+chaos.Names)
 	f.StringVar(&o.faultAt, "fault-at", "", "when the fault starts: DURATION after the disruption starts, pod-deleting[+DURATION] after the first old pod is deleted, or P%[+DURATION] after P% of the pods were deleted (30%) (default pod-deleting; with --disruption none, 0s)")
 	f.IntVar(&o.rate, "rate", loadgen.DefaultRate, "requests per second")
@@ -121,6 +126,22 @@ type checkPlan struct {
 	disruption kube.Disruption
 	faults     []scenario.Fault
 	name       string
+	// via is the proxy nodrop puts in front (--via), viaImage its image
+	// as the nodes hold it (known once the cluster is up).
+	via      fixtures.Proxy
+	viaImage string
+}
+
+// viaName names the proxy --via puts in front: its Deployment, Service,
+// account and role.
+const viaName = "nodrop-via"
+
+func proxyNames() string {
+	names := make([]string, len(fixtures.Proxies))
+	for i, p := range fixtures.Proxies {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ", ")
 }
 
 func planCheck(o checkOptions) (*checkPlan, error) {
@@ -175,17 +196,37 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	var via fixtures.Proxy
+	if o.via != "" {
+		if o.kubeconfig != "" || o.kubeContext != "" || o.url != "" {
+			return nil, usagef("--via runs nodrop's proxy image, which only nodrop's own kind cluster holds: not with --kubeconfig, --context or --url")
+		}
+		if r.Front != nil {
+			return nil, usagef("--via: service %s already puts deployment %s in front of deployment %s", r.Service.Name, r.Front.Name, r.Deployment.Name)
+		}
+		if via, err = fixtures.ParseProxy(o.via); err != nil {
+			return nil, usagef("--via: %v", err)
+		}
+	}
 	if replicas := r.Deployment.Spec.Replicas; o.disruption == "scale-down" && (replicas == nil || *replicas < 2) {
 		return nil, usagef("--disruption scale-down needs at least 2 replicas; deployment %s has 1", r.Deployment.Name)
 	}
-	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, faults: faults, name: r.Deployment.Name}, nil
+	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, faults: faults, name: r.Deployment.Name, via: via}, nil
 }
 
 // scenario is one run of the plan under one load mode: the user's
 // objects rolled under load, expected to lose nothing.
 func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
+	objs, target := p.objs, o.target
+	if p.via != "" {
+		// The proxy's objects were valid when the plan was made (a
+		// test renders them); they cannot fail here.
+		lb, _ := fixtures.LBObjects(p.via, viaName, p.resolved.Service.Name, p.resolved.PodPort(), p.viaImage)
+		objs = append(append([]*unstructured.Unstructured{}, p.objs...), lb...)
+		target = scenario.Target{Deployment: p.resolved.Deployment.Name, Service: viaName}
+	}
 	return scenario.Scenario{
-		Name: p.name, Objects: p.objs, Target: o.target, NamespacePrefix: o.namespace, PodSecurity: o.podSecurity,
+		Name: p.name, Objects: objs, Target: target, NamespacePrefix: o.namespace, PodSecurity: o.podSecurity,
 		Traffic: []scenario.Traffic{{
 			Name: mode, Path: o.path,
 			Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout, DisableKeepAlive: mode == "fresh"},
@@ -224,11 +265,20 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		// judged.
 		return notJudgedUnlessBadInput(err)
 	}
+	if plan.via != "" {
+		ref, err := proxyImage(ctx, o.clusterName, log)
+		if err != nil {
+			return notJudgedUnlessBadInput(err)
+		}
+		plan.viaImage = ref
+		fmt.Fprintf(report, "nodrop puts a proxy in front of Service %s (%s, deployment %s) and sends load through it: its losses count as yours.\n",
+			plan.resolved.Service.Name, plan.via, viaName)
+	}
 	if f := plan.resolved.Front; f != nil {
 		fmt.Fprintf(report, "Load goes through Service %s to deployment %s's pods, in front of deployment %s (a proxy): its losses count as the user's.\n",
 			plan.resolved.Service.Name, f.Name, plan.resolved.Deployment.Name)
 	}
-	if plan.resolved.Added != nil {
+	if plan.resolved.Added != nil && plan.via == "" {
 		fmt.Fprintf(report, "nodrop adds Service %s (NodePort, same selector and port as %s) so load reaches kube-proxy from outside; your objects are unchanged.\n",
 			plan.resolved.Added.Name, plan.resolved.Service.Name)
 	}
@@ -521,4 +571,23 @@ func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Res
 		return writeJUnit(junitPath, runs)
 	}
 	return nil
+}
+
+// proxyImage builds nodrop's proxy image (cached by its content) and
+// loads it into the kind cluster's nodes.
+func proxyImage(ctx context.Context, clusterName string, log *progress.Logger) (string, error) {
+	dir, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	built, err := images.Build(ctx, nodrop.Sources, dir, log)
+	if err != nil {
+		return "", err
+	}
+	for _, b := range built {
+		if b.Variant == fixtures.LBImage {
+			return b.Ref, cluster.LoadImages(ctx, clusterName, []string{b.Ref}, log)
+		}
+	}
+	return "", fmt.Errorf("no %s image among nodrop's images", fixtures.LBImage)
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 const testDeployment = `apiVersion: apps/v1
@@ -71,6 +73,9 @@ func TestCheckBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"check", "-f", good, "--fault", "pause-kube-proxy=forever"}, "want a duration from 1s to 5m"},
 		{[]string{"check", "-f", good, "--fault", "kill-pod", "--fault-at", "130%"}, `--fault-at "130%"`},
 		{[]string{"check", "-f", good, "--fault", "kill-pod", "--kubeconfig", "/nonexistent"}, "only on its own kind cluster"},
+		{[]string{"check", "-f", good, "--via", "envoy"}, `--via: no proxy "envoy" (want nginx-reload, haproxy-reload, haproxy-sf, haproxy-runtime)`},
+		{[]string{"check", "-f", good, "--via", "nginx-reload", "--url", "http://127.0.0.1:1/"}, "only nodrop's own kind cluster holds"},
+		{[]string{"check", "-f", writeManifest(t, deploymentYAML("web"), serviceYAML("web", "web"), deploymentYAML("lb"), serviceYAML("lb", "lb")), "--deployment", "web", "--service", "lb", "--via", "haproxy-reload"}, "service lb already puts deployment lb in front of deployment web"},
 		{[]string{"lint"}, "name your manifests"},
 		{[]string{"lint", "-f", writeManifest(t, "kind: [unclosed\n")}, "document 1"},
 		{[]string{"images", "load"}, "images load takes one or more image references"},
@@ -110,5 +115,34 @@ func TestLintExitCodesAndFindings(t *testing.T) {
 	code, out, errOut := runCLI(t, "lint", "-f", shop, "--no-images")
 	if code != exitOK || !strings.Contains(out, "no findings") {
 		t.Fatalf("a careful manifest: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// --via puts nodrop's proxy in front of the user's Service: the run's
+// objects are the user's and the proxy's, load goes through the proxy's
+// Service, the proxy reads the user's Service's endpoints and sends to
+// the pods' port.
+func TestCheckViaPutsTheProxyInFront(t *testing.T) {
+	o := checkOptions{files: []string{writeManifest(t, deploymentYAML("web"), serviceYAML("web", "web"))}, mode: "fresh", via: "haproxy-runtime",
+		attempts: 1, runs: 1, rate: 1000, path: "/", disruption: "restart"}
+	plan, err := planCheck(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan.viaImage = "nodrop/lb:test"
+	s := plan.scenario(o, "fresh")
+	r, err := scenario.Resolve(s.Objects, s.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Deployment.Name != "web" || r.Service.Name != viaName || r.Front == nil || r.Front.Name != viaName {
+		t.Fatalf("rolls %s through %s, front %v", r.Deployment.Name, r.Service.Name, r.Front)
+	}
+	args := strings.Join(r.Front.Spec.Template.Spec.Containers[0].Args, " ")
+	if args != "-mode haproxy-runtime -service web -port 8080" {
+		t.Errorf("proxy args %q", args)
+	}
+	if len(plan.objs) != 2 {
+		t.Errorf("the plan's own objects changed: %d", len(plan.objs))
 	}
 }

@@ -14,6 +14,12 @@
 //	                  sockets of its own and tells the old process to
 //	                  finish, which closes its own: the reload before
 //	                  seamless reloads
+//	nginx-gray        a gray release: two Services (-service v1,v2), each
+//	                  pod a server weighted as its Service (0: down);
+//	                  the weights change and nginx reloads only when the
+//	                  operator says (lb -set-weights), never on an
+//	                  endpoint change: the upstream is static, as in the
+//	                  gray releases of the source documents
 //	haproxy-runtime   no reload: a fixed set of server slots, addresses
 //	                  set and slots enabled or disabled through the
 //	                  runtime API
@@ -67,18 +73,28 @@ type config struct {
 	listen    int
 	readyPort int
 	pod       string
+	weights   string // nginx-gray
 }
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.mode, "mode", os.Getenv("LB_MODE"), "nginx-reload, haproxy-reload, haproxy-sf or haproxy-runtime")
+	flag.StringVar(&cfg.mode, "mode", os.Getenv("LB_MODE"), "nginx-reload, nginx-gray, haproxy-reload, haproxy-sf or haproxy-runtime")
 	flag.StringVar(&cfg.service, "service", os.Getenv("LB_SERVICE"), "the Service whose ready pods are the upstreams")
 	flag.IntVar(&cfg.port, "port", 8080, "the pods' port")
 	flag.IntVar(&cfg.listen, "listen", 8080, "the port the proxy listens on")
 	flag.IntVar(&cfg.readyPort, "ready-port", 8081, "the port of lb's readiness endpoint, /ready")
+	flag.StringVar(&cfg.weights, "weights", "", "nginx-gray: the services' first weights, e.g. web-v1=100,web-v2=0")
+	setWeights := flag.String("set-weights", "", "nginx-gray: set the weights of the lb running in this container (e.g. web-v1=90,web-v2=10), reload, and exit once applied")
 	printConfig := flag.String("print-config", "", "print the proxy's configuration for these comma-separated backends (host:port) and exit")
 	flag.Parse()
 	cfg.namespace, cfg.pod = os.Getenv("POD_NAMESPACE"), os.Getenv("NODROP_POD")
+	if *setWeights != "" {
+		if err := requestWeights(*setWeights); err != nil {
+			fmt.Fprintln(os.Stderr, "lb:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *printConfig != "" {
 		p, err := newProxy(cfg)
 		if err != nil {
@@ -118,6 +134,9 @@ func run(cfg config) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cfg.mode == "nginx-gray" {
+		return runGray(ctx, cfg, p, api)
+	}
 
 	// Ready once the proxy runs with at least one backend: before that
 	// it would answer 503.
@@ -201,13 +220,13 @@ type proxy struct {
 
 func newProxy(cfg config) (*proxy, error) {
 	switch cfg.mode {
-	case "nginx-reload", "haproxy-reload", "haproxy-sf", "haproxy-runtime":
+	case "nginx-reload", "nginx-gray", "haproxy-reload", "haproxy-sf", "haproxy-runtime":
 		return &proxy{cfg: cfg, done: make(chan error, 1)}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q", cfg.mode)
 }
 
-func (p *proxy) nginx() bool { return p.cfg.mode == "nginx-reload" }
+func (p *proxy) nginx() bool { return p.cfg.mode == "nginx-reload" || p.cfg.mode == "nginx-gray" }
 
 func (p *proxy) confPath() string {
 	if p.nginx() {
@@ -224,10 +243,10 @@ func (p *proxy) start(backends []string) error {
 		return err
 	}
 	var args []string
-	switch p.cfg.mode {
-	case "nginx-reload":
+	switch {
+	case p.nginx():
 		args = []string{"/usr/sbin/nginx", "-e", "stderr", "-c", p.confPath(), "-g", "daemon off;"}
-	case "haproxy-sf":
+	case p.cfg.mode == "haproxy-sf":
 		args = []string{"/usr/sbin/haproxy", "-db", "-f", p.confPath()}
 	default:
 		args = []string{"/usr/sbin/haproxy", "-W", "-db", "-S", masterSocket, "-f", p.confPath()}
@@ -275,7 +294,7 @@ func (p *proxy) apply(backends []string) error {
 		return err
 	}
 	switch p.cfg.mode {
-	case "nginx-reload":
+	case "nginx-reload", "nginx-gray":
 		return p.cmd.Process.Signal(syscall.SIGHUP) // what nginx -s reload sends
 	case "haproxy-sf":
 		// The old process finishes what it has and exits; its exit is
@@ -370,7 +389,7 @@ func (p *proxy) write(backends []string) error {
 func (p *proxy) render(backends []string) []byte {
 	var b bytes.Buffer
 	switch p.cfg.mode {
-	case "nginx-reload":
+	case "nginx-reload", "nginx-gray":
 		fmt.Fprintf(&b, "worker_processes 1;\npid %[1]s/nginx.pid;\nerror_log stderr notice;\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n  client_body_temp_path %[1]s/body;\n  proxy_temp_path %[1]s/proxy;\n  fastcgi_temp_path %[1]s/fastcgi;\n  uwsgi_temp_path %[1]s/uwsgi;\n  scgi_temp_path %[1]s/scgi;\n", confDir)
 		b.WriteString("  upstream pods {\n")
 		for _, a := range backends {
@@ -380,7 +399,7 @@ func (p *proxy) render(backends []string) []byte {
 			b.WriteString("    server 127.0.0.1:1 down;\n") // nginx needs one
 		}
 		b.WriteString("    keepalive 64;\n  }\n")
-		fmt.Fprintf(&b, "  server {\n    listen %d backlog=4096;\n    location = /healthz { return 200 \"ok\\n\"; }\n    location / {\n      proxy_pass http://pods;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_next_upstream off;\n    }\n  }\n}\n", p.cfg.listen)
+		fmt.Fprintf(&b, "  server {\n    listen %d backlog=4096;\n    location = /healthz { return 200 \"ok\\n\"; }\n    location / {\n      proxy_pass http://pods;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_connect_timeout 2s;\n      proxy_next_upstream off;\n    }\n  }\n}\n", p.cfg.listen)
 	default:
 		b.WriteString("global\n  log stderr format raw local0 notice\n")
 		switch p.cfg.mode {
