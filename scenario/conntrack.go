@@ -141,7 +141,7 @@ func traceUnanswered(ctx context.Context, nodes NodeShell, rec *probes.Recorder,
 		case err != nil:
 			detail = head + "not looked up: " + err.Error()
 		default:
-			detail = head + "no entry left for it (expired, or replaced by a later connection from that port)"
+			detail = head + "no entry for it on any node: dropped before the node tracked it (kube-proxy drops connections to a Service with no ready endpoint), or its entry expired or was replaced by a later connection from that port"
 		}
 		events = append(events, probes.Event{At: w.loss.At, Kind: probes.Conntrack, Detail: detail})
 	}

@@ -88,7 +88,7 @@ func TestTraceUnansweredSaysWhereAttemptsWent(t *testing.T) {
 	}{
 		{0, "client port 41234: sent to 10.244.0.37 (pod web-old), entry SYN_SENT unreplied"},
 		{1, "client port 41300: sent to 10.244.0.90 (no pod of this run), entry CLOSE (perhaps a later connection"},
-		{2, "client port 41999: no entry left"},
+		{2, "client port 41999: no entry for it on any node"},
 	} {
 		e := events[want.i]
 		if e.Kind != probes.Conntrack || !strings.Contains(e.Detail, want.text) {
