@@ -41,7 +41,7 @@ docker:
 # rollout suite under load with its negative controls; prints the verdict
 # table (also in out/).
 run: docker build
-	./$(BIN)/nodrop cluster up --recreate --with-kruise
+	./$(BIN)/nodrop cluster up --recreate --with-kruise --with-ingress
 	$(MAKE) e2e LABELS='rollout || hotupgrade'
 
 # Everything CI checks: formatting, vet, unit and process tests, the

@@ -19,7 +19,9 @@ import (
 	"github.com/nodrop-dev/nodrop/internal/kruise"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/internal/traefik"
 	"github.com/nodrop-dev/nodrop/kube"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // SetupOptions describe everything `nodrop cluster up` does.
@@ -33,6 +35,9 @@ type SetupOptions struct {
 	// WithKruise also builds and installs OpenKruise's kruise-manager
 	// (SidecarSet hot upgrades), offline.
 	WithKruise bool
+	// WithIngress also builds and installs the Traefik ingress
+	// controller, offline.
+	WithIngress bool
 }
 
 // Ready is a cluster with nodrop's images loaded.
@@ -44,6 +49,8 @@ type Ready struct {
 	ConfigPath, NodeImage string
 	// KruiseImage is the installed kruise-manager's image (WithKruise).
 	KruiseImage string
+	// Ingress is the installed ingress controller (WithIngress).
+	Ingress *scenario.IngressController
 }
 
 // Setup builds the node image unless one is given, brings the cluster up
@@ -75,6 +82,13 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 			return err
 		})
 	}
+	var ingressImage string
+	if o.WithIngress {
+		g.Go(func() (err error) {
+			ingressImage, err = traefik.Build(gctx, o.StateDir, o.Log)
+			return err
+		})
+	}
 	c, err := o.up(ctx)
 	if err != nil {
 		cancel()
@@ -94,6 +108,9 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 		refs = append(refs, kb.Image)
 		r.KruiseImage = kb.Image
 	}
+	if ingressImage != "" {
+		refs = append(refs, ingressImage)
+	}
 	if err := LoadImages(ctx, c.Name, refs, o.Log); err != nil {
 		return nil, err
 	}
@@ -105,6 +122,12 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 		if err := kruise.Install(ctx, rc, kb, o.Log); err != nil {
 			return nil, err
 		}
+	}
+	if ingressImage != "" {
+		if err := traefik.Install(ctx, rc, ingressImage, o.Log, kube.DefaultTimeouts); err != nil {
+			return nil, err
+		}
+		r.Ingress = traefik.Controller()
 	}
 	if err := deleteOrphans(ctx, rc, o.Log); err != nil {
 		return nil, err
@@ -153,4 +176,21 @@ func deleteOrphans(ctx context.Context, rc *rest.Config, log *progress.Logger) e
 		return fmt.Errorf("deleting namespaces left by killed runs: %w", err)
 	}
 	return nil
+}
+
+// InstallIngress builds the Traefik ingress controller (once; cached),
+// loads it into the cluster's nodes and installs it, unless it runs
+// there already.
+func InstallIngress(ctx context.Context, name, stateDir string, rc *rest.Config, log *progress.Logger) (*scenario.IngressController, error) {
+	image, err := traefik.Build(ctx, stateDir, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := LoadImages(ctx, name, []string{image}, log); err != nil {
+		return nil, err
+	}
+	if err := traefik.Install(ctx, rc, image, log, kube.DefaultTimeouts); err != nil {
+		return nil, err
+	}
+	return traefik.Controller(), nil
 }

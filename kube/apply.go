@@ -79,3 +79,31 @@ func moveSubjects(o *unstructured.Unstructured, ns string) {
 		_ = unstructured.SetNestedSlice(o.Object, subjects, "subjects")
 	}
 }
+
+// Apply applies each object server-side, in order, where it says it
+// lives (cluster-scoped kinds too): for cluster infrastructure nodrop
+// installs and keeps (OpenKruise, the ingress controller), not for a
+// run's objects. A kind the cluster did not serve is looked up once more
+// after reading its kinds again: a CustomResourceDefinition applied
+// before it may have added it.
+func (c *Creator) Apply(ctx context.Context, objs []*unstructured.Unstructured) error {
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if r, ok := c.mapper.(meta.ResettableRESTMapper); ok && err != nil {
+			r.Reset()
+			m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		}
+		if err != nil {
+			return fmt.Errorf("applying %s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+		var ri dynamic.ResourceInterface = c.dyn.Resource(m.Resource)
+		if ns := o.GetNamespace(); ns != "" && m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = c.dyn.Resource(m.Resource).Namespace(ns)
+		}
+		if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: "nodrop", Force: true}); err != nil {
+			return fmt.Errorf("applying %s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+	}
+	return nil
+}

@@ -218,8 +218,9 @@ const servingAnswers = 5
 // not five. Every request has a connection of its own, closed with its
 // answer: a connection nodrop left open would be one more the app has to
 // close when it drains (nginx's old workers waited a minute for one on
-// which no request ever came).
-func WaitServing(ctx context.Context, url string, t Timeouts) error {
+// which no request ever came). host, when set, is the requests' Host
+// (an ingress routes by it).
+func WaitServing(ctx context.Context, url, host string, t Timeouts) error {
 	transport := &http.Transport{DisableKeepAlives: true, Proxy: nil}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
@@ -231,7 +232,7 @@ func WaitServing(ctx context.Context, url string, t Timeouts) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = get(ctx, client, url)
+				errs[i] = get(ctx, client, url, host)
 			}()
 		}
 		wg.Wait()
@@ -252,10 +253,13 @@ func WaitServing(ctx context.Context, url string, t Timeouts) error {
 }
 
 // get is nil when url answers 2xx.
-func get(ctx context.Context, client *http.Client, url string) error {
+func get(ctx context.Context, client *http.Client, url, host string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if host != "" {
+		req.Host = host
 	}
 	resp, err := client.Do(req)
 	if err != nil {

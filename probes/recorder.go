@@ -48,6 +48,9 @@ const (
 	// connection attempt, looked up after the load: where it was sent.
 	// It is evidence about a loss, never its cause.
 	Conntrack Kind = "conntrack"
+	// Ingress is a change of the pods the cluster's ingress controller
+	// routes the run's Service to, as its own API reports it.
+	Ingress Kind = "ingress"
 )
 
 // Event is one thing the cluster or the app did.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,9 @@ type Env struct {
 	// stops: runs that share it send load a bounded number at a time,
 	// while their deploys, waits and teardowns overlap.
 	LoadSlots Slots
+	// Ingress is the cluster's ingress controller, for scenarios whose
+	// load goes through one (Target.Ingress); nil when it has none.
+	Ingress *IngressController
 }
 
 // Slots bound how many runs send load at once (internal/slots shares
@@ -303,6 +307,9 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	if s.Disruption.Apply == nil || len(s.Traffic) == 0 {
 		return res, badInputf("scenario %s needs load and a disruption", s.Name)
 	}
+	if s.Target.Ingress && env.Ingress == nil {
+		return res, badInputf("load through an ingress needs nodrop's ingress controller on the cluster (nodrop cluster up --with-ingress)")
+	}
 	for _, f := range s.Faults {
 		if f.NeedsNodes && env.Nodes == nil {
 			return res, badInputf("fault %s runs commands on the nodes, which nodrop can do only on a kind cluster it knows (nodrop cluster up)", f.Name)
@@ -367,6 +374,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		return res, err
 	}
 	cfgs := make([]loadgen.Config, len(s.Traffic))
+	host := ""
 	for i, t := range s.Traffic {
 		url, err := s.url(ctx, env, ns, target, t)
 		if err != nil {
@@ -375,13 +383,33 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		res.Traffic[i].URL = url
 		cfgs[i] = t.Config
 		cfgs[i].Targets = []string{url}
+		if s.Target.Ingress && t.Port == "" {
+			// The controller routes by host: the run's Ingress names one.
+			host = ns + IngressHostSuffix
+			cfgs[i].Header = cfgs[i].Header.Clone()
+			if cfgs[i].Header == nil {
+				cfgs[i].Header = http.Header{}
+			}
+			cfgs[i].Header.Set("Host", host)
+		}
 	}
 	if url := res.Traffic[0].URL; !s.Traffic[0].RPC {
-		step := env.Log.Start("waiting for %s to serve", url)
-		if err := kube.WaitServing(ctx, url, env.Timeouts); err != nil {
+		what := url
+		if host != "" {
+			what = fmt.Sprintf("%s (host %s)", url, host)
+		}
+		step := env.Log.Start("waiting for %s to serve", what)
+		if err := kube.WaitServing(ctx, url, host, env.Timeouts); err != nil {
 			return res, step.Fail(badInput{err})
 		}
 		step.Done()
+	}
+	if s.Target.Ingress {
+		stop, err := followIngress(ctx, env, ns, target, rec)
+		if err != nil {
+			return res, err
+		}
+		defer stop()
 	}
 	if env.LoadSlots != nil {
 		step := env.Log.Start("waiting for a load slot")
@@ -504,6 +532,16 @@ func (s Scenario) deploy(ctx context.Context, env Env, creator *kube.Creator, ns
 		objs = append(append([]*unstructured.Unstructured{}, objs...), &unstructured.Unstructured{Object: u})
 		res.Added = append(res.Added, fmt.Sprintf("Service %s (NodePort, same selector and port as %s, so load can reach it from outside the cluster)", t.Added.Name, t.Service.Name))
 	}
+	if s.Target.Ingress {
+		ing := t.ingressFor(ns, env.Ingress)
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ing)
+		if err != nil {
+			return err
+		}
+		objs = append(append([]*unstructured.Unstructured{}, objs...), &unstructured.Unstructured{Object: u})
+		res.Added = append(res.Added, fmt.Sprintf("Ingress %s (class %s, host %s → Service %s port %d), so load goes through %s",
+			ing.Name, env.Ingress.Class, ing.Spec.Rules[0].Host, t.Service.Name, t.Port.Port, env.Ingress.Name))
+	}
 	step := env.Log.Start("deploying %d objects, waiting for deployment %s", len(objs), t.Deployment.Name)
 	if err := creator.Create(ctx, ns, objs); err != nil {
 		return step.Fail(badInput{err})
@@ -539,6 +577,14 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 	}
 	if env.URL != "" && tr.Port == "" {
 		return strings.TrimSuffix(env.URL, "/") + path, nil
+	}
+	if s.Target.Ingress && tr.Port == "" {
+		c := env.Ingress
+		np, err := kube.NodePortOf(ctx, env.Client, c.Namespace, c.Service, c.Port, func(p corev1.ServicePort) bool { return p.Name == c.Port })
+		if err != nil {
+			return "", fmt.Errorf("the ingress controller: %w", err)
+		}
+		return "http://" + env.NodeIP + ":" + strconv.Itoa(int(np)) + path, nil
 	}
 	svc := t.Service.Name
 	if t.Added != nil && tr.Port == "" {

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -40,6 +41,10 @@ type Target struct {
 	// Port is the Service port, by name or number; needed only when the
 	// Service has several and none is named http.
 	Port string
+	// Ingress sends the load through the cluster's ingress controller
+	// (Env.Ingress) instead of a NodePort: nodrop adds an Ingress that
+	// routes a host of the run's own to the Service.
+	Ingress bool
 }
 
 // Resolved is a target found in a scenario's objects.
@@ -96,6 +101,11 @@ func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
 		return nil, err
 	}
 	r := &Resolved{Deployment: d, Service: svc, Port: port, Front: front}
+	if t.Ingress {
+		// The controller routes to the Service's endpoints: it needs no
+		// node port, and a headless Service has endpoints too.
+		return r, nil
+	}
 	if svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
 			// A headless Service has no virtual IP, so no kube-proxy rule
@@ -239,4 +249,48 @@ func targetPortNumber(p corev1.ServicePort, d *appsv1.Deployment) int32 {
 		}
 	}
 	return p.Port
+}
+
+// IngressController is an ingress controller on the cluster that load
+// can go through (Target.Ingress).
+type IngressController struct {
+	// Name says which it is, as reports name it (Traefik v3.6.12).
+	Name string
+	// Class is the IngressClass it serves.
+	Class string
+	// Namespace and Service are the controller's; Port is the Service
+	// port (by name) of the entry point load goes to, which must have a
+	// node port.
+	Namespace, Service, Port string
+	// API, when set, is the Service port (by name, with a node port) of
+	// Traefik's API: the timeline follows which pods it routes to.
+	API string `json:",omitempty"`
+}
+
+// IngressHostSuffix ends the host of the Ingress a run adds: the run's
+// namespace, then this.
+const IngressHostSuffix = ".nodrop.test"
+
+// ingressFor is the Ingress a run adds in namespace ns: every path of
+// host ns+IngressHostSuffix to the target's Service port.
+func (r *Resolved) ingressFor(ns string, c *IngressController) *networkingv1.Ingress {
+	prefix := networkingv1.PathTypePrefix
+	return &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: metav1.ObjectMeta{Name: r.Service.Name + AddedSuffix, Labels: map[string]string{"app.kubernetes.io/managed-by": "nodrop"}},
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: &c.Class,
+			Rules: []networkingv1.IngressRule{{
+				Host: ns + IngressHostSuffix,
+				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+					Paths: []networkingv1.HTTPIngressPath{{
+						Path: "/", PathType: &prefix,
+						Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+							Name: r.Service.Name, Port: networkingv1.ServiceBackendPort{Number: r.Port.Port},
+						}},
+					}},
+				}},
+			}},
+		},
+	}
 }

@@ -61,7 +61,7 @@ func scenarioEnv() scenario.Env {
 	e := scenario.Env{
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
-		Nodes: cluster.Shell{Cluster: suiteEnv.Name},
+		Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
 	}
 	if loadSlots != nil {
 		e.LoadSlots = loadSlots
@@ -131,6 +131,6 @@ func deployServing(ctx context.Context, objs fixtures.Objects) string {
 	Expect(kube.WaitAvailable(ctx, client, d.Namespace, d.Name, timeouts.Available, timeouts)).To(Succeed())
 	url, err := kube.ServiceURL(ctx, client, d.Namespace, objs.Service.Name, suiteEnv.NodeIPs[0])
 	Expect(err).NotTo(HaveOccurred())
-	Expect(kube.WaitServing(ctx, url, timeouts)).To(Succeed())
+	Expect(kube.WaitServing(ctx, url, "", timeouts)).To(Succeed())
 	return url
 }

@@ -17,7 +17,7 @@ func proxyEntries() []TableEntry {
 	var entries []TableEntry
 	for _, c := range fixtures.ProxyCases() {
 		args := caseDecorators(c.Expect.Verdict[c.Mode] == fixtures.Lossy, c.Extended, rolloutTimeout)
-		desc := fmt.Sprintf("%s behind %s, %s: %s", c.Variant, c.Proxy, c.Mode, strings.TrimSuffix(c.Why, "."))
+		desc := fmt.Sprintf("%s, %s: %s", c.Name(), c.Mode, strings.TrimSuffix(c.Why, "."))
 		entries = append(entries, Entry(desc, append(args, c)...))
 	}
 	return entries
@@ -41,11 +41,11 @@ var _ = Describe("A rolling update behind a proxy, under load", suites.Proxy, fu
 		func(ctx SpecContext, c fixtures.ProxyCase) {
 			s, err := c.Scenario(suiteEnv.Images)
 			Expect(err).NotTo(HaveOccurred())
-			By(fmt.Sprintf("%s behind %s, %s load at %d rps: %s", c.Variant, c.Proxy, c.Mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
+			By(fmt.Sprintf("%s, %s load at %d rps: %s", c.Name(), c.Mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
 			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
 			record(res)
 			Expect(err).NotTo(HaveOccurred())
-			expectPassed(c.Variant+" behind "+string(c.Proxy), res)
+			expectPassed(c.Name(), res)
 		},
 		proxyEntries(),
 	)

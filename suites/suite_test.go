@@ -20,6 +20,7 @@ import (
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/internal/slots"
 	"github.com/nodrop-dev/nodrop/kube"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 func TestSuites(t *testing.T) {
@@ -42,6 +43,8 @@ type env struct {
 	// bound).
 	LoadSlotsDir string `json:"loadSlotsDir"`
 	LoadSlots    int    `json:"loadSlots"`
+	// Ingress is the cluster's ingress controller.
+	Ingress *scenario.IngressController `json:"ingress"`
 }
 
 var (
@@ -85,11 +88,13 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 			Recreate: true,
 			Log:      progress.New(os.Stderr, false),
 		},
-		// The SidecarSet hot-upgrade specs need OpenKruise.
-		WithKruise: true,
+		// The SidecarSet hot-upgrade specs need OpenKruise, the proxy
+		// specs an ingress controller.
+		WithKruise:  true,
+		WithIngress: true,
 	})
 	Expect(err).NotTo(HaveOccurred(), "bringing the cluster up")
-	e := env{Name: r.Name, ConfigPath: r.ConfigPath, NodeImage: r.NodeImage, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root}
+	e := env{Name: r.Name, ConfigPath: r.ConfigPath, NodeImage: r.NodeImage, Kubeconfig: r.Kubeconfig, NodeIPs: r.NodeIPs, Images: r.Images, StateDir: state, Root: root, Ingress: r.Ingress}
 	if n := getenv("NODROP_LOAD_SLOTS", "0"); n != "0" {
 		e.LoadSlots, err = strconv.Atoi(n)
 		Expect(err).NotTo(HaveOccurred(), "NODROP_LOAD_SLOTS")

@@ -95,7 +95,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.method, "method", http.MethodGet, "HTTP method")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive (kept-alive connections: draining), fresh (a new connection per request: endpoint propagation) or both")
 	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: "+kube.DisruptionNames)
-	f.StringVar(&o.via, "via", "", "put a proxy of nodrop's in front of the Service, on nodrop's kind cluster, and send load through it: "+proxyNames())
+	f.StringVar(&o.via, "via", "", "send load through a proxy in front of the Service, on nodrop's kind cluster: the ingress controller (ingress: Traefik, installed if missing, and an Ingress nodrop adds) or a proxy of nodrop's that reloads on endpoint changes ("+proxyNames()+")")
 	f.StringVar(&o.fault, "fault", "", "chaos injected during the disruption, on nodrop's kind cluster: "+chaos.Names)
 	f.StringVar(&o.faultAt, "fault-at", "", "when the fault starts: DURATION after the disruption starts, pod-deleting[+DURATION] after the first old pod is deleted, or P%[+DURATION] after P% of the pods were deleted (30%) (default pod-deleting; with --disruption none, 0s)")
 	f.IntVar(&o.rate, "rate", loadgen.DefaultRate, "requests per second")
@@ -136,10 +136,13 @@ type checkPlan struct {
 // account and role.
 const viaName = "nodrop-via"
 
+// proxyNames are the lb image's modes.
 func proxyNames() string {
-	names := make([]string, len(fixtures.Proxies))
-	for i, p := range fixtures.Proxies {
-		names[i] = string(p)
+	var names []string
+	for _, p := range fixtures.Proxies {
+		if p.LB() {
+			names = append(names, string(p))
+		}
 	}
 	return strings.Join(names, ", ")
 }
@@ -192,21 +195,23 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	r, err := scenario.Resolve(objs, o.target)
-	if err != nil {
-		return nil, usageError{err}
-	}
 	var via fixtures.Proxy
 	if o.via != "" {
-		if o.kubeconfig != "" || o.kubeContext != "" || o.url != "" {
-			return nil, usagef("--via runs nodrop's proxy image, which only nodrop's own kind cluster holds: not with --kubeconfig, --context or --url")
-		}
-		if r.Front != nil {
-			return nil, usagef("--via: service %s already puts deployment %s in front of deployment %s", r.Service.Name, r.Front.Name, r.Deployment.Name)
-		}
 		if via, err = fixtures.ParseProxy(o.via); err != nil {
 			return nil, usagef("--via: %v", err)
 		}
+		if o.kubeconfig != "" || o.kubeContext != "" || o.url != "" {
+			return nil, usagef("--via runs nodrop's proxy or ingress controller, which only nodrop's own kind cluster holds: not with --kubeconfig, --context or --url")
+		}
+	}
+	target := o.target
+	target.Ingress = via == fixtures.Ingress
+	r, err := scenario.Resolve(objs, target)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if via != "" && r.Front != nil {
+		return nil, usagef("--via: service %s already puts deployment %s in front of deployment %s", r.Service.Name, r.Front.Name, r.Deployment.Name)
 	}
 	if replicas := r.Deployment.Spec.Replicas; o.disruption == "scale-down" && (replicas == nil || *replicas < 2) {
 		return nil, usagef("--disruption scale-down needs at least 2 replicas; deployment %s has 1", r.Deployment.Name)
@@ -218,7 +223,9 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 // objects rolled under load, expected to lose nothing.
 func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
 	objs, target := p.objs, o.target
-	if p.via != "" {
+	if p.via == fixtures.Ingress {
+		target.Ingress = true
+	} else if p.via != "" {
 		// The proxy's objects were valid when the plan was made (a
 		// test renders them); they cannot fail here.
 		lb, _ := fixtures.LBObjects(p.via, viaName, p.resolved.Service.Name, p.resolved.PodPort(), p.viaImage)
@@ -265,7 +272,17 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		// judged.
 		return notJudgedUnlessBadInput(err)
 	}
-	if plan.via != "" {
+	if plan.via == fixtures.Ingress {
+		state, err := cacheDir()
+		if err != nil {
+			return err
+		}
+		if env.Ingress, err = cluster.InstallIngress(ctx, o.clusterName, state, env.REST, log); err != nil {
+			return notJudgedUnlessBadInput(err)
+		}
+		fmt.Fprintf(report, "nodrop adds an Ingress for Service %s and sends load through the cluster's ingress controller (%s): its losses count as yours.\n",
+			plan.resolved.Service.Name, env.Ingress.Name)
+	} else if plan.via != "" {
 		ref, err := proxyImage(ctx, o.clusterName, log)
 		if err != nil {
 			return notJudgedUnlessBadInput(err)

@@ -73,8 +73,9 @@ func TestCheckBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"check", "-f", good, "--fault", "pause-kube-proxy=forever"}, "want a duration from 1s to 5m"},
 		{[]string{"check", "-f", good, "--fault", "kill-pod", "--fault-at", "130%"}, `--fault-at "130%"`},
 		{[]string{"check", "-f", good, "--fault", "kill-pod", "--kubeconfig", "/nonexistent"}, "only on its own kind cluster"},
-		{[]string{"check", "-f", good, "--via", "envoy"}, `--via: no proxy "envoy" (want nginx-reload, haproxy-reload, haproxy-sf, haproxy-runtime)`},
+		{[]string{"check", "-f", good, "--via", "envoy"}, `--via: no proxy "envoy" (want nginx-reload, haproxy-reload, haproxy-sf, haproxy-runtime, ingress)`},
 		{[]string{"check", "-f", good, "--via", "nginx-reload", "--url", "http://127.0.0.1:1/"}, "only nodrop's own kind cluster holds"},
+		{[]string{"check", "-f", good, "--via", "ingress", "--kubeconfig", "/nonexistent"}, "only nodrop's own kind cluster holds"},
 		{[]string{"check", "-f", writeManifest(t, deploymentYAML("web"), serviceYAML("web", "web"), deploymentYAML("lb"), serviceYAML("lb", "lb")), "--deployment", "web", "--service", "lb", "--via", "haproxy-reload"}, "service lb already puts deployment lb in front of deployment web"},
 		{[]string{"lint"}, "name your manifests"},
 		{[]string{"lint", "-f", writeManifest(t, "kind: [unclosed\n")}, "document 1"},
@@ -144,5 +145,25 @@ func TestCheckViaPutsTheProxyInFront(t *testing.T) {
 	}
 	if len(plan.objs) != 2 {
 		t.Errorf("the plan's own objects changed: %d", len(plan.objs))
+	}
+}
+
+// --via ingress sends the load through the cluster's ingress controller:
+// the run's objects are the user's alone, nodrop adds no NodePort
+// Service (the controller routes to the endpoints), and Run adds the
+// Ingress.
+func TestCheckViaIngressAddsNoObjectsOfItsOwn(t *testing.T) {
+	o := checkOptions{files: []string{writeManifest(t, deploymentYAML("web"), serviceYAML("web", "web"))}, mode: "fresh", via: "ingress",
+		attempts: 1, runs: 1, rate: 1000, path: "/", disruption: "restart"}
+	plan, err := planCheck(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.resolved.Added != nil {
+		t.Errorf("a NodePort Service added: %s", plan.resolved.Added.Name)
+	}
+	s := plan.scenario(o, "fresh")
+	if !s.Target.Ingress || len(s.Objects) != 2 {
+		t.Fatalf("target %+v, %d objects", s.Target, len(s.Objects))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nodrop-dev/nodrop/internal/kruise"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/internal/traefik"
 )
 
 func newClusterCommand() *cobra.Command {
@@ -43,6 +44,7 @@ node image, and says so; a cluster made otherwise is refused unless --recreate.`
 	f.StringVar(&up.k8sVersion, "kubernetes-version", nodeimage.DefaultKubernetesVersion, "Kubernetes release of the offline node image")
 	f.BoolVar(&up.recreate, "recreate", false, "replace an existing cluster that was made from another config or image")
 	f.BoolVar(&up.withKruise, "with-kruise", false, "also build OpenKruise "+kruise.Version+"'s kruise-manager from the Go module proxy and install it (SidecarSet hot upgrades)")
+	f.BoolVar(&up.withIngress, "with-ingress", false, "also build the Traefik "+traefik.Version+" ingress controller from the Go module proxy and install it (check --via ingress, the proxy specs)")
 
 	downCmd := &cobra.Command{
 		Use:   "down",
@@ -106,6 +108,7 @@ func dockerAndCache(cmd *cobra.Command) (string, error) {
 type upOptions struct {
 	name, config, image, k8sVersion string
 	recreate, withKruise            bool
+	withIngress                     bool
 }
 
 // clusterUp is `nodrop cluster up`: the node image, the cluster, the
@@ -128,6 +131,7 @@ func clusterUp(ctx context.Context, log *progress.Logger, o upOptions) (*cluster
 		},
 		KubernetesVersion: o.k8sVersion,
 		WithKruise:        o.withKruise,
+		WithIngress:       o.withIngress,
 	})
 	if errors.Is(err, cluster.ErrBadInput) {
 		return nil, usageError{err}

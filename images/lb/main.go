@@ -24,7 +24,10 @@
 //	                  set and slots enabled or disabled through the
 //	                  runtime API
 //
-// It writes one JSON lifecycle line per step (the sample app's format),
+// lb -reload, run in the container, has it reload the proxy with the
+// backends it has, as an operator's reload for another reason (a
+// certificate, a new route) would. It writes one JSON lifecycle line per
+// step (the sample app's format),
 // so nodrop's timeline shows every backend change and reload. Standard
 // library only, like every program under images/.
 package main
@@ -84,10 +87,18 @@ func main() {
 	flag.IntVar(&cfg.listen, "listen", 8080, "the port the proxy listens on")
 	flag.IntVar(&cfg.readyPort, "ready-port", 8081, "the port of lb's readiness endpoint, /ready")
 	flag.StringVar(&cfg.weights, "weights", "", "nginx-gray: the services' first weights, e.g. web-v1=100,web-v2=0")
+	reload := flag.Bool("reload", false, "reload the proxy of the lb running in this container with the backends it has (no change of the pods), and exit")
 	setWeights := flag.String("set-weights", "", "nginx-gray: set the weights of the lb running in this container (e.g. web-v1=90,web-v2=10), reload, and exit once applied")
 	printConfig := flag.String("print-config", "", "print the proxy's configuration for these comma-separated backends (host:port) and exit")
 	flag.Parse()
 	cfg.namespace, cfg.pod = os.Getenv("POD_NAMESPACE"), os.Getenv("NODROP_POD")
+	if *reload {
+		if err := requestReload(); err != nil {
+			fmt.Fprintln(os.Stderr, "lb:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *setWeights != "" {
 		if err := requestWeights(*setWeights); err != nil {
 			fmt.Fprintln(os.Stderr, "lb:", err)
@@ -108,6 +119,30 @@ func main() {
 		logEvent(cfg, "exit", "error", err.Error())
 		os.Exit(1)
 	}
+}
+
+// reloadsFile counts the reloads lb -reload asked for and lb did.
+const reloadsFile = confDir + "/reloads"
+
+// requestReload is lb -reload: it asks the lb running as this
+// container's PID 1 to reload its proxy and waits until it has, for at
+// most 10 s.
+func requestReload() error {
+	count := func() int {
+		b, _ := os.ReadFile(reloadsFile)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	before := count()
+	if err := syscall.Kill(1, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("signalling lb (PID 1): %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if count() > before {
+			return nil
+		}
+	}
+	return errors.New("no reload within 10 s (see lb's log)")
 }
 
 // logEvent writes one lifecycle event as a JSON line.
@@ -144,10 +179,30 @@ func run(cfg config) error {
 	go serveReady(cfg, &ready)
 	changes := make(chan []string, 1)
 	go watchSlices(ctx, api, cfg, changes)
+	// SIGHUP (lb -reload) reloads the proxy with the backends it has: a
+	// reload with no change of the pods, as an operator's.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	var current []string
 	started := false
+	reloads := 0
 	for {
 		select {
+		case <-hup:
+			if !started {
+				continue
+			}
+			logEvent(cfg, "reload requested", "backends", len(current))
+			t0 := time.Now()
+			if err := p.reload(current); err != nil {
+				logEvent(cfg, "reload failed", "error", err.Error())
+				continue
+			}
+			reloads++
+			logEvent(cfg, "reloaded", "took_ms", ms(time.Since(t0)), "requested", true)
+			if err := os.WriteFile(reloadsFile, []byte(strconv.Itoa(reloads)), 0o644); err != nil {
+				logEvent(cfg, "reload not recorded", "error", err.Error())
+			}
 		case <-ctx.Done():
 			if started {
 				logEvent(cfg, "stopping")
@@ -290,6 +345,14 @@ func (p *proxy) apply(backends []string) error {
 	if p.cfg.mode == "haproxy-runtime" {
 		return p.setServers(backends)
 	}
+	return p.reload(backends)
+}
+
+// reload rewrites the configuration for backends and reloads the proxy
+// the mode's way; in haproxy-runtime mode, as haproxy-reload (an
+// operator's reload for another reason: the configuration is written
+// from lb's record of the slots, so no server set at runtime is lost).
+func (p *proxy) reload(backends []string) error {
 	if err := p.write(backends); err != nil {
 		return err
 	}

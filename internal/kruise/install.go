@@ -5,22 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/manifest"
 )
 
@@ -75,46 +74,24 @@ func Install(ctx context.Context, rc *rest.Config, b *Built, log *progress.Logge
 	if err != nil {
 		return step.Fail(err)
 	}
-	dc, err := discovery.NewDiscoveryClientForConfig(rc)
+	creator, err := kube.NewCreator(rc)
 	if err != nil {
 		return step.Fail(err)
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	// Namespaces and CRDs first, so everything else has a place to go.
 	first := func(o *unstructured.Unstructured) bool {
 		return o.GetKind() == "Namespace" || o.GetKind() == "CustomResourceDefinition"
 	}
-	for _, pass := range []bool{true, false} {
-		for _, o := range objs {
-			if first(o) != pass {
-				continue
-			}
-			if err := apply(ctx, dyn, mapper, o); err != nil {
-				return step.Fail(err)
-			}
-		}
-		mapper.Reset()
+	ordered := slices.Concat(
+		slices.DeleteFunc(slices.Clone(objs), func(o *unstructured.Unstructured) bool { return !first(o) }),
+		slices.DeleteFunc(slices.Clone(objs), first))
+	if err := creator.Apply(ctx, ordered); err != nil {
+		return step.Fail(err)
 	}
 	if err := waitReady(ctx, c, dyn); err != nil {
 		return step.Fail(err)
 	}
 	step.Done(fmt.Sprintf("%d objects", len(objs)))
-	return nil
-}
-
-func apply(ctx context.Context, dyn dynamic.Interface, mapper *restmapper.DeferredDiscoveryRESTMapper, o *unstructured.Unstructured) error {
-	gvk := o.GroupVersionKind()
-	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return fmt.Errorf("applying %s %s: %w", gvk.Kind, o.GetName(), err)
-	}
-	var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-	if ns := o.GetNamespace(); ns != "" {
-		ri = dyn.Resource(m.Resource).Namespace(ns)
-	}
-	if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: "nodrop", Force: true}); err != nil {
-		return fmt.Errorf("applying %s %s: %w", gvk.Kind, o.GetName(), err)
-	}
 	return nil
 }
 
