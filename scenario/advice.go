@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,7 +103,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		after := max(ep.Start.Sub(deleted.At), 0)
 		s := head + fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
 		broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
-		fresh := ep.ByClass[loadgen.Refused] + ep.ByClass[loadgen.Timeout]
+		// A proxy in front answers 502/503 for a request it sent to a pod
+		// that stopped listening: the same race as a refusal.
+		fresh := ep.ByClass[loadgen.Refused] + ep.ByClass[loadgen.Timeout] + ep.ByClass[loadgen.HTTP5xx]
 		switch {
 		case broken >= fresh && after < DataPlaneLag+DefaultTolerance:
 			return s + " = the app closed connections with requests on them when it got SIGTERM. Shut down gracefully: on SIGTERM keep serving, answer with Connection: close so kept-alive clients move on, then exit once idle; and add a preStop sleep (5 s) so the endpoint is removed before the shutdown begins."
@@ -110,6 +113,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			s += " = requests still routed to the pod after it stopped listening: kube-proxy and load balancers remove a deleted pod's endpoint only a second or more after the deletion"
 			if exited != nil {
 				s += fmt.Sprintf(" (its container exited %.1fs after the deletion: nothing kept it serving)", exited.At.Sub(deleted.At).Seconds())
+			}
+			if who, until, ok := ingressKeptRouting(events, deleted.Pod, deleted.At); ok {
+				s += fmt.Sprintf("; the ingress controller (%s) sent it new requests until %.1fs after the deletion, when it applied the change", who, until.Sub(deleted.At).Seconds())
 			}
 			return s + ". Add a preStop sleep (5 s is the common figure) so the pod keeps serving until its endpoint is gone everywhere, and let the app drain on SIGTERM."
 		default:
@@ -257,4 +263,35 @@ func proxyReloadNear(events []probes.Event, ep probes.Burst) *probes.Event {
 		}
 	}
 	return nil
+}
+
+// ingressKeptRouting says how long the ingress controller went on
+// routing new requests to pod after deleted: the first probes.Ingress
+// event after it whose ready pods leave it out. ok is false unless an
+// event at or before the deletion routed to it.
+func ingressKeptRouting(events []probes.Event, pod string, deleted time.Time) (who string, until time.Time, ok bool) {
+	routesTo := func(e probes.Event) bool {
+		ready, _, _ := strings.Cut(e.Detail, "; terminating")
+		_, list, found := strings.Cut(ready, " routes to ")
+		return found && slices.Contains(strings.Split(list, ", "), pod)
+	}
+	routed := false
+	for _, e := range events {
+		if e.Kind != probes.Ingress {
+			continue
+		}
+		if !e.At.After(deleted) {
+			routed = routesTo(e)
+			continue
+		}
+		if !routed {
+			return "", time.Time{}, false
+		}
+		if !routesTo(e) {
+			who, _, _ = strings.Cut(e.Detail, " routes to ")
+			who, _, _ = strings.Cut(who, " has no route")
+			return who, e.At, true
+		}
+	}
+	return "", time.Time{}, false
 }

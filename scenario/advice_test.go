@@ -49,6 +49,19 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			want: []string{"after pod old was deleted", "still routed to the pod after it stopped listening", "preStop sleep"},
 		},
 		{
+			name:   "no preStop behind an ingress controller that applies the change 2 s late",
+			report: lossesAt(t0, 2*time.Second, 50, loadgen.HTTP5xx),
+			events: []probes.Event{
+				ev(1*time.Second, probes.Ingress, "", "Traefik v3.6.12 routes to old, other"),
+				ev(1990*time.Millisecond, probes.EndpointReady, "new", ""),
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(2050*time.Millisecond, probes.Ingress, "", "Traefik v3.6.12 routes to new, old, other"),
+				ev(2100*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+				ev(4050*time.Millisecond, probes.Ingress, "", "Traefik v3.6.12 routes to new, other"),
+			},
+			want: []string{"still routed to the pod after it stopped listening", "the ingress controller (Traefik v3.6.12) sent it new requests until 2.0s after the deletion"},
+		},
+		{
 			name:   "no readiness: the new pod gets traffic before it serves",
 			report: lossesAt(t0, 2*time.Second, 50, loadgen.Refused),
 			events: []probes.Event{

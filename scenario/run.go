@@ -404,12 +404,19 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		}
 		step.Done()
 	}
+	var controller *probes.Recorder
 	if s.Target.Ingress {
 		stop, err := followIngress(ctx, env, ns, target, rec)
 		if err != nil {
 			return res, err
 		}
 		defer stop()
+		// The controller's own pods go on the timeline too: a rollout
+		// of the controller is a disruption of the run's.
+		if controller, err = probes.Start(ctx, env.Client, env.Ingress.Namespace); err != nil {
+			return res, err
+		}
+		defer controller.Stop()
 	}
 	if env.LoadSlots != nil {
 		step := env.Log.Start("waiting for a load slot")
@@ -493,6 +500,11 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	step.Done(fmt.Sprintf("settled in %s", res.Took.Round(100*time.Millisecond)))
 	if env.Nodes != nil && env.URL == "" {
 		for _, e := range traceUnanswered(ctx, env.Nodes, rec, reports) {
+			rec.Record(e)
+		}
+	}
+	if controller != nil {
+		for _, e := range controller.Events() {
 			rec.Record(e)
 		}
 	}

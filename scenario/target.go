@@ -258,10 +258,10 @@ type IngressController struct {
 	Name string
 	// Class is the IngressClass it serves.
 	Class string
-	// Namespace and Service are the controller's; Port is the Service
-	// port (by name) of the entry point load goes to, which must have a
-	// node port.
-	Namespace, Service, Port string
+	// Namespace, Deployment and Service are the controller's; Port is
+	// the Service port (by name) of the entry point load goes to, which
+	// must have a node port.
+	Namespace, Deployment, Service, Port string
 	// API, when set, is the Service port (by name, with a node port) of
 	// Traefik's API: the timeline follows which pods it routes to.
 	API string `json:",omitempty"`

@@ -17,6 +17,10 @@ func proxyEntries() []TableEntry {
 	var entries []TableEntry
 	for _, c := range fixtures.ProxyCases() {
 		args := caseDecorators(c.Expect.Verdict[c.Mode] == fixtures.Lossy, c.Extended, rolloutTimeout)
+		if c.Restart && !c.Proxy.LB() {
+			// The ingress controller is every run's.
+			args = append(args, Serial)
+		}
 		desc := fmt.Sprintf("%s, %s: %s", c.Name(), c.Mode, strings.TrimSuffix(c.Why, "."))
 		entries = append(entries, Entry(desc, append(args, c)...))
 	}

@@ -70,7 +70,7 @@ func Build(ctx context.Context, cacheDir string, log *progress.Logger) (string, 
 // Controller is the installed controller, as scenarios send load
 // through it.
 func Controller() *scenario.IngressController {
-	return &scenario.IngressController{Name: "Traefik " + Version, Class: Class, Namespace: Namespace, Service: Name, Port: "web", API: "admin"}
+	return &scenario.IngressController{Name: "Traefik " + Version, Class: Class, Namespace: Namespace, Deployment: Name, Service: Name, Port: "web", API: "admin"}
 }
 
 var labels = map[string]string{"app.kubernetes.io/name": Name, "app.kubernetes.io/part-of": "nodrop"}
