@@ -116,7 +116,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 		loadSlots, err = slots.Open(suiteEnv.LoadSlotsDir, suiteEnv.LoadSlots)
 		Expect(err).NotTo(HaveOccurred())
 	}
-}, NodeTimeout(30*time.Minute))
+}, NodeTimeout(45*time.Minute)) // a new machine builds the node image, Kruise and Traefik here: ≈ 20–25 min
 
 var _ = SynchronizedAfterSuite(func() {}, func() {
 	if suiteEnv.LoadSlotsDir != "" {
