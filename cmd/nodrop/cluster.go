@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/internal/kruise"
@@ -86,6 +89,12 @@ node image, and says so; a cluster made otherwise is refused unless --recreate.`
 			} else {
 				fmt.Fprintf(out, "  node image  %s\n  config hash %s\n", id.NodeImage, id.ConfigHash[:12])
 			}
+			for _, a := range []struct{ what, ns, name, flag string }{
+				{"OpenKruise", kruise.Namespace, kruise.Deployment, "--with-kruise"},
+				{"ingress", traefik.Namespace, traefik.Name, "--with-ingress"},
+			} {
+				fmt.Fprintf(out, "  %-11s %s\n", a.what, addOn(cmd.Context(), c.Client, a.ns, a.name, a.flag))
+			}
 			return nil
 		},
 	}
@@ -137,4 +146,21 @@ func clusterUp(ctx context.Context, log *progress.Logger, o upOptions) (*cluster
 		return nil, usageError{err}
 	}
 	return r, err
+}
+
+// addOn says whether a Deployment nodrop installs (OpenKruise, Traefik)
+// is there, with its image and how many replicas are available.
+func addOn(ctx context.Context, c kubernetes.Interface, ns, name, flag string) string {
+	d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "not installed (nodrop cluster up " + flag + ")"
+	}
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	image := ""
+	if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
+		image = cs[0].Image
+	}
+	return fmt.Sprintf("%s (%d of %d available)", image, d.Status.AvailableReplicas, d.Status.Replicas)
 }
