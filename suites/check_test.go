@@ -119,7 +119,24 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		for _, ref := range suiteEnv.Images {
 			Expect(out).To(ContainSubstring(ref), "the images built from the embedded sources are the suite's, tag for tag")
 		}
+		code, out, _ = nodrop(ctx, "cluster", "status", "--name", suiteEnv.Name)
+		Expect(code).To(Equal(0))
+		Expect(out).To(MatchRegexp(`OpenKruise +nodrop/kruise-manager:\S+ \(1 of 1 available\)`), "the suite installs OpenKruise")
+		Expect(out).To(MatchRegexp(`ingress +nodrop/traefik:v3\.6\.12-[0-9a-f]{12} \(1 of 1 available\)`), "and Traefik")
 	}, SpecTimeout(5*time.Minute))
+
+	It("sends the load through the cluster's ingress controller with --via ingress, adding an Ingress and nothing else (exit 0)", func(ctx SpecContext) {
+		code, out, errOut := nodrop(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--load-image", "shop:1.0",
+			"--cluster", suiteEnv.Name, "--via", "ingress", "--mode", "fresh", "--json")
+		Expect(code).To(Equal(0), "check: %s", errOut)
+		rs := runs(out)
+		Expect(rs).To(HaveLen(1))
+		Expect(rs[0].Verdict).To(Equal("lossless"))
+		Expect(rs[0].Added).To(ConsistOf(MatchRegexp(`^Ingress shop-nodrop \(class nodrop-traefik, host nodrop-check-\w+\.nodrop\.test → Service shop port \d+\)`)), "an Ingress, no NodePort Service")
+		Expect(errOut).To(ContainSubstring("through the cluster's ingress controller (Traefik v3.6.12)"))
+		Expect(errOut).To(MatchRegexp(`ingress: Traefik v3\.6\.12 routes to shop-`), "the timeline follows Traefik")
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty())
+	}, SpecTimeout(4*time.Minute))
 
 	It("finds nothing to flag in a careful manifest, and its rollout loses no request in either mode (exit 0)", func(ctx SpecContext) {
 		code, out, _ := nodrop(ctx, "lint", "-f", filepath.Join(testdata, "shop.yaml"))
