@@ -16,7 +16,8 @@ var (
 	Check = ginkgo.Label("check")
 	// Chaos: disruptions beyond a normal rollout.
 	Chaos = ginkgo.Label("chaos")
-	// Proxy: rollouts with a proxy in front of the pods (nginx, HAProxy).
+	// Proxy: rollouts with a proxy in front of the pods (nginx, HAProxy,
+	// the Traefik ingress controller), and the proxy reloaded or restarted.
 	Proxy = ginkgo.Label("proxy")
 	// KnownLossy: a negative control that must lose requests.
 	KnownLossy = ginkgo.Label("known-lossy")
