@@ -45,6 +45,18 @@ func newVariantsCommand() *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
+			fmt.Fprintln(out, "\nBehind a proxy (make proxy; check --via):")
+			tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "CASE\tLOAD\tEXPECTED\tWHY")
+			for _, c := range fixtures.ProxyCases() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name(), c.Mode, proxyVerdict(c.Expect, c.Mode), c.Why)
+			}
+			for _, c := range fixtures.GrayCases() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name(), c.Mode, proxyVerdict(c.Expect, c.Mode), c.Why)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
 			if !detail {
 				return nil
 			}
@@ -152,4 +164,13 @@ func loadedImage(ctx context.Context, variant, clusterName string) (ref, note st
 		}
 	}
 	return prefix + "<content hash>", "image: not built yet; `nodrop cluster up` builds it and loads it into the nodes"
+}
+
+// proxyVerdict is a proxy case's expected verdict in mode m, a race a run
+// may win said as such.
+func proxyVerdict(e fixtures.Expectation, m fixtures.Mode) string {
+	if e.MayLoseNothing[m] {
+		return "lossy (a race)"
+	}
+	return string(e.Verdict[m])
 }

@@ -113,6 +113,12 @@ func TestVariantsAndRender(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "baseline-good") || !strings.Contains(out, "shell-form-cmd") {
 		t.Fatalf("variants: exit %d\n%s", code, out)
 	}
+	// The proxy cases too, a race a run may win said as such.
+	for _, want := range []string{"Behind a proxy", "no-prestop via ingress", "baseline-good via haproxy-sf, proxy reloaded", "lossy (a race)", "gray-release-v1-stopped-first"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("variants lacks %q", want)
+		}
+	}
 	code, out, _ = runCLI(t, "variants", "--detail")
 	if code != exitOK || !strings.Contains(out, "shell-form-cmd loses requests as:") || !strings.Contains(out, "starting (keepalive) 10s after pod deleting (SIGKILL at the end of the grace period)") {
 		t.Fatalf("variants --detail: exit %d\n%s", code, out)
