@@ -385,7 +385,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		cfgs[i].Targets = []string{url}
 		if s.Target.Ingress && t.Port == "" {
 			// The controller routes by host: the run's Ingress names one.
-			host = ns + IngressHostSuffix
+			host = IngressHost(ns)
 			cfgs[i].Header = cfgs[i].Header.Clone()
 			if cfgs[i].Header == nil {
 				cfgs[i].Header = http.Header{}

@@ -271,22 +271,32 @@ type IngressController struct {
 // namespace, then this.
 const IngressHostSuffix = ".nodrop.test"
 
+// IngressHost is the host a run in namespace ns routes through its
+// Ingress.
+func IngressHost(ns string) string { return ns + IngressHostSuffix }
+
 // ingressFor is the Ingress a run adds in namespace ns: every path of
-// host ns+IngressHostSuffix to the target's Service port.
+// IngressHost(ns) to the target's Service port.
 func (r *Resolved) ingressFor(ns string, c *IngressController) *networkingv1.Ingress {
+	return NewIngress(r.Service.Name+AddedSuffix, c.Class, IngressHost(ns), r.Service.Name, r.Port.Port)
+}
+
+// NewIngress is an Ingress of class routing every path of host to a
+// Service port, labelled as nodrop's.
+func NewIngress(name, class, host, service string, port int32) *networkingv1.Ingress {
 	prefix := networkingv1.PathTypePrefix
 	return &networkingv1.Ingress{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
-		ObjectMeta: metav1.ObjectMeta{Name: r.Service.Name + AddedSuffix, Labels: map[string]string{"app.kubernetes.io/managed-by": "nodrop"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/managed-by": "nodrop"}},
 		Spec: networkingv1.IngressSpec{
-			IngressClassName: &c.Class,
+			IngressClassName: &class,
 			Rules: []networkingv1.IngressRule{{
-				Host: ns + IngressHostSuffix,
+				Host: host,
 				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
 					Paths: []networkingv1.HTTPIngressPath{{
 						Path: "/", PathType: &prefix,
 						Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
-							Name: r.Service.Name, Port: networkingv1.ServiceBackendPort{Number: r.Port.Port},
+							Name: service, Port: networkingv1.ServiceBackendPort{Number: port},
 						}},
 					}},
 				}},
