@@ -99,6 +99,13 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			"(no readiness probe, or a TCP probe on a port that opens before the app is ready). Use an HTTP readiness probe on a path that answers only once the app serves.",
 			ep.Start.Sub(ready.At).Seconds(), ready.Pod)
 	}
+	if deleted != nil && ep.Unanswered == ep.Lost && exited != nil && exited.At.After(ep.End.Add(DefaultTolerance)) {
+		// Every loss a connection attempt nobody answered, while the
+		// deleted pod was still running: not its shutdown.
+		return head + fmt.Sprintf(", %.1fs after pod %s was deleted, but before its container exited (%.1fs after the deletion) = connection attempts lost on the way to the pods, not a pod's shutdown: "+
+			"a pod that runs answers a connection attempt (it accepts or refuses it), and the deleted one was no longer an endpoint. %s",
+			max(ep.Start.Sub(deleted.At), 0).Seconds(), deleted.Pod, exited.At.Sub(deleted.At).Seconds(), whereSent(events, ep))
+	}
 	if deleted != nil {
 		after := max(ep.Start.Sub(deleted.At), 0)
 		s := head + fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
@@ -123,7 +130,7 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		}
 	}
 	if ep.Unanswered == ep.Lost {
-		return head + ", with no pod deletion before it = connection attempts lost on the way to the pods (a SYN dropped twice, or sent to an address that no longer answers), not a pod's shutdown: nothing in the rollout's timeline explains it; check the timeline for what the cluster's network did then."
+		return head + ", with no pod deletion before it = connection attempts lost on the way to the pods (a SYN dropped twice, or sent to an address that no longer answers), not a pod's shutdown. " + whereSent(events, ep)
 	}
 	return head + ", with no pod deletion before it: check the timeline for what the cluster did then."
 }
@@ -294,4 +301,25 @@ func ingressKeptRouting(events []probes.Event, pod string, deleted time.Time) (w
 		}
 	}
 	return "", time.Time{}, false
+}
+
+// whereSent says where the nodes sent an episode's unanswered connection
+// attempts, from their conntrack entries (the timeline's conntrack
+// events), when nothing in the rollout explains them: the one fact that
+// tells a SYN dropped on the way from one sent to an address nobody has.
+func whereSent(events []probes.Event, ep probes.Burst) string {
+	const most = 3
+	var seen []string
+	for _, e := range events {
+		if e.Kind == probes.Conntrack && !e.At.Before(ep.Start) && !e.At.After(ep.End) {
+			seen = append(seen, e.Detail)
+		}
+	}
+	switch {
+	case len(seen) == 0:
+		return "Nothing in the rollout's timeline explains it; check what the cluster's network did then."
+	case len(seen) > most:
+		seen = append(seen[:most], fmt.Sprintf("and %d more", len(seen)-most))
+	}
+	return "The node's conntrack table: " + strings.Join(seen, "; ") + "."
 }

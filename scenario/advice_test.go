@@ -219,3 +219,22 @@ func TestAdviceNamesAReusedRefusedEntry(t *testing.T) {
 		t.Errorf("an attempt 11 s after the refusals counted as a reused entry: %+v", st)
 	}
 }
+
+// A lone unanswered connection attempt while the deleted pod was still
+// running is not blamed on its shutdown: the advice says so, and where
+// the node's conntrack table says the attempt went.
+func TestAdviceDoesNotBlameAPodStillRunning(t *testing.T) {
+	t0 := time.Now()
+	r := lossesAt(t0, 11800*time.Millisecond, 1, loadgen.Timeout)
+	r.Client.TimeoutMs = 2000
+	r.Losses[0].NoConnection = true
+	got := Advise(r, []probes.Event{
+		{At: t0.Add(9 * time.Second), Kind: probes.PodDeleting, Pod: "old"},
+		{At: t0.Add(14700 * time.Millisecond), Kind: probes.ContainerTerminated, Pod: "old", Detail: "exit 0"},
+		{At: t0.Add(11800 * time.Millisecond), Kind: probes.Conntrack, Detail: "unanswered attempt from client port 41000: sent to 10.244.0.9 (no pod of this run), entry SYN_SENT unreplied"},
+	})
+	if len(got) != 1 || strings.Contains(got[0], "stopped listening") || !strings.Contains(got[0], "before its container exited (5.7s after the deletion)") ||
+		!strings.Contains(got[0], "lost on the way to the pods") || !strings.Contains(got[0], "sent to 10.244.0.9 (no pod of this run)") {
+		t.Errorf("advice %q", got)
+	}
+}
