@@ -186,7 +186,8 @@ type Client struct {
 	OldestFirst bool `json:"oldest_first,omitempty"`
 	Strict      bool `json:"strict"`
 	// CloseWithRST: fresh connections are closed with RST once their
-	// response is read (no TIME_WAIT).
+	// response is read and the server has closed its side (no TIME_WAIT,
+	// and a conntrack entry the next SYN from the port may reopen).
 	CloseWithRST bool `json:"close_with_rst"`
 	// CheckBeforeReuse: long-lived HTTP connections are checked for a
 	// close that arrived while idle before each request.
@@ -214,7 +215,7 @@ func (c Client) String() string {
 		}
 		s += fmt.Sprintf(", idle connections closed after %s", ms2d(c.IdleTimeoutMs))
 	default:
-		s += ", a fresh connection per request, closed with RST"
+		s += ", a fresh connection per request, closed with RST after the server's FIN"
 	}
 	if c.Strict {
 		s += ", strict (no silent retries)"

@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -120,6 +121,7 @@ func newTracker(cfg Config) *tracker {
 				if err != nil {
 					return nil, err
 				}
+				tracked := &trackedConn{Conn: c, lastRead: time.Now(), localPort: port}
 				if tc, ok := c.(*net.TCPConn); ok && cfg.DisableKeepAlive {
 					// A fresh connection is closed once its response is read;
 					// closing it with RST leaves no TIME_WAIT on either side.
@@ -128,9 +130,11 @@ func newTracker(cfg Config) *tracker {
 					// previous connection the server still holds in TIME_WAIT,
 					// and that SYN can be lost: a loss the configuration under
 					// test did not cause (seen once in 24,000 requests).
+					// The RST waits for the server's FIN (see awaitFIN).
 					tc.SetLinger(0)
+					tracked.awaitFIN = finWait
 				}
-				return &trackedConn{Conn: c, lastRead: time.Now(), localPort: port}, nil
+				return tracked, nil
 			},
 			DisableKeepAlives:   cfg.DisableKeepAlive,
 			MaxConnsPerHost:     connsPerHost,
@@ -288,9 +292,56 @@ type trackedConn struct {
 	lastRead time.Time // the last byte that arrived (or the dial)
 	// localPort is the client's port (0 if unknown).
 	localPort int
+	// awaitFIN, when set, is how long Close waits for the server's FIN
+	// before it resets the connection (a fresh connection's close).
+	awaitFIN time.Duration
+	reading  atomic.Int32 // Reads in progress
+}
+
+// finWait bounds how long a fresh connection's close waits for the
+// server's FIN. A server answering "Connection: close" sends it right
+// behind the response, within a millisecond here; one that keeps the
+// connection open costs each of its connections this much more before
+// it is reset.
+const finWait = 100 * time.Millisecond
+
+// Close closes the connection. A fresh connection (awaitFIN) whose
+// requests went well is reset only once the server's FIN has arrived:
+// an RST that crosses the server's FIN on the way leaves the node's
+// conntrack entry in CLOSE with the FIN as its last packet, and the
+// kernel reopens a closed entry for a new SYN from the same client port
+// only if the connection's close began with a FIN or its last packet
+// was an RST from the client (nf_conntrack_proto_tcp). A connection
+// that reuses the port within the entry's 10 s then skips kube-proxy's
+// rules and follows the old one to its pod, which may have stopped
+// listening since: refused, or unanswered once the pod is gone. Seen:
+// one port, a refusal 10 s after its last request went to a pod that
+// had just exited, then a timeout 3 s later, in a lossless rollout.
+func (c *trackedConn) Close() error {
+	if c.awaitFIN > 0 && c.reading.Load() == 0 && c.failure() == nil {
+		c.drain(c.awaitFIN)
+	}
+	return c.Conn.Close()
+}
+
+// drain reads until the server closes its side (EOF), anything fails, or
+// d has passed; what it reads is not the request's, and neither are its
+// errors.
+func (c *trackedConn) drain(d time.Duration) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return
+	}
+	var buf [512]byte
+	for {
+		if _, err := c.Conn.Read(buf[:]); err != nil {
+			return
+		}
+	}
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
+	c.reading.Add(1)
+	defer c.reading.Add(-1)
 	n, err := c.Conn.Read(p)
 	if n > 0 || err != nil {
 		c.mu.Lock()
