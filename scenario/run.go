@@ -72,10 +72,9 @@ type Env struct {
 	// load goes through one (Target.Ingress); nil when it has none.
 	Ingress *IngressController
 	// Teardowns, when set, takes each run's namespace once the run is
-	// over, so the next run deploys while it goes; the next run waits
-	// for it before it sends load, and whoever set it waits for the
-	// last (Teardowns.Wait). Nil: a run waits until its namespace is
-	// gone.
+	// over, so the next run starts while it goes; whoever set it waits
+	// for them (Teardowns.Wait). Nil: a run waits until its namespace
+	// is gone.
 	Teardowns *kube.Teardowns
 }
 
@@ -431,16 +430,6 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 			return res, err
 		}
 		defer controller.Stop()
-	}
-	if env.Teardowns != nil && env.Teardowns.Pending() > 0 {
-		// The last run's namespace went while this one deployed; no
-		// load is sent while it still goes (its pods' kill, the CNI's
-		// teardown, the namespace controller: a busy node).
-		step := env.Log.Start("waiting for the last run's namespace to go before sending load")
-		if err := env.Teardowns.Wait(ctx); err != nil {
-			return res, step.Fail(err)
-		}
-		step.Done()
 	}
 	if env.LoadSlots != nil {
 		step := env.Log.Start("waiting for a load slot")
