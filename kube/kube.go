@@ -82,15 +82,6 @@ const teardownGrace = int64(1)
 // teardownGrace (an ordinary delete: the kubelet still stops them, no
 // pod is forced off its node) and waits until the namespace is gone.
 func DeleteNamespace(ctx context.Context, c kubernetes.Interface, name string, t Timeouts) error {
-	if err := startDeleting(ctx, c, name); err != nil {
-		return err
-	}
-	return waitGone(ctx, c, name, t)
-}
-
-// startDeleting deletes a namespace and cuts its pods' grace period to
-// teardownGrace, without waiting for it to go.
-func startDeleting(ctx context.Context, c kubernetes.Interface, name string) error {
 	err := c.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
@@ -104,12 +95,7 @@ func startDeleting(ctx context.Context, c kubernetes.Interface, name string) err
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("stopping the pods of namespace %s: %w", name, err)
 	}
-	return nil
-}
-
-// waitGone waits until a namespace is gone.
-func waitGone(ctx context.Context, c kubernetes.Interface, name string, t Timeouts) error {
-	err := wait.PollUntilContextTimeout(ctx, t.Poll, t.Namespace, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, t.Poll, t.Namespace, true, func(ctx context.Context) (bool, error) {
 		_, err := c.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
@@ -117,55 +103,6 @@ func waitGone(ctx context.Context, c kubernetes.Interface, name string, t Timeou
 		return fmt.Errorf("waiting for namespace %s to go: %w", name, err)
 	}
 	return nil
-}
-
-// Teardowns are namespaces being deleted that nobody has waited for
-// yet. A run that is over hands its namespace over and the next one
-// starts while it goes (its pods stopped with teardownGrace, the
-// namespace controller deleting the rest, ≈ 5 s); whoever made the runs
-// waits for them all once, at the end. The zero value is ready to use
-// and safe for concurrent use.
-type Teardowns struct {
-	mu      sync.Mutex
-	pending []teardown
-}
-
-type teardown struct {
-	c    kubernetes.Interface
-	name string
-	t    Timeouts
-}
-
-// Begin deletes a namespace as DeleteNamespace does, without waiting for
-// it to go: Wait does.
-func (d *Teardowns) Begin(ctx context.Context, c kubernetes.Interface, name string, t Timeouts) error {
-	if err := startDeleting(ctx, c, name); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.pending = append(d.pending, teardown{c, name, t})
-	d.mu.Unlock()
-	return nil
-}
-
-// Pending is how many namespaces Wait would wait for.
-func (d *Teardowns) Pending() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.pending)
-}
-
-// Wait waits until every namespace begun is gone, and forgets them.
-func (d *Teardowns) Wait(ctx context.Context) error {
-	d.mu.Lock()
-	pending := d.pending
-	d.pending = nil
-	d.mu.Unlock()
-	var errs []error
-	for _, p := range pending {
-		errs = append(errs, waitGone(ctx, p.c, p.name, p.t))
-	}
-	return errors.Join(errs...)
 }
 
 // WaitAvailable waits until every replica of the Deployment is updated,

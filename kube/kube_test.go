@@ -96,49 +96,6 @@ func TestDeleteNamespaceCutsThePodsGraceAfterTheNamespaceIsTerminating(t *testin
 	}
 }
 
-// Teardowns begin a namespace's deletion (the namespace, then its pods'
-// grace cut) without waiting, and Wait waits for every one begun, once.
-func TestTeardownsBeginNowAndWaitOnce(t *testing.T) {
-	ctx := context.Background()
-	c := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "b"}})
-	// The namespace controller's work: "b" stays terminating until the
-	// test lets it go.
-	release := make(chan struct{})
-	c.PrependReactor("delete", "namespaces", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.(k8stesting.DeleteActionImpl).Name == "b" {
-			return true, nil, nil
-		}
-		return false, nil, nil
-	})
-	var d Teardowns
-	for _, n := range []string{"a", "b"} {
-		if err := d.Begin(ctx, c, n, DefaultTimeouts); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if d.Pending() != 2 {
-		t.Fatalf("pending %d, want 2", d.Pending())
-	}
-	done := make(chan error)
-	go func() { done <- d.Wait(ctx) }()
-	select {
-	case err := <-done:
-		t.Fatalf("Wait returned (%v) while namespace b still existed", err)
-	case <-time.After(3 * DefaultTimeouts.Poll):
-	}
-	go func() {
-		c.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("namespaces"), "", "b")
-		close(release)
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	<-release
-	if d.Pending() != 0 {
-		t.Errorf("pending %d after Wait, want 0", d.Pending())
-	}
-}
-
 func TestWaitAvailableWaitsForEveryOldPodToGo(t *testing.T) {
 	ctx := context.Background()
 	old := pod("web-old", webLabels)

@@ -71,11 +71,6 @@ type Env struct {
 	// Ingress is the cluster's ingress controller, for scenarios whose
 	// load goes through one (Target.Ingress); nil when it has none.
 	Ingress *IngressController
-	// Teardowns, when set, takes each run's namespace once the run is
-	// over, so the next run starts while it goes; whoever set it waits
-	// for them (Teardowns.Wait). Nil: a run waits until its namespace
-	// is gone.
-	Teardowns *kube.Teardowns
 }
 
 // Slots bound how many runs send load at once (internal/slots shares
@@ -356,14 +351,6 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 				err = errors.Join(err, derr)
 			}
 			env.Log.Printf("• kept namespace %s (--keep)", ns)
-			return
-		}
-		if env.Teardowns != nil {
-			if derr := env.Teardowns.Begin(cctx, env.Client, ns, env.Timeouts); derr != nil {
-				err = errors.Join(err, derr)
-				return
-			}
-			env.Log.Printf("• deleting namespace %s (the next run need not wait)", ns)
 			return
 		}
 		step := env.Log.Start("deleting namespace %s", ns)

@@ -62,7 +62,6 @@ func scenarioEnv() scenario.Env {
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 		Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
-		Teardowns: teardowns,
 	}
 	if loadSlots != nil {
 		e.LoadSlots = loadSlots

@@ -53,9 +53,6 @@ var (
 	restConfig *rest.Config
 	timeouts   = kube.DefaultTimeouts
 	loadSlots  *slots.Slots
-	// teardowns are the namespaces of this process's runs still going:
-	// a spec does not wait for its namespace, the suite's end does.
-	teardowns = &kube.Teardowns{}
 )
 
 func getenv(key, def string) string {
@@ -121,13 +118,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	}
 }, NodeTimeout(45*time.Minute)) // a new machine builds the node image, Kruise and Traefik here: ≈ 20–25 min
 
-var _ = SynchronizedAfterSuite(func() {
-	// Not the node's context: an interrupted suite still waits for its
-	// namespaces to go (Ctrl-C leaves nothing behind).
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	Expect(teardowns.Wait(ctx)).To(Succeed(), "the namespaces of the runs must go")
-}, func() {
+var _ = SynchronizedAfterSuite(func() {}, func() {
 	if suiteEnv.LoadSlotsDir != "" {
 		Expect(os.RemoveAll(suiteEnv.LoadSlotsDir)).To(Succeed())
 	}

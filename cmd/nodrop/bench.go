@@ -184,7 +184,7 @@ func (p *benchPlan) entries(o benchOptions, images map[string]string) ([]bench.E
 	return out, nil
 }
 
-func runBench(cmd *cobra.Command, o benchOptions) (err error) {
+func runBench(cmd *cobra.Command, o benchOptions) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	plan, err := planBench(o)
@@ -208,7 +208,6 @@ func runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	if err != nil {
 		return notJudgedUnlessBadInput(err)
 	}
-	defer awaitTeardowns(ctx, env, log, &err)
 	if !o.verbose {
 		env.Log = nil
 	}

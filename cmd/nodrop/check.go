@@ -244,7 +244,7 @@ func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
 	}
 }
 
-func runCheck(cmd *cobra.Command, o checkOptions) (err error) {
+func runCheck(cmd *cobra.Command, o checkOptions) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	report := stdout
@@ -272,7 +272,6 @@ func runCheck(cmd *cobra.Command, o checkOptions) (err error) {
 		// judged.
 		return notJudgedUnlessBadInput(err)
 	}
-	defer awaitTeardowns(ctx, env, log, &err)
 	if plan.via == fixtures.Ingress {
 		state, err := cacheDir()
 		if err != nil {
@@ -406,7 +405,7 @@ func indent(s string) string {
 
 // checkEnv connects to the cluster the check runs on.
 func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenario.Env, error) {
-	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP, Teardowns: &kube.Teardowns{}}
+	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP}
 	var rc *rest.Config
 	if o.kubeconfig != "" || o.kubeContext != "" {
 		if len(o.loadImages) > 0 {
@@ -608,24 +607,4 @@ func proxyImage(ctx context.Context, clusterName string, log *progress.Logger) (
 		}
 	}
 	return "", fmt.Errorf("no %s image among nodrop's images", fixtures.LBImage)
-}
-
-// awaitTeardowns waits, before the command ends, for the namespaces its
-// runs left going (each run hands its namespace over and the next starts
-// meanwhile): nothing nodrop made outlives it. A failure here is the
-// command's error if it had none.
-func awaitTeardowns(ctx context.Context, env scenario.Env, log *progress.Logger, err *error) {
-	n := env.Teardowns.Pending()
-	if n == 0 {
-		return
-	}
-	step := log.Start("waiting for the %d namespace(s) of the runs to go", n)
-	if werr := env.Teardowns.Wait(context.WithoutCancel(ctx)); werr != nil {
-		step.Fail(werr)
-		if *err == nil {
-			*err = werr
-		}
-		return
-	}
-	step.Done()
 }
