@@ -20,6 +20,13 @@ func Advise(r *loadgen.Report, events []probes.Event) []string {
 	eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
 	stale := staleConntrack(eps)
 	for i, ep := range eps {
+		if st := stale[i]; st.After.IsZero() && i > 0 && reusedPorts(r, ep) {
+			out = append(out, fmt.Sprintf("%d lost (%s) at +%.1fs = connection attempts from client ports whose earlier attempts were refused or went unanswered: "+
+				"a refused connection's conntrack entry is kept %s and not reopened for a new SYN from its port, so the port's next connection goes back to the pod that refused it (refused again while it lives, unanswered once it is gone). "+
+				"These follow from the earlier losses: fix those and these go too.",
+				ep.Lost, classList(ep.ByClass), r.Offset(ep.Start).Seconds(), CloseTimeout))
+			continue
+		}
 		if st := stale[i]; !st.After.IsZero() && lastBefore(events, ep.Start, probes.PodGone, DataPlaneLag) == nil {
 			if st.Refused {
 				out = append(out, fmt.Sprintf("%d lost (%s) at +%.1fs, %.1fs after the last refusals = connection attempts that reused the source port of a refused connection: "+

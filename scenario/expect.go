@@ -226,7 +226,7 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 			eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
 			stale := staleConntrack(eps)
 			for i, ep := range eps {
-				if !e.startsWhenClaimed(ep, events) && stale[i].After.IsZero() {
+				if !e.startsWhenClaimed(ep, events) && stale[i].After.IsZero() && !reusedPorts(r, ep) {
 					off = append(off, fmt.Sprintf("+%.3fs", r.Offset(ep.Start).Seconds()))
 				}
 			}
@@ -330,6 +330,44 @@ func staleConntrack(eps []probes.Burst) []stale {
 		}
 	}
 	return out
+}
+
+// reusedPorts reports whether every loss of an episode was a connection
+// attempt from a client port whose earlier attempt had been refused
+// (within CloseTimeout) or gone unanswered (within SYNSentTimeout): a
+// new connection that reused the port and followed the old one's
+// conntrack entry back to the pod that refused it, or to where nobody
+// answered. A refusal's entry is not reopened for a new SYN (its last
+// packet, the RST, came from the server), and each refusal keeps it 10 s
+// more, so one burst of refusals comes back in waves, a port cycle
+// apart, for as long as the pod refuses, then as timeouts once it is
+// gone. Such an episode follows the first; its start is not the
+// mechanism's.
+func reusedPorts(r *loadgen.Report, ep probes.Burst) bool {
+	losses := slices.Clone(r.Losses) // in the order they ended; here, sent
+	slices.SortStableFunc(losses, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
+	last := map[int]loadgen.Loss{} // by client port: the latest failed attempt so far
+	n := 0
+	for _, l := range losses {
+		if l.At.After(ep.End) {
+			break
+		}
+		inEpisode := !l.At.Before(ep.Start)
+		if inEpisode {
+			prev, ok := last[l.LocalPort]
+			followed := ok && l.LocalPort != 0 && (l.NoConnection || l.Class == loadgen.Refused) &&
+				((prev.Class == loadgen.Refused && l.At.Sub(prev.At) <= CloseTimeout) ||
+					(prev.Class == loadgen.Timeout && prev.NoConnection && l.At.Sub(prev.At) <= SYNSentTimeout))
+			if !followed {
+				return false
+			}
+			n++
+		}
+		if l.Class == loadgen.Refused || (l.Class == loadgen.Timeout && l.NoConnection) {
+			last[l.LocalPort] = l
+		}
+	}
+	return n > 0
 }
 
 // lossesOutside counts losses of requests sent before the trigger and

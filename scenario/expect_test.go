@@ -182,3 +182,47 @@ func TestRowOnOneLine(t *testing.T) {
 		t.Errorf("a failed row must say why: %s", got)
 	}
 }
+
+// Refusals that come back in waves from the same client ports (each
+// reused port follows its refused connection's conntrack entry back to
+// the pod that refused it, then nowhere once it is gone) are the first
+// episode's, not episodes of their own whose start the claim must match;
+// refusals from ports never refused before are.
+func TestJudgeTimingSparesReusedPorts(t *testing.T) {
+	at := func(d time.Duration, c loadgen.Class, port int) loadgen.Loss {
+		return loadgen.Loss{At: t0.Add(d), Class: c, LocalPort: port, NoConnection: true}
+	}
+	build := func(later func(i int) int) *loadgen.Report {
+		r := report()
+		var ls []loadgen.Loss
+		for i := range 40 {
+			ls = append(ls, at(3500*time.Millisecond+time.Duration(i)*time.Millisecond, loadgen.Refused, 100+i))
+		}
+		for i := range 10 {
+			ls = append(ls, at(7*time.Second+time.Duration(i)*time.Millisecond, loadgen.Refused, later(i)))
+		}
+		for i := range 5 {
+			// Ended last, listed last: a 2 s timeout.
+			ls = append(ls, at(9*time.Second+time.Duration(i)*time.Millisecond, loadgen.Timeout, later(i)))
+		}
+		for _, l := range ls {
+			r.Lost++
+			r.LostByClass[l.Class]++
+		}
+		r.OK = r.Total - r.Lost
+		r.Losses = ls
+		return r
+	}
+	w := scenario.Window{Trigger: t0.Add(2 * time.Second), Settled: t0.Add(9500 * time.Millisecond), End: t0.Add(10 * time.Second)}
+	e := lossy(loadgen.Refused, loadgen.Timeout)
+	e.LossStarts = []scenario.Timing{{After: probes.PodDeleting}}
+	if o := scenario.Judge(build(func(i int) int { return 100 + i }), deleted, w, e); !o.Passed() {
+		t.Errorf("waves from reused ports: %q", o.Problems)
+	}
+	if adv := scenario.Advise(build(func(i int) int { return 100 + i }), deleted); len(adv) < 2 || !strings.Contains(adv[1], "whose earlier attempts were refused") {
+		t.Errorf("the second wave's advice does not say it follows the first: %q", adv)
+	}
+	if o := scenario.Judge(build(func(i int) int { return 500 + i }), deleted, w, e); o.Passed() || !strings.Contains(strings.Join(o.Problems, "\n"), "losses should start") {
+		t.Errorf("refusals from new ports at another moment passed: %q", o.Problems)
+	}
+}
