@@ -21,8 +21,8 @@ func Advise(r *loadgen.Report, events []probes.Event) []string {
 	stale := staleConntrack(eps)
 	for i, ep := range eps {
 		if st := stale[i]; st.After.IsZero() && i > 0 && reusedPorts(r, ep) {
-			out = append(out, fmt.Sprintf("%d lost (%s) at +%.1fs = connection attempts from client ports whose earlier attempts were refused or went unanswered: "+
-				"a refused connection's conntrack entry is kept %s and not reopened for a new SYN from its port, so the port's next connection goes back to the pod that refused it (refused again while it lives, unanswered once it is gone). "+
+			out = append(out, fmt.Sprintf("%d lost (%s) at +%.1fs = connection attempts from client ports whose earlier attempts were refused, reset or went unanswered: "+
+				"the conntrack entry of a connection the server refused or reset is kept %s and not reopened for a new SYN from its port, so the port's next connection goes back to that pod (refused again while it lives, unanswered once it is gone). "+
 				"These follow from the earlier losses: fix those and these go too.",
 				ep.Lost, classList(ep.ByClass), r.Offset(ep.Start).Seconds(), CloseTimeout))
 			continue

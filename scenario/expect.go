@@ -333,15 +333,17 @@ func staleConntrack(eps []probes.Burst) []stale {
 }
 
 // reusedPorts reports whether every loss of an episode was a connection
-// attempt from a client port whose earlier attempt had been refused
-// (within CloseTimeout) or gone unanswered (within SYNSentTimeout): a
-// new connection that reused the port and followed the old one's
-// conntrack entry back to the pod that refused it, or to where nobody
-// answered. A refusal's entry is not reopened for a new SYN (its last
-// packet, the RST, came from the server), and each refusal keeps it 10 s
-// more, so one burst of refusals comes back in waves, a port cycle
-// apart, for as long as the pod refuses, then as timeouts once it is
-// gone. Such an episode follows the first; its start is not the
+// attempt from a client port whose earlier connection the server refused
+// or reset (within CloseTimeout), or whose earlier attempt went
+// unanswered (within SYNSentTimeout): a new connection that reused the
+// port and followed the old one's conntrack entry back to the pod that
+// refused or reset it, or to where nobody answered. Such an entry is not
+// reopened for a new SYN (its last packet, the RST, came from the
+// server), and each refusal keeps it 10 s more, so one burst of resets
+// and refusals (a listener closed with connections queued) comes back
+// in waves, a port cycle apart, for as long as the pod refuses, then as
+// timeouts once it is gone (seen: the Traefik restart, 26, 32, 12
+// refusals and 12 timeouts, every one from such a port). Such an episode follows the first; its start is not the
 // mechanism's.
 func reusedPorts(r *loadgen.Report, ep probes.Burst) bool {
 	losses := slices.Clone(r.Losses) // in the order they ended; here, sent
@@ -356,14 +358,14 @@ func reusedPorts(r *loadgen.Report, ep probes.Burst) bool {
 		if inEpisode {
 			prev, ok := last[l.LocalPort]
 			followed := ok && l.LocalPort != 0 && (l.NoConnection || l.Class == loadgen.Refused) &&
-				((prev.Class == loadgen.Refused && l.At.Sub(prev.At) <= CloseTimeout) ||
+				((prev.Class != loadgen.Timeout && l.At.Sub(prev.At) <= CloseTimeout) ||
 					(prev.Class == loadgen.Timeout && prev.NoConnection && l.At.Sub(prev.At) <= SYNSentTimeout))
 			if !followed {
 				return false
 			}
 			n++
 		}
-		if l.Class == loadgen.Refused || (l.Class == loadgen.Timeout && l.NoConnection) {
+		if l.Class == loadgen.Refused || l.Class == loadgen.Reset || (l.Class == loadgen.Timeout && l.NoConnection) {
 			last[l.LocalPort] = l
 		}
 	}

@@ -196,7 +196,11 @@ func TestJudgeTimingSparesReusedPorts(t *testing.T) {
 		r := report()
 		var ls []loadgen.Loss
 		for i := range 40 {
-			ls = append(ls, at(3500*time.Millisecond+time.Duration(i)*time.Millisecond, loadgen.Refused, 100+i))
+			c := loadgen.Refused
+			if i%2 == 0 { // a listener closed with connections queued: resets, then refusals
+				c = loadgen.Reset
+			}
+			ls = append(ls, at(3500*time.Millisecond+time.Duration(i)*time.Millisecond, c, 100+i))
 		}
 		for i := range 10 {
 			ls = append(ls, at(7*time.Second+time.Duration(i)*time.Millisecond, loadgen.Refused, later(i)))
@@ -214,12 +218,12 @@ func TestJudgeTimingSparesReusedPorts(t *testing.T) {
 		return r
 	}
 	w := scenario.Window{Trigger: t0.Add(2 * time.Second), Settled: t0.Add(9500 * time.Millisecond), End: t0.Add(10 * time.Second)}
-	e := lossy(loadgen.Refused, loadgen.Timeout)
+	e := lossy(loadgen.Refused, loadgen.Reset, loadgen.Timeout)
 	e.LossStarts = []scenario.Timing{{After: probes.PodDeleting}}
 	if o := scenario.Judge(build(func(i int) int { return 100 + i }), deleted, w, e); !o.Passed() {
 		t.Errorf("waves from reused ports: %q", o.Problems)
 	}
-	if adv := scenario.Advise(build(func(i int) int { return 100 + i }), deleted); len(adv) < 2 || !strings.Contains(adv[1], "whose earlier attempts were refused") {
+	if adv := scenario.Advise(build(func(i int) int { return 100 + i }), deleted); len(adv) < 2 || !strings.Contains(adv[1], "whose earlier attempts were refused, reset") {
 		t.Errorf("the second wave's advice does not say it follows the first: %q", adv)
 	}
 	if o := scenario.Judge(build(func(i int) int { return 500 + i }), deleted, w, e); o.Passed() || !strings.Contains(strings.Join(o.Problems, "\n"), "losses should start") {
