@@ -9,7 +9,6 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
-	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
 )
 
@@ -32,7 +31,7 @@ var _ = Describe("nginx binary upgrade in a running pod, under load", suites.Hot
 			s, err := c.Scenario(suiteEnv.Images)
 			Expect(err).NotTo(HaveOccurred())
 			By(fmt.Sprintf("running %s in the container under %d rps, %s", strings.Join(c.Command, " "), fixtures.HotRate, c.Load.Load))
-			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
+			res, err := s.RunUntilJudged(ctx, scenarioEnv(), attempts)
 			record(res)
 			Expect(err).NotTo(HaveOccurred())
 			// The case's claims on v2 and restarts are checks of the run.
@@ -58,7 +57,7 @@ var _ = Describe("OpenKruise SidecarSet upgrade of a proxy in front of the app, 
 			s, err := c.Scenario(suiteEnv.Images)
 			Expect(err).NotTo(HaveOccurred())
 			By(fmt.Sprintf("%s of the proxy to v2 under long-lived HTTP and RPC load", c.UpgradeType))
-			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
+			res, err := s.RunUntilJudged(ctx, scenarioEnv(), attempts)
 			record(res)
 			Expect(err).NotTo(HaveOccurred())
 			AddReportEntry("upgrade", fmt.Sprintf("%s took %s; pod or endpoint not ready %d times", c.UpgradeType, res.Took.Round(time.Millisecond), fixtures.NotReadyDuring(res)))

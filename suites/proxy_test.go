@@ -8,7 +8,6 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
-	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
 )
 
@@ -46,7 +45,7 @@ var _ = Describe("A rolling update behind a proxy, under load", suites.Proxy, fu
 			s, err := c.Scenario(suiteEnv.Images)
 			Expect(err).NotTo(HaveOccurred())
 			By(fmt.Sprintf("%s, %s load at %d rps: %s", c.Name(), c.Mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
-			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
+			res, err := s.RunUntilJudged(ctx, scenarioEnv(), attempts)
 			record(res)
 			Expect(err).NotTo(HaveOccurred())
 			expectPassed(c.Name(), res)
@@ -63,7 +62,7 @@ var _ = Describe("An nginx gray release under load", suites.Proxy, func() {
 			s, err := c.Scenario(suiteEnv.Images)
 			Expect(err).NotTo(HaveOccurred())
 			By(fmt.Sprintf("%s, %s load at %d rps: %s", c.Name(), c.Mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
-			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
+			res, err := s.RunUntilJudged(ctx, scenarioEnv(), attempts)
 			record(res)
 			Expect(err).NotTo(HaveOccurred())
 			expectPassed(c.Name(), res)

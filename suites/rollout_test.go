@@ -8,7 +8,6 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
-	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
 )
 
@@ -60,7 +59,7 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, func() {
 			s, err := fixtures.RolloutCase{Variant: v, Mode: tc.mode, Disruption: tc.disruption}.Scenario(suiteEnv.Images)
 			Expect(err).NotTo(HaveOccurred())
 			By(fmt.Sprintf("%s, %s load at %d rps: %s", v.Name, tc.mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
-			res, err := s.RunUntilJudged(ctx, scenarioEnv(), scenario.DefaultAttempts)
+			res, err := s.RunUntilJudged(ctx, scenarioEnv(), attempts)
 			record(res)
 			Expect(err).NotTo(HaveOccurred())
 			expectPassed(v.Name, res)
