@@ -343,8 +343,8 @@ func staleConntrack(eps []probes.Burst) []stale {
 // and refusals (a listener closed with connections queued) comes back
 // in waves, a port cycle apart, for as long as the pod refuses, then as
 // timeouts once it is gone (seen: the Traefik restart, 26, 32, 12
-// refusals and 12 timeouts, every one from such a port). Such an episode follows the first; its start is not the
-// mechanism's.
+// refusals and 12 timeouts, every one from such a port). Such an
+// episode follows the first; its start is not the mechanism's.
 func reusedPorts(r *loadgen.Report, ep probes.Burst) bool {
 	losses := slices.Clone(r.Losses) // in the order they ended; here, sent
 	slices.SortStableFunc(losses, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
