@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -29,7 +30,8 @@ const delayQueue = 4711
 // kernels nodrop was built on have no sch_netem, so the packets go
 // through an iptables NFQUEUE rule in the FORWARD chain of the pod's node
 // to nodrop's own process, which lets each go when its time comes
-// (package nfqueue). The rule passes packets through if nodrop is gone
+// (package nfqueue), in a process of its own when scenario.Env names a
+// HelperProgram. The rule passes packets through if nodrop is gone
 // (--queue-bypass), and carries the comment Resume looks for. It needs
 // root on the host.
 //
@@ -70,7 +72,12 @@ func delayed(delay, jitter, d time.Duration, at scenario.FaultAt, whose packets)
 			if err != nil {
 				return scenario.Injected{}, err
 			}
-			q, err := nfqueue.Start(path, delayQueue, delay, jitter)
+			var q io.Closer
+			if l.Env.HelperProgram != "" {
+				q, err = nfqueue.Spawn(ctx, l.Env.HelperProgram, path, delayQueue, delay, jitter)
+			} else {
+				q, err = nfqueue.Start(path, delayQueue, delay, jitter)
+			}
 			if err != nil {
 				return scenario.Injected{}, fmt.Errorf("holding packets on %s (nodrop needs root for it): %w", t.node, err)
 			}

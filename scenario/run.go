@@ -71,6 +71,16 @@ type Env struct {
 	// Ingress is the cluster's ingress controller, for scenarios whose
 	// load goes through one (Target.Ingress); nil when it has none.
 	Ingress *IngressController
+	// HelperProgram, when set, is a program that runs nodrop's helper
+	// processes (it calls nfqueue.Helper first thing: nodrop's binary,
+	// the suites' test binary), normally this one: the delay faults hold
+	// packets there, apart from the load generator. Empty: in this
+	// process.
+	HelperProgram string
+	// Prioritise, when set, runs the load generator ahead of the cluster
+	// from calibration until the run ends (priority.Realtime), and
+	// returns what puts it back; nil leaves the process as it is.
+	Prioritise func() (restore func())
 }
 
 // Slots bound how many runs send load at once (internal/slots shares
@@ -426,6 +436,9 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		}
 		defer release()
 		step.Done()
+	}
+	if env.Prioritise != nil {
+		defer env.Prioritise()()
 	}
 	calibration, err := Calibrate(ctx, s.calibrateFor(), env.Log, cfgs...)
 	for i, r := range calibration {

@@ -2,6 +2,7 @@ package suites_test
 
 import (
 	"context"
+	"os"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/internal/priority"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/probes"
@@ -63,6 +65,17 @@ func caseDecorators(lossy, extended bool, timeout SpecTimeout) []any {
 // the spec's report.
 const attempts = 3
 
+// helperProgram is this test binary, which runs nodrop's helper
+// processes (TestMain): the delay faults' packet holder runs there, not
+// beside the load generator.
+func helperProgram() string {
+	self, err := os.Executable()
+	if err != nil {
+		return "" // the holder then runs in this process
+	}
+	return self
+}
+
 // scenarioEnv is the suite's cluster as the scenario library takes it:
 // progress and a failed run's namespace dump go to the spec's output;
 // with $NODROP_LOAD_SLOTS, runs of every process share the load slots.
@@ -71,6 +84,7 @@ func scenarioEnv() scenario.Env {
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 		Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
+		HelperProgram: helperProgram(), Prioritise: priority.Realtime,
 	}
 	if loadSlots != nil {
 		e.LoadSlots = loadSlots

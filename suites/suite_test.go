@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nodrop-dev/nodrop/chaos/nfqueue"
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
@@ -22,6 +23,15 @@ import (
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
+
+// TestMain lets this binary run nodrop's helper processes when asked
+// (scenario.Env.HelperProgram): nothing of the suite runs then.
+func TestMain(m *testing.M) {
+	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
 
 func TestSuites(t *testing.T) {
 	RegisterFailHandler(Fail)

@@ -7,6 +7,7 @@
 package nfqueue
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,12 +50,36 @@ type Delayer struct {
 	queue   uint16
 	delay   time.Duration
 	jitter  time.Duration
-	wg      sync.WaitGroup // verdicts scheduled and not yet sent
 	closing atomic.Bool
-	done    chan struct{}
+	done    chan struct{} // the reader has stopped
+	sent    chan struct{} // the releaser has let every held packet go
 	err     error
 	seq     uint32
 	mu      sync.Mutex // serialises writes to fd
+
+	heldMu sync.Mutex
+	held   heldHeap      // packets not yet let go, soonest first
+	wake   chan struct{} // a packet due sooner than the releaser waits for
+}
+
+// heldPacket is one queued packet and when it is due to go.
+type heldPacket struct {
+	due time.Time
+	id  uint32
+}
+
+// heldHeap is a min-heap of held packets by due time.
+type heldHeap []heldPacket
+
+func (h heldHeap) Len() int           { return len(h) }
+func (h heldHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h heldHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *heldHeap) Push(x any)        { *h = append(*h, x.(heldPacket)) }
+func (h *heldHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // Start binds queue in the network namespace netns (a path such as
@@ -66,7 +91,8 @@ func Start(netns string, queue uint16, delay, jitter time.Duration) (*Delayer, e
 	if err != nil {
 		return nil, err
 	}
-	d := &Delayer{fd: fd, queue: queue, delay: delay, jitter: min(jitter, delay), done: make(chan struct{})}
+	d := &Delayer{fd: fd, queue: queue, delay: delay, jitter: min(jitter, delay),
+		done: make(chan struct{}), sent: make(chan struct{}), wake: make(chan struct{}, 1)}
 	cmd := []byte{cmdBind, 0, 0, 0} // command, pad, pf (unused since 3.8)
 	params := make([]byte, 5)
 	binary.BigEndian.PutUint32(params, 0) // copy range: nothing
@@ -83,6 +109,7 @@ func Start(netns string, queue uint16, delay, jitter time.Duration) (*Delayer, e
 		}
 	}
 	go d.loop()
+	go d.release()
 	return d, nil
 }
 
@@ -249,13 +276,79 @@ func (d *Delayer) loop() {
 			if d.jitter > 0 {
 				wait += time.Duration(rand.Int64N(int64(2*d.jitter))) - d.jitter
 			}
-			d.wg.Add(1)
-			time.AfterFunc(wait, func() {
-				defer d.wg.Done()
+			d.heldMu.Lock()
+			heap.Push(&d.held, heldPacket{due: time.Now().Add(wait), id: id})
+			soonest := d.held[0].id == id
+			d.heldMu.Unlock()
+			if soonest {
+				select {
+				case d.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// release lets held packets go when they are due: one timer and one
+// write per batch of due packets (a verdict message each), not a timer
+// per packet. It ends once the reader has stopped and nothing is held.
+func (d *Delayer) release() {
+	defer close(d.sent)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	var due []uint32
+	var batch []byte
+	for {
+		d.heldMu.Lock()
+		now := time.Now()
+		due = due[:0]
+		for len(d.held) > 0 && !d.held[0].due.After(now) {
+			due = append(due, heap.Pop(&d.held).(heldPacket).id)
+		}
+		wait := time.Hour
+		if len(d.held) > 0 {
+			wait = d.held[0].due.Sub(now)
+		}
+		empty := len(d.held) == 0
+		d.heldMu.Unlock()
+		d.mu.Lock()
+		for len(due) > 0 {
+			// At most 2,048 verdicts (64 KiB) a write.
+			n := min(len(due), 2048)
+			batch = batch[:0]
+			for _, id := range due[:n] {
 				v := binary.BigEndian.AppendUint32(nil, nfAccept)
 				v = binary.BigEndian.AppendUint32(v, id)
-				_ = d.request(msgVerdict, []attr{{attrVerdictHdr, v}}, false)
-			})
+				d.seq++
+				batch = append(batch, message(msgVerdict, unix.NLM_F_REQUEST, d.seq, d.queue, []attr{{attrVerdictHdr, v}})...)
+			}
+			_ = unix.Sendto(d.fd, batch, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+			due = due[n:]
+		}
+		d.mu.Unlock()
+		if empty {
+			select {
+			case <-d.done:
+				// The reader has stopped; check once more for what it
+				// queued last.
+				d.heldMu.Lock()
+				n := len(d.held)
+				d.heldMu.Unlock()
+				if n == 0 {
+					return
+				}
+				continue
+			default:
+			}
+		}
+		t.Reset(min(wait, 50*time.Millisecond))
+		select {
+		case <-t.C:
+		case <-d.wake:
+			if !t.Stop() {
+				<-t.C
+			}
 		}
 	}
 }
@@ -267,7 +360,7 @@ func (d *Delayer) Close() error {
 	time.Sleep(50 * time.Millisecond) // notices still on their way
 	d.closing.Store(true)
 	<-d.done
-	d.wg.Wait()
+	<-d.sent
 	d.mu.Lock()
 	err := unix.Close(d.fd)
 	d.mu.Unlock()

@@ -1,11 +1,14 @@
 package nfqueue_test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +21,47 @@ import (
 // whose packets are held 100 ms each takes at least 200 ms (the SYN and
 // the SYN-ACK held), and well under that once the rule is gone. It needs
 // root and iptables (CI's machine has both: Docker brings iptables).
+//
+// The same with the delayer in a process of its own (Spawn: this test
+// binary re-executed, TestMain calling Helper).
 func TestDelayHoldsEveryPacket(t *testing.T) {
+	t.Run("in this process", func(t *testing.T) {
+		testDelay(t, func(netns string) (io.Closer, error) {
+			return nfqueue.Start(netns, 4711, 100*time.Millisecond, 0)
+		})
+	})
+	t.Run("in a process of its own", func(t *testing.T) {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		testDelay(t, func(netns string) (io.Closer, error) {
+			return nfqueue.Spawn(context.Background(), self, netns, 4711, 100*time.Millisecond, 0)
+		})
+	})
+}
+
+func TestMain(m *testing.M) {
+	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// A program that does not call Helper first is not taken for the
+// delayer: Spawn stops it and says so.
+func TestSpawnRefusesAnotherProgram(t *testing.T) {
+	start := time.Now()
+	_, err := nfqueue.Spawn(context.Background(), "/bin/echo", "", 4711, time.Millisecond, 0)
+	if err == nil || !strings.Contains(err.Error(), "did not start") {
+		t.Fatalf("Spawn(/bin/echo) = %v; want an error saying it did not start", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("Spawn took %s to give up", time.Since(start))
+	}
+}
+
+func testDelay(t *testing.T, start func(netns string) (io.Closer, error)) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: a network namespace and an iptables rule")
 	}
@@ -35,7 +78,7 @@ func TestDelayHoldsEveryPacket(t *testing.T) {
 		// again: the runtime ends it when the goroutine returns locked.
 		runtime.LockOSThread()
 		r := result{}
-		r.held, r.free, r.err = inNewNetns(t)
+		r.held, r.free, r.err = inNewNetns(start)
 		ch <- r
 	}()
 	r := <-ch
@@ -48,7 +91,7 @@ func TestDelayHoldsEveryPacket(t *testing.T) {
 	}
 }
 
-func inNewNetns(t *testing.T) (held, free time.Duration, err error) {
+func inNewNetns(start func(netns string) (io.Closer, error)) (held, free time.Duration, err error) {
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		return 0, 0, fmt.Errorf("unshare: %w", err)
 	}
@@ -87,7 +130,7 @@ func inNewNetns(t *testing.T) (held, free time.Duration, err error) {
 		c.Close()
 		return time.Since(start), nil
 	}
-	d, err := nfqueue.Start(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), 4711, 100*time.Millisecond, 0)
+	d, err := start(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
 	if err != nil {
 		return 0, 0, err
 	}

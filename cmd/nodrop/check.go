@@ -26,6 +26,7 @@ import (
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
+	"github.com/nodrop-dev/nodrop/internal/priority"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/lint"
@@ -405,7 +406,8 @@ func indent(s string) string {
 
 // checkEnv connects to the cluster the check runs on.
 func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenario.Env, error) {
-	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP}
+	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP,
+		Prioritise: priority.Realtime}
 	var rc *rest.Config
 	if o.kubeconfig != "" || o.kubeContext != "" {
 		if len(o.loadImages) > 0 {
@@ -443,6 +445,9 @@ func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenar
 			return env, fmt.Errorf("connecting to cluster %q: %w", o.clusterName, err)
 		}
 		env.Nodes = cluster.Shell{Cluster: o.clusterName}
+		if self, err := os.Executable(); err == nil {
+			env.HelperProgram = self // the delay faults hold packets there (main calls nfqueue.Helper)
+		}
 		if env.NodeIP == "" && len(c.NodeIPs) > 0 {
 			env.NodeIP = c.NodeIPs[0]
 		}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nodrop-dev/nodrop/chaos/nfqueue"
 )
 
 // Exit codes shared by every subcommand.
@@ -54,6 +56,9 @@ type exitError struct {
 func (e exitError) Error() string { return e.msg }
 
 func main() {
+	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
+		os.Exit(code) // this process holds a delay fault's packets (scenario.Env.HelperProgram)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
