@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	sources "github.com/nodrop-dev/nodrop"
 	"github.com/nodrop-dev/nodrop/chaos"
 	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/suites"
@@ -127,7 +129,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 
 	It("sends the load through the cluster's ingress controller with --via ingress, adding an Ingress and nothing else (exit 0)", func(ctx SpecContext) {
 		code, out, errOut := nodrop(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--load-image", "shop:1.0",
-			"--cluster", suiteEnv.Name, "--via", "ingress", "--mode", "fresh", "--json")
+			"--cluster", suiteEnv.Name, "--via", "ingress", "--mode", "fresh", "--rate", strconv.Itoa(fixtures.IngressRate), "--json")
 		Expect(code).To(Equal(0), "check: %s", errOut)
 		rs := runs(out)
 		Expect(rs).To(HaveLen(1))
