@@ -77,10 +77,6 @@ type Env struct {
 	// packets there, apart from the load generator. Empty: in this
 	// process.
 	HelperProgram string
-	// Prioritise, when set, runs the load generator ahead of the cluster
-	// from calibration until the run ends (priority.Realtime), and
-	// returns what puts it back; nil leaves the process as it is.
-	Prioritise func() (restore func())
 }
 
 // Slots bound how many runs send load at once (internal/slots shares
@@ -436,9 +432,6 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		}
 		defer release()
 		step.Done()
-	}
-	if env.Prioritise != nil {
-		defer env.Prioritise()()
 	}
 	calibration, err := Calibrate(ctx, s.calibrateFor(), env.Log, cfgs...)
 	for i, r := range calibration {

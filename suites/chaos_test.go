@@ -18,7 +18,6 @@ import (
 	"github.com/nodrop-dev/nodrop/chaos"
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
-	"github.com/nodrop-dev/nodrop/internal/priority"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/scenario"
 	"github.com/nodrop-dev/nodrop/suites"
@@ -96,7 +95,6 @@ var _ = Describe("Chaos across nodes, on a three-node cluster", suites.Chaos, su
 			Client: multi.Client, REST: rc, NodeIP: multi.NodeIPs[0], Timeouts: timeouts,
 			Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 			Nodes: cluster.Shell{Cluster: multi.Name}, HelperProgram: helperProgram(),
-			Prioritise: priority.Realtime,
 		}
 	}, NodeTimeout(8*time.Minute))
 

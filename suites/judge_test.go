@@ -10,7 +10,6 @@ import (
 
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
-	"github.com/nodrop-dev/nodrop/internal/priority"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/probes"
@@ -84,7 +83,7 @@ func scenarioEnv() scenario.Env {
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 		Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
-		HelperProgram: helperProgram(), Prioritise: priority.Realtime,
+		HelperProgram: helperProgram(),
 	}
 	if loadSlots != nil {
 		e.LoadSlots = loadSlots

@@ -26,7 +26,6 @@ import (
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
-	"github.com/nodrop-dev/nodrop/internal/priority"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/lint"
@@ -406,8 +405,7 @@ func indent(s string) string {
 
 // checkEnv connects to the cluster the check runs on.
 func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenario.Env, error) {
-	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP,
-		Prioritise: priority.Realtime}
+	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP}
 	var rc *rest.Config
 	if o.kubeconfig != "" || o.kubeContext != "" {
 		if len(o.loadImages) > 0 {
