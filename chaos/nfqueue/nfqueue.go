@@ -346,9 +346,8 @@ func (d *Delayer) release() {
 		select {
 		case <-t.C:
 		case <-d.wake:
-			if !t.Stop() {
-				<-t.C
-			}
+			// Reset above discards a value the timer may have left (Go
+			// 1.23 timers): draining t.C after Stop could block for good.
 		}
 	}
 }
