@@ -26,9 +26,12 @@ type Results struct {
 	TookS         float64   `json:"took_s"`
 	RunsPerConfig int       `json:"runs_per_config"`
 	// Interrupted: the benchmark was stopped before it ran everything.
-	Interrupted bool        `json:"interrupted,omitempty"`
-	Rows        []Row       `json:"rows"`
-	Runs        []RunResult `json:"runs"`
+	Interrupted bool `json:"interrupted,omitempty"`
+	// Parts: how many benchmarks Merge joined into this one (0: it ran
+	// as one).
+	Parts int         `json:"parts,omitempty"`
+	Rows  []Row       `json:"rows"`
+	Runs  []RunResult `json:"runs"`
 }
 
 // Row sums up the runs of one configuration under one load.
@@ -177,7 +180,16 @@ func mean(xs []float64) float64 {
 // disagreed and the runs that did not show what was expected.
 func (r *Results) WriteMarkdown(w io.Writer) error {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "# nodrop bench: %d configurations × loads, %d runs each\n\n", len(r.Rows), r.RunsPerConfig)
+	each := fmt.Sprintf("%d runs each", r.RunsPerConfig)
+	for _, row := range r.Rows {
+		if row.Runs != r.RunsPerConfig {
+			each = fmt.Sprintf("up to %d runs each", r.RunsPerConfig)
+		}
+	}
+	if r.Parts > 1 {
+		each += fmt.Sprintf(", merged from %d benchmarks", r.Parts)
+	}
+	fmt.Fprintf(&sb, "# nodrop bench: %d configurations × loads, %s\n\n", len(r.Rows), each)
 	if r.Interrupted {
 		sb.WriteString("**Interrupted: not every run ran.**\n\n")
 	}

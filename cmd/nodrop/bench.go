@@ -78,7 +78,7 @@ broken, interrupted).`,
 	f.StringVar(&o.out, "out", "nodrop-bench", "directory for results.md and results.json")
 	f.StringVar(&o.clusterName, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show each run's phases")
-	cmd.AddCommand(newBenchDiffCommand())
+	cmd.AddCommand(newBenchDiffCommand(), newBenchMergeCommand())
 	return cmd
 }
 
@@ -279,6 +279,54 @@ Exit status: 0 nothing got worse, 1 something did, 2 bad input.`,
 			return nil
 		},
 	}
+}
+
+func newBenchMergeCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "merge PART.json PART.json ... [--out DIR]",
+		Short: "Join benchmarks run in parts into one",
+		Long: `Join the results.json files of benchmarks run in parts (a long benchmark split
+over several nights, or one that was interrupted and run again for the rest)
+into one benchmark: every run of every part, a configuration's runs numbered
+on from one part to the next, the rows and their repeatability counted over
+all of them. --out gets results.md, results.json, the pictures and
+index.html, as nodrop bench writes them. The parts must have run each
+configuration under the same disruption.
+
+Exit status as for nodrop bench: 0 every run showed what was expected, 1 a
+judged run did not, 2 bad input (nothing written), 3 a run was not judged.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return usagef("bench merge takes two or more results.json files")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var parts []*bench.Results
+			for _, a := range args {
+				r, err := bench.ReadResults(a)
+				if err != nil {
+					return usageError{err}
+				}
+				parts = append(parts, r)
+			}
+			merged, err := bench.Merge(parts...)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := merged.WriteAll(out); err != nil {
+				return fmt.Errorf("writing the results: %w", err)
+			}
+			if err := merged.WriteMarkdown(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "\nresults: %s (the table and pictures), results.md, results.json in %s\n", filepath.Join(out, "index.html"), out)
+			return benchExit(merged)
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "nodrop-bench", "directory for the merged results.md, results.json, pictures and index.html")
+	return cmd
 }
 
 // needsKruise reports whether a SidecarSet case is in the plan.

@@ -50,3 +50,54 @@ func TestBenchDiffExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// bench merge joins parts into one benchmark with the exit status of
+// nodrop bench; bad input writes nothing and exits 2.
+func TestBenchMerge(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, disruption string, lost ...int) string {
+		var runs []bench.RunResult
+		for i, n := range lost {
+			v := loadgen.Lossless
+			if n > 0 {
+				v = loadgen.Lossy
+			}
+			runs = append(runs, bench.RunResult{Config: "my-app", Load: "fresh", Run: i + 1, Disruption: disruption, Expected: loadgen.Lossless, Verdict: v, AsExpected: n == 0,
+				Report: &loadgen.Report{Total: 10000, Lost: n, LostByClass: map[loadgen.Class]int{loadgen.Refused: n}}})
+		}
+		r := &bench.Results{Version: bench.FormatVersion, RunsPerConfig: len(lost), Runs: runs, Rows: bench.Summarize(runs)}
+		d := filepath.Join(dir, name)
+		if err := r.WriteFiles(d); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(d, "results.json")
+	}
+	a, b := write("a", "restart", 0, 0, 0), write("b", "restart", 0, 0)
+	out := filepath.Join(dir, "merged")
+	code, stdout, stderr := runCLI(t, "bench", "merge", a, b, "--out", out)
+	if code != exitOK || !strings.Contains(stdout, "5 runs each, merged from 2 benchmarks") || !strings.Contains(stdout, "| my-app | fresh | 5 |") {
+		t.Fatalf("merge of two lossless parts: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, f := range []string{"results.md", "results.json", "index.html"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("merged %s: %v", f, err)
+		}
+	}
+	if code, _, _ := runCLI(t, "bench", "merge", a, write("lossy", "restart", 0, 7), "--out", filepath.Join(dir, "m2")); code != exitLost {
+		t.Errorf("merge with a lossy run of a lossless claim: exit %d, want %d", code, exitLost)
+	}
+	for name, args := range map[string][]string{
+		"one part":           {a},
+		"a missing part":     {a, filepath.Join(dir, "nope.json")},
+		"another disruption": {a, write("image", "image change", 0)},
+	} {
+		bad := filepath.Join(dir, "bad")
+		code, _, stderr := runCLI(t, append([]string{"bench", "merge", "--out", bad}, args...)...)
+		if code != exitBadInput || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("%s: exit %d, stderr %q; want %d and one line", name, code, stderr, exitBadInput)
+		}
+		if _, err := os.Stat(bad); !os.IsNotExist(err) {
+			t.Errorf("%s: %s was made", name, bad)
+		}
+	}
+}
