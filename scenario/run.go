@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -79,10 +80,10 @@ type Env struct {
 	HelperProgram string
 }
 
-// Slots bound how many runs send load at once (internal/slots shares
-// them between processes).
+// Slots bound how much load runs send at once (internal/slots shares
+// them between processes): a run takes as many as its LoadCost.
 type Slots interface {
-	Acquire(ctx context.Context) (release func(), err error)
+	Acquire(ctx context.Context, k int) (release func(), err error)
 }
 
 // Scenario is one run: objects deployed into a fresh namespace, load
@@ -426,7 +427,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	}
 	if env.LoadSlots != nil {
 		step := env.Log.Start("waiting for a load slot")
-		release, err := env.LoadSlots.Acquire(ctx)
+		release, err := env.LoadSlots.Acquire(ctx, s.LoadCost())
 		if err != nil {
 			return res, step.Fail(notJudged{fmt.Errorf("waiting for a load slot: %w", err)})
 		}
@@ -776,4 +777,27 @@ func faultFailed(ctx context.Context, err error) error {
 		return err
 	}
 	return notJudged{err}
+}
+
+// LoadCost is how many load slots a run takes (Env.LoadSlots): one for
+// each 1,000 rps of kept-alive load, two for fresh connections (one per
+// request) and two for a hop through the ingress controller; the sum
+// over the run's loads, rounded up, at least one. Measured on two cores
+// with LOAD_SLOTS=2 in mind: a kept-alive run at 1,000 rps keeps ≈ 0.55
+// core busy with the cluster's share of it, a fresh one ≈ 0.8 core (the
+// handshakes, NAT and conntrack entries); two kept-alive runs at once
+// kept every verdict, two fresh ones starved the load generator.
+func (s Scenario) LoadCost() int {
+	cost := 0.0
+	for _, t := range s.Traffic {
+		c := float64(max(t.Config.Rate, 1)) / 1000
+		if t.Config.DisableKeepAlive && t.Config.Connections == 0 {
+			c *= 2
+		}
+		if s.Target.Ingress {
+			c *= 2
+		}
+		cost += c
+	}
+	return max(1, int(math.Ceil(cost-1e-9)))
 }

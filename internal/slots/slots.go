@@ -35,28 +35,94 @@ func Open(dir string, n int) (*Slots, error) {
 	return &Slots{dir: dir, n: n}, nil
 }
 
-// Acquire waits until a slot is free, takes it, and returns the function
-// that gives it back; it gives up when ctx is done.
-func (s *Slots) Acquire(ctx context.Context) (release func(), err error) {
+// Acquire waits until k slots are free (k above n counts as n), takes
+// them, and returns the function that gives them back; it gives up when
+// ctx is done. A heavy run takes several slots, so it runs beside fewer
+// others. Waiters queue at a gate: the one holding it gathers its slots
+// as they come free and lets the gate go only when it has them all, so
+// a stream of light runs cannot starve a heavy one; a holder of slots
+// never waits for the gate, so nothing deadlocks.
+func (s *Slots) Acquire(ctx context.Context, k int) (release func(), err error) {
+	k = max(1, min(k, s.n))
+	gate, err := s.lock(ctx, "gate.lock")
+	if err != nil {
+		return nil, err
+	}
+	defer gate.Close()
+	var held []*os.File
+	free := func() {
+		for _, f := range held {
+			f.Close() // closing the file drops the lock
+		}
+	}
+	for len(held) < k {
+		f, err := s.take()
+		if err != nil {
+			free()
+			return nil, err
+		}
+		if f != nil {
+			held = append(held, f)
+			continue
+		}
+		if err := wait(ctx); err != nil {
+			free()
+			return nil, err
+		}
+	}
+	return free, nil
+}
+
+// take locks one free slot, or returns nil when none is. A slot the
+// caller already holds is not free: flock(2) locks belong to the open
+// file, and take opens it again.
+func (s *Slots) take() (*os.File, error) {
+	for i := range s.n {
+		f, err := s.try(fmt.Sprintf("slot-%d.lock", i))
+		if err != nil || f != nil {
+			return f, err
+		}
+	}
+	return nil, nil
+}
+
+// lock waits for the lock file name and takes it.
+func (s *Slots) lock(ctx context.Context, name string) (*os.File, error) {
 	for {
-		for i := range s.n {
-			f, err := os.OpenFile(filepath.Join(s.dir, fmt.Sprintf("slot-%d.lock", i)), os.O_CREATE|os.O_RDWR, 0o644)
-			if err != nil {
-				return nil, fmt.Errorf("slots: %w", err)
-			}
-			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-			if err == nil {
-				return func() { f.Close() }, nil // closing the file drops the lock
-			}
-			f.Close()
-			if !errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("slots: locking %s: %w", f.Name(), err)
-			}
+		f, err := s.try(name)
+		if err != nil || f != nil {
+			return f, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		case <-time.After(retry):
+		if err := wait(ctx); err != nil {
+			return nil, err
 		}
+	}
+}
+
+// try takes the lock file name if no one holds it: the open file holds
+// the lock; nil when another holder has it.
+func (s *Slots) try(name string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("slots: %w", err)
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == nil {
+		return f, nil
+	}
+	f.Close()
+	if !errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, fmt.Errorf("slots: locking %s: %w", f.Name(), err)
+	}
+	return nil, nil
+}
+
+// wait sleeps until the next try, or returns why ctx ended.
+func wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-time.After(retry):
+		return nil
 	}
 }

@@ -9,11 +9,13 @@ import (
 	"time"
 )
 
-func TestNoMoreHoldersThanSlots(t *testing.T) {
+// Holders of weight 1 and 2 on two slots: never more than two slots'
+// worth at once, and a holder of weight 2 alone.
+func TestNoMoreWeightThanSlots(t *testing.T) {
 	dir := t.TempDir()
 	var holding, most atomic.Int32
 	var wg sync.WaitGroup
-	for range 6 {
+	for i := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -23,12 +25,13 @@ func TestNoMoreHoldersThanSlots(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			release, err := s.Acquire(context.Background())
+			k := 1 + i%2
+			release, err := s.Acquire(context.Background(), k)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			n := holding.Add(1)
+			n := holding.Add(int32(k))
 			for {
 				m := most.Load()
 				if n <= m || most.CompareAndSwap(m, n) {
@@ -36,7 +39,7 @@ func TestNoMoreHoldersThanSlots(t *testing.T) {
 				}
 			}
 			time.Sleep(30 * time.Millisecond)
-			holding.Add(-1)
+			holding.Add(-int32(k))
 			release()
 		}()
 	}
@@ -46,19 +49,75 @@ func TestNoMoreHoldersThanSlots(t *testing.T) {
 	}
 }
 
+// A heavy run waiting for every slot gets them before light runs that
+// came after it, however many of those come.
+func TestHeavyIsNotStarved(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Slots {
+		s, err := Open(dir, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first, err := open().Acquire(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	var mu sync.Mutex
+	got := func(who string, release func()) {
+		mu.Lock()
+		order = append(order, who)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		release()
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		release, err := open().Acquire(context.Background(), 2)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got("heavy", release)
+	}()
+	time.Sleep(3 * retry) // the heavy one is at the gate
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := open().Acquire(context.Background(), 1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got("light", release)
+		}()
+	}
+	time.Sleep(3 * retry)
+	first()
+	wg.Wait()
+	if len(order) != 4 || order[0] != "heavy" {
+		t.Errorf("took the slots in the order %v, want the heavy one first", order)
+	}
+}
+
 func TestAcquireGivesUpWithItsContext(t *testing.T) {
 	s, err := Open(t.TempDir(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	release, err := s.Acquire(context.Background())
+	release, err := s.Acquire(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := s.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.Acquire(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a full set of slots: %v, want the context's deadline", err)
 	}
 }
