@@ -35,7 +35,14 @@ func chaosEntries(nodes bool) []TableEntry {
 		if c.Nodes != nodes {
 			continue
 		}
-		args := caseDecorators(c.Expect.Verdict[c.Mode] == fixtures.Lossy, c.Extended, rolloutTimeout)
+		// The first spec of the three-node container also runs its
+		// BeforeAll (the cluster made, images loaded), which a
+		// SpecTimeout would count: their runs get the time on their own.
+		var timeout any = rolloutTimeout
+		if nodes {
+			timeout = NodeTimeout(rolloutTimeout)
+		}
+		args := caseDecorators(c.Expect.Verdict[c.Mode] == fixtures.Lossy, c.Extended, timeout)
 		at := c.At
 		if at == "" {
 			at = "pod-deleting"
@@ -75,6 +82,46 @@ var _ = Describe("Chaos during a rolling update under load", suites.Chaos, suite
 	)
 })
 
+// nodeCaseImages are the images the three-node cases' pods run: only
+// those are loaded into its nodes (every image took two minutes).
+func nodeCaseImages() []string {
+	seen := map[string]bool{}
+	for _, c := range fixtures.ChaosCases() {
+		if !c.Nodes {
+			continue
+		}
+		s, err := c.Scenario(suiteEnv.Images)
+		Expect(err).NotTo(HaveOccurred())
+		for _, o := range s.Objects {
+			for _, img := range imagesIn(o.Object) {
+				seen[img] = true
+			}
+		}
+	}
+	Expect(seen).NotTo(BeEmpty(), "no images in the three-node cases")
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// imagesIn lists the values of every "image" field in an object.
+func imagesIn(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "image" {
+				out = append(out, s)
+				continue
+			}
+			out = append(out, imagesIn(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, imagesIn(x)...)
+		}
+	}
+	return out
+}
+
 // Ordered: the three-node cluster is made once, before these specs, and
 // deleted after them.
 var _ = Describe("Chaos across nodes, on a three-node cluster", suites.Chaos, suites.Disruptive, Serial, Ordered, func() {
@@ -88,7 +135,7 @@ var _ = Describe("Chaos across nodes, on a three-node cluster", suites.Chaos, su
 		DeferCleanup(func(ctx SpecContext) {
 			Expect(cluster.Down(ctx, multi.Name, suiteEnv.StateDir, log)).To(Succeed())
 		}, NodeTimeout(2*time.Minute))
-		Expect(cluster.LoadImages(ctx, multi.Name, slices.Sorted(maps.Values(suiteEnv.Images)), log)).To(Succeed())
+		Expect(cluster.LoadImages(ctx, multi.Name, nodeCaseImages(), log)).To(Succeed())
 		rc, err := clientcmd.BuildConfigFromFlags("", multi.Kubeconfig)
 		Expect(err).NotTo(HaveOccurred())
 		env = scenario.Env{

@@ -47,7 +47,7 @@ func verdictLabel(lossy bool) Labels {
 
 // caseDecorators are a table entry's label, its timeout and, for a case
 // beyond CI's subset, the extended label.
-func caseDecorators(lossy, extended bool, timeout SpecTimeout) []any {
+func caseDecorators(lossy, extended bool, timeout any) []any {
 	args := []any{verdictLabel(lossy), timeout}
 	if extended {
 		args = append(args, suites.Extended)
