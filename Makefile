@@ -19,8 +19,11 @@ E2E_FLAGS ?=
 # once turned a lossless verdict into one lost request (README), so CI
 # and `make run` stay serial.
 PROCS ?= 1
-# How many of those processes may send load at once (0: no bound). With
-# PROCS above it, the others deploy, wait and tear down meanwhile.
+# How much load those processes may send at once, in slots (0: no
+# bound): a run takes one per 1,000 rps kept alive and two for fresh
+# connections (scenario.LoadCost), so LOAD_SLOTS=2 lets two kept-alive
+# runs load together and a fresh one alone; the other processes deploy,
+# wait and tear down meanwhile.
 LOAD_SLOTS ?= 0
 export NODROP_LOAD_SLOTS := $(LOAD_SLOTS)
 
@@ -68,20 +71,19 @@ container: docker
 
 # The Ginkgo suites, run as a compiled test binary so progress streams
 # live; JUnit and JSON reports and the summary table go to out/. The
-# load generator runs at nice -5, so the kind cluster sharing the cores
-# does not starve it when a pod's deletion wakes the kubelet, containerd,
-# kube-proxy and the API server at once (cmd/nodrop/priority.go; without
-# root, nice only warns).
+# suites give themselves, and this session's autogroup, nice -5 (their
+# TestMain, internal/sched: as nodrop check does), so the kind cluster
+# sharing the cores does not starve the load generator.
 e2e:
 	mkdir -p $(OUT) $(BIN)
 	rm -rf $(OUT)/summary.md $(OUT)/junit.xml $(OUT)/report.json $(OUT)/results
 ifeq ($(PROCS),1)
 	$(GO) test -c -o $(BIN)/suites.test ./suites
-	cd suites && nice -n -5 ../$(BIN)/suites.test -test.timeout 80m -ginkgo.label-filter='$(LABELS)' \
+	cd suites && ../$(BIN)/suites.test -test.timeout 80m -ginkgo.label-filter='$(LABELS)' \
 		-ginkgo.junit-report=$(CURDIR)/$(OUT)/junit.xml -ginkgo.json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS)
 else
 	$(GO) build -o $(BIN)/ginkgo github.com/onsi/ginkgo/v2/ginkgo
-	nice -n -5 ./$(BIN)/ginkgo run --procs=$(PROCS) --timeout=80m --label-filter='$(LABELS)' \
+	./$(BIN)/ginkgo run --procs=$(PROCS) --timeout=80m --label-filter='$(LABELS)' \
 		--junit-report=$(CURDIR)/$(OUT)/junit.xml --json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS) ./suites
 endif
 

@@ -19,17 +19,20 @@ import (
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/internal/slots"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // TestMain lets this binary run nodrop's helper processes when asked
-// (scenario.Env.HelperProgram): nothing of the suite runs then.
+// (scenario.Env.HelperProgram): nothing of the suite runs then. The suite
+// itself runs with the load generator's priority, as nodrop check does.
 func TestMain(m *testing.M) {
 	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
 		os.Exit(code)
 	}
+	sched.PreferLoadGenerator()
 	os.Exit(m.Run())
 }
 

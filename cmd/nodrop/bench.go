@@ -12,6 +12,7 @@ import (
 	"github.com/nodrop-dev/nodrop/fixtures"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
@@ -192,7 +193,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 		return err
 	}
 	log := progress.New(stderr, o.verbose)
-	preferLoadGenerator()
+	sched.PreferLoadGenerator()
 	// Builds and loads the catalogue's images, as cluster up does (no
 	// Docker engine is bad input); the first time on a machine this also
 	// builds the node image.

@@ -27,6 +27,7 @@ import (
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/lint"
 	"github.com/nodrop-dev/nodrop/loadgen"
@@ -257,7 +258,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		return err
 	}
 	log := progress.New(stderr, o.verbose)
-	preferLoadGenerator()
+	sched.PreferLoadGenerator()
 
 	findings := lint.Check(plan.objs, lint.Options{Deployment: plan.resolved.Deployment.Name, Images: lint.LocalImages})
 	if len(findings) > 0 {
