@@ -28,18 +28,21 @@ import (
 
 // TestMain lets this binary run nodrop's helper processes when asked
 // (scenario.Env.HelperProgram): nothing of the suite runs then. The suite
-// itself runs with the load generator's priority, as nodrop check does,
-// but not when it is one of several processes (make e2e PROCS=N): two
-// generators so favoured took the CPU the pods under test needed, and
-// lossless configurations lost requests (exec-readiness, fresh: its exec
-// probes timed out, every pod unready; README). A starved generator is
-// a run not judged; a starved cluster would be a wrong verdict.
+// itself runs with the load generator's priority, as nodrop check does.
+// With $NODROP_FAVOUR_SESSION=1 (make e2e FAVOUR_SESSION=1) its session
+// is favoured over the cluster too (sched.FavourSession: off by default,
+// README), but never when it is one of several processes (make e2e
+// PROCS=N): two generators so favoured took the CPU the pods under test
+// needed, and lossless configurations lost requests (exec-readiness,
+// fresh: its exec probes timed out, every pod unready). A starved
+// generator is a run not judged; a starved cluster a wrong verdict.
 func TestMain(m *testing.M) {
 	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
 		os.Exit(code)
 	}
-	if !parallel(os.Args[1:]) {
-		sched.PreferLoadGenerator()
+	sched.PreferLoadGenerator()
+	if os.Getenv("NODROP_FAVOUR_SESSION") == "1" && !parallel(os.Args[1:]) {
+		sched.FavourSession()
 	}
 	os.Exit(m.Run())
 }

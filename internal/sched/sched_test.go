@@ -13,7 +13,8 @@ import (
 
 // report is what the child saw after PreferLoadGenerator.
 type report struct {
-	Applied       Applied
+	Threads       int
+	Favoured      bool
 	ThreadNices   []int
 	Autogroup     int
 	HasAutogroup  bool
@@ -28,7 +29,8 @@ func TestChild(t *testing.T) {
 	}
 	var r report
 	r.AutogroupFrom, _ = AutogroupNice()
-	r.Applied = PreferLoadGenerator()
+	r.Threads = PreferLoadGenerator()
+	r.Favoured = FavourSession()
 	r.Autogroup, r.HasAutogroup = AutogroupNice()
 	tasks, _ := os.ReadDir("/proc/self/task")
 	for _, task := range tasks {
@@ -60,8 +62,8 @@ func TestPreferLoadGenerator(t *testing.T) {
 		}
 		return
 	}
-	if len(r.ThreadNices) < 2 || r.Applied.Threads < len(r.ThreadNices) {
-		t.Errorf("%d threads set of %d (%v)", r.Applied.Threads, len(r.ThreadNices), r.ThreadNices)
+	if len(r.ThreadNices) < 2 || r.Threads < len(r.ThreadNices) {
+		t.Errorf("%d threads set of %d (%v)", r.Threads, len(r.ThreadNices), r.ThreadNices)
 	}
 	for i, n := range r.ThreadNices {
 		if n != GeneratorNice {
@@ -70,8 +72,8 @@ func TestPreferLoadGenerator(t *testing.T) {
 		}
 	}
 	if r.HasAutogroup {
-		if r.AutogroupFrom != 0 || r.Autogroup != GeneratorNice || !r.Applied.Autogroup {
-			t.Errorf("autogroup nice %d → %d (applied %v), want 0 → %d", r.AutogroupFrom, r.Autogroup, r.Applied.Autogroup, GeneratorNice)
+		if r.AutogroupFrom != 0 || r.Autogroup != GeneratorNice || !r.Favoured {
+			t.Errorf("autogroup nice %d → %d (favoured %v), want 0 → %d", r.AutogroupFrom, r.Autogroup, r.Favoured, GeneratorNice)
 		}
 	} else {
 		t.Logf("this kernel groups no sessions (sched_autogroup_enabled off): threads only")
