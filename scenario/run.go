@@ -412,6 +412,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		step.Done()
 	}
 	var controller *probes.Recorder
+	var controllerFrom time.Time
 	if s.Target.Ingress {
 		stop, err := followIngress(ctx, env, ns, target, rec)
 		if err != nil {
@@ -419,7 +420,10 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		}
 		defer stop()
 		// The controller's own pods go on the timeline too: a rollout
-		// of the controller is a disruption of the run's.
+		// of the controller is a disruption of the run's. Only what
+		// happens from now on: the recorder starts with the namespace's
+		// whole event history, which is not this run's.
+		controllerFrom = time.Now()
 		if controller, err = probes.Start(ctx, env.Client, env.Ingress.Namespace); err != nil {
 			return res, err
 		}
@@ -512,7 +516,9 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	}
 	if controller != nil {
 		for _, e := range controller.Events() {
-			rec.Record(e)
+			if !e.At.Before(controllerFrom) {
+				rec.Record(e)
+			}
 		}
 	}
 	res.Window, res.Events = w, rec.Events()
