@@ -10,27 +10,32 @@ import (
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
+// writeBench writes a benchmark of one configuration, "my-app" under
+// fresh load, claimed lossless, whose runs lost what lost says, into
+// dir, and returns its results.json.
+func writeBench(t *testing.T, dir, disruption string, lost ...int) string {
+	t.Helper()
+	var runs []bench.RunResult
+	for i, n := range lost {
+		v := loadgen.Lossless
+		if n > 0 {
+			v = loadgen.Lossy
+		}
+		runs = append(runs, bench.RunResult{Config: "my-app", Load: "fresh", Run: i + 1, Disruption: disruption, Expected: loadgen.Lossless, Verdict: v, AsExpected: n == 0,
+			Report: &loadgen.Report{Total: 10000, Lost: n, LostByClass: map[loadgen.Class]int{loadgen.Refused: n}}})
+	}
+	r := &bench.Results{Version: bench.FormatVersion, RunsPerConfig: len(lost), Runs: runs, Rows: bench.Summarize(runs)}
+	if err := r.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "results.json")
+}
+
 // bench diff exits 1 when a configuration got worse, 0 otherwise, and
 // prints the table either way.
 func TestBenchDiffExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name string, lost ...int) string {
-		var runs []bench.RunResult
-		for i, n := range lost {
-			v := loadgen.Lossless
-			if n > 0 {
-				v = loadgen.Lossy
-			}
-			runs = append(runs, bench.RunResult{Config: "my-app", Load: "fresh", Run: i + 1, Expected: loadgen.Lossless, Verdict: v, AsExpected: n == 0,
-				Report: &loadgen.Report{Total: 10000, Lost: n, LostByClass: map[loadgen.Class]int{loadgen.Refused: n}}})
-		}
-		r := &bench.Results{Version: bench.FormatVersion, RunsPerConfig: len(lost), Runs: runs, Rows: bench.Summarize(runs)}
-		d := filepath.Join(dir, name)
-		if err := r.WriteFiles(d); err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Join(d, "results.json")
-	}
+	write := func(name string, lost ...int) string { return writeBench(t, filepath.Join(dir, name), "", lost...) }
 	good, bad := write("good", 0, 0, 0), write("bad", 0, 12, 0)
 	for _, tc := range []struct {
 		old, new string
@@ -56,21 +61,7 @@ func TestBenchDiffExitCodes(t *testing.T) {
 func TestBenchMerge(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, disruption string, lost ...int) string {
-		var runs []bench.RunResult
-		for i, n := range lost {
-			v := loadgen.Lossless
-			if n > 0 {
-				v = loadgen.Lossy
-			}
-			runs = append(runs, bench.RunResult{Config: "my-app", Load: "fresh", Run: i + 1, Disruption: disruption, Expected: loadgen.Lossless, Verdict: v, AsExpected: n == 0,
-				Report: &loadgen.Report{Total: 10000, Lost: n, LostByClass: map[loadgen.Class]int{loadgen.Refused: n}}})
-		}
-		r := &bench.Results{Version: bench.FormatVersion, RunsPerConfig: len(lost), Runs: runs, Rows: bench.Summarize(runs)}
-		d := filepath.Join(dir, name)
-		if err := r.WriteFiles(d); err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Join(d, "results.json")
+		return writeBench(t, filepath.Join(dir, name), disruption, lost...)
 	}
 	a, b := write("a", "restart", 0, 0, 0), write("b", "restart", 0, 0)
 	out := filepath.Join(dir, "merged")
