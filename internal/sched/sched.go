@@ -55,7 +55,9 @@ func PreferLoadGenerator() (threads int) {
 // FavourSession gives this process's session (its autogroup) nice
 // GeneratorNice against the rest of the machine, the kind cluster's
 // containers included, and says whether the session is at it now; false
-// where the kernel groups no sessions or the process may not.
+// where the kernel groups no sessions or the process may not. It is the
+// whole session's: the make or shell that started nodrop is favoured
+// with it.
 //
 // Measured on 2 cores (README, "Why nice −5 did not help"): through the
 // Traefik ingress controller, fresh connections at 1,000 rps, it took
