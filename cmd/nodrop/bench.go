@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -220,14 +221,20 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	res := bench.Run(ctx, env, bench.Plan{Entries: entries, Runs: o.runs, Attempts: o.attempts}, func(s bench.Step) {
 		fmt.Fprintln(stderr, s)
 	})
-	if err := res.WriteAll(o.out); err != nil {
+	return finishBench(stdout, stderr, res, o.out)
+}
+
+// finishBench writes a benchmark's files into dir, prints its table and
+// where the files are, and returns its exit status (benchExit).
+func finishBench(stdout, stderr io.Writer, res *bench.Results, dir string) error {
+	if err := res.WriteAll(dir); err != nil {
 		return fmt.Errorf("writing the results: %w", err)
 	}
 	fmt.Fprintln(stdout)
 	if err := res.WriteMarkdown(stdout); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "\nresults: %s (the table and pictures), results.md, results.json in %s (%.0fs)\n", filepath.Join(o.out, "index.html"), o.out, res.TookS)
+	fmt.Fprintf(stderr, "\nresults: %s (the table and pictures), results.md, results.json in %s (%.0fs)\n", filepath.Join(dir, "index.html"), dir, res.TookS)
 	return benchExit(res)
 }
 
@@ -316,14 +323,7 @@ judged run did not, 2 bad input (nothing written), 3 a run was not judged.`,
 			if err != nil {
 				return usageError{err}
 			}
-			if err := merged.WriteAll(out); err != nil {
-				return fmt.Errorf("writing the results: %w", err)
-			}
-			if err := merged.WriteMarkdown(cmd.OutOrStdout()); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "\nresults: %s (the table and pictures), results.md, results.json in %s\n", filepath.Join(out, "index.html"), out)
-			return benchExit(merged)
+			return finishBench(cmd.OutOrStdout(), cmd.ErrOrStderr(), merged, out)
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "nodrop-bench", "directory for the merged results.md, results.json, pictures and index.html")

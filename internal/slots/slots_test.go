@@ -66,36 +66,29 @@ func TestHeavyIsNotStarved(t *testing.T) {
 	}
 	var order []string
 	var mu sync.Mutex
-	got := func(who string, release func()) {
-		mu.Lock()
-		order = append(order, who)
-		mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-		release()
-	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		release, err := open().Acquire(context.Background(), 2)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		got("heavy", release)
-	}()
-	time.Sleep(3 * retry) // the heavy one is at the gate
-	for range 3 {
+	// hold takes k slots in a goroutine of its own, notes who got them,
+	// and gives them back 20 ms later.
+	hold := func(who string, k int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			release, err := open().Acquire(context.Background(), 1)
+			release, err := open().Acquire(context.Background(), k)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			got("light", release)
+			mu.Lock()
+			order = append(order, who)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			release()
 		}()
+	}
+	hold("heavy", 2)
+	time.Sleep(3 * retry) // the heavy one is at the gate
+	for range 3 {
+		hold("light", 1)
 	}
 	time.Sleep(3 * retry)
 	first()
