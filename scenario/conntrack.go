@@ -151,14 +151,7 @@ func traceUnanswered(ctx context.Context, nodes NodeShell, rec *probes.Recorder,
 // describeEntry says where a node's entry sent the connection, in the
 // namespace's terms.
 func describeEntry(node string, e conntrackEntry, pod string, nameNode bool) string {
-	to := e.SentTo
-	switch pod {
-	case "":
-		to += " (no pod of this run)"
-	default:
-		to += " (pod " + pod + ")"
-	}
-	s := "sent to " + to + ", entry " + e.State
+	s := "sent to " + addressOf(e.SentTo, pod) + ", entry " + e.State
 	if e.Unreplied {
 		s += " unreplied"
 	}
@@ -169,4 +162,12 @@ func describeEntry(node string, e conntrackEntry, pod string, nameNode bool) str
 		s += " on " + node
 	}
 	return s
+}
+
+// addressOf names an address by its pod, if the run had one there.
+func addressOf(ip, pod string) string {
+	if pod == "" {
+		return ip + " (no pod of this run)"
+	}
+	return ip + " (pod " + pod + ")"
 }

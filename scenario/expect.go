@@ -219,7 +219,7 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	}
 	if e.Verdict == loadgen.Lossy && r.Lost > 0 {
 		if foreign := foreignLosses(r, e); len(foreign) > 0 {
-			bad("unexplained loss: %s, classes the mechanism (%s) does not produce", classList(foreign), classNames(e.ClassList()))
+			bad("unexplained loss: %s, classes the mechanism (%s) does not produce: %s", classList(foreign), classNames(e.ClassList()), strings.Join(foreignDetail(r, events, foreign), "; "))
 		}
 		if len(e.LossStarts) > 0 {
 			var off []string
@@ -407,6 +407,93 @@ func foreignLosses(r *loadgen.Report, e Expectation) map[loadgen.Class]int {
 		}
 	}
 	return out
+}
+
+// maxForeignShown bounds how many losses of a class the mechanism does
+// not produce are described one by one.
+const maxForeignShown = 4
+
+// foreignDetail describes the first losses of the classes in foreign, one
+// by one: when each was sent, whether it had a connection (a new one, or
+// one kept alive, and to which pod), and what the same client port lost
+// before it. It is the evidence a reader needs to find their cause, from a
+// CI log that keeps nothing else.
+func foreignDetail(r *loadgen.Report, events []probes.Event, foreign map[loadgen.Class]int) []string {
+	losses := slices.Clone(r.Losses)
+	slices.SortStableFunc(losses, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
+	var out []string
+	shown, total := 0, 0
+	for _, n := range foreign {
+		total += n
+	}
+	last := map[int]loadgen.Loss{} // by client port: its latest loss so far
+	for _, l := range losses {
+		prev, seen := last[l.LocalPort]
+		if l.LocalPort != 0 {
+			last[l.LocalPort] = l
+		}
+		if _, ok := foreign[l.Class]; !ok {
+			continue
+		}
+		if shown == maxForeignShown {
+			out = append(out, fmt.Sprintf("%d more", total-shown))
+			break
+		}
+		shown++
+		s := describeLoss(r, l, prev, seen)
+		if e := tracedAt(events, l); e != nil {
+			s += "; " + e.Detail
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// tracedAt is what a node's conntrack table said of a lost connection
+// attempt (nil if nothing).
+func tracedAt(events []probes.Event, l loadgen.Loss) *probes.Event {
+	port := fmt.Sprintf(" client port %d:", l.LocalPort)
+	for i, e := range events {
+		if e.Kind == probes.Conntrack && e.At.Equal(l.At) && strings.Contains(e.Detail, port) {
+			return &events[i]
+		}
+	}
+	return nil
+}
+
+// describeLoss says what one lost request was, in a line: prev is the
+// latest earlier loss from the same client port, if seen.
+func describeLoss(r *loadgen.Report, l, prev loadgen.Loss, seen bool) string {
+	s := fmt.Sprintf("%s sent at +%.3fs", l.Class, r.Offset(l.At).Seconds())
+	switch {
+	case l.NoConnection:
+		s += ", a connection attempt"
+	case l.ConnReused:
+		s += fmt.Sprintf(", on a kept-alive connection idle %.0f ms", l.IdleMs)
+	default:
+		s += ", on a new connection"
+	}
+	if l.LocalPort != 0 {
+		s += fmt.Sprintf(" from client port %d", l.LocalPort)
+	}
+	if l.Pod != "" {
+		s += " to pod " + l.Pod
+	}
+	if l.FailedAfterMs > 0 {
+		s += fmt.Sprintf(", failed after %.0f ms", l.FailedAfterMs)
+	}
+	if l.GeneratorStallMs > 0 {
+		s += fmt.Sprintf(" (the generator stood still %.0f ms meanwhile)", l.GeneratorStallMs)
+	}
+	if l.Error != "" {
+		s += fmt.Sprintf(" (%s)", l.Error)
+	}
+	if seen {
+		s += fmt.Sprintf("; that port's previous loss: %s %.3fs before", prev.Class, l.At.Sub(prev.At).Seconds())
+	} else if l.LocalPort != 0 {
+		s += "; no earlier loss from that port"
+	}
+	return s
 }
 
 func classList(m map[loadgen.Class]int) string {

@@ -230,3 +230,20 @@ func TestJudgeTimingSparesReusedPorts(t *testing.T) {
 		t.Errorf("refusals from new ports at another moment passed: %q", o.Problems)
 	}
 }
+
+// A loss of a class the mechanism does not produce is described one by
+// one in the problem: a CI log that keeps nothing else must still say
+// what the request was and what its client port did before.
+func TestJudgeDescribesForeignLosses(t *testing.T) {
+	r := report(loss{7 * time.Second, loadgen.Reset, false}, loss{7100 * time.Millisecond, loadgen.Refused, false})
+	r.Losses[0].LocalPort, r.Losses[0].ConnReused, r.Losses[0].IdleMs = 41000, true, 3
+	r.Losses[1].LocalPort, r.Losses[1].NoConnection = 41000, true
+	traced := probes.Event{At: r.Losses[1].At, Kind: probes.Conntrack, Detail: "refused attempt from client port 41000: the node sent it to 10.244.0.7 (pod old)"}
+	o := scenario.Judge(r, append(deleted, traced), window, lossy(loadgen.Reset))
+	got := strings.Join(o.Problems, "\n")
+	for _, want := range []string{"unexplained loss: refused 1", "refused sent at +7.100s, a connection attempt from client port 41000", "that port's previous loss: reset 0.100s before; refused attempt from client port 41000: the node sent it to 10.244.0.7 (pod old)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problem %q does not say %q", got, want)
+		}
+	}
+}

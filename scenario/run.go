@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -451,6 +452,21 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		names = append(names, t.Name)
 	}
 	step := env.Log.Start("%s under %d rps, %s", s.What(), cfgs[0].Rate, strings.Join(names, " + "))
+	watches := make([]*newConnWatch, len(cfgs))
+	if env.Nodes != nil && env.URL == "" {
+		for i, cfg := range cfgs {
+			if cfg.DisableKeepAlive || cfg.Connections > 0 || s.Traffic[i].RPC {
+				continue
+			}
+			w, err := watchNewConns(ctx, env.Nodes, nodePort(cfg.Targets[0]), fmt.Sprintf("%s-%d", ns, i))
+			if err != nil {
+				env.Log.Printf("not following new connections (they only explain refusals): %v", err)
+				continue
+			}
+			watches[i] = w
+			defer w.stop(context.WithoutCancel(ctx))
+		}
+	}
 	loads := make([]*background, len(cfgs))
 	for i, cfg := range cfgs {
 		loads[i] = startLoad(ctx, cfg)
@@ -510,7 +526,22 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	}
 	step.Done(fmt.Sprintf("settled in %s", res.Took.Round(100*time.Millisecond)))
 	if env.Nodes != nil && env.URL == "" {
-		for _, e := range traceUnanswered(ctx, env.Nodes, rec, reports) {
+		rest := slices.Clone(reports)
+		for i, w := range watches {
+			if w == nil {
+				continue
+			}
+			conns, err := w.stop(ctx)
+			if err != nil {
+				env.Log.Printf("%v", err)
+				continue
+			}
+			for _, e := range traceNewConns(conns, rec, reports[i], len(w.pids) > 1) {
+				rec.Record(e)
+			}
+			rest[i] = nil // followed live: nothing to look up
+		}
+		for _, e := range traceUnanswered(ctx, env.Nodes, rec, rest) {
 			rec.Record(e)
 		}
 	}
