@@ -247,3 +247,29 @@ func TestJudgeDescribesForeignLosses(t *testing.T) {
 		}
 	}
 }
+
+// A connection attempt the live trace saw a node send to a pod already
+// being deleted is the data plane's lag, not a class of the
+// configuration's mechanism; one sent to a pod still serving is not.
+func TestJudgeSparesAttemptsSentToADeletedPod(t *testing.T) {
+	build := func() *loadgen.Report {
+		r := report(loss{7 * time.Second, loadgen.Reset, false}, loss{7100 * time.Millisecond, loadgen.Refused, false})
+		r.Losses[1].LocalPort, r.Losses[1].NoConnection = 41000, true
+		return r
+	}
+	traced := func(pod string) probes.Event {
+		return probes.Event{At: t0.Add(7100 * time.Millisecond), Kind: probes.Conntrack, Pod: pod, Detail: "refused attempt from client port 41000: the node sent it to 10.244.0.7 (pod " + pod + ")"}
+	}
+	if o := scenario.Judge(build(), append(deleted, traced("old")), window, lossy(loadgen.Reset)); !o.Passed() {
+		t.Errorf("an attempt sent to the deleted pod: %q", o.Problems)
+	}
+	if o := scenario.Judge(build(), append(deleted, traced("new")), window, lossy(loadgen.Reset)); o.Passed() {
+		t.Error("an attempt sent to a pod nobody deleted passed")
+	}
+	if o := scenario.Judge(build(), deleted, window, lossy(loadgen.Reset)); o.Passed() {
+		t.Error("an attempt nothing traced passed")
+	}
+	if o := scenario.Judge(build(), append(deleted, traced("old")), window, scenario.Expectation{Verdict: loadgen.Lossless}); o.Passed() {
+		t.Error("a lossless claim passed with losses")
+	}
+}

@@ -142,14 +142,15 @@ func traceNewConns(conns []newConn, rec *probes.Recorder, r *loadgen.Report, mul
 				break
 			}
 		}
-		detail := head + "no node took it in as a new connection: it was turned away before the node tracked it (kube-proxy rejects a connection to a Service with no ready endpoint)"
+		e := probes.Event{At: l.At, Kind: probes.Conntrack, Detail: head + "no node took it in as a new connection: it was turned away before the node tracked it (kube-proxy rejects a connection to a Service with no ready endpoint)"}
 		if found != nil {
-			detail = head + fmt.Sprintf("the node sent it to %s, %.3fs after the request was sent", addressOf(found.SentTo, rec.PodWithIP(found.SentTo)), found.At.Sub(l.At).Seconds())
+			e.Pod = rec.PodWithIP(found.SentTo)
+			e.Detail = head + fmt.Sprintf("the node sent it to %s, %.3fs after the request was sent", addressOf(found.SentTo, e.Pod), found.At.Sub(l.At).Seconds())
 			if multiNode {
-				detail += " (" + found.Node + ")"
+				e.Detail += " (" + found.Node + ")"
 			}
 		}
-		events = append(events, probes.Event{At: l.At, Kind: probes.Conntrack, Detail: detail})
+		events = append(events, e)
 	}
 	return events
 }
