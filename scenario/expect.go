@@ -181,6 +181,10 @@ type Outcome struct {
 	Delivery  loadgen.Delivery `json:"delivery"`
 	// Bound is the bound a fault's losses kept to, when claimed.
 	Bound *FaultBound `json:"bound,omitempty"`
+	// Spared are the losses of classes the mechanism lacks that the run's
+	// evidence explains otherwise (followedOwnPort, sentToDeleted), one
+	// line each.
+	Spared []string `json:"spared,omitempty"`
 }
 
 // Passed reports whether the run showed what was claimed.
@@ -218,7 +222,9 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 		bad("a known-lossy configuration lost nothing: the harness missed it")
 	}
 	if e.Verdict == loadgen.Lossy && r.Lost > 0 {
-		if foreign := foreignLosses(r, events, e); len(foreign) > 0 {
+		foreign, spared := foreignLosses(r, events, e)
+		o.Spared = spared
+		if len(foreign) > 0 {
 			bad("unexplained loss: %s, classes the mechanism (%s) does not produce: %s", classList(foreign), classNames(e.ClassList()), strings.Join(foreignDetail(r, events, foreign), "; "))
 		}
 		if len(e.LossStarts) > 0 {
@@ -346,30 +352,53 @@ func staleConntrack(eps []probes.Burst) []stale {
 // refusals and 12 timeouts, every one from such a port). Such an
 // episode follows the first; its start is not the mechanism's.
 func reusedPorts(r *loadgen.Report, ep probes.Burst) bool {
+	followers := portFollowers(r)
+	n := 0
+	for _, l := range r.Losses {
+		if l.At.Before(ep.Start) || l.At.After(ep.End) {
+			continue
+		}
+		if !followers[keyOf(l)] {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// lossKey names one loss.
+type lossKey struct {
+	seq  uint64
+	at   int64
+	port int
+}
+
+func keyOf(l loadgen.Loss) lossKey { return lossKey{l.Seq, l.At.UnixNano(), l.LocalPort} }
+
+// portFollowers are the losses that were connection
+// attempts from a client port whose previous failed use left a conntrack
+// entry a new SYN from that port follows instead of making its own: a
+// connection the server refused or reset (the entry is kept CloseTimeout,
+// and not reopened for a new SYN), or an attempt nobody answered (kept
+// SYNSentTimeout). Such an attempt goes where the earlier one went: to the
+// pod that refused or reset it, or nowhere once that pod is gone.
+func portFollowers(r *loadgen.Report) map[lossKey]bool {
 	losses := slices.Clone(r.Losses) // in the order they ended; here, sent
 	slices.SortStableFunc(losses, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
 	last := map[int]loadgen.Loss{} // by client port: the latest failed attempt so far
-	n := 0
+	out := map[lossKey]bool{}
 	for _, l := range losses {
-		if l.At.After(ep.End) {
-			break
-		}
-		inEpisode := !l.At.Before(ep.Start)
-		if inEpisode {
-			prev, ok := last[l.LocalPort]
-			followed := ok && l.LocalPort != 0 && (l.NoConnection || l.Class == loadgen.Refused) &&
-				((prev.Class != loadgen.Timeout && l.At.Sub(prev.At) <= CloseTimeout) ||
-					(prev.Class == loadgen.Timeout && prev.NoConnection && l.At.Sub(prev.At) <= SYNSentTimeout))
-			if !followed {
-				return false
-			}
-			n++
+		prev, ok := last[l.LocalPort]
+		if ok && l.LocalPort != 0 && (l.NoConnection || l.Class == loadgen.Refused) &&
+			((prev.Class != loadgen.Timeout && l.At.Sub(prev.At) <= CloseTimeout) ||
+				(prev.Class == loadgen.Timeout && prev.NoConnection && l.At.Sub(prev.At) <= SYNSentTimeout)) {
+			out[keyOf(l)] = true
 		}
 		if l.Class == loadgen.Refused || l.Class == loadgen.Reset || (l.Class == loadgen.Timeout && l.NoConnection) {
 			last[l.LocalPort] = l
 		}
 	}
-	return n > 0
+	return out
 }
 
 // lossesOutside counts losses of requests sent before the trigger and
@@ -402,7 +431,7 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 // foreignLosses counts the losses of classes the mechanism does not
 // produce, by class, leaving out the connection attempts a node was seen
 // to send to a pod already being deleted (sentToDeleted).
-func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) map[loadgen.Class]int {
+func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map[loadgen.Class]int, []string) {
 	out := map[loadgen.Class]int{}
 	for c, n := range r.LostByClass {
 		if _, ok := e.Classes[c]; !ok && n > 0 {
@@ -410,16 +439,45 @@ func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) map[
 		}
 	}
 	if len(out) == 0 {
-		return out
+		return out, nil
 	}
+	var spared []string
+	followers := portFollowers(r)
 	for _, l := range r.Losses {
-		if _, ok := out[l.Class]; ok && sentToDeleted(events, l) {
-			if out[l.Class]--; out[l.Class] == 0 {
-				delete(out, l.Class)
-			}
+		if _, ok := out[l.Class]; !ok {
+			continue
+		}
+		var why string
+		switch {
+		case sentToDeleted(events, l):
+			why = "a node sent it to a pod already being deleted: kube-proxy's rules lagged its endpoint"
+		case followedOwnPort(events, l, followers):
+			why = "it reused a client port whose earlier connection the server had just reset or refused, and its SYN followed that connection's conntrack entry back to where it went"
+		default:
+			continue
+		}
+		spared = append(spared, fmt.Sprintf("%s sent at +%.3fs from client port %d: %s", l.Class, r.Offset(l.At).Seconds(), l.LocalPort, why))
+		if out[l.Class]--; out[l.Class] == 0 {
+			delete(out, l.Class)
 		}
 	}
-	return out
+	return out, spared
+}
+
+// followedOwnPort reports whether a lost connection attempt came from a
+// client port whose earlier connection the server had just reset or
+// refused (portFollowers), and no trace says otherwise: a live trace, when
+// there is one, saw no node make a new entry for it. The kernel let its
+// SYN follow the earlier connection's entry back to the pod that reset it:
+// refused while that pod is there, unanswered once it is gone. That is how
+// Linux tracks connections, whatever the configuration; a configuration
+// that claims to lose nothing still fails on it.
+func followedOwnPort(events []probes.Event, l loadgen.Loss, followers map[lossKey]bool) bool {
+	if !followers[keyOf(l)] {
+		return false
+	}
+	t := tracedAt(events, l)
+	return t == nil || strings.Contains(t.Detail, notTakenIn)
 }
 
 // sentToDeleted reports whether a lost connection attempt is one the live

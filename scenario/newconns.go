@@ -142,7 +142,7 @@ func traceNewConns(conns []newConn, rec *probes.Recorder, r *loadgen.Report, mul
 				break
 			}
 		}
-		e := probes.Event{At: l.At, Kind: probes.Conntrack, Detail: head + "no node took it in as a new connection: it was turned away before the node tracked it (kube-proxy rejects a connection to a Service with no ready endpoint)"}
+		e := probes.Event{At: l.At, Kind: probes.Conntrack, Detail: head + notTakenIn + ": it matched an entry a node already held for that client port (an earlier connection's, which a new SYN follows to where the earlier one went), or it was turned away before it was tracked (kube-proxy rejects a connection to a Service with no ready endpoint)"}
 		if found != nil {
 			e.Pod = rec.PodWithIP(found.SentTo)
 			e.Detail = head + fmt.Sprintf("the node sent it to %s, %.3fs after the request was sent", addressOf(found.SentTo, e.Pod), found.At.Sub(l.At).Seconds())
@@ -154,6 +154,9 @@ func traceNewConns(conns []newConn, rec *probes.Recorder, r *loadgen.Report, mul
 	}
 	return events
 }
+
+// notTakenIn says of a traced attempt that no node made a new entry for it.
+const notTakenIn = "no node took it in as a new connection"
 
 func attemptWord(c loadgen.Class) string {
 	if c == loadgen.Refused {

@@ -115,6 +115,9 @@ func record(res *scenario.Result) {
 			continue
 		}
 		AddReportEntry("load "+t.Name, t.Report.Summary())
+		if len(t.Outcome.Spared) > 0 {
+			AddReportEntry("losses of classes the mechanism lacks, explained "+t.Name, strings.Join(t.Outcome.Spared, "\n"))
+		}
 		AddReportEntry("losses explained "+t.Name, ReportEntryVisibilityFailureOrVerbose, probes.Explain(t.Report, res.Events))
 	}
 	if len(res.Traffic) > 0 && res.Traffic[0].Report != nil {
