@@ -429,8 +429,9 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 }
 
 // foreignLosses counts the losses of classes the mechanism does not
-// produce, by class, leaving out the connection attempts a node was seen
-// to send to a pod already being deleted (sentToDeleted).
+// produce, by class, leaving out, and saying in a line each, the
+// connection attempts the run's evidence explains otherwise
+// (sentToDeleted, followedOwnPort).
 func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map[loadgen.Class]int, []string) {
 	out := map[loadgen.Class]int{}
 	for c, n := range r.LostByClass {
