@@ -222,10 +222,10 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 		bad("a known-lossy configuration lost nothing: the harness missed it")
 	}
 	if e.Verdict == loadgen.Lossy && r.Lost > 0 {
-		foreign, spared := foreignLosses(r, events, e)
+		foreign, spared, sparedKeys := foreignLosses(r, events, e)
 		o.Spared = spared
 		if len(foreign) > 0 {
-			bad("unexplained loss: %s, classes the mechanism (%s) does not produce: %s", classList(foreign), classNames(e.ClassList()), strings.Join(foreignDetail(r, events, foreign), "; "))
+			bad("unexplained loss: %s, classes the mechanism (%s) does not produce: %s", classList(foreign), classNames(e.ClassList()), strings.Join(foreignDetail(r, events, foreign, sparedKeys), "; "))
 		}
 		if len(e.LossStarts) > 0 {
 			var off []string
@@ -432,7 +432,7 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 // produce, by class, leaving out, and saying in a line each, the
 // connection attempts the run's evidence explains otherwise
 // (sentToDeleted, followedOwnPort).
-func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map[loadgen.Class]int, []string) {
+func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map[loadgen.Class]int, []string, map[lossKey]bool) {
 	out := map[loadgen.Class]int{}
 	for c, n := range r.LostByClass {
 		if _, ok := e.Classes[c]; !ok && n > 0 {
@@ -440,9 +440,10 @@ func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map
 		}
 	}
 	if len(out) == 0 {
-		return out, nil
+		return out, nil, nil
 	}
 	var spared []string
+	keys := map[lossKey]bool{}
 	followers := portFollowers(r)
 	for _, l := range r.Losses {
 		if _, ok := out[l.Class]; !ok {
@@ -457,12 +458,13 @@ func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map
 		default:
 			continue
 		}
+		keys[keyOf(l)] = true
 		spared = append(spared, fmt.Sprintf("%s sent at +%.3fs from client port %d: %s", l.Class, r.Offset(l.At).Seconds(), l.LocalPort, why))
 		if out[l.Class]--; out[l.Class] == 0 {
 			delete(out, l.Class)
 		}
 	}
-	return out, spared
+	return out, spared, keys
 }
 
 // followedOwnPort reports whether a lost connection attempt came from a
@@ -511,7 +513,7 @@ const maxForeignShown = 4
 // one kept alive, and to which pod), and what the same client port lost
 // before it. It is the evidence a reader needs to find their cause, from a
 // CI log that keeps nothing else.
-func foreignDetail(r *loadgen.Report, events []probes.Event, foreign map[loadgen.Class]int) []string {
+func foreignDetail(r *loadgen.Report, events []probes.Event, foreign map[loadgen.Class]int, spared map[lossKey]bool) []string {
 	losses := slices.Clone(r.Losses)
 	slices.SortStableFunc(losses, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
 	var out []string
@@ -525,7 +527,7 @@ func foreignDetail(r *loadgen.Report, events []probes.Event, foreign map[loadgen
 		if l.LocalPort != 0 {
 			last[l.LocalPort] = l
 		}
-		if _, ok := foreign[l.Class]; !ok {
+		if _, ok := foreign[l.Class]; !ok || spared[keyOf(l)] {
 			continue
 		}
 		if shown == maxForeignShown {
