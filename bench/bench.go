@@ -125,6 +125,9 @@ type RunResult struct {
 	// Problems are why it was not as expected (wrong classes, losses at
 	// the wrong moment, not judged).
 	Problems []string `json:"problems,omitempty"`
+	// Spared are its losses of classes the claim lacks that the run's
+	// own evidence explained (scenario.Outcome.Spared).
+	Spared []string `json:"spared,omitempty"`
 	// NotJudgedBefore says why earlier attempts of this run were not
 	// judged (scenario.RunUntilJudged).
 	NotJudgedBefore []string        `json:"not_judged_before,omitempty"`
@@ -155,7 +158,7 @@ func FromResult(config string, run int, res *scenario.Result, err error) []RunRe
 		rr := RunResult{
 			Config: config, Load: t.Name, Run: run, Disruption: res.Disruption, Namespace: res.Namespace,
 			Expected: t.Outcome.Expected, Verdict: t.Outcome.Got, AsExpected: err == nil && t.Report != nil && t.Outcome.Passed(),
-			Problems: t.Outcome.Problems, Error: errString(err), TookS: res.Took.Seconds(),
+			Problems: t.Outcome.Problems, Spared: t.Outcome.Spared, Error: errString(err), TookS: res.Took.Seconds(),
 			Report: t.Report, Calibration: t.Calibration, Window: res.Window, Events: res.Events,
 			NotJudgedBefore: res.EarlierAttempts,
 		}

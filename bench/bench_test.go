@@ -206,3 +206,30 @@ func TestStepSaysWhereTheBenchmarkIs(t *testing.T) {
 		t.Errorf("%q, want %q", got, want)
 	}
 }
+
+// A run's spared losses (scenario.Outcome.Spared) travel into its
+// RunResult and results.md lists them under the run, so a reader sees
+// why a loss of a class the claim lacks did not fail it.
+func TestMarkdownListsSparedLosses(t *testing.T) {
+	line := "timeout sent at +18.554s from client port 39324: a connection attempt that followed its port's reset connection"
+	res := &scenario.Result{Scenario: "start-sh-no-exec", Disruption: "image", Traffic: []scenario.TrafficResult{{
+		Name:    "keepalive",
+		Report:  &loadgen.Report{Total: 10, Lost: 2, LostByClass: map[loadgen.Class]int{loadgen.EOF: 1, loadgen.Timeout: 1}},
+		Outcome: scenario.Outcome{Expected: loadgen.Lossy, Got: loadgen.Lossy, Spared: []string{line}},
+	}}}
+	runs := FromResult("start-sh-no-exec", 2, res, nil)
+	if len(runs) != 1 || !reflect.DeepEqual(runs[0].Spared, []string{line}) || !runs[0].AsExpected {
+		t.Fatalf("FromResult: %+v; want the spared line kept and the run as expected", runs)
+	}
+	r := &Results{Version: FormatVersion, RunsPerConfig: 3, Runs: runs, Rows: Summarize(runs)}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := "- start-sh-no-exec, keepalive, run 2: " + line + "\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("results.md does not list the spared loss as %q:\n%s", want, b.String())
+	}
+	if strings.Contains(b.String(), "did not show what was expected") {
+		t.Errorf("a run whose only foreign loss was spared is listed as unexpected:\n%s", b.String())
+	}
+}

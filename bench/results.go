@@ -232,6 +232,17 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 		}
 		fmt.Fprintf(&sb, "- %s, %s, run %d: %s\n", run.Config, run.Load, run.Run, strings.Join(run.NotJudgedBefore, " | "))
 	}
+	spared := false
+	for _, run := range r.Runs {
+		if len(run.Spared) == 0 {
+			continue
+		}
+		if !spared {
+			sb.WriteString("\nLosses of classes a claim lacks that the run's own evidence explained (a reconnect that followed its client port's reset connection back to the old pod, or one a node sent to a pod already being deleted), so not held against the claim:\n\n")
+			spared = true
+		}
+		fmt.Fprintf(&sb, "- %s, %s, run %d: %s\n", run.Config, run.Load, run.Run, strings.Join(run.Spared, "; "))
+	}
 	if bad := r.Unexpected(); len(bad) > 0 || r.NotJudged() {
 		sb.WriteString("\n## Runs that did not show what was expected\n\n")
 		for _, run := range r.Runs {
