@@ -36,6 +36,25 @@ tcp      6 8 CLOSE src=172.18.0.1 dst=172.18.0.2 sport=41300 dport=30416 src=10.
 conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.
 `
 
+// recorderWithPod is a recorder of namespace ns that has seen one pod,
+// web-old at 10.244.0.37 (the address the recorded conntrack lines send
+// to); it stops with the test.
+func recorderWithPod(ctx context.Context, t *testing.T) *probes.Recorder {
+	t.Helper()
+	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-old", Namespace: "ns"}, Status: corev1.PodStatus{PodIP: "10.244.0.37"}}
+	rec, err := probes.Start(ctx, fake.NewClientset(old), "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Stop)
+	for deadline := time.Now().Add(5 * time.Second); rec.PodWithIP("10.244.0.37") == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the recorder never saw the pod's address")
+		}
+	}
+	return rec
+}
+
 func TestParseConntrack(t *testing.T) {
 	got := parseConntrack(conntrackTable)
 	want := []conntrackEntry{
@@ -57,17 +76,7 @@ func TestParseConntrack(t *testing.T) {
 // that pod; a loss of another kind is not looked up.
 func TestTraceUnansweredSaysWhereAttemptsWent(t *testing.T) {
 	ctx := context.Background()
-	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-old", Namespace: "ns"}, Status: corev1.PodStatus{PodIP: "10.244.0.37"}}
-	rec, err := probes.Start(ctx, fake.NewClientset(old), "ns")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rec.Stop()
-	for deadline := time.Now().Add(5 * time.Second); rec.PodWithIP("10.244.0.37") == ""; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the recorder never saw the pod's address")
-		}
-	}
+	rec := recorderWithPod(ctx, t)
 	at := time.Now()
 	target := "http://172.18.0.2:30416/"
 	r := &loadgen.Report{Losses: []loadgen.Loss{

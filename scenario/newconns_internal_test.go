@@ -6,10 +6,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
-
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 )
@@ -66,17 +62,7 @@ func TestWatchNewConnsStartsAndStopsOnEveryNode(t *testing.T) {
 // sent until its timeout; one no node took in was turned away before.
 func TestTraceNewConnsSaysWhereAttemptsWent(t *testing.T) {
 	ctx := context.Background()
-	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-old", Namespace: "ns"}, Status: corev1.PodStatus{PodIP: "10.244.0.37"}}
-	rec, err := probes.Start(ctx, fake.NewClientset(old), "ns")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rec.Stop()
-	for deadline := time.Now().Add(5 * time.Second); rec.PodWithIP("10.244.0.37") == ""; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the recorder never saw the pod's address")
-		}
-	}
+	rec := recorderWithPod(ctx, t)
 	conns := parseNewConns("node-1", newConnEvents)
 	sent := time.Unix(1795716230, 830000000)
 	r := &loadgen.Report{Client: loadgen.Client{TimeoutMs: 2000}, Losses: []loadgen.Loss{
