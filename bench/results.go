@@ -221,28 +221,10 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(&sb, "- %s, %s: %s\n", row.Config, row.Load, r.runsOf(row))
 		}
 	}
-	again := false
-	for _, run := range r.Runs {
-		if len(run.NotJudgedBefore) == 0 {
-			continue
-		}
-		if !again {
-			sb.WriteString("\nRun again because a first attempt was not judged (the run counted is the later one):\n\n")
-			again = true
-		}
-		fmt.Fprintf(&sb, "- %s, %s, run %d: %s\n", run.Config, run.Load, run.Run, strings.Join(run.NotJudgedBefore, " | "))
-	}
-	spared := false
-	for _, run := range r.Runs {
-		if len(run.Spared) == 0 {
-			continue
-		}
-		if !spared {
-			sb.WriteString("\nLosses of classes a claim lacks that the run's own evidence explained (a reconnect that followed its client port's reset connection back to the old pod, or one a node sent to a pod already being deleted), so not held against the claim:\n\n")
-			spared = true
-		}
-		fmt.Fprintf(&sb, "- %s, %s, run %d: %s\n", run.Config, run.Load, run.Run, strings.Join(run.Spared, "; "))
-	}
+	r.listRuns(&sb, "Run again because a first attempt was not judged (the run counted is the later one):",
+		func(run RunResult) []string { return run.NotJudgedBefore }, " | ")
+	r.listRuns(&sb, "Losses of classes a claim lacks that the run's own evidence explained (a reconnect that followed its client port's reset connection back to the old pod, or one a node sent to a pod already being deleted), so not held against the claim:",
+		func(run RunResult) []string { return run.Spared }, "; ")
 	if bad := r.Unexpected(); len(bad) > 0 || r.NotJudged() {
 		sb.WriteString("\n## Runs that did not show what was expected\n\n")
 		for _, run := range r.Runs {
@@ -258,6 +240,23 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, sb.String())
 	return err
+}
+
+// listRuns writes, under heading, a line for each run that what gives
+// anything for, its items joined by sep; nothing when no run has any.
+func (r *Results) listRuns(sb *strings.Builder, heading string, what func(RunResult) []string, sep string) {
+	started := false
+	for _, run := range r.Runs {
+		items := what(run)
+		if len(items) == 0 {
+			continue
+		}
+		if !started {
+			fmt.Fprintf(sb, "\n%s\n\n", heading)
+			started = true
+		}
+		fmt.Fprintf(sb, "- %s, %s, run %d: %s\n", run.Config, run.Load, run.Run, strings.Join(items, sep))
+	}
 }
 
 // runsOf says what each run of a row found.
