@@ -233,3 +233,40 @@ func TestMarkdownListsSparedLosses(t *testing.T) {
 		t.Errorf("a run whose only foreign loss was spared is listed as unexpected:\n%s", b.String())
 	}
 }
+
+// A row whose runs disagree is named with each run's verdict and, where
+// the evidence says it, why: here every loss an idle-close race, and
+// every run within a claim that allows them.
+func TestMarkdownSaysWhyARowFlapped(t *testing.T) {
+	claim := loadgen.Verdict("lossless or ≤ 10 idle-close races")
+	run := func(lost int) *scenario.Result {
+		got := loadgen.Lossless
+		if lost > 0 {
+			got = loadgen.Lossy
+		}
+		return &scenario.Result{Scenario: "nginx-init-usr2-long-lived", Traffic: []scenario.TrafficResult{{
+			Name:    "long-lived HTTP/1.1",
+			Report:  &loadgen.Report{Total: 5000, Lost: lost, IdleCloseRace: lost, LostByClass: map[loadgen.Class]int{loadgen.Reset: lost}},
+			Outcome: scenario.Outcome{Expected: claim, Got: got},
+		}}}
+	}
+	var runs []RunResult
+	for i, lost := range []int{0, 0, 2} {
+		runs = append(runs, FromResult("nginx-init-usr2-long-lived", i+1, run(lost), nil)...)
+	}
+	r := &Results{Version: FormatVersion, RunsPerConfig: 3, Runs: runs, Rows: Summarize(runs)}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"1 of 1 rows flapped",
+		"run 3 lossy (2 lost: reset 2, 2 of them idle-close races)",
+		"every loss an idle-close race",
+		"every run within its claim (lossless or ≤ 10 idle-close races)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, b.String())
+		}
+	}
+}

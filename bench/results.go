@@ -218,7 +218,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 	case len(flaps) > 0:
 		fmt.Fprintf(&sb, "%d of %d rows flapped: their runs disagreed on the verdict.\n\n", len(flaps), len(r.Rows))
 		for _, row := range flaps {
-			fmt.Fprintf(&sb, "- %s, %s: %s\n", row.Config, row.Load, r.runsOf(row))
+			fmt.Fprintf(&sb, "- %s, %s: %s%s\n", row.Config, row.Load, r.runsOf(row), r.flapWhy(row))
 		}
 	}
 	r.listRuns(&sb, "Run again because a first attempt was not judged (the run counted is the later one):",
@@ -267,12 +267,38 @@ func (r *Results) runsOf(row Row) string {
 			continue
 		}
 		s := fmt.Sprintf("run %d %s", run.Run, run.Verdict)
-		if run.Report != nil && run.Report.Lost > 0 {
-			s += fmt.Sprintf(" (%d lost: %s)", run.Report.Lost, run.Report.LostClasses())
+		if rep := run.Report; rep != nil && rep.Lost > 0 {
+			races := ""
+			if rep.IdleCloseRace > 0 {
+				races = fmt.Sprintf(", %d of them idle-close races", rep.IdleCloseRace)
+			}
+			s += fmt.Sprintf(" (%d lost: %s%s)", rep.Lost, rep.LostClasses(), races)
 		}
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// flapWhy says whether a flapping row's runs stayed within its claim,
+// and names the mechanism where the runs' own evidence does: losses that
+// were all idle-close races.
+func (r *Results) flapWhy(row Row) string {
+	lost, races := 0, 0
+	for _, run := range r.Runs {
+		if run.Config == row.Config && run.Load == row.Load && run.Report != nil {
+			lost, races = lost+run.Report.Lost, races+run.Report.IdleCloseRace
+		}
+	}
+	var why []string
+	if lost > 0 && races == lost {
+		why = append(why, "every loss an idle-close race (the server closed a kept-alive connection it thought idle as a request went out on it), which no run is sure to meet")
+	}
+	if row.AsExpected == row.Runs {
+		why = append(why, fmt.Sprintf("every run within its claim (%s)", row.Expected))
+	} else {
+		why = append(why, fmt.Sprintf("%d of %d runs not as claimed (%s; below)", row.Runs-row.AsExpected, row.Runs, row.Expected))
+	}
+	return ": " + strings.Join(why, "; ")
 }
 
 // outage is the longest outage in words: its length and its requests.
