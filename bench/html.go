@@ -75,7 +75,7 @@ func (r *Results) WriteHTML(w io.Writer, overview string, pictures []string) err
 		}
 	}
 	return page.Execute(w, map[string]any{
-		"Results": r, "Rows": rows, "Overview": overview, "Flaps": flaps,
+		"Results": r, "Rows": rows, "Overview": overview, "Flaps": flaps, "Each": r.runsEach(),
 	})
 }
 
@@ -119,7 +119,7 @@ img { max-width: 100%; border: 1px solid #ddd; }
 </head>
 <body>
 <h1>nodrop bench</h1>
-<p>{{len .Rows}} configurations × loads, {{.Results.RunsPerConfig}} runs each{{if .Results.Interrupted}}, <strong>interrupted: not every run ran</strong>{{end}}. Click a column to sort.</p>
+<p>{{len .Rows}} configurations × loads, {{.Each}}{{if .Results.Interrupted}}, <strong>interrupted: not every run ran</strong>{{end}}. Click a column to sort.</p>
 <table id="results">
 <thead><tr>
 <th data-type="text">configuration</th><th data-type="text">load</th><th data-type="num">runs</th><th data-type="num">requests</th><th data-type="num">lost</th><th data-type="text">lost by class</th><th data-type="num">loss %</th><th data-type="num">longest outage</th><th data-type="num">settled in (s)</th><th data-type="num">p99 before (ms)</th><th data-type="num">p99 during (ms)</th><th data-type="num">new conns per run</th><th data-type="num">lossless runs</th><th data-type="text">expected</th><th data-type="num">as expected</th>

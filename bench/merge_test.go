@@ -57,6 +57,14 @@ func TestMergeOfTwoParts(t *testing.T) {
 	if h, _, _ := strings.Cut(b.String(), "\n"); h != "# nodrop bench: 6 configurations × loads, up to 6 runs each, merged from 2 benchmarks" {
 		t.Errorf("header %q", h)
 	}
+	// The page says the same as the table: not every row has 6 runs.
+	b.Reset()
+	if err := m.WriteHTML(&b, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "6 configurations × loads, up to 6 runs each, merged from 2 benchmarks"; !strings.Contains(b.String(), want) {
+		t.Errorf("index.html does not say %q", want)
+	}
 }
 
 func TestMergeRefuses(t *testing.T) {

@@ -180,16 +180,7 @@ func mean(xs []float64) float64 {
 // disagreed and the runs that did not show what was expected.
 func (r *Results) WriteMarkdown(w io.Writer) error {
 	var sb strings.Builder
-	each := fmt.Sprintf("%d runs each", r.RunsPerConfig)
-	for _, row := range r.Rows {
-		if row.Runs != r.RunsPerConfig {
-			each = fmt.Sprintf("up to %d runs each", r.RunsPerConfig)
-		}
-	}
-	if r.Parts > 1 {
-		each += fmt.Sprintf(", merged from %d benchmarks", r.Parts)
-	}
-	fmt.Fprintf(&sb, "# nodrop bench: %d configurations × loads, %s\n\n", len(r.Rows), each)
+	fmt.Fprintf(&sb, "# nodrop bench: %d configurations × loads, %s\n\n", len(r.Rows), r.runsEach())
 	if r.Interrupted {
 		sb.WriteString("**Interrupted: not every run ran.**\n\n")
 	}
@@ -257,6 +248,22 @@ func (r *Results) listRuns(sb *strings.Builder, heading string, what func(RunRes
 		}
 		fmt.Fprintf(sb, "- %s, %s, run %d: %s\n", run.Config, run.Load, run.Run, strings.Join(items, sep))
 	}
+}
+
+// runsEach says how many runs each row has: "3 runs each", or "up to 5
+// runs each" when rows differ (a merge of parts, an interrupted run), and
+// how many benchmarks were merged.
+func (r *Results) runsEach() string {
+	each := fmt.Sprintf("%d runs each", r.RunsPerConfig)
+	for _, row := range r.Rows {
+		if row.Runs != r.RunsPerConfig {
+			each = fmt.Sprintf("up to %d runs each", r.RunsPerConfig)
+		}
+	}
+	if r.Parts > 1 {
+		each += fmt.Sprintf(", merged from %d benchmarks", r.Parts)
+	}
+	return each
 }
 
 // runsOf says what each run of a row found.
