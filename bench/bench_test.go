@@ -269,4 +269,12 @@ func TestMarkdownSaysWhyARowFlapped(t *testing.T) {
 			t.Errorf("results.md lacks %q:\n%s", want, b.String())
 		}
 	}
+	// index.html names the row in the same words.
+	var page bytes.Buffer
+	if err := r.WriteHTML(&page, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "every run within its claim (lossless or ≤ 10 idle-close races)"; !strings.Contains(page.String(), "2 of them idle-close races") || !strings.Contains(page.String(), want) {
+		t.Errorf("index.html's flap list lacks the runs' races or %q", want)
+	}
 }

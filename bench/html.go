@@ -71,7 +71,7 @@ func (r *Results) WriteHTML(w io.Writer, overview string, pictures []string) err
 	var flaps []string
 	for _, row := range r.Rows {
 		if row.Flaps() {
-			flaps = append(flaps, fmt.Sprintf("%s, %s: %s", row.Config, row.Load, r.runsOf(row)))
+			flaps = append(flaps, r.flapLine(row))
 		}
 	}
 	return page.Execute(w, map[string]any{

@@ -209,7 +209,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 	case len(flaps) > 0:
 		fmt.Fprintf(&sb, "%d of %d rows flapped: their runs disagreed on the verdict.\n\n", len(flaps), len(r.Rows))
 		for _, row := range flaps {
-			fmt.Fprintf(&sb, "- %s, %s: %s%s\n", row.Config, row.Load, r.runsOf(row), r.flapWhy(row))
+			fmt.Fprintf(&sb, "- %s\n", r.flapLine(row))
 		}
 	}
 	r.listRuns(&sb, "Run again because a first attempt was not judged (the run counted is the later one):",
@@ -266,35 +266,27 @@ func (r *Results) runsEach() string {
 	return each
 }
 
-// runsOf says what each run of a row found.
-func (r *Results) runsOf(row Row) string {
+// flapLine names a row whose runs disagreed: each run's verdict and
+// losses, whether every run stayed within the claim, and the mechanism
+// where the runs' own evidence names it (losses that were all idle-close
+// races). results.md and index.html both print it.
+func (r *Results) flapLine(row Row) string {
 	var parts []string
+	lost, races := 0, 0
 	for _, run := range r.Runs {
 		if run.Config != row.Config || run.Load != row.Load {
 			continue
 		}
 		s := fmt.Sprintf("run %d %s", run.Run, run.Verdict)
 		if rep := run.Report; rep != nil && rep.Lost > 0 {
-			races := ""
+			lost, races = lost+rep.Lost, races+rep.IdleCloseRace
+			detail := ""
 			if rep.IdleCloseRace > 0 {
-				races = fmt.Sprintf(", %d of them idle-close races", rep.IdleCloseRace)
+				detail = fmt.Sprintf(", %d of them idle-close races", rep.IdleCloseRace)
 			}
-			s += fmt.Sprintf(" (%d lost: %s%s)", rep.Lost, rep.LostClasses(), races)
+			s += fmt.Sprintf(" (%d lost: %s%s)", rep.Lost, rep.LostClasses(), detail)
 		}
 		parts = append(parts, s)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// flapWhy says whether a flapping row's runs stayed within its claim,
-// and names the mechanism where the runs' own evidence does: losses that
-// were all idle-close races.
-func (r *Results) flapWhy(row Row) string {
-	lost, races := 0, 0
-	for _, run := range r.Runs {
-		if run.Config == row.Config && run.Load == row.Load && run.Report != nil {
-			lost, races = lost+run.Report.Lost, races+run.Report.IdleCloseRace
-		}
 	}
 	var why []string
 	if lost > 0 && races == lost {
@@ -305,7 +297,7 @@ func (r *Results) flapWhy(row Row) string {
 	} else {
 		why = append(why, fmt.Sprintf("%d of %d runs not as claimed (%s; below)", row.Runs-row.AsExpected, row.Runs, row.Expected))
 	}
-	return ": " + strings.Join(why, "; ")
+	return fmt.Sprintf("%s, %s: %s: %s", row.Config, row.Load, strings.Join(parts, ", "), strings.Join(why, "; "))
 }
 
 // outage is the longest outage in words: its length and its requests.
