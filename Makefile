@@ -32,6 +32,10 @@ export NODROP_LOAD_SLOTS := $(LOAD_SLOTS)
 # claims have not been measured with it (README); one process only.
 FAVOUR_SESSION ?= 0
 export NODROP_FAVOUR_SESSION := $(FAVOUR_SESSION)
+# A folder: the Go execution trace around each stall of the load
+# generator of 50 ms or more is written there (go tool trace; at most 20).
+STALL_TRACE ?=
+export NODROP_STALL_TRACE := $(STALL_TRACE)
 
 .PHONY: all build run test chromium unit container vet docker e2e e2e-ci chaos proxy soak node-image cluster-up cluster-down bench bench-loadgen load-local
 

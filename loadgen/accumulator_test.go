@@ -95,7 +95,9 @@ func TestTimeoutDuringGeneratorStallIsNotJudged(t *testing.T) {
 			acc.add(o)
 		}
 		var w stallWatch
-		w.observe(start.Add(700*time.Millisecond), tc.stall)
+		if tc.stall >= StallThreshold {
+			w.add(Stall{At: start.Add(700*time.Millisecond + stallTick), Ms: ms(tc.stall)})
+		}
 		g := Generator{Stalls: w.stalls, MaxStallMs: ms(w.max)}
 		r := acc.report(g)
 		if r.Verdict != tc.want {
@@ -293,5 +295,60 @@ func TestDeliveryGeneratorStall(t *testing.T) {
 		if d.Delivered != tc.want || d.Stalls != tc.stalls || !strings.Contains(d.String(), tc.contains) {
 			t.Errorf("%s: %+v, %q; want delivered %v, %d stalls", tc.name, d, d, tc.want, tc.stalls)
 		}
+	}
+}
+
+// witnessStill is a witness that stood still over the spans given.
+type witnessStill [][2]time.Time
+
+func (w witnessStill) StoodStill(from, to time.Time) time.Duration {
+	var d time.Duration
+	for _, s := range w {
+		lo, hi := maxTime(s[0], from), minTime(s[1], to)
+		if hi.After(lo) {
+			d += hi.Sub(lo)
+		}
+	}
+	return d
+}
+
+// A stall the witness shared (at least half of it) is the machine's; one
+// it did not is the generator's own; without a witness, neither is said.
+func TestStallsSayWhoseTheyWere(t *testing.T) {
+	start := time.Unix(1000, 0)
+	w := &stallWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	close(w.done)
+	w.add(Stall{At: start, Ms: 80})
+	w.add(Stall{At: start.Add(time.Second), Ms: 100})
+	w.add(Stall{At: start.Add(2 * time.Second), Ms: 60})
+	wit := witnessStill{
+		{start.Add(-10 * time.Millisecond), start.Add(70 * time.Millisecond)},                         // 70 of 80 ms
+		{start.Add(time.Second + 90*time.Millisecond), start.Add(time.Second + 200*time.Millisecond)}, // 10 of 100 ms
+	}
+	g := w.finish(wit)
+	want := []StallKind{StallMachine, StallOwn, StallOwn}
+	for i, s := range g.Stalls {
+		if s.Whose != want[i] {
+			t.Errorf("stall %d (%s): %s, want %s", i, s, s.Whose, want[i])
+		}
+	}
+	if g.MachineStalls != 1 || g.OwnStalls != 2 {
+		t.Errorf("machine %d, own %d; want 1 and 2", g.MachineStalls, g.OwnStalls)
+	}
+	w2 := &stallWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	close(w2.done)
+	w2.add(Stall{At: start, Ms: 80})
+	if g := w2.finish(nil); g.Stalls[0].Whose != "" || g.OwnStalls+g.MachineStalls != 0 {
+		t.Errorf("no witness: %+v", g)
+	}
+}
+
+func TestPressureSome(t *testing.T) {
+	in := "some avg10=92.46 avg60=97.31 avg300=76.81 total=449297459\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+	if us, ok := pressureSome([]byte(in)); !ok || us != 449297459 {
+		t.Errorf("pressureSome = %d %v", us, ok)
+	}
+	if _, ok := pressureSome([]byte("nonsense")); ok {
+		t.Error("pressureSome(nonsense) ok")
 	}
 }

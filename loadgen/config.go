@@ -72,6 +72,14 @@ type Config struct {
 	InFlight int
 	// Progress, when set, is called about four times a second.
 	Progress func(Progress)
+	// Witness, when set, watches the machine from a process of its own,
+	// so each stall of the generator says whether it was the generator's
+	// own or the whole machine's (Stall.Whose).
+	Witness Witness
+	// OnStall, when set, is called from the stall watch as each stall
+	// ends (e.g. to keep the execution trace around it); it must not
+	// block.
+	OnStall func(Stall)
 }
 
 // Progress is a snapshot of a running load.

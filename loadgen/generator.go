@@ -1,8 +1,16 @@
 package loadgen
 
 import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The generator's own health. A request's deadline runs on the client, so
@@ -30,6 +38,10 @@ type Generator struct {
 	StallTotalMs float64 `json:"stall_total_ms"`
 	StallCount   int     `json:"stall_count"`
 	Stalls       []Stall `json:"stalls,omitempty"`
+	// OwnStalls and MachineStalls split StallCount by whose they were
+	// (Stall.Whose), when a witness watched (Config.Witness).
+	OwnStalls     int `json:"own_stalls,omitempty"`
+	MachineStalls int `json:"machine_stalls,omitempty"`
 	// StallLimitMs: a timeout whose request saw this much stall is not
 	// counted as the server's (a quarter of the request timeout).
 	StallLimitMs float64 `json:"stall_limit_ms"`
@@ -37,17 +49,68 @@ type Generator struct {
 	TimeoutsDuringStalls int `json:"timeouts_during_stalls"`
 }
 
-// Stall is a span in which the generator stood still.
+// StallKind says whose a stall was.
+type StallKind string
+
+// Stall kinds. Own: the generator alone stood still while an independent
+// process at normal priority (the witness) ran on time, so the cluster
+// ran on while nodrop did not look. Machine: the witness stood still too:
+// the whole machine, the pods under test included, was paused.
+const (
+	StallOwn     StallKind = "own"
+	StallMachine StallKind = "machine"
+)
+
+// Stall is a span in which the generator stood still, and what the
+// process and the machine did meanwhile.
 type Stall struct {
 	At time.Time `json:"at"`
 	Ms float64   `json:"ms"`
+	// Whose it was; empty when no witness watched.
+	Whose StallKind `json:"whose,omitempty"`
+	// WitnessMs: how long the witness stood still within it.
+	WitnessMs float64 `json:"witness_ms,omitempty"`
+	// CPUMs: CPU time the generator's process used during it (all its
+	// threads). Near zero: the kernel did not run the process; near the
+	// stall's length or more: the process was busy with something else
+	// than its clock (its own work, the garbage collector).
+	CPUMs float64 `json:"cpu_ms"`
+	// GCCycles: garbage collections that ended during it.
+	GCCycles uint64 `json:"gc_cycles,omitempty"`
+	// PressureMs: the kernel's CPU pressure (/proc/pressure/cpu, some)
+	// during it: how long at least one task of the machine waited for a
+	// CPU. -1 where the kernel does not say.
+	PressureMs float64 `json:"cpu_pressure_ms"`
+}
+
+// String is one stall in a line.
+func (s Stall) String() string {
+	out := fmt.Sprintf("%s %.0fms", s.At.Format("15:04:05.000"), s.Ms)
+	if s.Whose != "" {
+		out += fmt.Sprintf(" (%s: witness late %.0fms)", s.Whose, s.WitnessMs)
+	}
+	out += fmt.Sprintf(", process CPU %.0fms, %d GC", s.CPUMs, s.GCCycles)
+	if s.PressureMs >= 0 {
+		out += fmt.Sprintf(", machine CPU pressure %.0fms", s.PressureMs)
+	}
+	return out
+}
+
+// Witness is an independent watcher of the machine (internal/witness): a
+// process of its own at normal priority, as the pods under test run.
+type Witness interface {
+	// StoodStill is how long the witness stood still within [from, to].
+	StoodStill(from, to time.Time) time.Duration
 }
 
 // stallWatch notices when its own goroutine wakes much later than asked:
-// the whole client stood still then.
+// the whole client stood still then. Each tick it also reads what the
+// process and the machine did (CPU time, garbage collections, CPU
+// pressure), so a stall says which.
 type stallWatch struct {
-	stop chan struct{}
-	done chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	onStall func(Stall)
 
 	mu     sync.Mutex
 	stalls []Stall // bounded; the longest are kept
@@ -56,40 +119,103 @@ type stallWatch struct {
 	max    time.Duration
 }
 
-func startStallWatch() *stallWatch {
-	w := &stallWatch{stop: make(chan struct{}), done: make(chan struct{})}
+func startStallWatch(onStall func(Stall)) *stallWatch {
+	w := &stallWatch{stop: make(chan struct{}), done: make(chan struct{}), onStall: onStall}
 	go w.run()
 	return w
 }
 
+// sample is what the process and the machine had done by one tick.
+type sample struct {
+	at       time.Time
+	cpu      time.Duration
+	gc       uint64
+	pressure time.Duration // -1: unknown
+}
+
 func (w *stallWatch) run() {
 	defer close(w.done)
+	psi, _ := os.Open("/proc/pressure/cpu")
+	if psi != nil {
+		defer psi.Close()
+	}
+	gc := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	buf := make([]byte, 256)
+	take := func() sample {
+		s := sample{at: time.Now(), pressure: -1}
+		var ru unix.Rusage
+		if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+			s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+		metrics.Read(gc)
+		if gc[0].Value.Kind() == metrics.KindUint64 {
+			s.gc = gc[0].Value.Uint64()
+		}
+		if psi != nil {
+			if n, err := psi.ReadAt(buf, 0); n > 0 && (err == nil || err == io.EOF) {
+				if us, ok := pressureSome(buf[:n]); ok {
+					s.pressure = time.Duration(us) * time.Microsecond
+				}
+			}
+		}
+		return s
+	}
 	t := time.NewTicker(stallTick)
 	defer t.Stop()
-	last := time.Now()
+	last := take()
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-t.C:
-			now := time.Now()
-			w.observe(last, now.Sub(last)-stallTick)
+			now := take()
+			w.observe(last, now)
 			last = now
 		}
 	}
 }
 
-// observe records an oversleep of late after a wake-up planned at from.
-func (w *stallWatch) observe(from time.Time, late time.Duration) {
+// pressureSome reads the total of the "some" line of a pressure file, in
+// microseconds.
+func pressureSome(b []byte) (int64, bool) {
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "some ")
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Fields(rest) {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				return n, err == nil
+			}
+		}
+	}
+	return 0, false
+}
+
+// observe records an oversleep between two ticks' samples.
+func (w *stallWatch) observe(prev, now sample) {
+	late := now.at.Sub(prev.at) - stallTick
 	if late < StallThreshold {
 		return
 	}
+	s := Stall{At: prev.at.Add(stallTick), Ms: ms(late), CPUMs: ms(now.cpu - prev.cpu), GCCycles: now.gc - prev.gc, PressureMs: -1}
+	if now.pressure >= 0 && prev.pressure >= 0 {
+		s.PressureMs = ms(now.pressure - prev.pressure)
+	}
+	w.add(s)
+	if w.onStall != nil {
+		w.onStall(s)
+	}
+}
+
+func (w *stallWatch) add(s Stall) {
+	late := ms2d(s.Ms)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.count++
 	w.total += late
 	w.max = max(w.max, late)
-	s := Stall{At: from.Add(stallTick), Ms: ms(late)}
 	if len(w.stalls) < maxStallsListed {
 		w.stalls = append(w.stalls, s)
 		return
@@ -106,13 +232,30 @@ func (w *stallWatch) observe(from time.Time, late time.Duration) {
 	}
 }
 
-// finish stops the watch and returns what it saw.
-func (w *stallWatch) finish() Generator {
+// finish stops the watch and returns what it saw, each stall said to be
+// the generator's own or the machine's where a witness watched.
+func (w *stallWatch) finish(wit Witness) Generator {
 	close(w.stop)
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return Generator{MaxStallMs: ms(w.max), StallTotalMs: ms(w.total), StallCount: w.count, Stalls: append([]Stall(nil), w.stalls...)}
+	g := Generator{MaxStallMs: ms(w.max), StallTotalMs: ms(w.total), StallCount: w.count, Stalls: append([]Stall(nil), w.stalls...)}
+	if wit == nil {
+		return g
+	}
+	for i := range g.Stalls {
+		s := &g.Stalls[i]
+		d := wit.StoodStill(s.At, s.At.Add(ms2d(s.Ms)))
+		s.WitnessMs = ms(d)
+		if 2*d >= ms2d(s.Ms) {
+			s.Whose = StallMachine
+			g.MachineStalls++
+		} else {
+			s.Whose = StallOwn
+			g.OwnStalls++
+		}
+	}
+	return g
 }
 
 // stalledDuring is how long the generator stood still within [from, to].

@@ -27,7 +27,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if duration == 0 {
 		duration = MaxDuration
 	}
-	watch := startStallWatch()
+	watch := startStallWatch(cfg.OnStall)
 	started := time.Now()
 	var outcomes <-chan outcome
 	var counters func() (reconnects, broken int)
@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				// Cancelled before the planned end: the run is not the one
 				// asked for.
 				acc.r.Interrupted = cfg.Duration > 0 && ctx.Err() != nil && time.Since(started) < cfg.Duration
-				return acc.report(watch.finish()), nil
+				return acc.report(watch.finish(cfg.Witness)), nil
 			}
 			acc.add(o)
 		case <-tick.C:

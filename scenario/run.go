@@ -79,6 +79,13 @@ type Env struct {
 	// packets there, apart from the load generator. Empty: in this
 	// process.
 	HelperProgram string
+	// Witness, when set, watches the machine from a process of its own,
+	// so each stall of the load generator says whether the whole machine
+	// stood still or nodrop alone (loadgen.Config.Witness).
+	Witness loadgen.Witness
+	// OnStall, when set, hears of each stall of the load generator
+	// (loadgen.Config.OnStall: the trace around it kept, internal/flight).
+	OnStall func(loadgen.Stall)
 }
 
 // Slots bound how much load runs send at once (internal/slots shares
@@ -391,6 +398,12 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		res.Traffic[i].URL = url
 		cfgs[i] = t.Config
 		cfgs[i].Targets = []string{url}
+		if cfgs[i].Witness == nil {
+			cfgs[i].Witness = env.Witness
+		}
+		if cfgs[i].OnStall == nil {
+			cfgs[i].OnStall = env.OnStall
+		}
 		if s.Target.Ingress && t.Port == "" {
 			// The controller routes by host: the run's Ingress names one.
 			host = IngressHost(ns)

@@ -142,6 +142,7 @@ var _ = Describe("Chaos across nodes, on a three-node cluster", suites.Chaos, su
 			Client: multi.Client, REST: rc, NodeIP: multi.NodeIPs[0], Timeouts: timeouts,
 			Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 			Nodes: cluster.Shell{Cluster: multi.Name}, HelperProgram: helperProgram(),
+			Witness: stallWitness, OnStall: stallTrace.Stalled,
 		}
 	}, NodeTimeout(8*time.Minute))
 

@@ -85,7 +85,7 @@ func scenarioEnv() scenario.Env {
 		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
 		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
 		Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
-		HelperProgram: helperProgram(),
+		HelperProgram: helperProgram(), Witness: stallWitness, OnStall: stallTrace.Stalled,
 	}
 	if loadSlots != nil {
 		e.LoadSlots = loadSlots

@@ -19,9 +19,11 @@ import (
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
+	"github.com/nodrop-dev/nodrop/internal/flight"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/internal/slots"
+	"github.com/nodrop-dev/nodrop/internal/witness"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
@@ -38,6 +40,9 @@ import (
 // generator is a run not judged; a starved cluster a wrong verdict.
 func TestMain(m *testing.M) {
 	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	if code, ok := witness.Helper(os.Args[1:]); ok {
 		os.Exit(code)
 	}
 	sched.PreferLoadGenerator()
@@ -92,6 +97,12 @@ var (
 	restConfig *rest.Config
 	timeouts   = kube.DefaultTimeouts
 	loadSlots  *slots.Slots
+	// stallWitness says of each stall of the load generator whether the
+	// machine stood still too (scenario.Env.Witness); stallTrace, with
+	// $NODROP_STALL_TRACE (make e2e STALL_TRACE=dir), keeps the execution
+	// trace around each long one.
+	stallWitness *witness.Witness
+	stallTrace   *flight.Recorder
 )
 
 func getenv(key, def string) string {
@@ -155,9 +166,18 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 		loadSlots, err = slots.Open(suiteEnv.LoadSlotsDir, suiteEnv.LoadSlots)
 		Expect(err).NotTo(HaveOccurred())
 	}
+	stallWitness, err = witness.Spawn(ctx, helperProgram())
+	Expect(err).NotTo(HaveOccurred(), "starting the witness beside the load generator")
+	if dir := os.Getenv("NODROP_STALL_TRACE"); dir != "" {
+		stallTrace, err = flight.Start(dir)
+		Expect(err).NotTo(HaveOccurred())
+	}
 }, NodeTimeout(45*time.Minute)) // a new machine builds the node image, Kruise and Traefik here: ≈ 20–25 min
 
-var _ = SynchronizedAfterSuite(func() {}, func() {
+var _ = SynchronizedAfterSuite(func() {
+	Expect(stallWitness.Close()).To(Succeed())
+	stallTrace.Stop()
+}, func() {
 	if suiteEnv.LoadSlotsDir != "" {
 		Expect(os.RemoveAll(suiteEnv.LoadSlotsDir)).To(Succeed())
 	}

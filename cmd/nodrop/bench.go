@@ -31,6 +31,7 @@ type benchOptions struct {
 	rate        int
 	out         string
 	clusterName string
+	stallTrace  string
 	verbose     bool
 }
 
@@ -80,6 +81,7 @@ broken, interrupted).`,
 	f.StringVar(&o.out, "out", "nodrop-bench", "directory for results.md and results.json")
 	f.StringVar(&o.clusterName, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show each run's phases")
+	f.StringVar(&o.stallTrace, "stall-trace", "", "write the Go execution trace around each stall of the load generator of 50ms or more to this folder (go tool trace)")
 	cmd.AddCommand(newBenchDiffCommand(), newBenchMergeCommand())
 	return cmd
 }
@@ -210,6 +212,9 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	if err != nil {
 		return notJudgedUnlessBadInput(err)
 	}
+	stalls := startStallWatch(ctx, o.stallTrace, env.Log)
+	defer stalls.Stop()
+	env.Witness, env.OnStall = stalls.Witness(), stalls.OnStall()
 	if !o.verbose {
 		env.Log = nil
 	}

@@ -58,6 +58,7 @@ type checkOptions struct {
 	keep, asJSON     bool
 	attempts         int
 	junit, out       string
+	stallTrace       string
 	verbose          bool
 }
 
@@ -116,6 +117,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.junit, "junit", "", "write a JUnit report (one test case per mode × run) to this file")
 	f.StringVar(&o.out, "out", "", "write results.json, junit.xml, summary.md and each run's timeline to this directory")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "stream the output of every command nodrop runs")
+	f.StringVar(&o.stallTrace, "stall-trace", "", "write the Go execution trace around each stall of the load generator of 50ms or more to this folder (go tool trace)")
 	return cmd
 }
 
@@ -273,6 +275,9 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		// judged.
 		return notJudgedUnlessBadInput(err)
 	}
+	stalls := startStallWatch(ctx, o.stallTrace, log)
+	defer stalls.Stop()
+	env.Witness, env.OnStall = stalls.Witness(), stalls.OnStall()
 	if plan.via == fixtures.Ingress {
 		state, err := cacheDir()
 		if err != nil {

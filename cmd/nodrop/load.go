@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
@@ -70,6 +71,9 @@ Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 					fmt.Fprintf(stderr, "\r%6.1fs  sent %-8d lost %-8d", p.Elapsed.Seconds(), p.Sent, p.Lost)
 				}
 			}
+			stalls := startStallWatch(cmd.Context(), "", progress.New(stderr, false))
+			defer stalls.Stop()
+			cfg.Witness = stalls.Witness()
 			r, err := loadgen.Run(cmd.Context(), cfg)
 			if live {
 				fmt.Fprint(stderr, "\r\033[K")

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/chaos/nfqueue"
+	"github.com/nodrop-dev/nodrop/internal/witness"
 )
 
 // Exit codes shared by every subcommand.
@@ -58,6 +59,9 @@ func (e exitError) Error() string { return e.msg }
 func main() {
 	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
 		os.Exit(code) // this process holds a delay fault's packets (scenario.Env.HelperProgram)
+	}
+	if code, ok := witness.Helper(os.Args[1:]); ok {
+		os.Exit(code) // this process watches the machine beside the load generator (scenario.Env.Witness)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
