@@ -138,7 +138,7 @@ func TestDeliveryRule(t *testing.T) {
 		{"gap after window", mk(gap, 1000), time.Time{}, at(200), true},
 		{"window starts mid-bucket", mk(gap, 1000), at(250), time.Time{}, true},
 	} {
-		d := tc.r.delivery(tc.from, tc.to)
+		d := tc.r.delivery(tc.from, tc.to, nil)
 		if d.Delivered != tc.want {
 			t.Errorf("%s: delivered %v, want %v (%+v)", tc.name, d.Delivered, tc.want, d)
 		}
@@ -173,7 +173,7 @@ func TestDeliveryHeldByServer(t *testing.T) {
 		{"a stall outside the window does not matter", mk(10, 800, Stall{At: start.Add(20 * time.Millisecond), Ms: 40}), true, 1},
 		{"fresh connections are never held", mk(0, 800), false, 0},
 	} {
-		d := tc.r.delivery(time.Time{}, time.Time{})
+		d := tc.r.delivery(time.Time{}, time.Time{}, nil)
 		if d.Delivered != tc.delivered || d.HeldCount != tc.held || d.GapCount != 1-tc.held {
 			t.Errorf("%s: %+v; want delivered %v, %d held", tc.name, d, tc.delivered, tc.held)
 		}
@@ -291,7 +291,7 @@ func TestDeliveryGeneratorStall(t *testing.T) {
 			"the load generator stood still 2 times for 50ms or more (first at +0.2s, longest 96ms)"},
 		{"before the window", mk(Stall{At: at(100), Ms: 96}), at(300), true, 0, ""},
 	} {
-		d := tc.r.delivery(tc.from, time.Time{})
+		d := tc.r.delivery(tc.from, time.Time{}, nil)
 		if d.Delivered != tc.want || d.Stalls != tc.stalls || !strings.Contains(d.String(), tc.contains) {
 			t.Errorf("%s: %+v, %q; want delivered %v, %d stalls", tc.name, d, d, tc.want, tc.stalls)
 		}
@@ -343,12 +343,51 @@ func TestStallsSayWhoseTheyWere(t *testing.T) {
 	}
 }
 
-func TestPressureSome(t *testing.T) {
-	in := "some avg10=92.46 avg60=97.31 avg300=76.81 total=449297459\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
-	if us, ok := pressureSome([]byte(in)); !ok || us != 449297459 {
-		t.Errorf("pressureSome = %d %v", us, ok)
+// Judged across critical spans: a stall of the generator's own, or a gap,
+// voids the verdict only where it meets a critical span; one the whole
+// machine shared never does; a loss is never hidden by either; and a
+// lossless verdict still needs every critical span delivered.
+func TestJudgeAcrossCriticalSpans(t *testing.T) {
+	start := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	mk := func(sent []int, lost int, stalls ...Stall) *Report {
+		r := &Report{Started: start, RateTarget: 1000, RateAchieved: 1000, Total: 1000, Lost: lost, Generator: Generator{Stalls: stalls}}
+		for i, n := range sent {
+			r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(i) * 100, Sent: n})
+		}
+		r.LastSent = start.Add(time.Duration(len(sent)) * BucketWidth)
+		return r
 	}
-	if _, ok := pressureSome([]byte("nonsense")); ok {
-		t.Error("pressureSome(nonsense) ok")
+	full := []int{100, 100, 100, 100, 100, 100, 100, 100, 100, 100}
+	gapAt7 := []int{100, 100, 100, 100, 100, 100, 100, 20, 180, 100}
+	own := func(ms int) Stall { return Stall{At: at(ms), Ms: 80, Whose: StallOwn} }
+	machine := func(ms int) Stall { return Stall{At: at(ms), Ms: 80, Whose: StallMachine} }
+	early := []Span{{at(100), at(400)}} // the moments the mechanism names
+	for _, tc := range []struct {
+		name     string
+		r        *Report
+		critical []Span
+		want     Verdict
+		outside  int
+		machine  int
+	}{
+		{"own stall inside a critical span", mk(full, 0, own(200)), early, NotJudged, 0, 0},
+		{"own stall outside every critical span", mk(full, 0, own(700)), early, Lossless, 1, 0},
+		{"own stall, no spans: the whole window is critical", mk(full, 0, own(700)), nil, NotJudged, 0, 0},
+		{"a stall with no witness counts as the generator's own", mk(full, 0, Stall{At: at(200), Ms: 80}), early, NotJudged, 0, 0},
+		{"machine stall inside a critical span", mk(full, 0, machine(200)), early, Lossless, 0, 1},
+		{"gap outside every critical span", mk(gapAt7, 0), early, Lossless, 0, 0},
+		{"gap inside a critical span", mk(gapAt7, 0), []Span{{at(650), at(750)}}, NotJudged, 0, 0},
+		{"a loss inside an own stall is still a loss", mk(full, 3, own(200)), early, Lossy, 0, 0},
+	} {
+		j := tc.r.JudgeAcross(time.Time{}, time.Time{}, tc.critical)
+		if j.Verdict != tc.want || j.Delivery.OutsideStalls != tc.outside || j.Delivery.MachineStalls != tc.machine {
+			t.Errorf("%s: %s (%v), delivery %+v; want %s, %d stalls outside, %d of the machine's", tc.name, j.Verdict, j.Reasons, j.Delivery, tc.want, tc.outside, tc.machine)
+		}
+	}
+	// Coverage says how much of the window the generator served.
+	d := mk(gapAt7, 0, own(200)).delivery(time.Time{}, time.Time{}, early)
+	if d.Coverage < 0.80 || d.Coverage > 0.85 {
+		t.Errorf("coverage %.3f with an 80ms stall and a 100ms gap in 1s; want about 0.82", d.Coverage)
 	}
 }

@@ -2,15 +2,13 @@ package loadgen
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"runtime/metrics"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodrop-dev/nodrop/internal/pressure"
 )
 
 // The generator's own health. A request's deadline runs on the client, so
@@ -135,12 +133,9 @@ type sample struct {
 
 func (w *stallWatch) run() {
 	defer close(w.done)
-	psi, _ := os.Open("/proc/pressure/cpu")
-	if psi != nil {
-		defer psi.Close()
-	}
+	psi := pressure.Open()
+	defer psi.Close()
 	gc := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
-	buf := make([]byte, 256)
 	take := func() sample {
 		s := sample{at: time.Now(), pressure: -1}
 		var ru unix.Rusage
@@ -151,12 +146,8 @@ func (w *stallWatch) run() {
 		if gc[0].Value.Kind() == metrics.KindUint64 {
 			s.gc = gc[0].Value.Uint64()
 		}
-		if psi != nil {
-			if n, err := psi.ReadAt(buf, 0); n > 0 && (err == nil || err == io.EOF) {
-				if us, ok := pressureSome(buf[:n]); ok {
-					s.pressure = time.Duration(us) * time.Microsecond
-				}
-			}
+		if p, ok := psi.Read(); ok {
+			s.pressure = p
 		}
 		return s
 	}
@@ -173,24 +164,6 @@ func (w *stallWatch) run() {
 			last = now
 		}
 	}
-}
-
-// pressureSome reads the total of the "some" line of a pressure file, in
-// microseconds.
-func pressureSome(b []byte) (int64, bool) {
-	for _, line := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(line, "some ")
-		if !ok {
-			continue
-		}
-		for _, f := range strings.Fields(rest) {
-			if v, ok := strings.CutPrefix(f, "total="); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				return n, err == nil
-			}
-		}
-	}
-	return 0, false
 }
 
 // observe records an oversleep between two ticks' samples.

@@ -682,7 +682,7 @@ func (acc *accumulator) report(gen Generator) *Report {
 			r.Generator.TimeoutsDuringStalls++
 		}
 	}
-	r.Delivery = r.delivery(time.Time{}, time.Time{})
+	r.Delivery = r.delivery(time.Time{}, time.Time{}, nil)
 	j := r.Judge(time.Time{}, time.Time{})
 	r.Verdict, r.NotJudged = j.Verdict, j.Reasons
 	return r

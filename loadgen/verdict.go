@@ -3,6 +3,8 @@ package loadgen
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -54,11 +56,56 @@ type Delivery struct {
 	HeldCount int   `json:"server_held_count"`
 	Held      []Gap `json:"server_held"`
 	// Stalls counts the spans of MaxGeneratorStall or more in the window
-	// in which the generator itself stood still: nothing was sent then,
+	// in which the generator itself stood still where the verdict needs
+	// load (the critical spans, when given): nothing was sent then,
 	// whatever the buckets say.
 	Stalls        int     `json:"generator_stalls"`
 	LongestStall  float64 `json:"longest_generator_stall_ms"`
 	FirstStallOff int64   `json:"first_generator_stall_t_ms,omitempty"`
+	// Spared are the stalls of MaxGeneratorStall or more, and the gaps,
+	// that do not void the verdict: MachineStalls the whole machine
+	// shared (the pods under test were paused with the generator), Outside
+	// ones of the generator's own outside every critical span.
+	MachineStalls int `json:"machine_stalls,omitempty"`
+	OutsideStalls int `json:"stalls_outside_critical_spans,omitempty"`
+	OutsideGaps   int `json:"gaps_outside_critical_spans,omitempty"`
+	CriticalSpans int `json:"critical_spans,omitempty"`
+	// Coverage is the share of the window in which the generator ran
+	// and sent its share (1 when nothing stood still and no window fell
+	// short).
+	Coverage float64 `json:"coverage"`
+}
+
+// Span is a stretch of time.
+type Span struct {
+	From, To time.Time
+}
+
+// covered is how much time the spans cover together (overlaps once).
+func covered(spans []Span) time.Duration {
+	spans = slices.Clone(spans)
+	slices.SortFunc(spans, func(a, b Span) int { return a.From.Compare(b.From) })
+	var total time.Duration
+	var end time.Time
+	for _, s := range spans {
+		if s.From.Before(end) {
+			s.From = end
+		}
+		if s.To.After(s.From) {
+			total += s.To.Sub(s.From)
+			end = s.To
+		}
+	}
+	return total
+}
+
+func overlaps(spans []Span, from, to time.Time) bool {
+	for _, s := range spans {
+		if s.From.Before(to) && from.Before(s.To) {
+			return true
+		}
+	}
+	return false
 }
 
 // Gap is a window of the timeline that sent less than half its share.
@@ -73,12 +120,13 @@ type Gap struct {
 
 func (d Delivery) String() string {
 	if d.Delivered {
+		s := fmt.Sprintf("delivered (%.1f%% of the rate, no gaps)", 100*d.RateRatio)
 		if d.HeldCount > 0 {
 			h := d.Held[0]
-			return fmt.Sprintf("delivered (%.1f%% of the rate; the server held the connections in %d windows of %dms, first at +%.1fs: %d sent of %.0f, %.0f%% of the connection time waiting on it)",
+			s = fmt.Sprintf("delivered (%.1f%% of the rate; the server held the connections in %d windows of %dms, first at +%.1fs: %d sent of %.0f, %.0f%% of the connection time waiting on it)",
 				100*d.RateRatio, d.HeldCount, d.CheckedMs, float64(h.OffsetMs)/1000, h.Sent, h.Share, 100*h.HeldShare)
 		}
-		return fmt.Sprintf("delivered (%.1f%% of the rate, no gaps)", 100*d.RateRatio)
+		return s + d.spared()
 	}
 	s := fmt.Sprintf("%.1f%% of the target rate (need %.0f%%)", 100*d.RateRatio, 100*MinRateRatio)
 	if d.GapCount > 0 {
@@ -86,10 +134,30 @@ func (d Delivery) String() string {
 		s += fmt.Sprintf(", %d gaps of %dms below half the rate (first at +%.1fs: %d sent of %.0f)", d.GapCount, d.CheckedMs, float64(g.OffsetMs)/1000, g.Sent, g.Share)
 	}
 	if d.Stalls > 0 {
-		s += fmt.Sprintf(", the load generator stood still %d times for %dms or more (first at +%.1fs, longest %.0fms): nothing was sent then",
-			d.Stalls, MaxGeneratorStall.Milliseconds(), float64(d.FirstStallOff)/1000, d.LongestStall)
+		where := ""
+		if d.CriticalSpans > 0 {
+			where = " within the moments the verdict rests on"
+		}
+		s += fmt.Sprintf(", the load generator stood still %d times for %dms or more%s (first at +%.1fs, longest %.0fms): nothing was sent then",
+			d.Stalls, MaxGeneratorStall.Milliseconds(), where, float64(d.FirstStallOff)/1000, d.LongestStall)
 	}
-	return s
+	return s + d.spared()
+}
+
+// spared says which stalls and gaps did not void the verdict, and the
+// coverage they left.
+func (d Delivery) spared() string {
+	var parts []string
+	if d.MachineStalls > 0 {
+		parts = append(parts, fmt.Sprintf("%d stalls the whole machine shared (the pods stood still too)", d.MachineStalls))
+	}
+	if n := d.OutsideStalls + d.OutsideGaps; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d stalls or gaps of the generator's own outside the %d moments the verdict rests on", n, d.CriticalSpans))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; spared: %s; load covered %.1f%% of the window", strings.Join(parts, ", "), 100*d.Coverage)
 }
 
 // Judgement is the verdict of a run over a window, and why.
@@ -103,7 +171,17 @@ type Judgement struct {
 // times mean the run's first and last send) and decides the verdict.
 // Losses count wherever they happen; the window bounds only the gap check.
 func (r *Report) Judge(from, to time.Time) Judgement {
-	j := Judgement{Delivery: r.delivery(from, to)}
+	return r.JudgeAcross(from, to, nil)
+}
+
+// JudgeAcross is Judge where the verdict needs load only across the
+// critical spans (the moments a configuration's mechanism names, and the
+// losses): a stall of the generator's own or a gap in the load outside
+// all of them is counted (Delivery) but does not void the verdict. With no
+// spans, the whole window is critical. A stall the whole machine shared
+// (Stall.Whose) never voids it: the pods stood still with the generator.
+func (r *Report) JudgeAcross(from, to time.Time, critical []Span) Judgement {
+	j := Judgement{Delivery: r.delivery(from, to, critical)}
 	switch {
 	case r.Total == 0:
 		j.Reasons = append(j.Reasons, "no request was sent")
@@ -131,8 +209,15 @@ func (r *Report) Judge(from, to time.Time) Judgement {
 // delivery checks the rate over the whole run and the gaps over the
 // window [from, to] by whole windows of at least one bucket, wide enough
 // to expect two requests.
-func (r *Report) delivery(from, to time.Time) Delivery {
-	d := Delivery{}
+func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
+	d := Delivery{CriticalSpans: len(critical)}
+	needed := func(from, to time.Time) bool { return critical == nil || overlaps(critical, from, to) }
+	var machine []Span
+	for _, st := range r.Generator.Stalls {
+		if st.Whose == StallMachine {
+			machine = append(machine, Span{st.At, st.At.Add(ms2d(st.Ms))})
+		}
+	}
 	if r.RateTarget > 0 {
 		d.RateRatio = r.RateAchieved / float64(r.RateTarget)
 	}
@@ -149,6 +234,7 @@ func (r *Report) delivery(from, to time.Time) Delivery {
 		k = int(math.Ceil(2 / share))
 	}
 	d.CheckedMs = int64(k) * BucketWidth.Milliseconds()
+	var uncovered []Span // gaps and stalls of the generator's own
 	first := int(math.Ceil(float64(r.Offset(from)) / float64(BucketWidth)))
 	last := int(r.Offset(to) / BucketWidth) // exclusive: buckets wholly before to
 	for i := max(first, 0); i+k <= last; i += k {
@@ -162,6 +248,18 @@ func (r *Report) delivery(from, to time.Time) Delivery {
 			continue
 		}
 		g := Gap{OffsetMs: int64(i) * BucketWidth.Milliseconds(), Sent: sent, Share: share * float64(k)}
+		lo, hi := r.bucketStart(i), r.bucketStart(i+k)
+		switch {
+		case overlaps(machine, lo, hi):
+			// The machine stood still then: nothing reached the server
+			// because nothing of it ran either.
+			continue
+		case !needed(lo, hi):
+			d.OutsideGaps++
+			uncovered = append(uncovered, Span{lo, hi})
+			continue
+		}
+		uncovered = append(uncovered, Span{lo, hi})
 		if g.HeldShare = r.heldShare(i, k); g.HeldShare >= MinBucketShare && r.Generator.stalledDuring(r.bucketStart(i), r.bucketStart(i+k)) == 0 {
 			d.HeldCount++
 			if len(d.Held) < maxGapsListed {
@@ -185,11 +283,25 @@ func (r *Report) delivery(from, to time.Time) Delivery {
 		if st.Ms < ms(MaxGeneratorStall) || !end.After(from) || !st.At.Before(to) {
 			continue
 		}
+		switch {
+		case st.Whose == StallMachine:
+			d.MachineStalls++
+			continue
+		case !needed(st.At, end):
+			d.OutsideStalls++
+			uncovered = append(uncovered, Span{maxTime(st.At, from), minTime(end, to)})
+			continue
+		}
+		uncovered = append(uncovered, Span{maxTime(st.At, from), minTime(end, to)})
 		if d.Stalls == 0 || r.Offset(st.At).Milliseconds() < d.FirstStallOff {
 			d.FirstStallOff = r.Offset(st.At).Milliseconds()
 		}
 		d.Stalls++
 		d.LongestStall = max(d.LongestStall, st.Ms)
+	}
+	d.Coverage = 1
+	if span := to.Sub(from); span > 0 {
+		d.Coverage = max(0, 1-float64(covered(uncovered))/float64(span))
 	}
 	d.Delivered = r.Total > 0 && d.RateRatio >= MinRateRatio && d.GapCount == 0 && d.Stalls == 0
 	return d

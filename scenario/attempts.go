@@ -3,8 +3,11 @@ package scenario
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
+	"github.com/nodrop-dev/nodrop/internal/witness"
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
@@ -52,6 +55,36 @@ func (s Scenario) RunUntilJudged(ctx context.Context, env Env, attempts int) (*R
 			return res, err
 		}
 		earlier = append(earlier, why)
-		env.Log.Printf("• not judged (%s): running it again, attempt %d of %d", why, i+1, attempts)
+		if q, ok := env.Witness.(quieter); ok {
+			step := env.Log.Start("not judged (%s): waiting until the machine is quiet (the witness on time and CPU pressure ≤ %.0f%% for %s, at most %s)",
+				why, 100*witness.DefaultQuiet.MaxPressure, witness.DefaultQuiet.For, witness.DefaultQuiet.Max)
+			w, err := q.WaitQuiet(ctx, witness.DefaultQuiet)
+			if err != nil {
+				_ = step.Fail(err)
+				if res != nil {
+					res.EarlierAttempts = earlier
+				}
+				return res, notJudged{fmt.Errorf("interrupted waiting for quiet: %w", err)}
+			}
+			if w.Quiet {
+				step.Done(fmt.Sprintf("quiet after %s (CPU pressure %s)", w.Took.Round(time.Second), pct(w.Last)))
+			} else {
+				step.Done(fmt.Sprintf("still busy after %s (CPU pressure %s): trying anyway", w.Took.Round(time.Second), pct(w.Last)))
+			}
+		}
+		env.Log.Printf("• running it again, attempt %d of %d", i+1, attempts)
 	}
+}
+
+// quieter is a witness that can wait until the machine is quiet
+// (internal/witness).
+type quieter interface {
+	WaitQuiet(ctx context.Context, q witness.Quiet) (witness.Waited, error)
+}
+
+func pct(share float64) string {
+	if share < 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f%%", 100*share)
 }

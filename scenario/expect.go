@@ -191,12 +191,13 @@ type Outcome struct {
 func (o Outcome) Passed() bool { return len(o.Problems) == 0 }
 
 // Judge decides a run: the load must have been delivered from the
-// trigger to the end, the verdict must be the expected one, and a lossy
+// trigger to the end, across every moment the verdict rests on
+// (CriticalSpans), the verdict must be the expected one, and a lossy
 // run must have lost the way its mechanism says (classes, timing, races,
 // reconnects). Losses before the trigger or after the disruption settled
 // are unexplained whatever the expectation.
 func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Outcome {
-	j := r.Judge(w.Trigger, w.End)
+	j := r.JudgeAcross(w.Trigger, w.End, CriticalSpans(r, events, w, e))
 	o := Outcome{Expected: e.Verdict, Got: j.Verdict, NotJudged: j.Reasons, Delivery: j.Delivery}
 	if e.Verdict == loadgen.Lossless && e.RacesAllowed > 0 {
 		o.Expected = loadgen.Verdict(fmt.Sprintf("lossless or ≤ %d idle-close races", e.RacesAllowed))

@@ -316,3 +316,40 @@ func TestJudgeSparesAttemptsThatFollowedTheirPortsEntry(t *testing.T) {
 		t.Error("a refusal a node sent anew to a pod nobody deleted passed")
 	}
 }
+
+// A stall of the generator's own voids the verdict where the pods did
+// something (a pod deleted at +3s: critical until the data plane caught
+// up, +7s), and not in the quiet stretch after it; a lossless claim with
+// its critical moment stalled is still not judged, and a stall the whole
+// machine shared voids nothing.
+func TestJudgeNeedsLoadOnlyWhereTheVerdictRests(t *testing.T) {
+	lossless := scenario.Expectation{Verdict: loadgen.Lossless}
+	stalled := func(at time.Duration, whose loadgen.StallKind) *loadgen.Report {
+		r := report()
+		r.Generator.Stalls = []loadgen.Stall{{At: t0.Add(at), Ms: 80, Whose: whose}}
+		return r
+	}
+	late := scenario.Window{Trigger: window.Trigger, Settled: t0.Add(3500 * time.Millisecond), End: window.End}
+	for _, tc := range []struct {
+		name  string
+		r     *loadgen.Report
+		judge bool
+	}{
+		{"own stall at the deletion", stalled(3100*time.Millisecond, loadgen.StallOwn), false},
+		{"own stall long after every event", stalled(9*time.Second, loadgen.StallOwn), true},
+		{"machine stall at the deletion", stalled(3100*time.Millisecond, loadgen.StallMachine), true},
+	} {
+		o := scenario.Judge(tc.r, deleted, late, lossless)
+		if (o.Got != loadgen.NotJudged) != tc.judge || (tc.judge && !o.Passed()) {
+			t.Errorf("%s: got %q, problems %q; want judged %v", tc.name, o.Got, o.Problems, tc.judge)
+		}
+		if tc.judge && !strings.Contains(o.Delivery.String(), "spared") {
+			t.Errorf("%s: the delivery does not say what it spared: %s", tc.name, o.Delivery)
+		}
+	}
+	// No event at all: the recorder saw nothing, so the whole window is
+	// critical.
+	if o := scenario.Judge(stalled(9*time.Second, loadgen.StallOwn), nil, late, lossless); o.Got != loadgen.NotJudged {
+		t.Errorf("no events, own stall at +9s: got %q", o.Got)
+	}
+}

@@ -11,8 +11,9 @@ import (
 	"github.com/nodrop-dev/nodrop/suites"
 )
 
-// rolloutTimeout bounds one rollout spec, set-up and calibration included.
-var rolloutTimeout = SpecTimeout(5 * time.Minute)
+// rolloutTimeout bounds one rollout spec, set-up and calibration included,
+// with its attempts and the waits for quiet between them.
+var rolloutTimeout = SpecTimeout(10 * time.Minute)
 
 // rolloutCase is one rollout spec: a catalogue variant, a load mode and a
 // disruption.

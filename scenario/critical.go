@@ -1,0 +1,75 @@
+package scenario
+
+import (
+	"strings"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/probes"
+)
+
+// The moments a run's verdict rests on, and how much load around each
+// must have been delivered: from CriticalBefore ahead of it until the data
+// plane has caught up after it (DataPlaneLag).
+const CriticalBefore = time.Second
+
+// CriticalSpans are the stretches of a run in which the load must have
+// been delivered for its verdict to stand (loadgen.Report.JudgeAcross):
+// around the disruption's trigger and its settling, around every moment
+// of the pods' lives a configuration can lose requests at (a pod created,
+// started, ready, deleting, its endpoint changed, a container or the app
+// stopping, a fault placed or undone), around each episode of losses, and
+// the windows the claim's timing rule names. Outside them nothing the
+// configuration does happens, so a stall of the generator there is said
+// but voids nothing. With no event of the pods at all (the recorder saw
+// none), the whole window is critical: nil.
+func CriticalSpans(r *loadgen.Report, events []probes.Event, w Window, e Expectation) []loadgen.Span {
+	var spans []loadgen.Span
+	around := func(at time.Time) {
+		spans = append(spans, loadgen.Span{From: at.Add(-CriticalBefore), To: at.Add(DataPlaneLag)})
+	}
+	lifecycle := 0
+	for _, ev := range events {
+		if ev.At.Before(w.Trigger.Add(-CriticalBefore)) || ev.At.After(w.End) || !critical(ev.Kind) {
+			continue
+		}
+		lifecycle++
+		around(ev.At)
+	}
+	if lifecycle == 0 {
+		return nil
+	}
+	around(w.Trigger)
+	if !w.Settled.IsZero() {
+		around(w.Settled)
+	}
+	for _, ep := range probes.Episodes(probes.Bursts(r, events), EpisodeGap) {
+		spans = append(spans, loadgen.Span{From: ep.Start.Add(-CriticalBefore), To: ep.End.Add(CriticalBefore)})
+	}
+	for _, t := range e.LossStarts {
+		tol := t.Tolerance
+		if tol == 0 {
+			tol = DefaultTolerance
+		}
+		for _, ev := range events {
+			if ev.Kind == t.After && strings.Contains(ev.Detail, t.Detail) {
+				at := ev.At.Add(t.Delay)
+				spans = append(spans, loadgen.Span{From: at.Add(-tol), To: at.Add(tol)})
+			}
+		}
+	}
+	return spans
+}
+
+// critical reports whether an event of kind k is a moment a
+// configuration can lose requests at.
+func critical(k probes.Kind) bool {
+	switch k {
+	case probes.PodCreated, probes.ContainerStarted, probes.PodReady, probes.PodNotReady,
+		probes.PodDeleting, probes.ContainerTerminated, probes.PodGone,
+		probes.EndpointReady, probes.EndpointNotReady, probes.EndpointTerminating, probes.EndpointRemoved,
+		probes.KubeEvent, probes.App, probes.Disruption, probes.FaultStart, probes.FaultEnd, probes.Ingress:
+		return true
+	}
+	return false
+}
