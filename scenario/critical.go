@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -72,4 +73,43 @@ func critical(k probes.Kind) bool {
 		return true
 	}
 	return false
+}
+
+// StarvedLookBack is how long before a loss a probe that timed out still
+// says the cluster was starved then.
+const StarvedLookBack = 10 * time.Second
+
+// starvedCluster says, when every episode of a run's losses came while
+// the cluster itself was starved (a probe of its pods timed out from
+// StarvedLookBack before the episode to its end), why; "" otherwise. On a
+// machine too small for the load, the kubelet's own probes time out: the
+// losses then are the machine's, not the configuration's.
+func starvedCluster(r *loadgen.Report, events []probes.Event) string {
+	eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
+	if len(eps) == 0 {
+		return ""
+	}
+	var seen []string
+	for _, ep := range eps {
+		var ev *probes.Event
+		for i := range events {
+			e := &events[i]
+			if probeTimedOut(*e) && !e.At.Before(ep.Start.Add(-StarvedLookBack)) && !e.At.After(ep.End) {
+				ev = e
+				break
+			}
+		}
+		if ev == nil {
+			return ""
+		}
+		seen = append(seen, fmt.Sprintf("%d lost at +%.1fs, %.1fs after %q on pod %s", ep.Lost, r.Offset(ep.Start).Seconds(), ep.Start.Sub(ev.At).Seconds(), ev.Detail, ev.Pod))
+	}
+	return "the cluster itself was starved when requests were lost (its own probes timed out): " + strings.Join(seen, "; ") +
+		": the machine is too small for this load; run at a lower --rate or on a larger machine"
+}
+
+// probeTimedOut reports whether e is the kubelet saying a probe timed out.
+func probeTimedOut(e probes.Event) bool {
+	return e.Kind == probes.KubeEvent && strings.HasPrefix(e.Detail, "Unhealthy") &&
+		(strings.Contains(e.Detail, "timed out") || strings.Contains(e.Detail, "deadline exceeded") || strings.Contains(e.Detail, "Timeout exceeded"))
 }

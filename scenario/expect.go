@@ -214,6 +214,13 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 		bad("unexplained loss: %d requests sent before the disruption and %d sent after it settled were lost", before, after)
 	}
 	racesOnly := r.Lost > 0 && r.Lost == r.IdleCloseRace && r.Lost <= e.RacesAllowed
+	if e.Verdict == loadgen.Lossless && r.Lost > 0 && !racesOnly {
+		if why := starvedCluster(r, events); why != "" {
+			o.Got, o.NotJudged = loadgen.NotJudged, append(o.NotJudged, why)
+			bad("not judged: %s", why)
+			return o
+		}
+	}
 	switch {
 	case e.Verdict == loadgen.Lossless && j.Verdict != loadgen.Lossless && !racesOnly:
 		// What the timeline says of each episode comes with it: a CI log

@@ -353,3 +353,26 @@ func TestJudgeNeedsLoadOnlyWhereTheVerdictRests(t *testing.T) {
 		t.Errorf("no events, own stall at +9s: got %q", o.Got)
 	}
 }
+
+// A lossless configuration that lost requests while the kubelet's own
+// probes timed out is not judged, and says why; losses with no such
+// starvation before them stay the configuration's.
+func TestJudgeNamesAStarvedCluster(t *testing.T) {
+	lossless := scenario.Expectation{Verdict: loadgen.Lossless}
+	probe := probes.Event{At: t0.Add(2500 * time.Millisecond), Kind: probes.KubeEvent, Pod: "web-new",
+		Detail: `Unhealthy: Readiness probe failed: command timed out: "/app --probe http://127.0.0.1:8080/readyz" timed out after 1s`}
+	r := report(loss{at: 3100 * time.Millisecond, class: loadgen.Timeout}, loss{at: 3101 * time.Millisecond, class: loadgen.Timeout})
+	o := scenario.Judge(r, append(slices.Clone(deleted), probe), window, lossless)
+	if o.Got != loadgen.NotJudged || len(o.NotJudged) == 0 || !strings.Contains(o.NotJudged[0], "starved") || !strings.Contains(o.NotJudged[0], "web-new") {
+		t.Errorf("losses 0.6s after a probe timed out: got %q, %q", o.Got, o.NotJudged)
+	}
+	o = scenario.Judge(r, deleted, window, lossless)
+	if o.Got != loadgen.Lossy || o.Passed() {
+		t.Errorf("the same losses with no probe timing out: got %q, %q", o.Got, o.Problems)
+	}
+	// A probe that timed out long before the losses does not explain them.
+	probe.At = t0.Add(-20 * time.Second)
+	if o := scenario.Judge(r, append(slices.Clone(deleted), probe), window, lossless); o.Got != loadgen.Lossy {
+		t.Errorf("a probe timeout 23s before: got %q", o.Got)
+	}
+}
