@@ -40,6 +40,14 @@ type Generator struct {
 	// (Stall.Whose), when a witness watched (Config.Witness).
 	OwnStalls     int `json:"own_stalls,omitempty"`
 	MachineStalls int `json:"machine_stalls,omitempty"`
+	// CPU is the CPU time the generator's process used over the run, in
+	// CPUs (0.25: a quarter of one).
+	CPU float64 `json:"cpu"`
+	// CPUPressure is the share of the run in which some task of the
+	// machine waited for a CPU (/proc/pressure/cpu, some); -1 where the
+	// kernel does not say. Near 1, the machine had more to run than CPUs
+	// throughout: too small for this load beside what else it runs.
+	CPUPressure float64 `json:"cpu_pressure"`
 	// StallLimitMs: a timeout whose request saw this much stall is not
 	// counted as the server's (a quarter of the request timeout).
 	StallLimitMs float64 `json:"stall_limit_ms"`
@@ -94,6 +102,15 @@ func (s Stall) String() string {
 	return out
 }
 
+// whose says how many stalls were the generator's own and the machine's,
+// when a witness watched.
+func (g Generator) whose() string {
+	if g.OwnStalls+g.MachineStalls == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d its own, %d the whole machine's)", g.OwnStalls, g.MachineStalls)
+}
+
 // Witness is an independent watcher of the machine (internal/witness): a
 // process of its own at normal priority, as the pods under test run.
 type Witness interface {
@@ -110,11 +127,13 @@ type stallWatch struct {
 	done    chan struct{}
 	onStall func(Stall)
 
-	mu     sync.Mutex
-	stalls []Stall // bounded; the longest are kept
-	count  int
-	total  time.Duration
-	max    time.Duration
+	mu       sync.Mutex
+	stalls   []Stall // bounded; the longest are kept
+	count    int
+	total    time.Duration
+	max      time.Duration
+	cpuShare float64 // of one CPU, over the run
+	pressure float64 // share of the run, -1 unknown
 }
 
 func startStallWatch(onStall func(Stall)) *stallWatch {
@@ -154,6 +173,21 @@ func (w *stallWatch) run() {
 	t := time.NewTicker(stallTick)
 	defer t.Stop()
 	last := take()
+	first := last
+	defer func() {
+		// The machine's CPU pressure over the whole run, and the
+		// process's CPU use.
+		end := take()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if span := end.at.Sub(first.at); span > 0 {
+			w.cpuShare = float64(end.cpu-first.cpu) / float64(span)
+			w.pressure = -1
+			if first.pressure >= 0 && end.pressure >= 0 {
+				w.pressure = float64(end.pressure-first.pressure) / float64(span)
+			}
+		}
+	}()
 	for {
 		select {
 		case <-w.stop:
@@ -212,7 +246,8 @@ func (w *stallWatch) finish(wit Witness) Generator {
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	g := Generator{MaxStallMs: ms(w.max), StallTotalMs: ms(w.total), StallCount: w.count, Stalls: append([]Stall(nil), w.stalls...)}
+	g := Generator{MaxStallMs: ms(w.max), StallTotalMs: ms(w.total), StallCount: w.count, Stalls: append([]Stall(nil), w.stalls...),
+		CPU: w.cpuShare, CPUPressure: w.pressure}
 	if wit == nil {
 		return g
 	}

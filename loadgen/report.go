@@ -314,7 +314,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("requests", "%d in %.1fs, %.1f/s achieved (target %d/s)", r.Total, r.DurationSec, r.RateAchieved, r.RateTarget)
 	row("load", "%s", r.Delivery)
 	g := r.Generator
-	row("generator", "sent p99 %.1fms / max %.1fms late; stood still %d times, longest %.0fms", g.SendLag.P99, g.SendLag.Max, g.StallCount, g.MaxStallMs)
+	row("generator", "sent p99 %.1fms / max %.1fms late; stood still %d times, longest %.0fms%s", g.SendLag.P99, g.SendLag.Max, g.StallCount, g.MaxStallMs, g.whose())
+	if g.CPUPressure >= 0 {
+		row("machine", "nodrop used %.0f%% of a CPU; CPU pressure %.0f%% (some task waited for a CPU that share of the run)", 100*g.CPU, 100*g.CPUPressure)
+	}
 	row("ok", "%d", r.OK)
 	lostPct := 0.0
 	if r.Total > 0 {

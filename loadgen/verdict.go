@@ -59,7 +59,9 @@ type Delivery struct {
 	// in which the generator itself stood still where the verdict needs
 	// load (the critical spans, when given): nothing was sent then,
 	// whatever the buckets say.
-	Stalls        int     `json:"generator_stalls"`
+	Stalls int `json:"generator_stalls"`
+	// OwnStalls: how many of Stalls the witness ran through on time.
+	OwnStalls     int     `json:"own_generator_stalls,omitempty"`
 	LongestStall  float64 `json:"longest_generator_stall_ms"`
 	FirstStallOff int64   `json:"first_generator_stall_t_ms,omitempty"`
 	// Spared are the stalls of MaxGeneratorStall or more, and the gaps,
@@ -140,6 +142,9 @@ func (d Delivery) String() string {
 		}
 		s += fmt.Sprintf(", the load generator stood still %d times for %dms or more%s (first at +%.1fs, longest %.0fms): nothing was sent then",
 			d.Stalls, MaxGeneratorStall.Milliseconds(), where, float64(d.FirstStallOff)/1000, d.LongestStall)
+		if d.OwnStalls > 0 {
+			s += fmt.Sprintf(" (%d of them nodrop's alone: an independent process ran on time meanwhile, and so did the pods)", d.OwnStalls)
+		}
 	}
 	return s + d.spared()
 }
@@ -293,6 +298,9 @@ func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 			continue
 		}
 		uncovered = append(uncovered, Span{maxTime(st.At, from), minTime(end, to)})
+		if st.Whose == StallOwn {
+			d.OwnStalls++
+		}
 		if d.Stalls == 0 || r.Offset(st.At).Milliseconds() < d.FirstStallOff {
 			d.FirstStallOff = r.Offset(st.At).Milliseconds()
 		}

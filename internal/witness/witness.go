@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,10 +27,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// execCommand is the witness's command line; it dies with its parent.
+// execCommand is the witness's command line. It runs in a session of its
+// own, so where the kernel groups processes by session for the CPU
+// (autogroup) it competes as any other program on the machine does, not
+// inside nodrop's share; it dies with its parent.
 func execCommand(self string) *exec.Cmd {
 	cmd := exec.Command(self, HelperArg)
-	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL, Setsid: true}
 	return cmd
 }
 
@@ -58,6 +62,9 @@ func Helper(args []string) (int, bool) {
 		return 0, false
 	}
 	atNormalPriority()
+	// One P: the ticker's timer is always on the P whose thread waits
+	// for it, so no second thread has to be woken to fire it.
+	runtime.GOMAXPROCS(1)
 	return watch(os.Stdin, os.Stdout, Tick, Threshold), true
 }
 
