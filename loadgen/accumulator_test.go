@@ -274,7 +274,7 @@ func TestDeliveryGeneratorStall(t *testing.T) {
 			r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(i) * 100, Sent: 100})
 		}
 		r.LastSent = start.Add(600 * time.Millisecond)
-		return r
+		return lateThrough(r)
 	}
 	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
 	for _, tc := range []struct {
@@ -296,6 +296,20 @@ func TestDeliveryGeneratorStall(t *testing.T) {
 			t.Errorf("%s: %+v, %q; want delivered %v, %d stalls", tc.name, d, d, tc.want, tc.stalls)
 		}
 	}
+}
+
+// lateThrough marks the requests due during each stall as sent late by
+// the stall's length, as a generator that really stood still sends them.
+func lateThrough(r *Report) *Report {
+	for _, st := range r.Generator.Stalls {
+		for i := range r.Timeline {
+			lo := r.Started.Add(time.Duration(i) * BucketWidth)
+			if lo.Before(st.At.Add(ms2d(st.Ms))) && st.At.Before(lo.Add(BucketWidth)) {
+				r.Timeline[i].LateMs = max(r.Timeline[i].LateMs, st.Ms)
+			}
+		}
+	}
+	return r
 }
 
 // witnessStill is a witness that stood still over the spans given.
@@ -356,7 +370,7 @@ func TestJudgeAcrossCriticalSpans(t *testing.T) {
 			r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(i) * 100, Sent: n})
 		}
 		r.LastSent = start.Add(time.Duration(len(sent)) * BucketWidth)
-		return r
+		return lateThrough(r)
 	}
 	full := []int{100, 100, 100, 100, 100, 100, 100, 100, 100, 100}
 	gapAt7 := []int{100, 100, 100, 100, 100, 100, 100, 20, 180, 100}
@@ -385,9 +399,32 @@ func TestJudgeAcrossCriticalSpans(t *testing.T) {
 			t.Errorf("%s: %s (%v), delivery %+v; want %s, %d stalls outside, %d of the machine's", tc.name, j.Verdict, j.Reasons, j.Delivery, tc.want, tc.outside, tc.machine)
 		}
 	}
+	// A stall of the watch through which every request left on time (its
+	// clock stood still, the load did not) voids nothing.
+	r := mk(full, 0, own(200))
+	for i := range r.Timeline {
+		r.Timeline[i].LateMs = 3
+	}
+	if j := r.JudgeAcross(time.Time{}, time.Time{}, early); j.Verdict != Lossless || j.Delivery.SentThrough != 1 {
+		t.Errorf("a stall the load was sent through: %s (%v), %+v", j.Verdict, j.Reasons, j.Delivery)
+	}
 	// Coverage says how much of the window the generator served.
 	d := mk(gapAt7, 0, own(200)).delivery(time.Time{}, time.Time{}, early)
 	if d.Coverage < 0.80 || d.Coverage > 0.85 {
 		t.Errorf("coverage %.3f with an 80ms stall and a 100ms gap in 1s; want about 0.82", d.Coverage)
+	}
+}
+
+// A request's lateness is kept in the bucket it was due in, not the one
+// it left in.
+func TestLatenessIsKeptWhereTheRequestWasDue(t *testing.T) {
+	cfg, _ := Config{Targets: []string{"http://127.0.0.1:1/"}, Rate: 10, Duration: time.Second}.Normalize()
+	start := time.Now()
+	acc := newAccumulator(cfg, start)
+	acc.add(outcome{seq: 0, at: start.Add(50 * time.Millisecond), latency: time.Millisecond})
+	acc.add(outcome{seq: 1, at: start.Add(730 * time.Millisecond), sendLag: 90 * time.Millisecond, latency: time.Millisecond})
+	r := acc.report(Generator{})
+	if r.Timeline[6].LateMs != 90 || r.Timeline[7].LateMs != 0 {
+		t.Errorf("due at +640ms, sent at +730ms: late %v in its due bucket, %v where it left", r.Timeline[6].LateMs, r.Timeline[7].LateMs)
 	}
 }

@@ -121,6 +121,10 @@ type Bucket struct {
 	// server within this bucket, summed over requests: the bucket's
 	// connection time spent with a request outstanding.
 	HeldMs float64 `json:"held_ms,omitempty"`
+	// LateMs is the most any request due in this bucket (by its
+	// schedule, not its send time) left late: near zero, the generator
+	// sent on time through the bucket whatever its clock watch saw.
+	LateMs float64 `json:"late_ms,omitempty"`
 }
 
 // Window is a run of consecutive lost requests.
@@ -553,6 +557,9 @@ func (acc *accumulator) add(o outcome) {
 	}
 	b := &r.Timeline[idx]
 	b.Sent++
+	if d := &r.Timeline[max(0, int(o.at.Add(-o.sendLag).Sub(r.Started)/BucketWidth))]; ms(o.sendLag) > d.LateMs {
+		d.LateMs = ms(o.sendLag)
+	}
 	if !o.reused {
 		r.NewConnections++
 	}

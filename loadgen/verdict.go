@@ -32,6 +32,11 @@ const (
 	// bucket yet leaves the server without requests for most of each.
 	// Half a bucket, as the gap rule tolerates.
 	MaxGeneratorStall = BucketWidth / 2
+	// MaxSendLate is how late requests may leave during a stall of the
+	// generator's watch for the stall to be its clock's alone: the load
+	// went out on schedule (a timer of the watch waited on an idle
+	// scheduler, docs/stalls.md) and nothing is voided.
+	MaxSendLate = MaxGeneratorStall / 2
 	// maxGapsListed bounds Delivery.Gaps; the count stays exact.
 	maxGapsListed = 100
 )
@@ -60,6 +65,10 @@ type Delivery struct {
 	// load (the critical spans, when given): nothing was sent then,
 	// whatever the buckets say.
 	Stalls int `json:"generator_stalls"`
+	// SentThrough are stalls of the generator's watch through which the
+	// requests still left on time (Bucket.LateMs below MaxSendLate):
+	// its clock stood still, the load did not. They void nothing.
+	SentThrough int `json:"stalls_sent_through,omitempty"`
 	// OwnStalls: how many of Stalls the witness ran through on time.
 	OwnStalls     int     `json:"own_generator_stalls,omitempty"`
 	LongestStall  float64 `json:"longest_generator_stall_ms"`
@@ -297,6 +306,10 @@ func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 			uncovered = append(uncovered, Span{maxTime(st.At, from), minTime(end, to)})
 			continue
 		}
+		if r.lateDuring(st.At, end) < ms(MaxSendLate) {
+			d.SentThrough++
+			continue
+		}
 		uncovered = append(uncovered, Span{maxTime(st.At, from), minTime(end, to)})
 		if st.Whose == StallOwn {
 			d.OwnStalls++
@@ -327,6 +340,21 @@ func (r *Report) heldShare(i, k int) float64 {
 		held += r.Timeline[j].HeldMs
 	}
 	return held / (float64(slots) * float64(k) * ms(BucketWidth))
+}
+
+// lateDuring is the most any request due within [from, to] left late,
+// by whole buckets, in milliseconds; MaxSendLate or more where the
+// timeline does not reach (nothing known is nothing vouched for).
+func (r *Report) lateDuring(from, to time.Time) float64 {
+	first, last := int(r.Offset(from)/BucketWidth), int(r.Offset(to)/BucketWidth)
+	if first < 0 || last >= len(r.Timeline) {
+		return ms(MaxSendLate)
+	}
+	late := 0.0
+	for i := first; i <= last; i++ {
+		late = max(late, r.Timeline[i].LateMs)
+	}
+	return late
 }
 
 func (r *Report) bucketStart(i int) time.Time { return r.Started.Add(time.Duration(i) * BucketWidth) }
