@@ -327,6 +327,10 @@ func TestJudgeNeedsLoadOnlyWhereTheVerdictRests(t *testing.T) {
 	stalled := func(at time.Duration, whose loadgen.StallKind) *loadgen.Report {
 		r := report()
 		r.Generator.Stalls = []loadgen.Stall{{At: t0.Add(at), Ms: 80, Whose: whose}}
+		// What was due during the stall left 80 ms late.
+		for i := int(at / loadgen.BucketWidth); i <= int((at+80*time.Millisecond)/loadgen.BucketWidth); i++ {
+			r.Timeline[i].LateMs = 80
+		}
 		return r
 	}
 	late := scenario.Window{Trigger: window.Trigger, Settled: t0.Add(3500 * time.Millisecond), End: window.End}
