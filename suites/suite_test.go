@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 	if code, ok := witness.Helper(os.Args[1:]); ok {
 		os.Exit(code)
 	}
+	sched.OneP()
 	sched.PreferLoadGenerator()
 	if os.Getenv("NODROP_FAVOUR_SESSION") == "1" && !parallel(os.Args[1:]) {
 		sched.FavourSession()

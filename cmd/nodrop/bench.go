@@ -196,6 +196,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 		return err
 	}
 	log := progress.New(stderr, o.verbose)
+	sched.OneP()
 	sched.PreferLoadGenerator()
 	// Builds and loads the catalogue's images, as cluster up does (no
 	// Docker engine is bad input); the first time on a machine this also

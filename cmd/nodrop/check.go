@@ -260,6 +260,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		return err
 	}
 	log := progress.New(stderr, o.verbose)
+	sched.OneP()
 	sched.PreferLoadGenerator()
 
 	findings := lint.Check(plan.objs, lint.Options{Deployment: plan.resolved.Deployment.Name, Images: lint.LocalImages})

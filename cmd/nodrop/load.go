@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
@@ -71,6 +72,11 @@ Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 					fmt.Fprintf(stderr, "\r%6.1fs  sent %-8d lost %-8d", p.Elapsed.Seconds(), p.Sent, p.Lost)
 				}
 			}
+			// Bad input is said before anything starts.
+			if _, err := cfg.Normalize(); err != nil {
+				return usageError{err}
+			}
+			sched.OneP()
 			stalls := startStallWatch(cmd.Context(), "", progress.New(stderr, false))
 			defer stalls.Stop()
 			cfg.Witness = stalls.Witness()

@@ -57,16 +57,25 @@ type exitError struct {
 func (e exitError) Error() string { return e.msg }
 
 func main() {
-	if code, ok := nfqueue.Helper(os.Args[1:]); ok {
-		os.Exit(code) // this process holds a delay fault's packets (scenario.Env.HelperProgram)
-	}
-	if code, ok := witness.Helper(os.Args[1:]); ok {
-		os.Exit(code) // this process watches the machine beside the load generator (scenario.Env.Witness)
+	if code, ok := helper(os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// helper runs this binary as one of nodrop's helper processes when its
+// arguments ask for one, and returns the helper's exit code and true.
+func helper(args []string) (int, bool) {
+	if code, ok := nfqueue.Helper(args); ok {
+		return code, true // this process holds a delay fault's packets (scenario.Env.HelperProgram)
+	}
+	if code, ok := witness.Helper(args); ok {
+		return code, true // this process watches the machine beside the load generator (scenario.Env.Witness)
+	}
+	return 0, false
 }
 
 // run executes the CLI with args and returns the exit code.
