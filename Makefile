@@ -42,7 +42,7 @@ export NODROP_STALL_TRACE := $(STALL_TRACE)
 all: build
 
 build:
-	$(GO) build -o $(BIN)/nodrop ./cmd/nodrop
+	$(GO) build -buildvcs=auto -o $(BIN)/nodrop ./cmd/nodrop
 
 # Docker engine (installed and started where missing), debootstrap, jq.
 docker:
@@ -138,6 +138,6 @@ bench-loadgen:
 
 # nodrop load against the sample app on loopback, no cluster needed.
 load-local:
-	$(GO) build -o $(BIN)/nodrop ./cmd/nodrop
+	$(GO) build -buildvcs=auto -o $(BIN)/nodrop ./cmd/nodrop
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/app ./images/app
 	./hack/run-local.sh $${RUN_PORT:-18080}

@@ -107,11 +107,13 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short:         "Prove that rolling updates and hot upgrades lose no requests",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCheckCommand(), newLintCommand(), newLoadCommand(), newImagesCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand(), newBenchCommand())
+	root.AddCommand(newCheckCommand(), newLintCommand(), newLoadCommand(), newImagesCommand(), newNodeImageCommand(), newClusterCommand(), newVariantsCommand(), newRenderCommand(), newBenchCommand(), newVersionCommand())
 	strictArgs(root)
 	return root
 }

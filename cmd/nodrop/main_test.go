@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -167,5 +168,19 @@ func TestBadInputSendsNothing(t *testing.T) {
 	}
 	if n := served.Load(); n != 0 {
 		t.Errorf("bad input sent %d requests", n)
+	}
+}
+
+// --version and `nodrop version` say which nodrop this is, on stdout,
+// exit 0; `version` takes no arguments.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, out, errs := runCLI(t, args...)
+		if code != 0 || !strings.HasPrefix(out, "nodrop ") || !strings.Contains(out, runtime.Version()) || errs != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	if code, _, _ := runCLI(t, "version", "x"); code != exitBadInput {
+		t.Errorf("version x: exit %d, want %d", code, exitBadInput)
 	}
 }
