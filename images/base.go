@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -43,10 +44,23 @@ func EnsureBase(ctx context.Context, cacheDir, mirror string, log *progress.Logg
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		return "", fmt.Errorf("debootstrap is not installed (apt-get install debootstrap, or run hack/ensure-docker.sh): %w", err)
 	}
+	// One build of it at a time on this machine; whoever waited finds
+	// it built.
+	unlock, err := cachedir.Lock(ctx, cacheDir, "debian-base", log.Printf)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if exec.CommandContext(ctx, "docker", "image", "inspect", ref).Run() == nil {
+		return ref, nil
+	}
 	step := log.Start("building Debian %s base image %s (debootstrap minbase + %s)", baseSuite, ref, strings.Join(basePackages, ", "))
 	dir := filepath.Join(cacheDir, "debian-base.tmp")
-	os.RemoveAll(dir)
-	defer os.RemoveAll(dir)
+	if err := cachedir.RemoveScratch(dir); err != nil {
+		return "", step.Fail(err)
+	}
+	// A build that fails leaves nothing mounted or half-made behind.
+	defer cachedir.RemoveScratch(dir)
 	args := []string{"--variant=minbase", "--include=" + strings.Join(basePackages, ","), baseSuite, dir}
 	if mirror != "" {
 		args = append(args, mirror)

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -47,6 +48,13 @@ type Built struct {
 // Build compiles the program (once; the binary is cached) and builds its
 // image unless Docker has it.
 func (p Program) Build(ctx context.Context, cacheDir string, log *progress.Logger) (*Built, error) {
+	// One build of it at a time on this machine: two would write the same
+	// scratch files. Whoever waited finds it built.
+	unlock, err := cachedir.Lock(ctx, cacheDir, p.Name+"-"+p.Version, log.Printf)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	src, err := p.Source(ctx, cacheDir, log)
 	if err != nil {
 		return nil, err
@@ -97,7 +105,9 @@ func (p Program) Source(ctx context.Context, cacheDir string, log *progress.Logg
 	if err != nil {
 		return "", step.Fail(err)
 	}
-	os.RemoveAll(src + ".tmp")
+	if err := cachedir.RemoveScratch(src + ".tmp"); err != nil {
+		return "", step.Fail(err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", step.Fail(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -112,6 +113,18 @@ func Build(ctx context.Context, o Options) (string, error) {
 	}
 	if o.CacheDir == "" {
 		return "", errors.New("nodeimage: no cache directory")
+	}
+	// One build of the node image at a time on this machine: two would
+	// debootstrap into the same scratch folders. Whoever waited finds it
+	// built.
+	unlock, err := cachedir.Lock(ctx, o.CacheDir, "node-image", o.Log.Printf)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if d.imageExists(ctx, tag) {
+		o.Log.Printf("✓ node image %s was built meanwhile", tag)
+		return tag, nil
 	}
 	b := &builder{o: o, d: d, cache: o.CacheDir}
 	if err := b.build(ctx, tag); err != nil {

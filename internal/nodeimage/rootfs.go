@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 )
 
 // buildRootfs returns a directory with the node's Debian root file system
@@ -43,7 +45,11 @@ func (b *builder) buildRootfs(ctx context.Context) (string, error) {
 	}
 	step := b.o.Log.Start("debootstrap Debian %s with %d packages from %s", Suite, len(Packages), mirror)
 	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
+	if err := cachedir.RemoveScratch(tmp); err != nil {
+		return "", step.Fail(err)
+	}
+	// A build that fails leaves nothing mounted or half-made behind.
+	defer cachedir.RemoveScratch(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return "", step.Fail(err)
 	}
@@ -54,7 +60,9 @@ func (b *builder) buildRootfs(ctx context.Context) (string, error) {
 	if err := prepareRootfs(ctx, b, tmp, kindFiles); err != nil {
 		return "", step.Fail(err)
 	}
-	os.RemoveAll(dir)
+	if err := cachedir.RemoveScratch(dir); err != nil {
+		return "", step.Fail(err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", step.Fail(err)
 	}
