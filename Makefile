@@ -18,7 +18,7 @@ E2E_FLAGS ?=
 # CLI's flags (e.g. -v, --focus=...). On two cores two at a time starves
 # either the load generator (runs not judged) or, with the generator
 # favoured, the pods under test (wrong verdicts), so several processes
-# run without that priority, and CI and `make run` stay serial (README).
+# run without that priority, and CI and `make run` stay serial (docs/ci.md).
 PROCS ?= 1
 # How much load those processes may send at once, in slots (0: no
 # bound): a run takes one per 1,000 rps kept alive and two for fresh
@@ -29,7 +29,7 @@ LOAD_SLOTS ?= 0
 export NODROP_LOAD_SLOTS := $(LOAD_SLOTS)
 # 1: favour the suites' session over the kind cluster (its autogroup at
 # nice -5, internal/sched): no generator stalls, but the keep-alive
-# claims have not been measured with it (README); one process only.
+# claims have not been measured with it (docs/ci.md); one process only.
 FAVOUR_SESSION ?= 0
 export NODROP_FAVOUR_SESSION := $(FAVOUR_SESSION)
 # A folder: the Go execution trace around each stall of the load
@@ -98,7 +98,7 @@ else
 endif
 
 # CI's subset: every spec (each catalogue variant in both load modes), and
-# the chaos cases but those labelled extended (README).
+# the chaos cases but those labelled extended (docs/ci.md).
 e2e-ci:
 	$(MAKE) e2e LABELS='(cluster || check || rollout || hotupgrade || chaos || proxy) && !extended'
 

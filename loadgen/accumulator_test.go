@@ -16,7 +16,7 @@ import (
 
 // A report's memory is fixed, not a sample per request: two hours at
 // 5,000 requests/s (36 million outcomes) fit in the same few MiB as one
-// minute does. The bound stated in README comes from here.
+// minute does. The bound stated in docs/load.md comes from here.
 func TestReportMemoryIsBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("36 million outcomes")

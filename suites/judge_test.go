@@ -63,7 +63,7 @@ func caseDecorators(lossy, extended bool, timeout any) []any {
 // clean-clone CI run, 2026-11-26); such a run measured nothing, so
 // running it again hides no loss, and every attempt is in the spec's
 // report. Raising the generator's priority instead starved the pods
-// under test (README).
+// under test (docs/ci.md).
 const attempts = 5
 
 // helperProgram is this test binary, which runs nodrop's helper

@@ -33,7 +33,7 @@ import (
 // itself runs with the load generator's priority, as nodrop check does.
 // With $NODROP_FAVOUR_SESSION=1 (make e2e FAVOUR_SESSION=1) its session
 // is favoured over the cluster too (sched.FavourSession: off by default,
-// README), but never when it is one of several processes (make e2e
+// docs/ci.md), but never when it is one of several processes (make e2e
 // PROCS=N): two generators so favoured took the CPU the pods under test
 // needed, and lossless configurations lost requests (exec-readiness,
 // fresh: its exec probes timed out, every pod unready). A starved

@@ -81,7 +81,7 @@ func PreferLoadGenerator() (threads int) {
 // whole session's: the make or shell that started nodrop is favoured
 // with it.
 //
-// Measured on 2 cores (README, "Why nice −5 did not help"): through the
+// Measured on 2 cores (docs/load.md, "Why nice −5 did not help"): through the
 // Traefik ingress controller, fresh connections at 1,000 rps, it took
 // the runs that delivered their load from 1 of 7 to 8 of 9, with the
 // proxy's latency as before. It is not the default yet: a clean-clone
