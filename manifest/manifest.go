@@ -18,11 +18,39 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
+// Stdin is the file name that means standard input (kubectl's
+// convention: helm template … | nodrop check -f -).
+const Stdin = "-"
+
 // Read reads every object of the files (a directory means its *.yaml,
-// *.yml and *.json files) and of the kustomize directories, in order.
-func Read(files, kustomizations []string) ([]*unstructured.Unstructured, error) {
+// *.yml and *.json files; Stdin means stdin, once) and of the kustomize
+// directories, in order.
+func Read(stdin io.Reader, files, kustomizations []string) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
+	readStdin := false
 	for _, f := range files {
+		if f == Stdin {
+			if readStdin {
+				return nil, errors.New("-f - (standard input) is named more than once")
+			}
+			readStdin = true
+			if stdin == nil {
+				return nil, errors.New("-f -: no standard input")
+			}
+			raw, err := io.ReadAll(stdin)
+			if err != nil {
+				return nil, fmt.Errorf("reading standard input: %w", err)
+			}
+			objs, err := Decode(raw)
+			if err != nil {
+				return nil, fmt.Errorf("standard input: %w", err)
+			}
+			if len(objs) == 0 {
+				return nil, errors.New("standard input (-f -) holds no object")
+			}
+			out = append(out, objs...)
+			continue
+		}
 		paths, err := expand(f)
 		if err != nil {
 			return nil, err

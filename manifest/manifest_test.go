@@ -8,7 +8,7 @@ import (
 
 func names(t *testing.T, files, kustomizations []string) []string {
 	t.Helper()
-	objs, err := Read(files, kustomizations)
+	objs, err := Read(nil, files, kustomizations)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestReadsDocumentsListsDirectoriesAndKustomizations(t *testing.T) {
 func TestEmptyManifestsAreAnError(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "empty.yaml")
 	os.WriteFile(p, []byte("---\n# nothing\n"), 0o644)
-	if _, err := Read([]string{p}, nil); err == nil {
+	if _, err := Read(nil, []string{p}, nil); err == nil {
 		t.Fatal("no objects must be an error")
 	}
 }

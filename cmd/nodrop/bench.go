@@ -33,6 +33,8 @@ type benchOptions struct {
 	clusterName string
 	stallTrace  string
 	verbose     bool
+	// stdin is where -f - reads from.
+	stdin io.Reader
 }
 
 func newBenchCommand() *cobra.Command {
@@ -66,13 +68,16 @@ Exit status: 0 every run showed what was expected, 1 a run did not, 2 bad
 input (nothing run), 3 a run was not judged (load not delivered, set-up
 broken, interrupted).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.stdin = cmd.InOrStdin()
+			return runBench(cmd, o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.variants, "variants", nil, "catalogue variants to run, comma-separated (nodrop variants lists them)")
 	f.BoolVar(&o.all, "all", false, "run every catalogue variant and hot-upgrade case")
 	f.StringSliceVar(&o.hot, "hot", nil, "hot-upgrade cases to run, comma-separated: "+strings.Join(hotSlugs(), ", "))
-	f.StringArrayVarP(&o.files, "filename", "f", nil, "a manifest of your own (file or directory), run as one configuration; repeatable")
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "a manifest of your own (file or directory, or - for standard input), run as one configuration; repeatable")
 	f.IntVar(&o.runs, "runs", 3, "runs of each configuration and load mode")
 	f.IntVar(&o.attempts, "attempts", scenario.DefaultAttempts, "run a run that ends not judged (load not delivered, calibration failed) again, up to this many times in all; a judged run is never repeated, and results.md lists the ones run again")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive, fresh or both")
@@ -144,7 +149,7 @@ func planBench(o benchOptions) (*benchPlan, error) {
 		if o.disruption == "image" {
 			return nil, usagef("--disruption image: for your manifests, name the new image: --disruption image=REF")
 		}
-		co := checkOptions{files: []string{f}, mode: o.mode, disruption: o.disruption, rate: o.rate, timeout: loadgen.DefaultTimeout,
+		co := checkOptions{files: []string{f}, stdin: o.stdin, mode: o.mode, disruption: o.disruption, rate: o.rate, timeout: loadgen.DefaultTimeout,
 			runs: 1, path: "/", method: "GET", namespace: "nodrop-bench"}
 		cp, err := planCheck(co)
 		if err != nil {

@@ -60,6 +60,8 @@ type checkOptions struct {
 	junit, out       string
 	stallTrace       string
 	verbose          bool
+	// stdin is where -f - reads from.
+	stdin io.Reader
 }
 
 // modes are the load modes a check runs, in order.
@@ -88,7 +90,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (YAML or JSON, several documents); repeatable")
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (YAML or JSON, several documents), or - for standard input (helm template … | nodrop check -f -); repeatable")
 	f.StringArrayVarP(&o.kustomize, "kustomize", "k", nil, "kustomize directory; repeatable")
 	f.StringVar(&o.target.Deployment, "deployment", "", "the Deployment to roll (needed when the manifests hold several)")
 	f.StringVar(&o.target.Service, "service", "", "the Service load goes through (default: the one selecting the Deployment's pods); one selecting another Deployment of the manifests puts that one (a proxy) in front")
@@ -194,7 +196,7 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 		}
 		faults = append(faults, f)
 	}
-	objs, err := manifest.Read(o.files, o.kustomize)
+	objs, err := manifest.Read(o.stdin, o.files, o.kustomize)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -249,6 +251,7 @@ func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
 
 func runCheck(cmd *cobra.Command, o checkOptions) error {
 	ctx := cmd.Context()
+	o.stdin = cmd.InOrStdin()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	report := stdout
 	if o.asJSON {

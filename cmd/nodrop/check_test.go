@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -165,5 +168,51 @@ func TestCheckViaIngressAddsNoObjectsOfItsOwn(t *testing.T) {
 	s := plan.scenario(o, "fresh")
 	if !s.Target.Ingress || len(s.Objects) != 2 {
 		t.Fatalf("target %+v, %d objects", s.Target, len(s.Objects))
+	}
+}
+
+// -f - reads the manifests from standard input (helm template … | nodrop
+// lint -f -), and says the same as the file does; named twice, or with
+// nothing on stdin, it is bad input.
+func TestManifestsFromStdin(t *testing.T) {
+	file := filepath.Join("..", "..", "suites", "testdata", "check", "stock-nginx.yaml")
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := func(stdin []byte, args ...string) (int, string, string) {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), cliEnv+"=1")
+		cmd.Stdin = bytes.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, out.String(), errb.String()
+	}
+	fc, fout, _ := cli(nil, "lint", "--no-images", "-f", file)
+	sc, sout, serr := cli(raw, "lint", "--no-images", "-f", "-")
+	if fc != 1 || sc != fc || sout != fout {
+		t.Errorf("lint -f FILE: exit %d\n%s\nlint -f - with the file on stdin: exit %d (%s)\n%s", fc, fout, sc, serr, sout)
+	}
+	for _, tc := range []struct {
+		stdin []byte
+		args  []string
+		want  string
+	}{
+		{raw, []string{"lint", "-f", "-", "-f", "-"}, "named more than once"},
+		{nil, []string{"lint", "-f", "-"}, "standard input (-f -) holds no object"},
+		{nil, []string{"check", "-f", "-"}, "standard input (-f -) holds no object"},
+	} {
+		code, _, errs := cli(tc.stdin, tc.args...)
+		if code != exitBadInput || !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line saying %q", tc.args, code, errs, tc.want)
+		}
 	}
 }

@@ -35,7 +35,7 @@ Exit status: 0 no finding, 1 findings, 2 bad input.`,
 			if len(files) == 0 && len(kustomize) == 0 {
 				return usagef("name your manifests with -f FILE or -k DIR")
 			}
-			objs, err := manifest.Read(files, kustomize)
+			objs, err := manifest.Read(cmd.InOrStdin(), files, kustomize)
 			if err != nil {
 				return usageError{err}
 			}
@@ -66,7 +66,7 @@ Exit status: 0 no finding, 1 findings, 2 bad input.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory; repeatable")
+	f.StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory, or - for standard input; repeatable")
 	f.StringArrayVarP(&kustomize, "kustomize", "k", nil, "kustomize directory; repeatable")
 	f.StringVar(&deployment, "deployment", "", "review only this Deployment")
 	f.BoolVar(&asJSON, "json", false, "print the findings as JSON")

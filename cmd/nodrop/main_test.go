@@ -176,7 +176,7 @@ func TestBadInputSendsNothing(t *testing.T) {
 func TestVersion(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"version"}} {
 		code, out, errs := runCLI(t, args...)
-		if code != 0 || !strings.HasPrefix(out, "nodrop ") || !strings.Contains(out, runtime.Version()) || errs != "" {
+		if code != 0 || !strings.HasPrefix(out, "nodrop ") || !strings.Contains(out, runtime.Version()) || !strings.Contains(out, "node image nodrop/node:v") || errs != "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
 		}
 	}

@@ -6,11 +6,14 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nodrop-dev/nodrop/internal/nodeimage"
 )
 
 // version says which nodrop this is: the module version it was built as
 // (a tag, or "(devel)" from a checkout), the commit and its time, and
-// whether the tree had changes, as the Go toolchain stamped them.
+// whether the tree had changes, as the Go toolchain stamped them; and the
+// node image it builds.
 func version() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -40,7 +43,8 @@ func version() string {
 		}
 		out += fmt.Sprintf(" (commit %s, %s%s)", rev, at, modified)
 	}
-	return out + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	out += " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	return out + fmt.Sprintf("; node image %s (Kubernetes %s)", nodeimage.Tag(nodeimage.Options{}), nodeimage.DefaultKubernetesVersion)
 }
 
 func newVersionCommand() *cobra.Command {
