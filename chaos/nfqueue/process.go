@@ -1,7 +1,6 @@
 package nfqueue
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,9 +10,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/internal/helperproc"
 )
 
 // HelperArg, as a program's first argument, makes it the delayer's own
@@ -78,11 +78,8 @@ func helper(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // Process is a Delayer running in a process of its own (Spawn).
 type Process struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr *strings.Builder
-	done   chan error
-	hold   time.Duration
+	p    *helperproc.Proc
+	hold time.Duration
 }
 
 // Spawn runs Start's delayer in a process of its own: self is a program
@@ -94,60 +91,26 @@ type Process struct {
 func Spawn(ctx context.Context, self, netns string, queue uint16, delay, jitter time.Duration) (*Process, error) {
 	cmd := exec.Command(self, HelperArg, "--netns", netns, "--queue", strconv.Itoa(int(queue)),
 		"--delay", delay.String(), "--jitter", jitter.String())
-	stdin, err := cmd.StdinPipe()
+	p, err := helperproc.Start(ctx, cmd, "the packet holder", ready, 10*time.Second, nil)
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	p := &Process{cmd: cmd, stdin: stdin, stderr: &strings.Builder{}, done: make(chan error, 1), hold: delay + jitter}
-	cmd.Stderr = p.stderr // read only once Wait has returned
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the packet holder (%s): %w", self, err)
-	}
-	line := make(chan string, 1)
-	go func() {
-		r := bufio.NewReader(stdout)
-		first, _ := r.ReadString('\n')
-		line <- strings.TrimSpace(first)
-		_, _ = io.Copy(io.Discard, r) // Wait only once the output is read through
-		p.done <- cmd.Wait()
-	}()
-	fail := func(why error) (*Process, error) {
-		_ = cmd.Process.Kill()
-		werr := <-p.done
-		return nil, fmt.Errorf("the packet holder (%s %s) %w: %v %s", self, HelperArg, why, werr, strings.TrimSpace(p.stderr.String()))
-	}
-	select {
-	case first := <-line:
-		if first != ready {
-			// Anything else is a program that does not call Helper
-			// first: stop it before it does whatever it does.
-			return fail(fmt.Errorf("did not start (said %q)", first))
-		}
-		return p, nil
-	case <-time.After(10 * time.Second):
-		return fail(errors.New("did not bind its queue within 10s"))
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
+	return &Process{p: p, hold: delay + jitter}, nil
 }
 
 // Close lets every held packet go and ends the process (remove the
 // NFQUEUE rule first, so nothing new arrives).
 func (p *Process) Close() error {
-	_ = p.stdin.Close()
+	_ = p.p.Stdin.Close()
 	select {
-	case err := <-p.done:
+	case err := <-p.p.Done:
 		if err != nil {
-			return fmt.Errorf("the packet holder: %w: %s", err, strings.TrimSpace(p.stderr.String()))
+			return fmt.Errorf("the packet holder: %w: %s", err, p.p.Stderr())
 		}
 		return nil
 	case <-time.After(p.hold + 5*time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = p.p.Cmd.Process.Kill()
+		<-p.p.Done
 		return errors.New("the packet holder did not stop: killed (the kernel lets its queued packets through)")
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodrop-dev/nodrop/internal/helperproc"
 )
 
 // execCommand is the witness's command line. It runs in a session of its
@@ -120,9 +122,7 @@ func watch(stdin io.Reader, stdout io.Writer, tick, threshold time.Duration) int
 
 // Witness is a running witness process (Spawn).
 type Witness struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan error
+	p *helperproc.Proc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -137,50 +137,13 @@ type span struct{ from, to time.Time }
 // (normally this one, os.Executable). It returns once the witness
 // watches, or the process's error.
 func Spawn(ctx context.Context, self string) (*Witness, error) {
-	cmd := execCommand(self)
-	stdin, err := cmd.StdinPipe()
+	w := &Witness{}
+	p, err := helperproc.Start(ctx, execCommand(self), "the witness", ready, 10*time.Second, w.read)
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stderr := &strings.Builder{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the witness (%s): %w", self, err)
-	}
-	w := &Witness{cmd: cmd, stdin: stdin, done: make(chan error, 1)}
-	line := make(chan string, 1)
-	go func() {
-		r := bufio.NewReader(stdout)
-		first, _ := r.ReadString('\n')
-		line <- strings.TrimSpace(first)
-		if strings.TrimSpace(first) == ready {
-			w.read(r)
-		}
-		_, _ = io.Copy(io.Discard, r)
-		w.done <- cmd.Wait()
-	}()
-	fail := func(why error) (*Witness, error) {
-		_ = cmd.Process.Kill()
-		werr := <-w.done
-		return nil, fmt.Errorf("the witness (%s %s) %w: %v %s", self, HelperArg, why, werr, strings.TrimSpace(stderr.String()))
-	}
-	select {
-	case first := <-line:
-		if first != ready {
-			// A program that does not call Helper first: stop it before
-			// it does whatever it does.
-			return fail(fmt.Errorf("did not start (said %q)", first))
-		}
-		return w, nil
-	case <-time.After(10 * time.Second):
-		return fail(errors.New("did not start within 10s"))
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
+	w.p = p
+	return w, nil
 }
 
 // read takes the witness's lines until its output ends.
@@ -244,11 +207,11 @@ func (w *Witness) Close() error {
 		return nil
 	}
 	w.closeOnce.Do(func() {
-		_ = w.stdin.Close()
+		_ = w.p.Stdin.Close()
 		select {
-		case w.closeErr = <-w.done:
+		case w.closeErr = <-w.p.Done:
 		case <-time.After(5 * time.Second):
-			_ = w.cmd.Process.Kill()
+			_ = w.p.Cmd.Process.Kill()
 			w.closeErr = errors.New("the witness did not stop within 5s")
 		}
 	})

@@ -33,11 +33,11 @@ func TestWitnessSeesItsOwnStop(t *testing.T) {
 	if got := w.StoodStill(before.Add(-time.Second), before); got > 0 {
 		t.Logf("stood still %s before the stop (a busy machine)", got)
 	}
-	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := w.p.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := w.p.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now()
