@@ -428,3 +428,17 @@ func TestLatenessIsKeptWhereTheRequestWasDue(t *testing.T) {
 		t.Errorf("due at +640ms, sent at +730ms: late %v in its due bucket, %v where it left", r.Timeline[6].LateMs, r.Timeline[7].LateMs)
 	}
 }
+
+// PressureAt reads the second that holds t; outside the run it is unknown.
+func TestPressureAt(t *testing.T) {
+	start := time.Unix(1000, 0)
+	g := Generator{PressureBySecond: []float64{0.1, 0.7}}
+	for _, tc := range []struct {
+		at   time.Duration
+		want float64
+	}{{0, 0.1}, {1500 * time.Millisecond, 0.7}, {2 * time.Second, -1}, {-time.Second, -1}} {
+		if got := g.PressureAt(start, start.Add(tc.at)); got != tc.want {
+			t.Errorf("PressureAt(+%s) = %v, want %v", tc.at, got, tc.want)
+		}
+	}
+}

@@ -48,6 +48,9 @@ type Generator struct {
 	// kernel does not say. Near 1, the machine had more to run than CPUs
 	// throughout: too small for this load beside what else it runs.
 	CPUPressure float64 `json:"cpu_pressure"`
+	// PressureBySecond is the same for each second of the run, the first
+	// from its start (-1 where unknown).
+	PressureBySecond []float64 `json:"cpu_pressure_by_second,omitempty"`
 	// StallLimitMs: a timeout whose request saw this much stall is not
 	// counted as the server's (a quarter of the request timeout).
 	StallLimitMs float64 `json:"stall_limit_ms"`
@@ -102,6 +105,16 @@ func (s Stall) String() string {
 	return out
 }
 
+// PressureAt is the machine's CPU pressure in the second of the run that
+// holds t, from its start; -1 where it is not known.
+func (g Generator) PressureAt(started, t time.Time) float64 {
+	i := int(t.Sub(started) / time.Second)
+	if i < 0 || i >= len(g.PressureBySecond) {
+		return -1
+	}
+	return g.PressureBySecond[i]
+}
+
 // whose says how many stalls were the generator's own and the machine's,
 // when a witness watched.
 func (g Generator) whose() string {
@@ -134,6 +147,9 @@ type stallWatch struct {
 	max      time.Duration
 	cpuShare float64 // of one CPU, over the run
 	pressure float64 // share of the run, -1 unknown
+	// bySecond is the CPU pressure of each second of the run, from the
+	// watch's start (-1 unknown).
+	bySecond []float64
 }
 
 func startStallWatch(onStall func(Stall)) *stallWatch {
@@ -174,6 +190,7 @@ func (w *stallWatch) run() {
 	defer t.Stop()
 	last := take()
 	first := last
+	second := last // the reading at the start of the current second
 	defer func() {
 		// The machine's CPU pressure over the whole run, and the
 		// process's CPU use.
@@ -196,6 +213,16 @@ func (w *stallWatch) run() {
 			now := take()
 			w.observe(last, now)
 			last = now
+			if span := now.at.Sub(second.at); span >= time.Second {
+				p := -1.0
+				if now.pressure >= 0 && second.pressure >= 0 {
+					p = float64(now.pressure-second.pressure) / float64(span)
+				}
+				w.mu.Lock()
+				w.bySecond = append(w.bySecond, p)
+				w.mu.Unlock()
+				second = now
+			}
 		}
 	}
 }
@@ -247,7 +274,7 @@ func (w *stallWatch) finish(wit Witness) Generator {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	g := Generator{MaxStallMs: ms(w.max), StallTotalMs: ms(w.total), StallCount: w.count, Stalls: append([]Stall(nil), w.stalls...),
-		CPU: w.cpuShare, CPUPressure: w.pressure}
+		CPU: w.cpuShare, CPUPressure: w.pressure, PressureBySecond: append([]float64(nil), w.bySecond...)}
 	if wit == nil {
 		return g
 	}

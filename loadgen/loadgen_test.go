@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -186,6 +187,15 @@ func TestHealthyServerLosesNothing(t *testing.T) {
 	}
 	if len(r.Timeline) < 50 || r.RateAchieved < 1900 {
 		t.Errorf("timeline has %d buckets, rate %.0f/s", len(r.Timeline), r.RateAchieved)
+	}
+	// What the machine did meanwhile is in the report: nodrop's own CPU,
+	// and, where the kernel says it, the CPU pressure of each second.
+	g := r.Generator
+	if g.CPU <= 0 || g.CPU > 2 {
+		t.Errorf("nodrop's CPU over the run: %v CPUs", g.CPU)
+	}
+	if _, err := os.Stat("/proc/pressure/cpu"); err == nil && (len(g.PressureBySecond) < 4 || g.CPUPressure < 0 || g.CPUPressure > 1) {
+		t.Errorf("CPU pressure %v over the run, %v by second", g.CPUPressure, g.PressureBySecond)
 	}
 }
 

@@ -43,7 +43,27 @@ func Advise(r *loadgen.Report, events []probes.Event) []string {
 			out = append(out, advise(r, ep, events))
 		}
 	}
+	// One line an episode; each says when the machine itself was short
+	// of CPU then.
+	for i, ep := range eps {
+		out[i] += starvedNote(r, ep)
+	}
 	return out
+}
+
+// StarvedPressure is the machine's CPU pressure (the share of a second in
+// which some task waited for a CPU) from which an episode's advice says
+// the cluster may have been starved then.
+const StarvedPressure = 0.5
+
+// starvedNote says, for an episode in a second of high CPU pressure, that
+// the machine was short of CPU then; "" otherwise.
+func starvedNote(r *loadgen.Report, ep probes.Burst) string {
+	p := max(r.Generator.PressureAt(r.Started, ep.Start), r.Generator.PressureAt(r.Started, ep.End))
+	if p < StarvedPressure {
+		return ""
+	}
+	return fmt.Sprintf(" (The machine was short of CPU then: some task waited for one %.0f%% of that second, the cluster's pods and kubelet among those that may have; a larger machine or a lower rate tells the configuration's losses from the machine's.)", 100*p)
 }
 
 func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {

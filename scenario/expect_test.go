@@ -380,3 +380,20 @@ func TestJudgeNamesAStarvedCluster(t *testing.T) {
 		t.Errorf("a probe timeout 23s before: got %q", o.Got)
 	}
 }
+
+// An episode in a second in which the machine was short of CPU says so;
+// one in a quiet second does not.
+func TestAdviceSaysWhenTheMachineWasShortOfCPU(t *testing.T) {
+	r := report(loss{at: 3100 * time.Millisecond, class: loadgen.Refused}, loss{at: 7100 * time.Millisecond, class: loadgen.Refused})
+	r.Generator.PressureBySecond = []float64{0, 0, 0, 0.85, 0, 0, 0, 0.1, 0, 0}
+	lines := scenario.Advise(r, deleted)
+	if len(lines) != 2 {
+		t.Fatalf("want one line an episode: %q", lines)
+	}
+	if !strings.Contains(lines[0], "short of CPU then: some task waited for one 85% of that second") {
+		t.Errorf("the episode at +3.1s (85%% pressure): %s", lines[0])
+	}
+	if strings.Contains(lines[1], "short of CPU") {
+		t.Errorf("the episode at +7.1s (10%% pressure): %s", lines[1])
+	}
+}
