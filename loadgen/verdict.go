@@ -158,6 +158,10 @@ func (d Delivery) String() string {
 	return s + d.spared()
 }
 
+// Spared says which stalls and gaps did not void the verdict, and the
+// coverage they left; "" when none.
+func (d Delivery) Spared() string { return strings.TrimPrefix(d.spared(), "; spared: ") }
+
 // spared says which stalls and gaps did not void the verdict, and the
 // coverage they left.
 func (d Delivery) spared() string {
@@ -167,6 +171,9 @@ func (d Delivery) spared() string {
 	}
 	if n := d.OutsideStalls + d.OutsideGaps; n > 0 {
 		parts = append(parts, fmt.Sprintf("%d stalls or gaps of the generator's own outside the %d moments the verdict rests on", n, d.CriticalSpans))
+	}
+	if d.SentThrough > 0 {
+		parts = append(parts, fmt.Sprintf("%d stalls of the generator's watch through which the requests still left on time", d.SentThrough))
 	}
 	if len(parts) == 0 {
 		return ""

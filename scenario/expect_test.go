@@ -397,3 +397,22 @@ func TestAdviceSaysWhenTheMachineWasShortOfCPU(t *testing.T) {
 		t.Errorf("the episode at +7.1s (10%% pressure): %s", lines[1])
 	}
 }
+
+// A run judged although stalls or gaps were spared says so below the
+// table, with the load's coverage.
+func TestSummarySaysWhatWasSpared(t *testing.T) {
+	r := report()
+	r.Generator.Stalls = []loadgen.Stall{{At: t0.Add(9 * time.Second), Ms: 80, Whose: loadgen.StallOwn}}
+	r.Timeline[90].LateMs = 80
+	late := scenario.Window{Trigger: window.Trigger, Settled: t0.Add(3500 * time.Millisecond), End: window.End}
+	o := scenario.Judge(r, deleted, late, scenario.Expectation{Verdict: loadgen.Lossless})
+	row := scenario.NewRow("baseline-good", "rollout restart", "fresh", r, o, 14)
+	var b strings.Builder
+	if err := scenario.WriteSummary(&b, []scenario.Row{row}); err != nil {
+		t.Fatal(err)
+	}
+	if !row.Passed || row.Coverage >= 1 || !strings.Contains(b.String(), "Judged with stalls or gaps that voided nothing") ||
+		!strings.Contains(b.String(), "baseline-good, rollout restart, fresh: 1 stalls or gaps of the generator's own outside the") {
+		t.Errorf("row %+v; summary:\n%s", row, b.String())
+	}
+}

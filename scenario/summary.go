@@ -30,6 +30,11 @@ type Row struct {
 	Client string `json:"client,omitempty"`
 	// EarlierAttempts say why runs before the judged one were not judged.
 	EarlierAttempts []string `json:"not_judged_before,omitempty"`
+	// Coverage is the share of the judged window in which the load went
+	// out (loadgen.Delivery.Coverage); Spared says which stalls and gaps
+	// were counted but voided nothing ("" when none).
+	Coverage float64 `json:"load_coverage"`
+	Spared   string  `json:"spared,omitempty"`
 }
 
 // NewRow fills a row from a judged run.
@@ -40,6 +45,7 @@ func NewRow(config, disruption, load string, r *loadgen.Report, o Outcome, took 
 		row.OutageSec = r.LongestOutage.Duration().Seconds()
 	}
 	row.Problem = strings.Join(o.Problems, "; ")
+	row.Coverage, row.Spared = o.Delivery.Coverage, o.Delivery.Spared()
 	return row
 }
 
@@ -90,6 +96,19 @@ func WriteSummary(w io.Writer, rows []Row) error {
 			again = true
 		}
 		fmt.Fprintf(&sb, "- %s, %s, %s: %s\n", r.Config, r.Disruption, r.Load, strings.Join(r.EarlierAttempts, " | "))
+	}
+	// Runs judged although the generator, or the machine, stood still at
+	// moments the verdict does not rest on: said, with the coverage.
+	spared := false
+	for _, r := range rows {
+		if r.Spared == "" {
+			continue
+		}
+		if !spared {
+			sb.WriteString("\nJudged with stalls or gaps that voided nothing (docs/stalls.md):\n")
+			spared = true
+		}
+		fmt.Fprintf(&sb, "- %s, %s, %s: %s\n", r.Config, r.Disruption, r.Load, r.Spared)
 	}
 	// The failures again, whole, below the table: a log cut to its tail
 	// (a CI summary) still says why.
