@@ -34,7 +34,8 @@ var _ = Describe("Ten minutes of load with nothing happening", suites.Slow, Seri
 			Expect(err).NotTo(HaveOccurred())
 
 			var rssAt1 int64
-			cfg := loadgen.Config{Targets: []string{url}, Rate: fixtures.RolloutRate, Duration: soakFor, DisableKeepAlive: mode == fixtures.Fresh}
+			cfg := loadgen.Config{Targets: []string{url}, Rate: fixtures.RolloutRate, Duration: soakFor, DisableKeepAlive: mode == fixtures.Fresh,
+				Witness: stallWitness, OnStall: stallTrace.Stalled}
 			cfg.Progress = func(p loadgen.Progress) {
 				if rssAt1 == 0 && p.Elapsed >= time.Minute {
 					rssAt1 = rssBytes()
@@ -43,8 +44,9 @@ var _ = Describe("Ten minutes of load with nothing happening", suites.Slow, Seri
 			r, err := loadgen.Run(ctx, cfg)
 			Expect(err).NotTo(HaveOccurred())
 			rssAt10 := rssBytes()
-			line := fmt.Sprintf("%s: %s; %.1f/s; generator p99 %.1fms late, longest stall %.0fms; RSS %.1f MiB at 1 min, %.1f MiB at %s",
-				mode, r.Summary(), r.RateAchieved, r.Generator.SendLag.P99, r.Generator.MaxStallMs, mib(rssAt1), mib(rssAt10), soakFor)
+			g := r.Generator
+			line := fmt.Sprintf("%s: %s; %.1f/s; generator p99 %.1fms late, %d stalls of 20ms or more (%d its own, %d the machine's), longest %.0fms; nodrop %.0f%% of a CPU, machine CPU pressure %.0f%%; RSS %.1f MiB at 1 min, %.1f MiB at %s",
+				mode, r.Summary(), r.RateAchieved, g.SendLag.P99, g.StallCount, g.OwnStalls, g.MachineStalls, g.MaxStallMs, 100*g.CPU, 100*g.CPUPressure, mib(rssAt1), mib(rssAt10), soakFor)
 			AddReportEntry("null run", line)
 			fmt.Fprintln(GinkgoWriter, line)
 			Expect(r.Verdict).To(Equal(loadgen.Lossless), "%s", r.Summary())
