@@ -55,7 +55,7 @@ func (p Program) Build(ctx context.Context, cacheDir string, log *progress.Logge
 		return nil, err
 	}
 	defer unlock()
-	src, err := p.Source(ctx, cacheDir, log)
+	src, err := p.source(ctx, cacheDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +95,16 @@ func (p Program) Build(ctx context.Context, cacheDir string, log *progress.Logge
 // Source returns a writable copy of the module's source, fetched from the
 // Go module proxy once.
 func (p Program) Source(ctx context.Context, cacheDir string, log *progress.Logger) (string, error) {
+	unlock, err := cachedir.Lock(ctx, cacheDir, p.Name+"-"+p.Version, log.Printf)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	return p.source(ctx, cacheDir, log)
+}
+
+// source is Source with the program's cache lock held.
+func (p Program) source(ctx context.Context, cacheDir string, log *progress.Logger) (string, error) {
 	dir := filepath.Join(cacheDir, p.Dir)
 	src := filepath.Join(dir, "src-"+p.Version)
 	if _, err := os.Stat(filepath.Join(src, "go.mod")); err == nil {
