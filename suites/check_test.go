@@ -145,7 +145,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty())
 	}, SpecTimeout(4*time.Minute))
 
-	It("checks README's example as printed: the shop, built into an image of its own, loses no request (exit 0)", func(ctx SpecContext) {
+	It("checks README's example as printed, and as a Helm chart: the shop, built into an image of its own, loses no request (exit 0)", func(ctx SpecContext) {
 		// The commands README gives, from the source tree's root.
 		for _, c := range [][]string{
 			{"go", "build", "-o", "examples/shop/shop", "./examples/shop"},
@@ -164,8 +164,17 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(rs).To(HaveLen(1))
 		Expect(rs[0].Verdict).To(Equal("lossless"))
 		Expect(rs[0].Report.Total).To(BeNumerically(">", 10000), "the tail and rollout carry load")
+
+		// The same app as a Helm chart, rendered as helm template does:
+		// judged the same way.
+		code, out, errOut = nodrop(ctx, "check", "--chart", filepath.Join(suiteEnv.Root, "examples", "shop", "chart"), "--load-image", "myshop:1.0",
+			"--cluster", suiteEnv.Name, "--mode", "keepalive", "--json")
+		Expect(code).To(Equal(0), "check --chart: %s", errOut)
+		rs = runs(out)
+		Expect(rs).To(HaveLen(1))
+		Expect(rs[0].Verdict).To(Equal("lossless"))
 		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
-	}, SpecTimeout(5*time.Minute))
+	}, SpecTimeout(6*time.Minute))
 
 	It("finds nothing to flag in a careful manifest, and its rollout loses no request in either mode (exit 0)", func(ctx SpecContext) {
 		code, out, _ := nodrop(ctx, "lint", "-f", filepath.Join(testdata, "shop.yaml"))

@@ -39,6 +39,7 @@ import (
 // checkOptions are nodrop check's flags.
 type checkOptions struct {
 	files, kustomize []string
+	chart            manifest.Chart
 	target           scenario.Target
 	path, method     string
 	mode             string
@@ -92,6 +93,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (YAML or JSON, several documents), or - for standard input (helm template … | nodrop check -f -); repeatable")
 	f.StringArrayVarP(&o.kustomize, "kustomize", "k", nil, "kustomize directory; repeatable")
+	chartFlags(f, &o.chart)
 	f.StringVar(&o.target.Deployment, "deployment", "", "the Deployment to roll (needed when the manifests hold several)")
 	f.StringVar(&o.target.Service, "service", "", "the Service load goes through (default: the one selecting the Deployment's pods); one selecting another Deployment of the manifests puts that one (a proxy) in front")
 	f.StringVar(&o.target.Port, "port", "", "the Service port, by name or number (default: its only port, or the one named http)")
@@ -153,8 +155,8 @@ func proxyNames() string {
 }
 
 func planCheck(o checkOptions) (*checkPlan, error) {
-	if len(o.files) == 0 && len(o.kustomize) == 0 {
-		return nil, usagef("name your manifests with -f FILE or -k DIR")
+	if len(o.files) == 0 && len(o.kustomize) == 0 && o.chart.Path == "" {
+		return nil, usagef("name your manifests with -f FILE, -k DIR or --chart DIR")
 	}
 	modes, ok := checkModes[o.mode]
 	if !ok {
@@ -196,7 +198,7 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 		}
 		faults = append(faults, f)
 	}
-	objs, err := manifest.Read(o.stdin, o.files, o.kustomize)
+	objs, err := readManifests(o.stdin, o.files, o.kustomize, o.chart)
 	if err != nil {
 		return nil, usageError{err}
 	}

@@ -58,7 +58,7 @@ func TestCheckBadInputIsOneLineAndExit2(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"check"}, "name your manifests with -f FILE or -k DIR"},
+		{[]string{"check"}, "name your manifests with -f FILE, -k DIR or --chart DIR"},
 		{[]string{"check", "-f", "/nonexistent.yaml"}, "reading /nonexistent.yaml"},
 		{[]string{"check", "-f", writeManifest(t, "kind: [unclosed\n")}, "document 1"},
 		{[]string{"check", "-f", writeManifest(t, "just: text\n")}, "not a Kubernetes object"},
@@ -213,6 +213,31 @@ func TestManifestsFromStdin(t *testing.T) {
 		code, _, errs := cli(tc.stdin, tc.args...)
 		if code != exitBadInput || !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line saying %q", tc.args, code, errs, tc.want)
+		}
+	}
+}
+
+// --chart renders a Helm chart as helm template does: the shop's chart
+// is reviewed as its plain manifests are; its values flags without a
+// chart, or a chart that is not there, are bad input.
+func TestChart(t *testing.T) {
+	shop := filepath.Join("..", "..", "examples", "shop")
+	fc, fout, _ := runCLI(t, "lint", "--no-images", "-f", filepath.Join(shop, "deploy.yaml"))
+	cc, cout, cerr := runCLI(t, "lint", "--no-images", "--chart", filepath.Join(shop, "chart"))
+	if cc != fc || cout != fout || !strings.Contains(fout, "deployment/shop") {
+		t.Errorf("lint -f deploy.yaml: exit %d\n%s\nlint --chart chart: exit %d (%s)\n%s", fc, fout, cc, cerr, cout)
+	}
+	// Without a preStop the review says so.
+	if code, out, _ := runCLI(t, "lint", "--no-images", "--chart", filepath.Join(shop, "chart"), "--set", "preStopSeconds=0"); code != 1 || !strings.Contains(out, "preStop") {
+		t.Errorf("lint --set preStopSeconds=0: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{
+		{"lint", "-f", filepath.Join(shop, "deploy.yaml"), "--set", "replicas=3"},
+		{"lint", "--chart", filepath.Join(shop, "nowhere")},
+		{"check", "--chart", filepath.Join(shop, "nowhere")},
+	} {
+		if code, _, errs := runCLI(t, args...); code != exitBadInput || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, code, errs)
 		}
 	}
 }

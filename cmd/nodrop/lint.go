@@ -13,6 +13,7 @@ import (
 func newLintCommand() *cobra.Command {
 	var (
 		files, kustomize []string
+		chart            manifest.Chart
 		deployment       string
 		asJSON, noImages bool
 	)
@@ -32,10 +33,10 @@ Each finding names the catalogue variant that measures its mechanism
 Exit status: 0 no finding, 1 findings, 2 bad input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(files) == 0 && len(kustomize) == 0 {
-				return usagef("name your manifests with -f FILE or -k DIR")
+			if len(files) == 0 && len(kustomize) == 0 && chart.Path == "" {
+				return usagef("name your manifests with -f FILE, -k DIR or --chart DIR")
 			}
-			objs, err := manifest.Read(cmd.InOrStdin(), files, kustomize)
+			objs, err := readManifests(cmd.InOrStdin(), files, kustomize, chart)
 			if err != nil {
 				return usageError{err}
 			}
@@ -68,6 +69,7 @@ Exit status: 0 no finding, 1 findings, 2 bad input.`,
 	f := cmd.Flags()
 	f.StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory, or - for standard input; repeatable")
 	f.StringArrayVarP(&kustomize, "kustomize", "k", nil, "kustomize directory; repeatable")
+	chartFlags(f, &chart)
 	f.StringVar(&deployment, "deployment", "", "review only this Deployment")
 	f.BoolVar(&asJSON, "json", false, "print the findings as JSON")
 	f.BoolVar(&noImages, "no-images", false, "do not inspect images in the local Docker engine")
