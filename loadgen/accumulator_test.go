@@ -343,7 +343,7 @@ func TestStallsSayWhoseTheyWere(t *testing.T) {
 	want := []StallKind{StallMachine, StallOwn, StallOwn}
 	for i, s := range g.Stalls {
 		if s.Whose != want[i] {
-			t.Errorf("stall %d (%s): %s, want %s", i, s, s.Whose, want[i])
+			t.Errorf("stall %d (%+v): %s, want %s", i, s, s.Whose, want[i])
 		}
 	}
 	if g.MachineStalls != 1 || g.OwnStalls != 2 {

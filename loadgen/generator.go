@@ -92,19 +92,6 @@ type Stall struct {
 	PressureMs float64 `json:"cpu_pressure_ms"`
 }
 
-// String is one stall in a line.
-func (s Stall) String() string {
-	out := fmt.Sprintf("%s %.0fms", s.At.Format("15:04:05.000"), s.Ms)
-	if s.Whose != "" {
-		out += fmt.Sprintf(" (%s: witness late %.0fms)", s.Whose, s.WitnessMs)
-	}
-	out += fmt.Sprintf(", process CPU %.0fms, %d GC", s.CPUMs, s.GCCycles)
-	if s.PressureMs >= 0 {
-		out += fmt.Sprintf(", machine CPU pressure %.0fms", s.PressureMs)
-	}
-	return out
-}
-
 // PressureAt is the machine's CPU pressure in the second of the run that
 // holds t, from its start; -1 where it is not known.
 func (g Generator) PressureAt(started, t time.Time) float64 {
@@ -199,10 +186,7 @@ func (w *stallWatch) run() {
 		defer w.mu.Unlock()
 		if span := end.at.Sub(first.at); span > 0 {
 			w.cpuShare = float64(end.cpu-first.cpu) / float64(span)
-			w.pressure = -1
-			if first.pressure >= 0 && end.pressure >= 0 {
-				w.pressure = float64(end.pressure-first.pressure) / float64(span)
-			}
+			w.pressure = pressureShare(first, end)
 		}
 	}()
 	for {
@@ -213,18 +197,24 @@ func (w *stallWatch) run() {
 			now := take()
 			w.observe(last, now)
 			last = now
-			if span := now.at.Sub(second.at); span >= time.Second {
-				p := -1.0
-				if now.pressure >= 0 && second.pressure >= 0 {
-					p = float64(now.pressure-second.pressure) / float64(span)
-				}
+			if now.at.Sub(second.at) >= time.Second {
 				w.mu.Lock()
-				w.bySecond = append(w.bySecond, p)
+				w.bySecond = append(w.bySecond, pressureShare(second, now))
 				w.mu.Unlock()
 				second = now
 			}
 		}
 	}
+}
+
+// pressureShare is the share of the time from a to b in which some task
+// of the machine waited for a CPU; -1 where either reading is unknown.
+func pressureShare(a, b sample) float64 {
+	span := b.at.Sub(a.at)
+	if a.pressure < 0 || b.pressure < 0 || span <= 0 {
+		return -1
+	}
+	return float64(b.pressure-a.pressure) / float64(span)
 }
 
 // observe records an oversleep between two ticks' samples.
