@@ -53,15 +53,7 @@ const GeneratorNice = -5
 // done by default (below). Where it may not, nothing changes and the
 // delivered-load rule still judges what the generator managed.
 func PreferLoadGenerator() (threads int) {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return 0
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
+	for _, tid := range Threads() {
 		// Getpriority returns 20 - nice.
 		if cur, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil && 20-cur <= GeneratorNice {
 			threads++
@@ -72,6 +64,23 @@ func PreferLoadGenerator() (threads int) {
 		}
 	}
 	return threads
+}
+
+// Threads are the thread IDs of this process (none where /proc does not
+// say): Linux keeps a nice value per thread, so a process's priority is
+// set thread by thread.
+func Threads() []int {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			out = append(out, tid)
+		}
+	}
+	return out
 }
 
 // FavourSession gives this process's session (its autogroup) nice

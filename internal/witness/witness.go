@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodrop-dev/nodrop/internal/helperproc"
+	"github.com/nodrop-dev/nodrop/internal/sched"
 )
 
 // execCommand is the witness's command line. It runs in a session of its
@@ -74,14 +75,8 @@ func Helper(args []string) (int, bool) {
 // parent's threads may run at a higher priority (internal/sched), which a
 // child inherits, and the witness must stand for the pods, which run at 0.
 func atNormalPriority() {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return
-	}
-	for _, t := range tasks {
-		if tid, err := strconv.Atoi(t.Name()); err == nil {
-			_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
-		}
+	for _, tid := range sched.Threads() {
+		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
 	}
 }
 
