@@ -8,9 +8,9 @@ import "embed"
 
 // Sources is the part of the source tree the sample images build from:
 // go.mod, the programs under images/ with their Dockerfiles and scripts,
-// and the packages they import (rpcwire).
+// and the packages they import (rpcwire, lifecycle).
 //
-//go:embed go.mod rpcwire images/app images/init images/proxy images/nginx images/lb
+//go:embed go.mod rpcwire lifecycle images/app images/init images/proxy images/nginx images/lb
 var Sources embed.FS
 
 // KindConfig is the single-node cluster's kind config (kind-config.yaml),

@@ -177,7 +177,7 @@ func comm(process string) string { return process[:min(len(process), 15)] }
 // or come meanwhile are not followed, so new connections still reach a
 // pod that is terminating, or gone (stale endpoints).
 func PauseKubeProxy(d time.Duration, at scenario.FaultAt) scenario.Fault {
-	return pause("kube-proxy", fmt.Sprintf("kube-proxy paused %s", d), d, at)
+	return pause("kube-proxy", fmt.Sprintf("kube-proxy paused %s", d), kubeProxyPaused, d, at)
 }
 
 // PauseAPIServer stops the API server for d: nothing written to the
@@ -185,7 +185,7 @@ func PauseKubeProxy(d time.Duration, at scenario.FaultAt) scenario.Fault {
 // readiness, the next step of the rollout) is seen until it resumes,
 // while the kubelets go on stopping the pods they were told to stop.
 func PauseAPIServer(d time.Duration, at scenario.FaultAt) scenario.Fault {
-	return pause("kube-apiserver", fmt.Sprintf("API server paused %s", d), d, at)
+	return pause("kube-apiserver", fmt.Sprintf("API server paused %s", d), apiServerPaused, d, at)
 }
 
 // PauseControllerManager stops kube-controller-manager for d, and with
@@ -195,14 +195,14 @@ func PauseAPIServer(d time.Duration, at scenario.FaultAt) scenario.Fault {
 // connections to a pod that is terminating, or gone. The rollout waits
 // too (the Deployment and ReplicaSet controllers are stopped with it).
 func PauseControllerManager(d time.Duration, at scenario.FaultAt) scenario.Fault {
-	return pause("kube-controller-manager", fmt.Sprintf("EndpointSlice updates paused %s (kube-controller-manager stopped)", d), d, at)
+	return pause("kube-controller-manager", fmt.Sprintf("EndpointSlice updates paused %s (kube-controller-manager stopped)", d), endpointSlicesPaused, d, at)
 }
 
 // pause stops process on every node that runs it, for d.
-func pause(process, name string, d time.Duration, at scenario.FaultAt) scenario.Fault {
+func pause(process, name, mechanism string, d time.Duration, at scenario.FaultAt) scenario.Fault {
 	stop := fmt.Sprintf(`if pkill -STOP -x %s; then echo stopped; fi`, comm(process))
 	return scenario.Fault{
-		Name: name, At: at, For: d, NeedsNodes: true,
+		Name: name, At: at, For: d, NeedsNodes: true, Mechanism: mechanism,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
 			shell := l.Env.Nodes
 			nodes, err := shell.Nodes(ctx)
@@ -258,7 +258,7 @@ func CrashPod(at scenario.FaultAt) scenario.Fault {
 // oldest serving pod, through containerd on its node.
 func signalPod(name, sig string, at scenario.FaultAt) scenario.Fault {
 	return scenario.Fault{
-		Name: name, At: at, NeedsNodes: true,
+		Name: name, At: at, NeedsNodes: true, Mechanism: appDied,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
 			pod, err := servingPod(ctx, l)
 			if err != nil {

@@ -40,7 +40,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("%s at %q: %v", tc.fault, tc.at, err)
 			continue
 		}
-		if f.Name != tc.name || f.At != tc.when || f.For != tc.lasts || !f.NeedsNodes {
+		if f.Name != tc.name || f.At != tc.when || f.For != tc.lasts || !f.NeedsNodes || f.Mechanism == "" {
 			t.Errorf("%s at %q: %+v", tc.fault, tc.at, f)
 		}
 	}

@@ -58,7 +58,7 @@ func delayed(delay, jitter, d time.Duration, at scenario.FaultAt, whose packets)
 		name += fmt.Sprintf(" ±%s", jitter)
 	}
 	return scenario.Fault{
-		Name: name + fmt.Sprintf(" for %s", d), At: at, For: d, NeedsNodes: true,
+		Name: name + fmt.Sprintf(" for %s", d), At: at, For: d, NeedsNodes: true, Mechanism: packetsDelayed,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
 			netns, ok := l.Env.Nodes.(NodeNetns)
 			if !ok {

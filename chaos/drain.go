@@ -40,7 +40,7 @@ const evictFor = 2 * time.Minute
 // node is refused as bad input.
 func DrainNode(d time.Duration, at scenario.FaultAt) scenario.Fault {
 	return scenario.Fault{
-		Name: fmt.Sprintf("drain of a serving pod's node, uncordoned after %s", d), At: at, For: d, NeedsNodes: true,
+		Name: fmt.Sprintf("drain of a serving pod's node, uncordoned after %s", d), At: at, For: d, NeedsNodes: true, Mechanism: nodeDrained,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
 			pod, err := servingPod(ctx, l)
 			if err != nil {

@@ -50,7 +50,7 @@ func NodePacketLoss(share float64, d time.Duration, at scenario.FaultAt) scenari
 func packetLoss(share float64, d time.Duration, at scenario.FaultAt, whose packets) scenario.Fault {
 	prob := strconv.FormatFloat(share, 'f', -1, 64)
 	return scenario.Fault{
-		Name: fmt.Sprintf("%s%% of %s packets dropped for %s", strconv.FormatFloat(share*100, 'f', -1, 64), whose, d), At: at, For: d, NeedsNodes: true,
+		Name: fmt.Sprintf("%s%% of %s packets dropped for %s", strconv.FormatFloat(share*100, 'f', -1, 64), whose, d), At: at, For: d, NeedsNodes: true, Mechanism: packetsDropped,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
 			t, err := whose.pick(ctx, l)
 			if err != nil {
@@ -190,7 +190,7 @@ const kubeProxyReady = 2 * time.Minute
 // doubling, decide how long it stays down.)
 func RestartKubeProxy(at scenario.FaultAt) scenario.Fault {
 	return scenario.Fault{
-		Name: "kube-proxy restarted", At: at,
+		Name: "kube-proxy restarted", At: at, Mechanism: kubeProxyRestarted,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
 			return restartKubeProxy(ctx, l.Env.Client)
 		},

@@ -27,7 +27,7 @@ type NodePauser interface {
 // refused: nothing would be left to watch the run.
 func PauseNode(d time.Duration, at scenario.FaultAt) scenario.Fault {
 	return scenario.Fault{
-		Name: fmt.Sprintf("node paused %s", d), At: at, For: d, NeedsNodes: true,
+		Name: fmt.Sprintf("node paused %s", d), At: at, For: d, NeedsNodes: true, Mechanism: nodePaused,
 		Inject: func(ctx context.Context, l *scenario.Live) (scenario.Injected, error) {
 			pauser, ok := l.Env.Nodes.(NodePauser)
 			if !ok {

@@ -38,6 +38,9 @@ type SetupOptions struct {
 	// WithIngress also builds and installs the Traefik ingress
 	// controller, offline.
 	WithIngress bool
+	// Timeouts bound the waits of the installs and clean-ups (zero:
+	// kube.DefaultTimeouts).
+	Timeouts kube.Timeouts
 }
 
 // Ready is a cluster with nodrop's images loaded.
@@ -124,12 +127,12 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 		}
 	}
 	if ingressImage != "" {
-		if err := traefik.Install(ctx, rc, ingressImage, o.Log, kube.DefaultTimeouts); err != nil {
+		if err := traefik.Install(ctx, rc, ingressImage, o.Log, o.timeouts()); err != nil {
 			return nil, err
 		}
 		r.Ingress = traefik.Controller()
 	}
-	if err := deleteOrphans(ctx, rc, o.Log); err != nil {
+	if err := deleteOrphans(ctx, rc, o.Log, o.timeouts()); err != nil {
 		return nil, err
 	}
 	// A run killed during a drain could not uncordon its node.
@@ -143,6 +146,13 @@ func Setup(ctx context.Context, o SetupOptions) (*Ready, error) {
 	o.Log.Printf("✓ cluster %q is up (%s); node IPs %s\n  export KUBECONFIG=%s",
 		c.Name, time.Since(start).Round(100*time.Millisecond), strings.Join(c.NodeIPs, " "), c.Kubeconfig)
 	return r, nil
+}
+
+func (o *SetupOptions) timeouts() kube.Timeouts {
+	if o.Timeouts == (kube.Timeouts{}) {
+		return kube.DefaultTimeouts()
+	}
+	return o.Timeouts
 }
 
 // up builds the node image unless one is given and brings the cluster up.
@@ -163,12 +173,12 @@ func (o *SetupOptions) up(ctx context.Context) (*Cluster, error) {
 // deleteOrphans deletes the namespaces of runs on this host that were
 // killed before they could (kube.Orphans): their pods would otherwise
 // take CPU from every run after them.
-func deleteOrphans(ctx context.Context, rc *rest.Config, log *progress.Logger) error {
+func deleteOrphans(ctx context.Context, rc *rest.Config, log *progress.Logger, t kube.Timeouts) error {
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
-	names, err := kube.DeleteOrphans(ctx, client, kube.DefaultTimeouts)
+	names, err := kube.DeleteOrphans(ctx, client, t)
 	if len(names) > 0 && err == nil {
 		log.Printf("✓ deleted %d namespace(s) left by runs that were killed: %s", len(names), strings.Join(names, " "))
 	}
@@ -181,7 +191,7 @@ func deleteOrphans(ctx context.Context, rc *rest.Config, log *progress.Logger) e
 // InstallIngress builds the Traefik ingress controller (once; cached),
 // loads it into the cluster's nodes and installs it, unless it runs
 // there already.
-func InstallIngress(ctx context.Context, name, stateDir string, rc *rest.Config, log *progress.Logger) (*scenario.IngressController, error) {
+func InstallIngress(ctx context.Context, name, stateDir string, rc *rest.Config, log *progress.Logger, t kube.Timeouts) (*scenario.IngressController, error) {
 	image, err := traefik.Build(ctx, stateDir, log)
 	if err != nil {
 		return nil, err
@@ -189,7 +199,7 @@ func InstallIngress(ctx context.Context, name, stateDir string, rc *rest.Config,
 	if err := LoadImages(ctx, name, []string{image}, log); err != nil {
 		return nil, err
 	}
-	if err := traefik.Install(ctx, rc, image, log, kube.DefaultTimeouts); err != nil {
+	if err := traefik.Install(ctx, rc, image, log, t); err != nil {
 		return nil, err
 	}
 	return traefik.Controller(), nil

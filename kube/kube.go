@@ -38,12 +38,14 @@ type Timeouts struct {
 }
 
 // DefaultTimeouts suit a single-node kind cluster on a 2-core machine.
-var DefaultTimeouts = Timeouts{
-	Available: 2 * time.Minute,
-	Serving:   30 * time.Second,
-	Rollout:   3 * time.Minute,
-	Namespace: 2 * time.Minute,
-	Poll:      200 * time.Millisecond,
+func DefaultTimeouts() Timeouts {
+	return Timeouts{
+		Available: 2 * time.Minute,
+		Serving:   30 * time.Second,
+		Rollout:   3 * time.Minute,
+		Namespace: 2 * time.Minute,
+		Poll:      200 * time.Millisecond,
+	}
 }
 
 // Pod Security Standard levels a namespace can enforce.

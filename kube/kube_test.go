@@ -84,14 +84,14 @@ func TestDeleteNamespaceCutsThePodsGraceAfterTheNamespaceIsTerminating(t *testin
 		order = append(order, "pods in "+a.GetNamespace())
 		return true, nil, nil
 	})
-	if err := DeleteNamespace(context.Background(), c, "ns", DefaultTimeouts); err != nil {
+	if err := DeleteNamespace(context.Background(), c, "ns", DefaultTimeouts()); err != nil {
 		t.Fatal(err)
 	}
 	// First the namespace, so that no controller replaces a pod.
 	if strings.Join(order, ", ") != "namespace, pods in ns" {
 		t.Errorf("order: %v", order)
 	}
-	if err := DeleteNamespace(context.Background(), c, "gone", DefaultTimeouts); err != nil {
+	if err := DeleteNamespace(context.Background(), c, "gone", DefaultTimeouts()); err != nil {
 		t.Errorf("a namespace already gone: %v", err)
 	}
 }

@@ -43,7 +43,7 @@ func TestOrphansAreOnlyNamespacesOfDeadProcessesOnThisHost(t *testing.T) {
 		ns("not-ours", host+"/"+strconv.Itoa(dead), false),
 		ns("garbled", host+"/x", true),
 	)
-	got, err := DeleteOrphans(context.Background(), c, DefaultTimeouts)
+	got, err := DeleteOrphans(context.Background(), c, DefaultTimeouts())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/lifecycle"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -59,6 +60,9 @@ type Event struct {
 	Kind   Kind      `json:"kind"`
 	Pod    string    `json:"pod,omitempty"`
 	Detail string    `json:"detail,omitempty"`
+	// Why says what the event does to requests, where its source knows
+	// (a fault's mechanism); the advice on losses that follow it says it.
+	Why string `json:"why,omitempty"`
 }
 
 func (e Event) String() string {
@@ -342,28 +346,11 @@ func (r *Recorder) followLogs(pod, container string) {
 }
 
 func parseAppLine(pod string, line []byte) (Event, bool) {
-	var m map[string]any
-	if json.Unmarshal(line, &m) != nil {
+	l, ok := lifecycle.Parse(line)
+	if !ok {
 		return Event{}, false
 	}
-	ts, _ := m["ts"].(string)
-	name, _ := m["event"].(string)
-	at, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil || name == "" {
-		return Event{}, false
-	}
-	var extra []string
-	for _, k := range []string{"component", "version", "signal", "code", "phase", "error", "pid",
-		"migrated_connections", "adopted_connections", "connections", "pending_bytes", "took_ms", "backends"} {
-		if v, ok := m[k]; ok {
-			extra = append(extra, fmt.Sprintf("%s=%v", k, v))
-		}
-	}
-	detail := name
-	if len(extra) > 0 {
-		detail += " (" + strings.Join(extra, " ") + ")"
-	}
-	return Event{At: at, Kind: App, Pod: pod, Detail: detail}, true
+	return Event{At: l.At, Kind: App, Pod: pod, Detail: l.Detail()}, true
 }
 
 func podReady(p *corev1.Pod) bool {

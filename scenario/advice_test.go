@@ -186,7 +186,8 @@ func TestAdviceNamesAGapAndAFault(t *testing.T) {
 	paused := Advise(lossesAt(t0, 3*time.Second, 50, loadgen.Timeout), []probes.Event{
 		ev(time.Second, probes.EndpointReady, "a", ""),
 		ev(time.Second, probes.EndpointReady, "b", ""),
-		ev(2900*time.Millisecond, probes.FaultStart, "a", "node paused 10s (node w1)"),
+		{At: t0.Add(2900 * time.Millisecond), Kind: probes.FaultStart, Pod: "a", Detail: "node paused 10s (node w1)",
+			Why: "a frozen node's pods stay endpoints until the node is marked NotReady"},
 		ev(12900*time.Millisecond, probes.FaultEnd, "a", "node paused 10s"),
 	})
 	if len(paused) != 1 || !strings.Contains(paused[0], "after the fault nodrop injected (node paused 10s (node w1))") || !strings.Contains(paused[0], "marked NotReady") {

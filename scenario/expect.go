@@ -1,8 +1,3 @@
-// Package scenario judges a run of load through a disruption against
-// what the configuration under test claims. It is the one place a
-// verdict is decided, for the rollout and hot-upgrade suites alike, and it
-// knows nothing of Ginkgo: it returns the problems it found, and callers
-// assert or print them.
 package scenario
 
 import (

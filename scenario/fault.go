@@ -25,6 +25,9 @@ type Fault struct {
 	// NeedsNodes: the fault runs commands on the cluster's nodes
 	// (Env.Nodes); a run without them is refused as bad input.
 	NeedsNodes bool
+	// Mechanism says what the fault does to requests, as the advice on
+	// losses that follow it says it; "" points at the timeline instead.
+	Mechanism string
 	// Inject does it.
 	Inject func(ctx context.Context, l *Live) (Injected, error)
 }
@@ -172,7 +175,7 @@ func (f *faults) run(ctx context.Context, l *Live, trigger time.Time, fault Faul
 	if in.On != "" {
 		detail += " (" + in.On + ")"
 	}
-	l.Recorder.Record(probes.Event{At: at, Kind: probes.FaultStart, Pod: in.Pod, Detail: detail})
+	l.Recorder.Record(probes.Event{At: at, Kind: probes.FaultStart, Pod: in.Pod, Detail: detail, Why: fault.Mechanism})
 	if in.Pod != "" {
 		detail += " (pod " + in.Pod + ")"
 	}

@@ -1,16 +1,17 @@
+// The run of one scenario: a value that holds what the run made (its
+// namespace, recorder, faults, load slot) and undoes it on every exit
+// path, and the phases Run goes through in order.
+
 package scenario
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,286 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
-	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 )
-
-// ErrNotJudged marks a run whose verdict could not be decided: the load
-// was not delivered, calibration lost requests before any disruption
-// (the set-up is broken), or the run was interrupted. It is never a pass.
-var ErrNotJudged = errors.New("not judged")
-
-type notJudged struct{ error }
-
-func (notJudged) Is(target error) bool { return target == ErrNotJudged }
-func (e notJudged) Unwrap() error      { return e.error }
-
-// Defaults of a scenario's phases.
-const (
-	// CalibrateFor is how long the load runs with nothing happening
-	// before the disruption.
-	CalibrateFor = 3 * time.Second
-	// TailFor is how long load goes on after the disruption settled: the
-	// data plane's lag, then a second in which nothing may be lost.
-	TailFor = DataPlaneLag + time.Second
-)
-
-// Env is where a scenario runs: any cluster, passed explicitly.
-type Env struct {
-	Client kubernetes.Interface
-	REST   *rest.Config
-	// NodeIP is an address at which the cluster's NodePorts answer.
-	NodeIP string
-	// URL, when set, is where load goes instead of a NodePort at NodeIP
-	// (the user's own route to the Service).
-	URL      string
-	Timeouts kube.Timeouts
-	// Log gets one line per phase; nil is silent.
-	Log *progress.Logger
-	// Dump gets the namespace's pods, events and logs when a run fails
-	// or loses requests it should not; nil for none.
-	Dump io.Writer
-	// Keep leaves the namespace in place after the run.
-	Keep bool
-	// Nodes, when set, runs commands on the cluster's nodes, which some
-	// faults need (kube-proxy paused, a container killed).
-	Nodes NodeShell
-	// LoadSlots, when set, is held from calibration until the load
-	// stops: runs that share it send load a bounded number at a time,
-	// while their deploys, waits and teardowns overlap.
-	LoadSlots Slots
-	// Ingress is the cluster's ingress controller, for scenarios whose
-	// load goes through one (Target.Ingress); nil when it has none.
-	Ingress *IngressController
-	// HelperProgram, when set, is a program that runs nodrop's helper
-	// processes (it calls nfqueue.Helper first thing: nodrop's binary,
-	// the suites' test binary), normally this one: the delay faults hold
-	// packets there, apart from the load generator. Empty: in this
-	// process.
-	HelperProgram string
-	// Witness, when set, watches the machine from a process of its own,
-	// so each stall of the load generator says whether the whole machine
-	// stood still or nodrop alone (loadgen.Config.Witness).
-	Witness loadgen.Witness
-	// OnStall, when set, hears of each stall of the load generator
-	// (loadgen.Config.OnStall: the trace around it kept, internal/flight).
-	OnStall func(loadgen.Stall)
-}
-
-// Slots bound how much load runs send at once (internal/slots shares
-// them between processes): a run takes as many as its LoadCost.
-type Slots interface {
-	Acquire(ctx context.Context, k int) (release func(), err error)
-}
-
-// Scenario is one run: objects deployed into a fresh namespace, load
-// through their Service, one disruption, each load judged against what
-// the configuration claims for it.
-type Scenario struct {
-	// Name is the configuration, as summaries name it.
-	Name string
-	// Objects are created in order in the run's namespace (whatever
-	// namespace they name).
-	Objects []*unstructured.Unstructured
-	Target  Target
-	// NamespacePrefix starts the generated namespace's name.
-	NamespacePrefix string
-	// PodSecurity is the Pod Security Standard level the namespace
-	// enforces (kube.PodSecurity*; none when empty).
-	PodSecurity string
-	// Setup, when set, runs in the fresh namespace before the objects
-	// are created (e.g. a SidecarSet that injects into their pods); its
-	// cleanup runs before the namespace is deleted.
-	Setup func(ctx context.Context, l *Live) (cleanup func(context.Context) error, err error)
-	// Traffic is the load, all of it at once; each is judged on its own.
-	Traffic []Traffic
-	// Disruption is done under load.
-	Disruption Disruption
-	// Faults are chaos injected while the disruption runs.
-	Faults []Fault
-	// Checks are claims about the run beyond its loads' verdicts (the
-	// container restarted or did not, v2 answered, the pod stayed
-	// Ready), checked after the load stops and before the namespace
-	// goes. A failed check is a problem of every load of the run: the
-	// run did not show what the configuration claims.
-	Checks []Check
-	// Calibrate and Tail default to CalibrateFor and TailFor.
-	Calibrate, Tail time.Duration
-}
-
-// Check is one claim about a finished run.
-type Check struct {
-	// Name says what is claimed, as a problem names it.
-	Name string
-	// Verify returns why the claim does not hold, or nil.
-	Verify func(ctx context.Context, l *Live, res *Result) error
-}
-
-// Traffic is one kind of load of a scenario and what it must show.
-type Traffic struct {
-	// Name is how summaries name the load (keepalive, fresh, long-lived RPC).
-	Name string
-	// Port is the Service port it goes to, by name ("" for the target's).
-	Port string
-	// RPC sends nodrop's RPC protocol (rpc://host:port) instead of HTTP.
-	RPC bool
-	// Path of HTTP requests ("/" when empty).
-	Path string
-	// Config is the load; Run fills in its target.
-	Config loadgen.Config
-	Expect Expectation
-}
-
-// Live is a running scenario, as its set-up and disruption see it.
-type Live struct {
-	Env        Env
-	Namespace  string
-	Deployment string
-	Recorder   *probes.Recorder
-}
-
-// Pods are the Deployment's pods, terminating ones included.
-func (l *Live) Pods(ctx context.Context) ([]corev1.Pod, error) {
-	d, err := l.Env.Client.AppsV1().Deployments(l.Namespace).Get(ctx, l.Deployment, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return kube.PodsOf(ctx, l.Env.Client, d)
-}
-
-// What names what the run does: the disruption and its faults, or the
-// faults alone when the disruption leaves the Deployment alone.
-func (s Scenario) What() string {
-	parts := []string{s.Disruption.Name}
-	if s.Disruption.Name == kube.Nothing.Name && len(s.Faults) > 0 {
-		parts = nil
-	}
-	for _, f := range s.Faults {
-		parts = append(parts, f.Name)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// replicas is how many pods the Deployment asks for.
-func (l *Live) replicas(ctx context.Context) (int, error) {
-	d, err := l.Env.Client.AppsV1().Deployments(l.Namespace).Get(ctx, l.Deployment, metav1.GetOptions{})
-	if err != nil {
-		return 0, err
-	}
-	if d.Spec.Replicas == nil {
-		return 1, nil
-	}
-	return int(*d.Spec.Replicas), nil
-}
-
-// Disruption is what a run does under load.
-type Disruption struct {
-	Name string
-	// Apply does it.
-	Apply func(ctx context.Context, l *Live) error
-	// Settled waits until it is over; nil waits until the Deployment is
-	// rolled out with every old pod gone.
-	Settled func(ctx context.Context, l *Live) error
-}
-
-// Rollout is a disruption of the Deployment (a restart, an image change,
-// a scale-down, a pod's deletion), settled when every old pod is gone.
-func Rollout(d kube.Disruption) Disruption {
-	return Disruption{Name: d.Name, Apply: func(ctx context.Context, l *Live) error {
-		dep, err := l.Env.Client.AppsV1().Deployments(l.Namespace).Get(ctx, l.Deployment, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("reading deployment: %w", err)
-		}
-		return d.Apply(ctx, l.Env.Client, dep)
-	}}
-}
-
-// Result is what a run found; a run that ended early holds what it got to.
-type Result struct {
-	Scenario   string `json:"scenario"`
-	Disruption string `json:"disruption"`
-	Namespace  string `json:"namespace"`
-	// Added names what nodrop added beside the user's objects.
-	Added   []string        `json:"added,omitempty"`
-	Traffic []TrafficResult `json:"traffic"`
-	Events  []probes.Event  `json:"events,omitempty"`
-	Window  Window          `json:"window"`
-	// Took is the disruption, from its trigger until it settled.
-	Took time.Duration `json:"took_ns"`
-	// EarlierAttempts say why the runs before this one were not judged
-	// (RunUntilJudged); none when this was the first.
-	EarlierAttempts []string `json:"not_judged_before,omitempty"`
-}
-
-// TrafficResult is one load's part of a run.
-type TrafficResult struct {
-	Name        string          `json:"name"`
-	URL         string          `json:"url"`
-	Calibration *loadgen.Report `json:"calibration,omitempty"`
-	Report      *loadgen.Report `json:"report,omitempty"`
-	Outcome     Outcome         `json:"outcome"`
-	// Expect is what it was judged against.
-	Expect Expectation `json:"-"`
-}
-
-// Judged reports whether every load reached its verdict.
-func (r *Result) Judged() bool {
-	for _, t := range r.Traffic {
-		if t.Report == nil {
-			return false
-		}
-	}
-	return len(r.Traffic) > 0
-}
-
-// Passed reports whether every load was judged and showed what it must.
-func (r *Result) Passed() bool {
-	if !r.Judged() {
-		return false
-	}
-	for _, t := range r.Traffic {
-		if !t.Outcome.Passed() {
-			return false
-		}
-	}
-	return true
-}
-
-// Rows are the judged loads as summary lines.
-func (r *Result) Rows() []Row {
-	var rows []Row
-	for _, t := range r.Traffic {
-		if t.Report != nil {
-			row := NewRow(r.Scenario, r.Disruption, t.Name, t.Report, t.Outcome, r.Took.Seconds())
-			row.EarlierAttempts = r.EarlierAttempts
-			rows = append(rows, row)
-		}
-	}
-	return rows
-}
-
-// Evidence is what a failed or lossy load prints: the mechanism claimed,
-// the report, the losses next to what happened then, and the timeline.
-func (r *Result) Evidence(t TrafficResult) string { return Evidence(t.Report, r.Events, t.Expect) }
-
-// Evidence is the mechanism, the report, the losses explained and the
-// timeline of one run.
-func Evidence(r *loadgen.Report, events []probes.Event, e Expectation) string {
-	var b strings.Builder
-	if e.Why != "" {
-		b.WriteString("\n" + e.Why + "\n")
-	}
-	if len(e.Classes) > 0 {
-		b.WriteString("classes of the mechanism:\n" + e.Reasons())
-	}
-	r.WriteTable(&b)
-	b.WriteString("\nlosses:\n" + probes.Explain(r, events) + "timeline:\n" + probes.Timeline(r, events))
-	return b.String()
-}
 
 // cleanupTimeout bounds what a run does after it ended, interrupted or
 // not: dump and delete its namespace.
@@ -311,28 +37,100 @@ const cleanupTimeout = 3 * time.Minute
 // as given and ErrNotJudged when it ran but could not be judged; the
 // result holds what the run got to.
 func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
-	res = &Result{Scenario: s.Name, Disruption: s.What()}
+	res = s.newResult()
+	target, err := s.validate(env)
+	if err != nil {
+		return res, err
+	}
+	r, err := start(ctx, s, env, target, res)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = r.stop(ctx, err) }()
+	for _, phase := range []func(context.Context) error{
+		r.setUp,         // the scenario's own set-up (a SidecarSet)
+		r.deploy,        // the objects, until the Deployment is available
+		r.aim,           // where each load goes
+		r.waitServing,   // the URL answers
+		r.followIngress, // the ingress controller's view of the run
+		r.takeSlot,      // a share of the machine's load
+		r.calibrate,     // the same load with nothing happening
+		r.disrupt,       // load through the disruption, its faults, the tail
+		r.trace,         // unanswered connections, the controller's events
+		r.judge,         // each load against its expectation
+		r.verify,        // the scenario's checks
+	} {
+		if err := phase(ctx); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// newResult is the record a run fills in, phase by phase.
+func (s Scenario) newResult() *Result {
+	res := &Result{Scenario: s.Name, Disruption: s.What()}
 	for _, t := range s.Traffic {
 		res.Traffic = append(res.Traffic, TrafficResult{Name: t.Name, Expect: t.Expect})
 	}
+	return res
+}
+
+// validate refuses, before anything is created, a scenario that cannot
+// run as given on env, and resolves its target.
+func (s Scenario) validate(env Env) (*Resolved, error) {
 	target, err := Resolve(s.Objects, s.Target)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	if s.Disruption.Apply == nil || len(s.Traffic) == 0 {
-		return res, badInputf("scenario %s needs load and a disruption", s.Name)
+		return nil, badInputf("scenario %s needs load and a disruption", s.Name)
 	}
 	if s.Target.Ingress && env.Ingress == nil {
-		return res, badInputf("load through an ingress needs nodrop's ingress controller on the cluster (nodrop cluster up --with-ingress)")
+		return nil, badInputf("load through an ingress needs nodrop's ingress controller on the cluster (nodrop cluster up --with-ingress)")
 	}
 	for _, f := range s.Faults {
 		if f.NeedsNodes && env.Nodes == nil {
-			return res, badInputf("fault %s runs commands on the nodes, which nodrop can do only on a kind cluster it knows (nodrop cluster up)", f.Name)
+			return nil, badInputf("fault %s runs commands on the nodes, which nodrop can do only on a kind cluster it knows (nodrop cluster up)", f.Name)
 		}
 	}
+	return target, nil
+}
+
+// run is one run under way: what it made, and what it found so far.
+type run struct {
+	s      Scenario
+	env    Env
+	target *Resolved
+	res    *Result
+
+	ns      string
+	rec     *probes.Recorder
+	live    *Live
+	creator *kube.Creator
+	// cleanups run, in order, once the recorder stopped and before the
+	// namespace goes (the set-up's, the faults'); they get a context
+	// that outlives the run's.
+	cleanups []func(context.Context) error
+	// undo run first, last first: what a phase holds until the run ends
+	// (the load slot, a watch).
+	undo []func()
+
+	cfgs           []loadgen.Config // the loads, aimed (aim)
+	host           string           // the Host header through an ingress
+	controller     *probes.Recorder // the ingress controller's namespace
+	controllerFrom time.Time
+	watches        []*newConnWatch
+	window         Window
+	reports        []*loadgen.Report
+}
+
+// start creates the run's namespace and starts recording it: from here on,
+// stop undoes what the run made.
+func start(ctx context.Context, s Scenario, env Env, target *Resolved, res *Result) (*run, error) {
 	creator, err := kube.NewCreator(env.REST)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	prefix := s.NamespacePrefix
 	if prefix == "" {
@@ -340,258 +138,332 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 	}
 	ns, err := kube.CreateNamespace(ctx, env.Client, prefix, s.PodSecurity)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	res.Namespace = ns
 	env.Log.Printf("• namespace %s", ns)
 	rec, err := probes.Start(ctx, env.Client, ns)
 	if err != nil {
 		_ = kube.DeleteNamespace(context.WithoutCancel(ctx), env.Client, ns, env.Timeouts)
-		return res, err
+		return nil, err
 	}
-	live := &Live{Env: env, Namespace: ns, Deployment: target.Deployment.Name, Recorder: rec}
-	var cleanups []func(context.Context) error
-	defer func() {
-		rec.Stop()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if env.Dump != nil && (err != nil || !res.Passed()) {
-			kube.Dump(cctx, env.Client, ns, env.Dump)
-		}
-		for _, c := range cleanups {
-			err = errors.Join(err, c(cctx))
-		}
-		if env.Keep {
-			if derr := kube.Disown(cctx, env.Client, ns); derr != nil {
-				err = errors.Join(err, derr)
-			}
-			env.Log.Printf("• kept namespace %s (--keep)", ns)
-			return
-		}
-		step := env.Log.Start("deleting namespace %s", ns)
-		if derr := kube.DeleteNamespace(cctx, env.Client, ns, env.Timeouts); derr != nil {
-			err = errors.Join(err, step.Fail(derr))
-			return
-		}
-		step.Done()
-	}()
-	if s.Setup != nil {
-		cleanup, err := s.Setup(ctx, live)
-		if cleanup != nil {
-			cleanups = append(cleanups, cleanup)
-		}
-		if err != nil {
-			return res, fmt.Errorf("setting up: %w", err)
-		}
-	}
+	return &run{
+		s: s, env: env, target: target, res: res, ns: ns, rec: rec, creator: creator,
+		live: &Live{Env: env, Namespace: ns, Deployment: target.Deployment.Name, Recorder: rec},
+	}, nil
+}
 
-	if err := s.deploy(ctx, env, creator, ns, target, res); err != nil {
-		return res, err
+// stop undoes what the run made, on every exit path: what the phases
+// hold, the recorder, a dump of the namespace when the run failed, the
+// cleanups, and the namespace itself (kept with Env.Keep). It returns err
+// joined with whatever failed.
+func (r *run) stop(ctx context.Context, err error) error {
+	for _, u := range slices.Backward(r.undo) {
+		u()
 	}
-	cfgs := make([]loadgen.Config, len(s.Traffic))
-	host := ""
-	for i, t := range s.Traffic {
-		url, err := s.url(ctx, env, ns, target, t)
-		if err != nil {
-			return res, err
-		}
-		res.Traffic[i].URL = url
-		cfgs[i] = t.Config
-		cfgs[i].Targets = []string{url}
-		if cfgs[i].Witness == nil {
-			cfgs[i].Witness = env.Witness
-		}
-		if cfgs[i].OnStall == nil {
-			cfgs[i].OnStall = env.OnStall
-		}
-		if s.Target.Ingress && t.Port == "" {
-			// The controller routes by host: the run's Ingress names one.
-			host = IngressHost(ns)
-			cfgs[i].Header = cfgs[i].Header.Clone()
-			if cfgs[i].Header == nil {
-				cfgs[i].Header = http.Header{}
-			}
-			cfgs[i].Header.Set("Host", host)
-		}
+	r.rec.Stop()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if r.env.Dump != nil && (err != nil || !r.res.Passed()) {
+		kube.Dump(cctx, r.env.Client, r.ns, r.env.Dump)
 	}
-	if url := res.Traffic[0].URL; !s.Traffic[0].RPC {
-		what := url
-		if host != "" {
-			what = fmt.Sprintf("%s (host %s)", url, host)
-		}
-		step := env.Log.Start("waiting for %s to serve", what)
-		if err := kube.WaitServing(ctx, url, host, env.Timeouts); err != nil {
-			return res, step.Fail(badInput{err})
-		}
-		step.Done()
+	for _, c := range r.cleanups {
+		err = errors.Join(err, c(cctx))
 	}
-	var controller *probes.Recorder
-	var controllerFrom time.Time
-	if s.Target.Ingress {
-		stop, err := followIngress(ctx, env, ns, target, rec)
-		if err != nil {
-			return res, err
+	if r.env.Keep {
+		if derr := kube.Disown(cctx, r.env.Client, r.ns); derr != nil {
+			err = errors.Join(err, derr)
 		}
-		defer stop()
-		// The controller's own pods go on the timeline too: a rollout
-		// of the controller is a disruption of the run's. Only what
-		// happens from now on: the recorder starts with the namespace's
-		// whole event history, which is not this run's.
-		controllerFrom = time.Now()
-		if controller, err = probes.Start(ctx, env.Client, env.Ingress.Namespace); err != nil {
-			return res, err
-		}
-		defer controller.Stop()
+		r.env.Log.Printf("• kept namespace %s (--keep)", r.ns)
+		return err
 	}
-	if env.LoadSlots != nil {
-		step := env.Log.Start("waiting for a load slot")
-		release, err := env.LoadSlots.Acquire(ctx, s.LoadCost())
-		if err != nil {
-			return res, step.Fail(notJudged{fmt.Errorf("waiting for a load slot: %w", err)})
-		}
-		defer release()
-		step.Done()
+	step := r.env.Log.Start("deleting namespace %s", r.ns)
+	if derr := kube.DeleteNamespace(cctx, r.env.Client, r.ns, r.env.Timeouts); derr != nil {
+		return errors.Join(err, step.Fail(derr))
 	}
-	calibration, err := Calibrate(ctx, s.calibrateFor(), env.Log, cfgs...)
-	for i, r := range calibration {
-		res.Traffic[i].Calibration = r
+	step.Done()
+	return err
+}
+
+// setUp runs the scenario's own set-up in the fresh namespace.
+func (r *run) setUp(ctx context.Context) error {
+	if r.s.Setup == nil {
+		return nil
+	}
+	cleanup, err := r.s.Setup(ctx, r.live)
+	if cleanup != nil {
+		r.cleanups = append(r.cleanups, cleanup)
 	}
 	if err != nil {
-		return res, err
+		return fmt.Errorf("setting up: %w", err)
 	}
+	return nil
+}
 
+// aim says where each load goes (a NodePort, the ingress controller, the
+// user's URL) and fills in its target, Host header, witness and stall
+// hook.
+func (r *run) aim(ctx context.Context) error {
+	r.cfgs = make([]loadgen.Config, len(r.s.Traffic))
+	for i, t := range r.s.Traffic {
+		url, err := r.s.url(ctx, r.env, r.ns, r.target, t)
+		if err != nil {
+			return err
+		}
+		r.res.Traffic[i].URL = url
+		cfg := t.Config
+		cfg.Targets = []string{url}
+		if cfg.Witness == nil {
+			cfg.Witness = r.env.Witness
+		}
+		if cfg.OnStall == nil {
+			cfg.OnStall = r.env.OnStall
+		}
+		if r.s.Target.Ingress && t.Port == "" {
+			// The controller routes by host: the run's Ingress names one.
+			r.host = IngressHost(r.ns)
+			cfg.Header = cfg.Header.Clone()
+			if cfg.Header == nil {
+				cfg.Header = http.Header{}
+			}
+			cfg.Header.Set("Host", r.host)
+		}
+		r.cfgs[i] = cfg
+	}
+	return nil
+}
+
+// waitServing waits until the first load's URL answers over HTTP.
+func (r *run) waitServing(ctx context.Context) error {
+	if r.s.Traffic[0].RPC {
+		return nil
+	}
+	url := r.res.Traffic[0].URL
+	what := url
+	if r.host != "" {
+		what = fmt.Sprintf("%s (host %s)", url, r.host)
+	}
+	step := r.env.Log.Start("waiting for %s to serve", what)
+	if err := kube.WaitServing(ctx, url, r.host, r.env.Timeouts); err != nil {
+		return step.Fail(badInput{err})
+	}
+	step.Done()
+	return nil
+}
+
+// followIngress, for load through the ingress controller, follows how the
+// controller sees the run's Ingress, and records the controller's own
+// pods: a rollout of the controller is a disruption of the run's.
+func (r *run) followIngress(ctx context.Context) error {
+	if !r.s.Target.Ingress {
+		return nil
+	}
+	stop, err := followIngress(ctx, r.env, r.ns, r.target, r.rec)
+	if err != nil {
+		return err
+	}
+	r.undo = append(r.undo, stop)
+	// Only what happens from now on: the recorder starts with the
+	// namespace's whole event history, which is not this run's.
+	r.controllerFrom = time.Now()
+	if r.controller, err = probes.Start(ctx, r.env.Client, r.env.Ingress.Namespace); err != nil {
+		return err
+	}
+	r.undo = append(r.undo, r.controller.Stop)
+	return nil
+}
+
+// takeSlot holds the run's share of the load slots until it ends.
+func (r *run) takeSlot(ctx context.Context) error {
+	if r.env.LoadSlots == nil {
+		return nil
+	}
+	step := r.env.Log.Start("waiting for a load slot")
+	release, err := r.env.LoadSlots.Acquire(ctx, r.s.LoadCost())
+	if err != nil {
+		return step.Fail(notJudged{fmt.Errorf("waiting for a load slot: %w", err)})
+	}
+	r.undo = append(r.undo, release)
+	step.Done()
+	return nil
+}
+
+// calibrate runs the loads with nothing happening (Calibrate).
+func (r *run) calibrate(ctx context.Context) error {
+	calibration, err := Calibrate(ctx, r.s.calibrateFor(), r.env.Log, r.cfgs...)
+	for i, c := range calibration {
+		r.res.Traffic[i].Calibration = c
+	}
+	return err
+}
+
+// disrupt is the run proper: the loads start, the disruption is triggered
+// once the first load sent half a second's worth, and the loads go on
+// until the disruption settled and the tail has passed. The window ends
+// when sending stops; what was in flight then still finishes and is
+// judged.
+func (r *run) disrupt(ctx context.Context) error {
 	var names []string
-	for _, t := range s.Traffic {
+	for _, t := range r.s.Traffic {
 		names = append(names, t.Name)
 	}
-	step := env.Log.Start("%s under %d rps, %s", s.What(), cfgs[0].Rate, strings.Join(names, " + "))
-	watches := make([]*newConnWatch, len(cfgs))
-	if env.Nodes != nil && env.URL == "" {
-		for i, cfg := range cfgs {
-			if cfg.DisableKeepAlive || cfg.Connections > 0 || s.Traffic[i].RPC {
-				continue
-			}
-			w, err := watchNewConns(ctx, env.Nodes, nodePort(cfg.Targets[0]), fmt.Sprintf("%s-%d", ns, i))
-			if err != nil {
-				env.Log.Printf("not following new connections (they only explain refusals): %v", err)
-				continue
-			}
-			watches[i] = w
-			defer w.stop(context.WithoutCancel(ctx))
-		}
-	}
-	loads := make([]*background, len(cfgs))
-	for i, cfg := range cfgs {
+	step := r.env.Log.Start("%s under %d rps, %s", r.s.What(), r.cfgs[0].Rate, strings.Join(names, " + "))
+	r.followNewConns(ctx)
+	loads := make([]*background, len(r.cfgs))
+	for i, cfg := range r.cfgs {
 		loads[i] = startLoad(ctx, cfg)
 	}
-	stopAll := func() {
+	first := loads[0]
+	first.WaitSent(ctx, r.cfgs[0].Rate/2)
+	if err := r.trigger(ctx); err != nil {
 		for _, l := range loads {
 			l.Stop()
 		}
+		return step.Fail(err)
 	}
-	first := loads[0]
-	first.WaitSent(ctx, cfgs[0].Rate/2)
-	w := Window{Trigger: time.Now()}
-	rec.Record(probes.Event{At: w.Trigger, Kind: probes.Disruption, Detail: s.Disruption.Name})
-	chaos := startFaults(ctx, live, w.Trigger, s.Faults)
-	cleanups = append(cleanups, chaos.end)
+	r.res.Took = r.window.Settled.Sub(r.window.Trigger)
+	// The tail: kube-proxy catches up (DataPlaneLag), losses from the
+	// last old pod's exit show, and after that nothing may be lost.
+	first.WaitSent(ctx, first.Sent()+int(r.s.tailFor().Seconds()*float64(r.cfgs[0].Rate)))
+	r.window.End = time.Now()
+	r.reports = make([]*loadgen.Report, len(loads))
+	errs := make([]error, len(loads))
+	for i, l := range loads {
+		r.reports[i], errs[i] = l.Stop()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return step.Fail(err)
+	}
+	step.Done(fmt.Sprintf("settled in %s", r.res.Took.Round(100*time.Millisecond)))
+	return nil
+}
+
+// trigger does the disruption, places its faults, and waits until the
+// disruption settled and every fault is undone.
+func (r *run) trigger(ctx context.Context) error {
+	r.window = Window{Trigger: time.Now()}
+	r.rec.Record(probes.Event{At: r.window.Trigger, Kind: probes.Disruption, Detail: r.s.Disruption.Name})
+	chaos := startFaults(ctx, r.live, r.window.Trigger, r.s.Faults)
+	r.cleanups = append(r.cleanups, chaos.end)
 	if err := chaos.placed(); err != nil {
-		stopAll()
-		return res, step.Fail(faultFailed(ctx, err))
+		return faultFailed(ctx, err)
 	}
-	if err := s.Disruption.Apply(ctx, live); err != nil {
-		stopAll()
-		return res, step.Fail(fmt.Errorf("%s: %w", s.Disruption.Name, err))
+	if err := r.s.Disruption.Apply(ctx, r.live); err != nil {
+		return fmt.Errorf("%s: %w", r.s.Disruption.Name, err)
 	}
-	settled := s.Disruption.Settled
+	settled := r.s.Disruption.Settled
 	if settled == nil {
 		settled = func(ctx context.Context, l *Live) error {
-			return kube.WaitAvailable(ctx, env.Client, ns, l.Deployment, env.Timeouts.Rollout, env.Timeouts)
+			return kube.WaitAvailable(ctx, r.env.Client, r.ns, l.Deployment, r.env.Timeouts.Rollout, r.env.Timeouts)
 		}
 	}
-	if err := settled(ctx, live); err != nil {
-		stopAll()
+	if err := settled(ctx, r.live); err != nil {
 		if errors.Is(err, kube.ErrStuck) {
 			err = badInput{err}
 		}
-		return res, step.Fail(fmt.Errorf("%s: %w", s.Disruption.Name, err))
+		return fmt.Errorf("%s: %w", r.s.Disruption.Name, err)
 	}
 	// A fault may outlast the rollout (kube-proxy still paused): the
 	// cluster has settled only when it is undone.
 	if err := chaos.wait(); err != nil {
-		stopAll()
-		return res, step.Fail(faultFailed(ctx, err))
+		return faultFailed(ctx, err)
 	}
-	w.Settled = time.Now()
-	res.Took = w.Settled.Sub(w.Trigger)
-	// The tail: kube-proxy catches up (DataPlaneLag), losses from the
-	// last old pod's exit show, and after that nothing may be lost.
-	first.WaitSent(ctx, first.Sent()+int(s.tailFor().Seconds()*float64(cfgs[0].Rate)))
-	// The window ends when sending stops; what was in flight then still
-	// finishes and is judged.
-	w.End = time.Now()
-	reports, errs := make([]*loadgen.Report, len(loads)), make([]error, len(loads))
-	for i, l := range loads {
-		reports[i], errs[i] = l.Stop()
+	r.window.Settled = time.Now()
+	return nil
+}
+
+// followNewConns watches, on the nodes, the new connections of each
+// kept-alive HTTP load through a NodePort: they explain refusals.
+func (r *run) followNewConns(ctx context.Context) {
+	r.watches = make([]*newConnWatch, len(r.cfgs))
+	if r.env.Nodes == nil || r.env.URL != "" {
+		return
 	}
-	if err := errors.Join(errs...); err != nil {
-		return res, step.Fail(err)
+	for i, cfg := range r.cfgs {
+		if cfg.DisableKeepAlive || cfg.Connections > 0 || r.s.Traffic[i].RPC {
+			continue
+		}
+		w, err := watchNewConns(ctx, r.env.Nodes, nodePort(cfg.Targets[0]), fmt.Sprintf("%s-%d", r.ns, i))
+		if err != nil {
+			r.env.Log.Printf("not following new connections (they only explain refusals): %v", err)
+			continue
+		}
+		r.watches[i] = w
+		r.undo = append(r.undo, func() { _, _ = w.stop(context.WithoutCancel(ctx)) })
 	}
-	step.Done(fmt.Sprintf("settled in %s", res.Took.Round(100*time.Millisecond)))
-	if env.Nodes != nil && env.URL == "" {
-		rest := slices.Clone(reports)
-		for i, w := range watches {
+}
+
+// trace puts on the timeline what the nodes saw of the loads' connections
+// (new ones followed live, attempts nobody answered) and the ingress
+// controller's events during the run.
+func (r *run) trace(ctx context.Context) error {
+	if r.env.Nodes != nil && r.env.URL == "" {
+		rest := slices.Clone(r.reports)
+		for i, w := range r.watches {
 			if w == nil {
 				continue
 			}
 			conns, err := w.stop(ctx)
 			if err != nil {
-				env.Log.Printf("%v", err)
+				r.env.Log.Printf("%v", err)
 				continue
 			}
-			for _, e := range traceNewConns(conns, rec, reports[i], len(w.pids) > 1) {
-				rec.Record(e)
+			for _, e := range traceNewConns(conns, r.rec, r.reports[i], len(w.pids) > 1) {
+				r.rec.Record(e)
 			}
 			rest[i] = nil // followed live: nothing to look up
 		}
-		for _, e := range traceUnanswered(ctx, env.Nodes, rec, rest) {
-			rec.Record(e)
+		for _, e := range traceUnanswered(ctx, r.env.Nodes, r.rec, rest) {
+			r.rec.Record(e)
 		}
 	}
-	if controller != nil {
-		for _, e := range controller.Events() {
-			if !e.At.Before(controllerFrom) {
-				rec.Record(e)
+	if r.controller != nil {
+		for _, e := range r.controller.Events() {
+			if !e.At.Before(r.controllerFrom) {
+				r.rec.Record(e)
 			}
 		}
 	}
-	res.Window, res.Events = w, rec.Events()
-	for i, r := range reports {
-		res.Traffic[i].Report = r
-		res.Traffic[i].Outcome = Judge(r, res.Events, w, s.Traffic[i].Expect)
+	return nil
+}
+
+// judge judges each load against its expectation, on the run's whole
+// timeline; an interrupted run is not judged whatever it showed.
+func (r *run) judge(ctx context.Context) error {
+	r.res.Window, r.res.Events = r.window, r.rec.Events()
+	for i, rep := range r.reports {
+		r.res.Traffic[i].Report = rep
+		r.res.Traffic[i].Outcome = Judge(rep, r.res.Events, r.window, r.s.Traffic[i].Expect)
 	}
 	if ctx.Err() != nil {
-		return res, notJudged{fmt.Errorf("interrupted during the disruption: %w", context.Cause(ctx))}
+		return notJudged{fmt.Errorf("interrupted during the disruption: %w", context.Cause(ctx))}
 	}
-	for _, c := range s.Checks {
-		cerr := c.Verify(ctx, live, res)
+	return nil
+}
+
+// verify runs the scenario's checks: a claim that does not hold is a
+// problem of every load of the run.
+func (r *run) verify(ctx context.Context) error {
+	for _, c := range r.s.Checks {
+		cerr := c.Verify(ctx, r.live, r.res)
 		if cerr == nil {
 			continue
 		}
 		if ctx.Err() != nil {
-			return res, notJudged{fmt.Errorf("interrupted checking %s: %w", c.Name, context.Cause(ctx))}
+			return notJudged{fmt.Errorf("interrupted checking %s: %w", c.Name, context.Cause(ctx))}
 		}
-		for i := range res.Traffic {
-			o := &res.Traffic[i].Outcome
+		for i := range r.res.Traffic {
+			o := &r.res.Traffic[i].Outcome
 			o.Problems = append(o.Problems, fmt.Sprintf("%s: %v", c.Name, cerr))
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // deploy creates the objects (and the NodePort Service nodrop adds, if
 // any) and waits until the Deployment is available.
-func (s Scenario) deploy(ctx context.Context, env Env, creator *kube.Creator, ns string, t *Resolved, res *Result) error {
+func (r *run) deploy(ctx context.Context) error {
+	s, env, ns, t, res := r.s, r.env, r.ns, r.target, r.res
 	objs := s.Objects
 	if t.Added != nil {
 		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(t.Added)
@@ -612,7 +484,7 @@ func (s Scenario) deploy(ctx context.Context, env Env, creator *kube.Creator, ns
 			ing.Name, env.Ingress.Class, ing.Spec.Rules[0].Host, t.Service.Name, t.Port.Port, env.Ingress.Name))
 	}
 	step := env.Log.Start("deploying %d objects, waiting for deployment %s", len(objs), t.Deployment.Name)
-	if err := creator.Create(ctx, ns, objs); err != nil {
+	if err := r.creator.Create(ctx, ns, objs); err != nil {
 		return step.Fail(badInput{err})
 	}
 	if err := kube.WaitAvailable(ctx, env.Client, ns, t.Deployment.Name, env.Timeouts.Available, env.Timeouts); err != nil {
@@ -710,129 +582,6 @@ func notReadyWhy(ctx context.Context, c kubernetes.Interface, ns string) string 
 	return b.String()
 }
 
-func (s Scenario) calibrateFor() time.Duration {
-	if s.Calibrate > 0 {
-		return s.Calibrate
-	}
-	return CalibrateFor
-}
-
-func (s Scenario) tailFor() time.Duration {
-	if s.Tail > 0 {
-		return s.Tail
-	}
-	return TailFor
-}
-
-// Calibrate runs exactly the load a run will judge, every part of it at
-// once, for d with nothing happening. Each part must be judged lossless
-// by the same rule as the run (every request answered, the rate
-// delivered with no gap, the generator on time), or the set-up is broken
-// (wrong port, pods not serving, a saturated load generator) and nothing
-// is judged: the error wraps ErrNotJudged.
-func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, cfgs ...loadgen.Config) ([]*loadgen.Report, error) {
-	step := log.Start("calibrating for %s: the same load with nothing happening must be delivered and lose nothing", d)
-	reports := make([]*loadgen.Report, len(cfgs))
-	errs := make([]error, len(cfgs))
-	var wg sync.WaitGroup
-	for i, cfg := range cfgs {
-		cfg.Duration = d
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			reports[i], errs[i] = loadgen.Run(ctx, cfg)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return reports, step.Fail(err)
-	}
-	for _, r := range reports {
-		if r.Verdict != loadgen.Lossless {
-			var b strings.Builder
-			r.WriteTable(&b)
-			return reports, step.Fail(notJudged{fmt.Errorf("setup broken before any disruption, so nothing was judged: calibration was %s (%s)\n%s", r.Verdict, r.Summary(), b.String())})
-		}
-	}
-	g := reports[0].Generator
-	if g.CPUPressure >= MaxCalibrationPressure {
-		return reports, step.Fail(notJudged{fmt.Errorf("the machine is too small for this load: with nothing happening, some task waited for a CPU %.0f%% of the calibration (nodrop used %.0f%% of a CPU at %d rps); a rollout on top of it would starve the pods or the generator, so nothing was judged: run at a lower rate, or on a larger machine",
-			100*g.CPUPressure, 100*g.CPU, reports[0].RateTarget)})
-	}
-	if g.CPUPressure >= 0 {
-		step.Done(fmt.Sprintf("machine CPU pressure %.0f%%, nodrop %.0f%% of a CPU", 100*g.CPUPressure, 100*g.CPU))
-	} else {
-		step.Done()
-	}
-	return reports, nil
-}
-
-// MaxCalibrationPressure is the CPU pressure (the share of the time in
-// which some task of the machine waited for a CPU) above which the load
-// alone, with nothing happening, is more than the machine holds. On two
-// cores beside nodrop's kind cluster, 1,000 rps of fresh connections ran
-// at 0–6 % (docs/stalls.md).
-const MaxCalibrationPressure = 0.8
-
-// background is load running in the background of a run.
-type background struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	report *loadgen.Report
-	err    error
-	count  chan int
-	last   int
-}
-
-// startLoad starts cfg's load until Stop (or ctx's end).
-func startLoad(ctx context.Context, cfg loadgen.Config) *background {
-	loadCtx, cancel := context.WithCancel(ctx)
-	l := &background{cancel: cancel, done: make(chan struct{}), count: make(chan int, 1)}
-	cfg.Progress = func(p loadgen.Progress) {
-		select {
-		case <-l.count:
-		default:
-		}
-		l.count <- p.Sent
-	}
-	go func() {
-		defer close(l.done)
-		l.report, l.err = loadgen.Run(loadCtx, cfg)
-	}()
-	return l
-}
-
-// Sent is the latest count of sent requests.
-func (l *background) Sent() int {
-	select {
-	case n := <-l.count:
-		l.last = n
-	default:
-	}
-	return l.last
-}
-
-// WaitSent waits until at least n requests were sent (progress of the
-// load itself, not a sleep), the load ended, or ctx is done.
-func (l *background) WaitSent(ctx context.Context, n int) {
-	for l.last < n {
-		select {
-		case l.last = <-l.count:
-		case <-l.done:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// Stop ends the load and returns its report.
-func (l *background) Stop() (*loadgen.Report, error) {
-	l.cancel()
-	<-l.done
-	return l.report, l.err
-}
-
 // faultFailed is what a run says when a fault failed: not judged, bad
 // input if the fault's request was, or interrupted.
 func faultFailed(ctx context.Context, err error) error {
@@ -843,27 +592,4 @@ func faultFailed(ctx context.Context, err error) error {
 		return err
 	}
 	return notJudged{err}
-}
-
-// LoadCost is how many load slots a run takes (Env.LoadSlots): one for
-// each 1,000 rps of kept-alive load, two for fresh connections (one per
-// request) and two for a hop through the ingress controller; the sum
-// over the run's loads, rounded up, at least one. Measured on two cores
-// with LOAD_SLOTS=2 in mind: a kept-alive run at 1,000 rps keeps ≈ 0.55
-// core busy with the cluster's share of it, a fresh one ≈ 0.8 core (the
-// handshakes, NAT and conntrack entries); two kept-alive runs at once
-// kept every verdict, two fresh ones starved the load generator.
-func (s Scenario) LoadCost() int {
-	cost := 0.0
-	for _, t := range s.Traffic {
-		c := float64(max(t.Config.Rate, 1)) / 1000
-		if t.Config.DisableKeepAlive && t.Config.Connections == 0 {
-			c *= 2
-		}
-		if s.Target.Ingress {
-			c *= 2
-		}
-		cost += c
-	}
-	return max(1, int(math.Ceil(cost-1e-9)))
 }

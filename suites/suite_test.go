@@ -96,7 +96,7 @@ var (
 	suiteEnv   env
 	client     kubernetes.Interface
 	restConfig *rest.Config
-	timeouts   = kube.DefaultTimeouts
+	timeouts   = kube.DefaultTimeouts()
 	loadSlots  *slots.Slots
 	// stallWitness says of each stall of the load generator whether the
 	// machine stood still too (scenario.Env.Witness); stallTrace, with

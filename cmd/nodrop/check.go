@@ -289,7 +289,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		if err != nil {
 			return err
 		}
-		if env.Ingress, err = cluster.InstallIngress(ctx, o.clusterName, state, env.REST, log); err != nil {
+		if env.Ingress, err = cluster.InstallIngress(ctx, o.clusterName, state, env.REST, log, env.Timeouts); err != nil {
 			return notJudgedUnlessBadInput(err)
 		}
 		fmt.Fprintf(report, "nodrop adds an Ingress for Service %s and sends load through the cluster's ingress controller (%s): its losses count as yours.\n",
@@ -417,7 +417,7 @@ func indent(s string) string {
 
 // checkEnv connects to the cluster the check runs on.
 func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenario.Env, error) {
-	env := scenario.Env{Timeouts: kube.DefaultTimeouts, Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP}
+	env := scenario.Env{Timeouts: kube.DefaultTimeouts(), Log: log, Keep: o.keep, URL: o.url, NodeIP: o.nodeIP}
 	var rc *rest.Config
 	if o.kubeconfig != "" || o.kubeContext != "" {
 		if len(o.loadImages) > 0 {

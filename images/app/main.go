@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/lifecycle"
 )
 
 // Graceful shutdown styles.
@@ -107,12 +108,7 @@ func envName(flagName string) string {
 
 // logEvent writes one lifecycle event as a JSON line.
 func logEvent(cfg config, event string, fields ...any) {
-	m := map[string]any{"ts": time.Now().UTC().Format(time.RFC3339Nano), "event": event, "pod": cfg.pod, "version": cfg.version, "pid": os.Getpid()}
-	for i := 0; i+1 < len(fields); i += 2 {
-		m[fmt.Sprint(fields[i])] = fields[i+1]
-	}
-	line, _ := json.Marshal(m)
-	os.Stdout.Write(append(line, '\n'))
+	lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: cfg.pod, Version: cfg.version, PID: os.Getpid()}).Write(event, fields...)
 }
 
 func serve(cfg config) int {

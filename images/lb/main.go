@@ -56,6 +56,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/lifecycle"
 )
 
 // slots is how many servers haproxy-runtime's backend can hold.
@@ -147,12 +149,7 @@ func requestReload() error {
 
 // logEvent writes one lifecycle event as a JSON line.
 func logEvent(cfg config, event string, fields ...any) {
-	m := map[string]any{"ts": time.Now().UTC().Format(time.RFC3339Nano), "event": event, "pod": cfg.pod, "component": cfg.mode}
-	for i := 0; i+1 < len(fields); i += 2 {
-		m[fmt.Sprint(fields[i])] = fields[i+1]
-	}
-	line, _ := json.Marshal(m)
-	os.Stdout.Write(append(line, '\n'))
+	lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: cfg.pod, Component: cfg.mode}).Write(event, fields...)
 }
 
 func run(cfg config) error {

@@ -18,7 +18,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -27,6 +26,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/lifecycle"
 )
 
 // Upgrade modes and drain styles.
@@ -148,12 +149,7 @@ func envName(flagName string) string {
 }
 
 func logEvent(cfg config, event string, fields ...any) {
-	m := map[string]any{"ts": time.Now().UTC().Format(time.RFC3339Nano), "event": event, "pod": cfg.pod, "component": "proxy", "version": cfg.version, "pid": os.Getpid()}
-	for i := 0; i+1 < len(fields); i += 2 {
-		m[fmt.Sprint(fields[i])] = fields[i+1]
-	}
-	line, _ := json.Marshal(m)
-	os.Stdout.Write(append(line, '\n'))
+	lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: cfg.pod, Component: "proxy", Version: cfg.version, PID: os.Getpid()}).Write(event, fields...)
 }
 
 func run(cfg config) int {
