@@ -34,7 +34,12 @@ func BaseRef() string {
 
 // EnsureBase builds the Debian base image unless Docker has it.
 func EnsureBase(ctx context.Context, cacheDir, mirror string, log *progress.Logger) (string, error) {
-	ref := BaseRef()
+	return ensureBase(ctx, cacheDir, mirror, BaseRef(), log)
+}
+
+// ensureBase builds the base image as ref: one build at a time per cache,
+// in a scratch folder that a killed build may have left mounted.
+func ensureBase(ctx context.Context, cacheDir, mirror, ref string, log *progress.Logger) (string, error) {
 	if exec.CommandContext(ctx, "docker", "image", "inspect", ref).Run() == nil {
 		return ref, nil
 	}

@@ -145,7 +145,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty())
 	}, SpecTimeout(4*time.Minute))
 
-	It("checks README's example as printed, and as a Helm chart: the shop, built into an image of its own, loses no request (exit 0)", func(ctx SpecContext) {
+	It("checks README's example as printed: the shop, built into an image of its own, loses no request (exit 0)", func(ctx SpecContext) {
 		// The commands README gives, from the source tree's root.
 		for _, c := range [][]string{
 			{"go", "build", "-o", "examples/shop/shop", "./examples/shop"},
@@ -165,16 +165,30 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(rs[0].Verdict).To(Equal("lossless"))
 		Expect(rs[0].Report.Total).To(BeNumerically(">", 10000), "the tail and rollout carry load")
 
-		// The same app as a Helm chart, rendered as helm template does:
-		// judged the same way.
-		code, out, errOut = nodrop(ctx, "check", "--chart", filepath.Join(suiteEnv.Root, "examples", "shop", "chart"), "--load-image", "myshop:1.0",
-			"--cluster", suiteEnv.Name, "--mode", "keepalive", "--json")
-		Expect(code).To(Equal(0), "check --chart: %s", errOut)
-		rs = runs(out)
-		Expect(rs).To(HaveLen(1))
-		Expect(rs[0].Verdict).To(Equal("lossless"))
 		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
 	}, SpecTimeout(6*time.Minute))
+
+	It("runs the CI recipe as a CI job would: the shop's Helm chart, rendered as helm template does, loses no request (exit 0, JUnit and summary written)", func(ctx SpecContext) {
+		// examples/ci/nodrop-check.sh, as github-actions.yml calls it,
+		// on this cluster; the shop's image was built by the spec above.
+		out := GinkgoT().TempDir()
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join("examples", "ci", "nodrop-check.sh"))
+		cmd.Dir = suiteEnv.Root
+		summary := filepath.Join(GinkgoT().TempDir(), "step-summary.md")
+		cmd.Env = append(os.Environ(), "NODROP="+bin, "CHART=examples/shop/chart", "APP_IMAGE=myshop:1.0", "CLUSTER="+suiteEnv.Name,
+			"MODE=keepalive", "OUT="+out, "CHECK_ARGS=--attempts "+strconv.Itoa(attempts), "GITHUB_STEP_SUMMARY="+summary)
+		stdout, err := cmd.CombinedOutput()
+		GinkgoWriter.Printf("$ bash examples/ci/nodrop-check.sh\n%s", stdout)
+		Expect(err).NotTo(HaveOccurred(), "the recipe exits 0 on a lossless chart")
+		junit, err := os.ReadFile(filepath.Join(out, "junit.xml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(junit)).To(ContainSubstring("<testcase"), "one test case per run")
+		Expect(string(junit)).NotTo(ContainSubstring("<failure"))
+		page, err := os.ReadFile(summary)
+		Expect(err).NotTo(HaveOccurred(), "the verdict table is the job's summary")
+		Expect(string(page)).To(ContainSubstring("lossless"))
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
+	}, SpecTimeout(8*time.Minute))
 
 	It("finds nothing to flag in a careful manifest, and its rollout loses no request in either mode (exit 0)", func(ctx SpecContext) {
 		code, out, _ := nodrop(ctx, "lint", "-f", filepath.Join(testdata, "shop.yaml"))

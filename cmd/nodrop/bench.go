@@ -15,6 +15,7 @@ import (
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/manifest"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
@@ -33,6 +34,10 @@ type benchOptions struct {
 	clusterName string
 	stallTrace  string
 	verbose     bool
+	// chart is a Helm chart of yours, run as one more configuration.
+	chart manifest.Chart
+	// loadImages are local images of yours to load into the nodes first.
+	loadImages []string
 	// stdin is where -f - reads from.
 	stdin io.Reader
 }
@@ -40,11 +45,12 @@ type benchOptions struct {
 func newBenchCommand() *cobra.Command {
 	var o benchOptions
 	cmd := &cobra.Command{
-		Use:   "bench [--variants a,b | --all] [--hot c,d] [-f app.yaml ...] [flags]",
+		Use:   "bench [--variants a,b | --all] [--hot c,d] [-f app.yaml ...] [--chart DIR] [flags]",
 		Short: "Run configurations side by side, several times each, and compare them",
 		Long: `Run each configuration (catalogue variants by name, hot-upgrade cases by name
-with --hot, and each of your manifests with -f) --runs times on nodrop's kind
-cluster, each run in a fresh namespace, and write to --out:
+with --hot, each of your manifests with -f, your Helm chart with --chart)
+--runs times on nodrop's kind cluster, each run in a fresh namespace, and
+write to --out:
 
   results.md    a row per configuration and load: requests, lost by class,
                 loss %, longest outage, how long the rollout took, latency
@@ -78,6 +84,8 @@ broken, interrupted).`,
 	f.BoolVar(&o.all, "all", false, "run every catalogue variant and hot-upgrade case")
 	f.StringSliceVar(&o.hot, "hot", nil, "hot-upgrade cases to run, comma-separated: "+strings.Join(hotSlugs(), ", "))
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "a manifest of your own (file or directory, or - for standard input), run as one configuration; repeatable")
+	chartFlags(f, &o.chart)
+	f.StringArrayVar(&o.loadImages, "load-image", nil, "local Docker image of yours to load into the kind nodes first (no registry needed); repeatable")
 	f.IntVar(&o.runs, "runs", 3, "runs of each configuration and load mode")
 	f.IntVar(&o.attempts, "attempts", scenario.DefaultAttempts, "run a run that ends not judged (load not delivered, calibration failed) again, up to this many times in all; a judged run is never repeated, and results.md lists the ones run again")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive, fresh or both")
@@ -150,17 +158,52 @@ func planBench(o benchOptions) (*benchPlan, error) {
 			return nil, usagef("--disruption image: for your manifests, name the new image: --disruption image=REF")
 		}
 		co := checkOptions{files: []string{f}, stdin: o.stdin, mode: o.mode, disruption: o.disruption, rate: o.rate, timeout: loadgen.DefaultTimeout,
-			runs: 1, path: "/", method: "GET", namespace: "nodrop-bench"}
+			runs: 1, attempts: o.attempts, path: "/", method: "GET", namespace: "nodrop-bench"}
 		cp, err := planCheck(co)
 		if err != nil {
 			return nil, fmt.Errorf("-f %s: %w", f, err)
 		}
 		p.checks, p.checkOpt = append(p.checks, cp), append(p.checkOpt, co)
 	}
+	if o.chart.Path != "" {
+		if o.disruption == "image" {
+			return nil, usagef("--disruption image: for your chart, name the new image: --disruption image=REF")
+		}
+		co := checkOptions{chart: o.chart, stdin: o.stdin, mode: o.mode, disruption: o.disruption, rate: o.rate, timeout: loadgen.DefaultTimeout,
+			runs: 1, attempts: o.attempts, path: "/", method: "GET", namespace: "nodrop-bench"}
+		cp, err := planCheck(co)
+		if err != nil {
+			return nil, fmt.Errorf("--chart %s: %w", o.chart.Path, err)
+		}
+		p.checks, p.checkOpt = append(p.checks, cp), append(p.checkOpt, co)
+	} else if len(o.chart.Values) > 0 || len(o.chart.Set) > 0 || o.chart.Release != "" {
+		return nil, usagef("--values, --set and --release go with --chart")
+	}
+	p.nameYours(o)
 	if len(p.variants) == 0 && len(p.hot) == 0 && len(p.checks) == 0 {
-		return nil, usagef("nothing to run: name catalogue variants (--variants a,b or --all), hot-upgrade cases (--hot c,d) or your manifests (-f app.yaml)")
+		return nil, usagef("nothing to run: name catalogue variants (--variants a,b or --all), hot-upgrade cases (--hot c,d) or your manifests (-f app.yaml, --chart DIR)")
 	}
 	return p, nil
+}
+
+// nameYours names each configuration of yours by its Deployment, and by
+// where it came from too when two share a name (a manifest and the chart
+// rendering the same app), so their rows stay apart.
+func (p *benchPlan) nameYours(o benchOptions) {
+	seen := map[string]int{}
+	for _, cp := range p.checks {
+		seen[cp.name]++
+	}
+	for i, cp := range p.checks {
+		if seen[cp.name] < 2 {
+			continue
+		}
+		from := "--chart " + o.chart.Path
+		if i < len(o.files) {
+			from = "-f " + o.files[i]
+		}
+		cp.name += " (" + from + ")"
+	}
 }
 
 // entries are the plan's configurations × load modes, the catalogue's
@@ -214,7 +257,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	if err != nil {
 		return notJudgedUnlessBadInput(err)
 	}
-	env, err := checkEnv(ctx, checkOptions{clusterName: o.clusterName, verbose: o.verbose}, log)
+	env, err := checkEnv(ctx, checkOptions{clusterName: o.clusterName, verbose: o.verbose, loadImages: o.loadImages}, log)
 	if err != nil {
 		return notJudgedUnlessBadInput(err)
 	}

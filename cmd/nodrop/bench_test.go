@@ -8,6 +8,7 @@ import (
 
 	"github.com/nodrop-dev/nodrop/bench"
 	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/manifest"
 )
 
 // writeBench writes a benchmark of one configuration, "my-app" under
@@ -90,5 +91,34 @@ func TestBenchMerge(t *testing.T) {
 		if _, err := os.Stat(bad); !os.IsNotExist(err) {
 			t.Errorf("%s: %s was made", name, bad)
 		}
+	}
+}
+
+// Your manifests and your chart are configurations of a benchmark as the
+// catalogue's are: each plans, under the attempts and modes bench was
+// given, before any cluster is touched.
+func TestBenchPlansYourManifestsAndChart(t *testing.T) {
+	root := filepath.Join("..", "..", "examples", "shop")
+	o := benchOptions{files: []string{filepath.Join(root, "deploy.yaml")}, chart: manifest.Chart{Path: filepath.Join(root, "chart")},
+		runs: 2, attempts: 3, mode: "both", disruption: "restart", rate: 500}
+	p, err := planBench(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.checks) != 2 || len(p.modes) != 2 {
+		t.Fatalf("planned %d configurations of yours under %v; want the manifest and the chart under both modes", len(p.checks), p.modes)
+	}
+	if p.checks[0].name != "shop (-f "+o.files[0]+")" || p.checks[1].name != "shop (--chart "+o.chart.Path+")" {
+		t.Errorf("the manifest and the chart render the same Deployment; named %q and %q, want them apart", p.checks[0].name, p.checks[1].name)
+	}
+	for i, co := range p.checkOpt {
+		if co.attempts != 3 || co.rate != 500 {
+			t.Errorf("configuration %d runs with %+v", i, co)
+		}
+	}
+	o.chart = manifest.Chart{Set: []string{"replicas=3"}}
+	o.files = nil
+	if _, err := planBench(o); err == nil || !strings.Contains(err.Error(), "go with --chart") {
+		t.Errorf("--set without --chart: %v", err)
 	}
 }
