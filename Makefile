@@ -80,21 +80,25 @@ container: docker
 	$(GO) test -count=1 ./images/
 
 # The Ginkgo suites, run as a compiled test binary so progress streams
-# live; JUnit and JSON reports and the summary table go to out/. The
+# live; JUnit and JSON reports and the summary table go to out/. When a
+# spec fails, the last lines say why each failed (hack/failures). The
 # suites give their threads nice -5 (their TestMain, internal/sched: as
 # nodrop check does); against the kind cluster that counts only with
 # FAVOUR_SESSION=1 (above).
 e2e:
 	mkdir -p $(OUT) $(BIN)
 	rm -rf $(OUT)/summary.md $(OUT)/junit.xml $(OUT)/report.json $(OUT)/results
+	$(GO) build -o $(BIN)/failures ./hack/failures
 ifeq ($(PROCS),1)
 	$(GO) test -c -o $(BIN)/suites.test ./suites
 	cd suites && ../$(BIN)/suites.test -test.timeout 80m -ginkgo.label-filter='$(LABELS)' \
-		-ginkgo.junit-report=$(CURDIR)/$(OUT)/junit.xml -ginkgo.json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS)
+		-ginkgo.junit-report=$(CURDIR)/$(OUT)/junit.xml -ginkgo.json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS) \
+		|| { $(CURDIR)/$(BIN)/failures $(CURDIR)/$(OUT)/report.json; exit 1; }
 else
 	$(GO) build -o $(BIN)/ginkgo github.com/onsi/ginkgo/v2/ginkgo
 	./$(BIN)/ginkgo run --procs=$(PROCS) --timeout=80m --label-filter='$(LABELS)' \
-		--junit-report=$(CURDIR)/$(OUT)/junit.xml --json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS) ./suites
+		--junit-report=$(CURDIR)/$(OUT)/junit.xml --json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS) ./suites \
+		|| { ./$(BIN)/failures $(CURDIR)/$(OUT)/report.json; exit 1; }
 endif
 
 # CI's subset: every spec (each catalogue variant in both load modes), and

@@ -3,12 +3,14 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/kind/pkg/log"
 
 	"github.com/nodrop-dev/nodrop/internal/progress"
@@ -127,3 +129,44 @@ func say(l *progress.Logger, message string) {
 }
 
 func (i kindInfo) Enabled() bool { return i.on }
+
+// Answers waits, at most within, until the cluster answers as a run needs
+// it: the API server ready, every node Ready, CoreDNS and kube-proxy
+// running. The error says what did not, with the state of each of the
+// cluster's node containers where Docker knows it (a node stopped, or
+// killed for memory, explains a cluster that stopped answering).
+func Answers(ctx context.Context, name string, client kubernetes.Interface, within time.Duration) error {
+	c := &Cluster{Client: client}
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, within, true, func(ctx context.Context) (bool, error) {
+		if _, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+			last = "the API server: " + err.Error()
+			return false, nil
+		}
+		ok, why := clusterReady(ctx, c)
+		last = why
+		return ok, nil
+	})
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("cluster %q did not answer within %s: %s; its node containers: %s", name, within, last, nodeContainers(name))
+}
+
+// nodeContainers says each node container's name and state, as Docker
+// has it.
+func nodeContainers(name string) string {
+	out, err := exec.Command("docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+name,
+		"--format", "{{.Names}} {{.State}} ({{.Status}})").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("unknown (docker ps: %v)", err)
+	}
+	s := strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")), " ")
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -175,6 +175,15 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	}
 }, NodeTimeout(45*time.Minute)) // a new machine builds the node image, Kruise and Traefik here: ≈ 20–25 min
 
+// A spec starts on a cluster that answers. One that stopped answering
+// (its API server down, its node container gone) ends the suite with that
+// one reason, instead of failing every spec after it for it.
+var _ = BeforeEach(func(ctx SpecContext) {
+	if err := cluster.Answers(ctx, suiteEnv.Name, client, time.Minute); err != nil {
+		AbortSuite("the suite's cluster stopped answering, so no spec after this one can run: " + err.Error())
+	}
+}, NodeTimeout(2*time.Minute))
+
 var _ = SynchronizedAfterSuite(func() {
 	Expect(stallWitness.Close()).To(Succeed())
 	stallTrace.Stop()
