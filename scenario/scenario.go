@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -19,16 +18,6 @@ import (
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 )
-
-// ErrNotJudged marks a run whose verdict could not be decided: the load
-// was not delivered, calibration lost requests before any disruption
-// (the set-up is broken), or the run was interrupted. It is never a pass.
-var ErrNotJudged = errors.New("not judged")
-
-type notJudged struct{ error }
-
-func (notJudged) Is(target error) bool { return target == ErrNotJudged }
-func (e notJudged) Unwrap() error      { return e.error }
 
 // Defaults of a scenario's phases.
 const (

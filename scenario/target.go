@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -16,19 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
-
-// ErrBadInput marks a scenario that cannot run as given: no Deployment
-// to roll, no Service in front of it, a port that does not exist, pods
-// that cannot start. Nothing was judged, and the user must change
-// something.
-var ErrBadInput = errors.New("bad input")
-
-type badInput struct{ error }
-
-func (badInput) Is(target error) bool { return target == ErrBadInput }
-func (e badInput) Unwrap() error      { return e.error }
-
-func badInputf(format string, args ...any) error { return badInput{fmt.Errorf(format, args...)} }
 
 // Target names what a scenario rolls and where load goes; empty fields
 // are found in the objects.
