@@ -25,7 +25,7 @@ func waitReady(ctx context.Context, c *Cluster, l *progress.Logger) error {
 	step := l.Start("waiting for nodes, CoreDNS and kube-proxy")
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		ok, why := clusterReady(ctx, c)
+		ok, why := clusterReady(ctx, c.Client)
 		last = why
 		return ok, nil
 	})
@@ -42,7 +42,7 @@ func waitAPIServer(ctx context.Context, c *Cluster, l *progress.Logger) error {
 	step := l.Start("waiting for the API server")
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		_, last = c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		last = apiServerReady(ctx, c.Client)
 		return last == nil, nil
 	})
 	if err != nil {
@@ -52,8 +52,14 @@ func waitAPIServer(ctx context.Context, c *Cluster, l *progress.Logger) error {
 	return nil
 }
 
-func clusterReady(ctx context.Context, c *Cluster) (bool, string) {
-	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+// apiServerReady asks the API server whether it is ready (/readyz).
+func apiServerReady(ctx context.Context, client kubernetes.Interface) error {
+	_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return err
+}
+
+func clusterReady(ctx context.Context, client kubernetes.Interface) (bool, string) {
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return false, err.Error()
 	}
@@ -65,14 +71,14 @@ func clusterReady(ctx context.Context, c *Cluster) (bool, string) {
 			return false, "node " + n.Name + " is not Ready"
 		}
 	}
-	dns, err := c.Client.AppsV1().Deployments(metav1.NamespaceSystem).Get(ctx, "coredns", metav1.GetOptions{})
+	dns, err := client.AppsV1().Deployments(metav1.NamespaceSystem).Get(ctx, "coredns", metav1.GetOptions{})
 	if err != nil {
 		return false, "coredns: " + err.Error()
 	}
 	if dns.Status.AvailableReplicas < 1 || dns.Status.UpdatedReplicas != dns.Status.Replicas {
 		return false, fmt.Sprintf("coredns has %d of %d replicas available", dns.Status.AvailableReplicas, dns.Status.Replicas)
 	}
-	proxy, err := c.Client.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, "kube-proxy", metav1.GetOptions{})
+	proxy, err := client.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, "kube-proxy", metav1.GetOptions{})
 	if err != nil {
 		return false, "kube-proxy: " + err.Error()
 	}
@@ -136,14 +142,13 @@ func (i kindInfo) Enabled() bool { return i.on }
 // cluster's node containers where Docker knows it (a node stopped, or
 // killed for memory, explains a cluster that stopped answering).
 func Answers(ctx context.Context, name string, client kubernetes.Interface, within time.Duration) error {
-	c := &Cluster{Client: client}
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, time.Second, within, true, func(ctx context.Context) (bool, error) {
-		if _, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+		if err := apiServerReady(ctx, client); err != nil {
 			last = "the API server: " + err.Error()
 			return false, nil
 		}
-		ok, why := clusterReady(ctx, c)
+		ok, why := clusterReady(ctx, client)
 		last = why
 		return ok, nil
 	})

@@ -106,7 +106,9 @@ type benchPlan struct {
 	hot      []fixtures.HotCase
 	checks   []*checkPlan
 	checkOpt []checkOptions
-	modes    []string
+	// from says which flag gave each of checks (-f FILE, --chart DIR).
+	from  []string
+	modes []string
 }
 
 func planBench(o benchOptions) (*benchPlan, error) {
@@ -154,55 +156,53 @@ func planBench(o benchOptions) (*benchPlan, error) {
 		return nil, usagef("--disruption %q: want restart, image, scale-down or delete-pod", d)
 	}
 	for _, f := range o.files {
-		if o.disruption == "image" {
-			return nil, usagef("--disruption image: for your manifests, name the new image: --disruption image=REF")
+		if err := p.addYours(o, checkOptions{files: []string{f}}, "-f "+f); err != nil {
+			return nil, err
 		}
-		co := checkOptions{files: []string{f}, stdin: o.stdin, mode: o.mode, disruption: o.disruption, rate: o.rate, timeout: loadgen.DefaultTimeout,
-			runs: 1, attempts: o.attempts, path: "/", method: "GET", namespace: "nodrop-bench"}
-		cp, err := planCheck(co)
-		if err != nil {
-			return nil, fmt.Errorf("-f %s: %w", f, err)
-		}
-		p.checks, p.checkOpt = append(p.checks, cp), append(p.checkOpt, co)
 	}
 	if o.chart.Path != "" {
-		if o.disruption == "image" {
-			return nil, usagef("--disruption image: for your chart, name the new image: --disruption image=REF")
+		if err := p.addYours(o, checkOptions{chart: o.chart}, "--chart "+o.chart.Path); err != nil {
+			return nil, err
 		}
-		co := checkOptions{chart: o.chart, stdin: o.stdin, mode: o.mode, disruption: o.disruption, rate: o.rate, timeout: loadgen.DefaultTimeout,
-			runs: 1, attempts: o.attempts, path: "/", method: "GET", namespace: "nodrop-bench"}
-		cp, err := planCheck(co)
-		if err != nil {
-			return nil, fmt.Errorf("--chart %s: %w", o.chart.Path, err)
-		}
-		p.checks, p.checkOpt = append(p.checks, cp), append(p.checkOpt, co)
 	} else if len(o.chart.Values) > 0 || len(o.chart.Set) > 0 || o.chart.Release != "" {
 		return nil, usagef("--values, --set and --release go with --chart")
 	}
-	p.nameYours(o)
+	p.nameYours()
 	if len(p.variants) == 0 && len(p.hot) == 0 && len(p.checks) == 0 {
 		return nil, usagef("nothing to run: name catalogue variants (--variants a,b or --all), hot-upgrade cases (--hot c,d) or your manifests (-f app.yaml, --chart DIR)")
 	}
 	return p, nil
 }
 
+// addYours plans one configuration of yours (the manifests or chart in
+// co) as check would run it under the benchmark's load, named from in the
+// flags that gave it.
+func (p *benchPlan) addYours(o benchOptions, co checkOptions, from string) error {
+	if o.disruption == "image" {
+		return usagef("--disruption image: for your manifests and charts, name the new image: --disruption image=REF")
+	}
+	co.stdin, co.mode, co.disruption, co.rate, co.timeout = o.stdin, o.mode, o.disruption, o.rate, loadgen.DefaultTimeout
+	co.runs, co.attempts, co.path, co.method, co.namespace = 1, o.attempts, "/", "GET", "nodrop-bench"
+	cp, err := planCheck(co)
+	if err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	p.checks, p.checkOpt, p.from = append(p.checks, cp), append(p.checkOpt, co), append(p.from, from)
+	return nil
+}
+
 // nameYours names each configuration of yours by its Deployment, and by
 // where it came from too when two share a name (a manifest and the chart
 // rendering the same app), so their rows stay apart.
-func (p *benchPlan) nameYours(o benchOptions) {
+func (p *benchPlan) nameYours() {
 	seen := map[string]int{}
 	for _, cp := range p.checks {
 		seen[cp.name]++
 	}
 	for i, cp := range p.checks {
-		if seen[cp.name] < 2 {
-			continue
+		if seen[cp.name] > 1 {
+			cp.name += " (" + p.from[i] + ")"
 		}
-		from := "--chart " + o.chart.Path
-		if i < len(o.files) {
-			from = "-f " + o.files[i]
-		}
-		cp.name += " (" + from + ")"
 	}
 }
 
