@@ -30,7 +30,7 @@ type Entry struct {
 func (e Entry) loads() string {
 	var names []string
 	for _, t := range e.Scenario.Traffic {
-		names = append(names, t.Name)
+		names = append(names, t.Load.Name)
 	}
 	return strings.Join(names, " + ")
 }

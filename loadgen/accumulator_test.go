@@ -233,7 +233,8 @@ func TestRPCBreakBeforeRegisterIsAReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	hook := func(rc *rpcConn) {
+	hook := func(c wireConn) {
+		rc := c.(*rpcConn)
 		if calls.Add(1) != 10 {
 			return
 		}

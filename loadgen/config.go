@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,13 +106,14 @@ func (cfg Config) Normalize() (Config, error) {
 		if err != nil {
 			return bad("target %q: %v", t, err)
 		}
+		paced, p := u.Scheme == "http" || u.Scheme == "https", protocolFor(u.Scheme)
 		switch {
-		case u.Scheme == "rpc" && cfg.Connections == 0:
-			return bad("target %q: rpc targets need long-lived mode (connections > 0)", t)
-		case u.Scheme == "https" && cfg.Connections > 0:
-			return bad("target %q: long-lived mode speaks plain HTTP/1.1 or rpc", t)
-		case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "rpc":
-			return bad("target %q: scheme must be http, https or rpc", t)
+		case !paced && p == nil:
+			return bad("target %q: scheme must be %s", t, orList(append([]string{"http", "https"}, slices.DeleteFunc(longLivedSchemes(), func(s string) bool { return s == "http" })...)))
+		case cfg.Connections == 0 && !paced:
+			return bad("target %q: %s targets need long-lived mode (connections > 0)", t, u.Scheme)
+		case cfg.Connections > 0 && p == nil:
+			return bad("target %q: long-lived mode speaks %s", t, orList(longLivedSchemes()))
 		}
 		if u.Host == "" {
 			return bad("target %q: no host", t)
@@ -212,7 +214,8 @@ func (cfg Config) client() Client {
 	if cfg.Connections > 0 {
 		c.KeepAlive, c.MaxWorkers, c.MaxConns = true, 0, 0
 		c.Connections, c.CheckBeforeReuse = cfg.Connections, true
-		if cfg.protocol() == ProtocolRPC {
+		c.Protocol = cfg.protocol().name
+		if cfg.protocol().multiplexed {
 			c.InFlight = cfg.InFlight
 		}
 		return c
@@ -226,9 +229,28 @@ func (cfg Config) client() Client {
 }
 
 // protocol is the long-lived protocol of a normalized config.
-func (cfg Config) protocol() string {
-	if u, err := url.Parse(cfg.Targets[0]); err == nil && u.Scheme == "rpc" {
-		return ProtocolRPC
+func (cfg Config) protocol() *protocol {
+	if u, err := url.Parse(cfg.Targets[0]); err == nil {
+		if p := protocolFor(u.Scheme); p != nil {
+			return p
+		}
 	}
-	return ProtocolHTTP
+	return &httpProtocol
+}
+
+// longLivedSchemes lists the schemes long-lived mode speaks.
+func longLivedSchemes() []string {
+	var s []string
+	for _, p := range protocols {
+		s = append(s, p.scheme)
+	}
+	return s
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }

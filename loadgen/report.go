@@ -199,7 +199,9 @@ type Client struct {
 	MaxWorkers       uint64 `json:"max_workers,omitempty"`
 	MaxConns         int    `json:"max_conns,omitempty"`
 	Connections      int    `json:"connections,omitempty"`
-	InFlight         int    `json:"in_flight,omitempty"`
+	// Protocol is long-lived mode's protocol (Report.Protocol).
+	Protocol string `json:"protocol,omitempty"`
+	InFlight int    `json:"in_flight,omitempty"`
 }
 
 // String is the client's settings in one line, for report headers.
@@ -209,7 +211,7 @@ func (c Client) String() string {
 	case c.Connections > 0:
 		s += fmt.Sprintf(", %d long-lived connections", c.Connections)
 		if c.InFlight > 0 {
-			s += fmt.Sprintf(" (%d in flight each over rpc)", c.InFlight)
+			s += fmt.Sprintf(" (%d in flight each over %s)", c.InFlight, c.Protocol)
 		}
 		s += ", idle close checked before each request"
 	case c.KeepAlive:
@@ -307,7 +309,7 @@ func ClassCounts(m map[Class]int) string {
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, args...)) }
-	if r.Protocol == ProtocolRPC {
+	if p := protocolNamed(r.Protocol); p != nil && !p.hasMethod {
 		row("targets", "%s", strings.Join(r.Targets, " "))
 	} else {
 		row("targets", "%s %s", r.Method, strings.Join(r.Targets, " "))
@@ -519,7 +521,7 @@ func newAccumulator(cfg Config, started time.Time) *accumulator {
 		r.LostByClass[c] = 0
 	}
 	if cfg.Connections > 0 {
-		r.Connections, r.Protocol, r.KeepAlive = cfg.Connections, cfg.protocol(), true
+		r.Connections, r.Protocol, r.KeepAlive = cfg.Connections, cfg.protocol().name, true
 	}
 	return &accumulator{
 		r: r, timeout: cfg.Timeout,

@@ -148,7 +148,7 @@ func (s Scenario) LoadCost() int {
 	cost := 0.0
 	for _, t := range s.Traffic {
 		c := float64(max(t.Config.Rate, 1)) / 1000
-		if t.Config.DisableKeepAlive && t.Config.Connections == 0 {
+		if t.Load.Fresh && t.Load.Connections == 0 {
 			c *= 2
 		}
 		if s.Target.Ingress {

@@ -71,7 +71,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 func (s Scenario) newResult() *Result {
 	res := &Result{Scenario: s.Name, Disruption: s.What()}
 	for _, t := range s.Traffic {
-		res.Traffic = append(res.Traffic, TrafficResult{Name: t.Name, Expect: t.Expect})
+		res.Traffic = append(res.Traffic, TrafficResult{Name: t.Load.Name, Expect: t.Expect})
 	}
 	return res
 }
@@ -211,7 +211,7 @@ func (r *run) aim(ctx context.Context) error {
 			return err
 		}
 		r.res.Traffic[i].URL = url
-		cfg := t.Config
+		cfg := t.Load.Apply(t.Config)
 		cfg.Targets = []string{url}
 		if cfg.Witness == nil {
 			cfg.Witness = r.env.Witness
@@ -235,7 +235,7 @@ func (r *run) aim(ctx context.Context) error {
 
 // waitServing waits until the first load's URL answers over HTTP.
 func (r *run) waitServing(ctx context.Context) error {
-	if r.s.Traffic[0].RPC {
+	if !r.s.Traffic[0].Load.SpeaksHTTP() {
 		return nil
 	}
 	url := r.res.Traffic[0].URL
@@ -305,7 +305,7 @@ func (r *run) calibrate(ctx context.Context) error {
 func (r *run) disrupt(ctx context.Context) error {
 	var names []string
 	for _, t := range r.s.Traffic {
-		names = append(names, t.Name)
+		names = append(names, t.Load.Name)
 	}
 	step := r.env.Log.Start("%s under %d rps, %s", r.s.What(), r.cfgs[0].Rate, strings.Join(names, " + "))
 	r.followNewConns(ctx)
@@ -380,7 +380,7 @@ func (r *run) followNewConns(ctx context.Context) {
 		return
 	}
 	for i, cfg := range r.cfgs {
-		if cfg.DisableKeepAlive || cfg.Connections > 0 || r.s.Traffic[i].RPC {
+		if l := r.s.Traffic[i].Load; l.Fresh || l.Connections > 0 || !l.SpeaksHTTP() {
 			continue
 		}
 		w, err := watchNewConns(ctx, r.env.Nodes, nodePort(cfg.Targets[0]), fmt.Sprintf("%s-%d", r.ns, i))
@@ -519,13 +519,15 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 	if env.URL != "" && tr.Port == "" {
 		return strings.TrimSuffix(env.URL, "/") + path, nil
 	}
+	// How the node's address and a node port make the target's URL.
+	at := func(np int32) string { return tr.Load.Target(env.NodeIP+":"+strconv.Itoa(int(np)), path) }
 	if s.Target.Ingress && tr.Port == "" {
 		c := env.Ingress
 		np, err := kube.NodePortOf(ctx, env.Client, c.Namespace, c.Service, c.Port, func(p corev1.ServicePort) bool { return p.Name == c.Port })
 		if err != nil {
 			return "", fmt.Errorf("the ingress controller: %w", err)
 		}
-		return "http://" + env.NodeIP + ":" + strconv.Itoa(int(np)) + path, nil
+		return at(np), nil
 	}
 	svc := t.Service.Name
 	if t.Added != nil && tr.Port == "" {
@@ -544,11 +546,7 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 	if err != nil {
 		return "", err
 	}
-	host := env.NodeIP + ":" + strconv.Itoa(int(np))
-	if tr.RPC {
-		return "rpc://" + host, nil
-	}
-	return "http://" + host + path, nil
+	return at(np), nil
 }
 
 // notReadyWhy says which pods are not ready and the last events about

@@ -122,15 +122,15 @@ type Check struct {
 
 // Traffic is one kind of load of a scenario and what it must show.
 type Traffic struct {
-	// Name is how summaries name the load (keepalive, fresh, long-lived RPC).
-	Name string
+	// Load is the kind of load (its protocol and how it uses
+	// connections); its name is how summaries name the traffic.
+	Load loadgen.Load
 	// Port is the Service port it goes to, by name ("" for the target's).
 	Port string
-	// RPC sends nodrop's RPC protocol (rpc://host:port) instead of HTTP.
-	RPC bool
 	// Path of HTTP requests ("/" when empty).
 	Path string
-	// Config is the load; Run fills in its target.
+	// Config is the rest of the load (rate, timeout, method); Run applies
+	// Load to it and fills in its target.
 	Config loadgen.Config
 	Expect Expectation
 }

@@ -34,8 +34,8 @@ var _ = Describe("Ten minutes of load with nothing happening", suites.Slow, Seri
 			Expect(err).NotTo(HaveOccurred())
 
 			var rssAt1 int64
-			cfg := loadgen.Config{Targets: []string{url}, Rate: fixtures.RolloutRate, Duration: soakFor, DisableKeepAlive: mode == fixtures.Fresh,
-				Witness: stallWitness, OnStall: stallTrace.Stalled}
+			cfg := mode.Load().Apply(loadgen.Config{Targets: []string{url}, Rate: fixtures.RolloutRate, Duration: soakFor,
+				Witness: stallWitness, OnStall: stallTrace.Stalled})
 			cfg.Progress = func(p loadgen.Progress) {
 				if rssAt1 == 0 && p.Elapsed >= time.Minute {
 					rssAt1 = rssBytes()

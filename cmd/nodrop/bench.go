@@ -108,7 +108,7 @@ type benchPlan struct {
 	checkOpt []checkOptions
 	// from says which flag gave each of checks (-f FILE, --chart DIR).
 	from  []string
-	modes []string
+	modes []fixtures.Mode
 }
 
 func planBench(o benchOptions) (*benchPlan, error) {
@@ -212,7 +212,7 @@ func (p *benchPlan) entries(o benchOptions, images map[string]string) ([]bench.E
 	var out []bench.Entry
 	for _, v := range p.variants {
 		for _, m := range p.modes {
-			c := fixtures.RolloutCase{Variant: v, Mode: fixtures.Mode(m), Disruption: o.disruption, Rate: o.rate}
+			c := fixtures.RolloutCase{Variant: v, Mode: m, Disruption: o.disruption, Rate: o.rate}
 			s, err := c.Scenario(images)
 			if err != nil {
 				return nil, err

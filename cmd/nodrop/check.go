@@ -65,8 +65,8 @@ type checkOptions struct {
 	stdin io.Reader
 }
 
-// modes are the load modes a check runs, in order.
-var checkModes = map[string][]string{"keepalive": {"keepalive"}, "fresh": {"fresh"}, "both": {"keepalive", "fresh"}}
+// checkModes are the load modes a check or bench runs, by --mode, in order.
+var checkModes = map[string][]fixtures.Mode{"keepalive": {fixtures.KeepAlive}, "fresh": {fixtures.Fresh}, "both": fixtures.Modes}
 
 func newCheckCommand() *cobra.Command {
 	var o checkOptions
@@ -129,7 +129,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 type checkPlan struct {
 	objs       []*unstructured.Unstructured
 	resolved   *scenario.Resolved
-	modes      []string
+	modes      []fixtures.Mode
 	disruption kube.Disruption
 	faults     []scenario.Fault
 	name       string
@@ -228,7 +228,7 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 
 // scenario is one run of the plan under one load mode: the user's
 // objects rolled under load, expected to lose nothing.
-func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
+func (p *checkPlan) scenario(o checkOptions, mode fixtures.Mode) scenario.Scenario {
 	objs, target := p.objs, o.target
 	if p.via == fixtures.Ingress {
 		target.Ingress = true
@@ -242,8 +242,8 @@ func (p *checkPlan) scenario(o checkOptions, mode string) scenario.Scenario {
 	return scenario.Scenario{
 		Name: p.name, Objects: objs, Target: target, NamespacePrefix: o.namespace, PodSecurity: o.podSecurity,
 		Traffic: []scenario.Traffic{{
-			Name: mode, Path: o.path,
-			Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout, DisableKeepAlive: mode == "fresh"},
+			Load: mode.Load(), Path: o.path,
+			Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout},
 			Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
 		}},
 		Disruption: scenario.Rollout(p.disruption),

@@ -1,0 +1,106 @@
+package loadgen
+
+import (
+	"errors"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"time"
+)
+
+// Protocols of long-lived mode, chosen by the target's scheme.
+const (
+	ProtocolHTTP = "http" // HTTP/1.1 keep-alive, one request at a time per connection
+	ProtocolRPC  = "rpc"  // rpcwire, several requests in flight per connection
+)
+
+// DefaultInFlight is how many requests a multiplexed connection keeps on
+// the wire.
+const DefaultInFlight = 4
+
+// A protocol is one wire protocol long-lived load speaks. It is chosen by
+// the target URL's scheme from protocols; pacing, the accumulator, the
+// delivered-load rule and the report know nothing else of it. Adding a
+// protocol is one file with its wireConn and one entry in protocols.
+type protocol struct {
+	// name is how reports name it (Report.Protocol).
+	name string
+	// scheme selects it.
+	scheme string
+	// multiplexed: a connection carries Config.InFlight requests at once;
+	// otherwise one at a time.
+	multiplexed bool
+	// hasMethod: its requests carry Config.Method (reports print it).
+	hasMethod bool
+	// open dials target; the connection counts its own reconnects and
+	// breaks in stats.
+	open func(target string, cfg Config, stats *connStats) (wireConn, error)
+}
+
+// A wireConn is one long-lived connection of a protocol.
+type wireConn interface {
+	// send sends request o.seq and waits for its answer, at most
+	// cfg.Timeout, filling in o: what arrived of the answer (status, pod,
+	// version, firstByte), or the real error and its class, and how the
+	// connection stood when the request went on it (reused, idle,
+	// onConnAt, idleFor). It returns errClosedIdle, having sent nothing,
+	// when the server had closed the connection while nothing was on it:
+	// the caller opens another and sends there. Multiplexed protocols'
+	// send is safe for concurrent use.
+	send(o *outcome) error
+	// usable reports whether another request may go on the connection.
+	usable() bool
+	// close closes it; what is still on the wire fails.
+	close()
+}
+
+// protocols lists every protocol of long-lived mode.
+var protocols = []protocol{httpProtocol, rpcProtocol}
+
+// protocolFor is the protocol of a target URL's scheme, or nil.
+func protocolFor(scheme string) *protocol {
+	for i := range protocols {
+		if protocols[i].scheme == scheme {
+			return &protocols[i]
+		}
+	}
+	return nil
+}
+
+// protocolNamed is the protocol a report names, or nil.
+func protocolNamed(name string) *protocol {
+	for i := range protocols {
+		if protocols[i].name == name {
+			return &protocols[i]
+		}
+	}
+	return nil
+}
+
+// errClosedIdle: the server closed the connection while nothing was on
+// it, and nothing was sent.
+var errClosedIdle = errors.New("connection closed by the server while idle")
+
+// connStats counts, across a run's connections, the server's polite
+// closes (nothing lost, another connection opened) and the breaks with
+// requests on the wire.
+type connStats struct {
+	reconnects atomic.Int64
+	broken     atomic.Int64
+}
+
+// dialTCP opens a TCP connection to target's host within timeout, set to
+// close with RST: the end of a run must not leave a TIME_WAIT per
+// connection, nor look to the server like a half-close it must answer.
+func dialTCP(target string, timeout time.Duration) (net.Conn, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.DialTimeout("tcp", u.Host, timeout)
+	if err != nil {
+		return nil, err
+	}
+	c.(*net.TCPConn).SetLinger(0)
+	return c, nil
+}
