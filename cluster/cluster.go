@@ -63,6 +63,10 @@ type Options struct {
 	// Recreate replaces an existing cluster that differs.
 	Recreate bool
 	Log      *progress.Logger
+	// Program creates the cluster: a program that calls CreateHelper
+	// first thing (nodrop's binary, the suites' test binary); needed only
+	// when a cluster is created.
+	Program string
 }
 
 // Cluster is a running cluster.
@@ -199,19 +203,8 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o700); err != nil {
 		return nil, err
 	}
-	// kind puts nodes on the network this variable names; it is set for
-	// the create call only and put back as it was.
-	restore := setenvFor("KIND_EXPERIMENTAL_DOCKER_NETWORK", Network(name))
-	defer restore()
 	step := o.Log.Start("creating kind cluster %q from %s with node image %s", name, configName(o.ConfigPath), o.NodeImage)
-	err = p.Create(name,
-		kindcluster.CreateWithRawConfig(raw),
-		kindcluster.CreateWithNodeImage(o.NodeImage),
-		kindcluster.CreateWithKubeconfigPath(kubeconfig),
-		kindcluster.CreateWithWaitForReady(4*time.Minute),
-		kindcluster.CreateWithDisplayUsage(false),
-		kindcluster.CreateWithDisplaySalutation(false),
-	)
+	err = create(ctx, o, name, raw, kubeconfig)
 	if err != nil {
 		// kind deletes a cluster whose creation failed; the network is ours.
 		removeNetwork(name)
@@ -391,18 +384,4 @@ func removeNetwork(name string) error {
 func hashOf(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// setenvFor sets an environment variable kind reads and returns what puts
-// it back as it was.
-func setenvFor(key, value string) (restore func()) {
-	old, had := os.LookupEnv(key)
-	os.Setenv(key, value)
-	return func() {
-		if had {
-			os.Setenv(key, old)
-		} else {
-			os.Unsetenv(key)
-		}
-	}
 }

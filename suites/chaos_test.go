@@ -130,7 +130,7 @@ var _ = Describe("Chaos across nodes, on a three-node cluster", suites.Chaos, su
 		config := filepath.Join(GinkgoT().TempDir(), "kind-config-multinode.yaml")
 		Expect(os.WriteFile(config, sources.MultiNodeKindConfig, 0o644)).To(Succeed())
 		log := progress.New(GinkgoWriter, false)
-		multi, err := cluster.Up(ctx, cluster.Options{Name: multiNode, ConfigPath: config, NodeImage: suiteEnv.NodeImage, StateDir: suiteEnv.StateDir, Recreate: true, Log: log})
+		multi, err := cluster.Up(ctx, cluster.Options{Name: multiNode, ConfigPath: config, NodeImage: suiteEnv.NodeImage, StateDir: suiteEnv.StateDir, Recreate: true, Log: log, Program: helperProgram()})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func(ctx SpecContext) {
 			Expect(cluster.Down(ctx, multi.Name, suiteEnv.StateDir, log)).To(Succeed())
@@ -138,12 +138,7 @@ var _ = Describe("Chaos across nodes, on a three-node cluster", suites.Chaos, su
 		Expect(cluster.LoadImages(ctx, multi.Name, nodeCaseImages(), log)).To(Succeed())
 		rc, err := clientcmd.BuildConfigFromFlags("", multi.Kubeconfig)
 		Expect(err).NotTo(HaveOccurred())
-		env = scenario.Env{
-			Client: multi.Client, REST: rc, NodeIP: multi.NodeIPs[0], Timeouts: timeouts,
-			Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
-			Nodes: cluster.Shell{Cluster: multi.Name}, HelperProgram: helperProgram(),
-			Witness: stallWitness, OnStall: stallTrace.Stalled,
-		}
+		env = newScenarioEnv(rc, scenario.Env{NodeIP: multi.NodeIPs[0], Nodes: cluster.Shell{Cluster: multi.Name}})
 	}, NodeTimeout(8*time.Minute))
 
 	DescribeTable("fault",

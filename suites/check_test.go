@@ -273,7 +273,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		config := filepath.Join(GinkgoT().TempDir(), "kind-config-multinode.yaml")
 		Expect(os.WriteFile(config, sources.MultiNodeKindConfig, 0o644)).To(Succeed())
 		log := progress.New(GinkgoWriter, false)
-		multi, err := cluster.Up(ctx, cluster.Options{Name: "nodrop-multi", ConfigPath: config, NodeImage: suiteEnv.NodeImage, StateDir: suiteEnv.StateDir, Recreate: true, Log: log})
+		multi, err := cluster.Up(ctx, cluster.Options{Name: "nodrop-multi", ConfigPath: config, NodeImage: suiteEnv.NodeImage, StateDir: suiteEnv.StateDir, Recreate: true, Log: log, Program: helperProgram()})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func(ctx SpecContext) {
 			Expect(cluster.Down(ctx, multi.Name, suiteEnv.StateDir, log)).To(Succeed())

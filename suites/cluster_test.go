@@ -82,7 +82,7 @@ var _ = Describe("nodrop cluster up and down", suites.Cluster, suites.Disruptive
 	var opts cluster.Options
 
 	BeforeAll(func() {
-		opts = cluster.Options{Name: name, ConfigPath: suiteEnv.ConfigPath, NodeImage: suiteEnv.NodeImage, StateDir: suiteEnv.StateDir, Log: progress.New(GinkgoWriter, false)}
+		opts = cluster.Options{Name: name, ConfigPath: suiteEnv.ConfigPath, NodeImage: suiteEnv.NodeImage, StateDir: suiteEnv.StateDir, Log: progress.New(GinkgoWriter, false), Program: helperProgram()}
 		DeferCleanup(func(ctx context.Context) error { return cluster.Down(ctx, name, suiteEnv.StateDir, nil) })
 	})
 

@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/client-go/rest"
 
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
@@ -81,16 +82,25 @@ func helperProgram() string {
 // progress and a failed run's namespace dump go to the spec's output;
 // with $NODROP_LOAD_SLOTS, runs of every process share the load slots.
 func scenarioEnv() scenario.Env {
-	e := scenario.Env{
-		Client: client, REST: restConfig, NodeIP: suiteEnv.NodeIPs[0], Timeouts: timeouts,
-		Log: progress.New(GinkgoWriter, false), Dump: GinkgoWriter,
-		Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
-		HelperProgram: helperProgram(), Witness: stallWitness, OnStall: stallTrace.Stalled,
-	}
+	return newScenarioEnv(restConfig, scenario.Env{
+		NodeIP: suiteEnv.NodeIPs[0], Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
+	})
+}
+
+// newScenarioEnv is a scenario.Env on the cluster rc reaches, with the
+// suite's parts every cluster's runs share: its timeouts, progress and a
+// failed run's dump to the spec's output, the helper program, the
+// witness and the stall trace, and (with $NODROP_LOAD_SLOTS) the load
+// slots of every process.
+func newScenarioEnv(rc *rest.Config, e scenario.Env) scenario.Env {
+	e.Timeouts, e.Log, e.Dump = timeouts, progress.New(GinkgoWriter, false), GinkgoWriter
+	e.HelperProgram, e.Witness, e.OnStall = helperProgram(), stallWitness, stallTrace.Stalled
 	if loadSlots != nil {
 		e.LoadSlots = loadSlots
 	}
-	return e
+	env, err := scenario.NewEnv(context.Background(), rc, e)
+	Expect(err).NotTo(HaveOccurred())
+	return env
 }
 
 // record adds a run's evidence to the spec's report: per load, the

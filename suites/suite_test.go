@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 	if code, ok := witness.Helper(os.Args[1:]); ok {
 		os.Exit(code)
 	}
+	if code, ok := cluster.CreateHelper(os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	sched.OneP()
 	sched.PreferLoadGenerator()
 	if os.Getenv("NODROP_FAVOUR_SESSION") == "1" && !parallel(os.Args[1:]) {
@@ -138,6 +141,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 			// node image is replaced, and the log says so.
 			Recreate: true,
 			Log:      progress.New(os.Stderr, false),
+			Program:  helperProgram(),
 		},
 		// The SidecarSet hot-upgrade specs need OpenKruise, the proxy
 		// specs an ingress controller.

@@ -13,10 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -468,20 +465,11 @@ func checkEnv(ctx context.Context, o checkOptions, log *progress.Logger) (scenar
 			return env, err
 		}
 	}
-	rc.QPS, rc.Burst = 50, 100
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return env, err
+	env, err := scenario.NewEnv(ctx, rc, env)
+	if errors.Is(err, scenario.ErrNoNodeAddress) {
+		return env, usagef("%v: give --node-ip or --url", err)
 	}
-	env.Client, env.REST = client, rc
-	if env.NodeIP == "" && env.URL == "" {
-		ip, err := firstNodeIP(ctx, client)
-		if err != nil {
-			return env, err
-		}
-		env.NodeIP = ip
-	}
-	return env, nil
+	return env, err
 }
 
 // loadLocalImages loads images from the local Docker engine into the
@@ -496,22 +484,6 @@ func loadLocalImages(ctx context.Context, name string, refs []string, log *progr
 		}
 	}
 	return cluster.LoadImages(ctx, name, refs, log)
-}
-
-// firstNodeIP is the InternalIP of the first Ready node.
-func firstNodeIP(ctx context.Context, c kubernetes.Interface) (string, error) {
-	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return "", fmt.Errorf("listing nodes: %w", err)
-	}
-	for _, n := range nodes.Items {
-		for _, a := range n.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP {
-				return a.Address, nil
-			}
-		}
-	}
-	return "", usagef("no node has an InternalIP: give --node-ip or --url")
 }
 
 // checkRun is one run in results.json and --json.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -133,10 +134,14 @@ func clusterUp(ctx context.Context, log *progress.Logger, o upOptions) (*cluster
 	if err := requireDocker(ctx); err != nil {
 		return nil, err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	r, err := cluster.Setup(ctx, cluster.SetupOptions{
 		Options: cluster.Options{
 			Name: o.name, ConfigPath: o.config, NodeImage: o.image, StateDir: state, Recreate: o.recreate,
-			Log: log,
+			Log: log, Program: self,
 		},
 		KubernetesVersion: o.k8sVersion,
 		WithKruise:        o.withKruise,

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/chaos/nfqueue"
+	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/internal/witness"
 )
 
@@ -74,6 +75,9 @@ func helper(args []string) (int, bool) {
 	}
 	if code, ok := witness.Helper(args); ok {
 		return code, true // this process watches the machine beside the load generator (scenario.Env.Witness)
+	}
+	if code, ok := cluster.CreateHelper(args); ok {
+		return code, true // this process creates a kind cluster on its own network (cluster.Options.Program)
 	}
 	return 0, false
 }
