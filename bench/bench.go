@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nodrop-dev/nodrop/loadgen"
-	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
@@ -110,77 +109,15 @@ func (r *Results) finish() {
 	r.Rows = Summarize(r.Runs)
 }
 
-// RunResult is one load of one run: its verdict and all of its evidence.
-type RunResult struct {
-	Config     string          `json:"config"`
-	Load       string          `json:"load"`
-	Run        int             `json:"run"`
-	Disruption string          `json:"disruption"`
-	Namespace  string          `json:"namespace"`
-	Expected   loadgen.Verdict `json:"expected"`
-	// Verdict is NotJudged when the run failed before a verdict (Error)
-	// or its load was not delivered.
-	Verdict    loadgen.Verdict `json:"verdict"`
-	AsExpected bool            `json:"as_expected"`
-	// Problems are why it was not as expected (wrong classes, losses at
-	// the wrong moment, not judged).
-	Problems []string `json:"problems,omitempty"`
-	// Spared are its losses of classes the claim lacks that the run's
-	// own evidence explained (scenario.Outcome.Spared).
-	Spared []string `json:"spared,omitempty"`
-	// NotJudgedBefore says why earlier attempts of this run were not
-	// judged (scenario.RunUntilJudged).
-	NotJudgedBefore []string        `json:"not_judged_before,omitempty"`
-	Error           string          `json:"error,omitempty"`
-	TookS           float64         `json:"took_s"`
-	Report          *loadgen.Report `json:"report,omitempty"`
-	Calibration     *loadgen.Report `json:"calibration,omitempty"`
-	Window          scenario.Window `json:"window"`
-	Events          []probes.Event  `json:"events,omitempty"`
-}
-
-// FromResult turns a scenario run into one RunResult per load. err is
-// what Run returned with it; a run with no result at all is one
-// not-judged RunResult.
-func FromResult(config string, run int, res *scenario.Result, err error) []RunResult {
-	if res == nil || len(res.Traffic) == 0 {
-		rr := RunResult{Config: config, Load: "—", Run: run, Verdict: loadgen.NotJudged, Error: errString(err)}
-		if res != nil {
-			rr.Disruption, rr.Namespace = res.Disruption, res.Namespace
-		}
-		if rr.Error == "" {
-			rr.Error = "the run had no load"
-		}
-		return []RunResult{rr}
+// FromResult turns a scenario run into its records (scenario.Records),
+// named as the benchmark names the configuration and numbered as its
+// run. err is what Run returned with it.
+func FromResult(config string, run int, res *scenario.Result, err error) []scenario.Record {
+	recs := scenario.Records(res, err)
+	for i := range recs {
+		recs[i].Config, recs[i].Run = config, run
 	}
-	var out []RunResult
-	for _, t := range res.Traffic {
-		rr := RunResult{
-			Config: config, Load: t.Name, Run: run, Disruption: res.Disruption, Namespace: res.Namespace,
-			Expected: t.Outcome.Expected, Verdict: t.Outcome.Got, AsExpected: err == nil && t.Report != nil && t.Outcome.Passed(),
-			Problems: t.Outcome.Problems, Spared: t.Outcome.Spared, Error: errString(err), TookS: res.Took.Seconds(),
-			Report: t.Report, Calibration: t.Calibration, Window: res.Window, Events: res.Events,
-			NotJudgedBefore: res.EarlierAttempts,
-		}
-		if rr.Expected == "" { // not judged: the claim as written
-			rr.Expected = t.Expect.Verdict
-		}
-		if err != nil || t.Report == nil {
-			rr.Verdict = loadgen.NotJudged
-		}
-		if rr.Verdict == loadgen.NotJudged && rr.Error == "" && len(rr.Problems) == 0 && t.Report != nil {
-			rr.Problems = t.Report.NotJudged
-		}
-		out = append(out, rr)
-	}
-	return out
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
+	return recs
 }
 
 // NotJudged reports whether any run of the benchmark ended without a
@@ -196,8 +133,8 @@ func (r *Results) NotJudged() bool {
 
 // Unexpected lists the runs that were judged and did not show what was
 // expected of them.
-func (r *Results) Unexpected() []RunResult {
-	var out []RunResult
+func (r *Results) Unexpected() []scenario.Record {
+	var out []scenario.Record
 	for _, run := range r.Runs {
 		if run.Verdict != loadgen.NotJudged && !run.AsExpected {
 			out = append(out, run)

@@ -22,14 +22,14 @@ var update = flag.Bool("update", false, "rewrite the golden files from what the 
 // the suite keeps them (out/results/*.json), each a scenario.Result (the
 // losses listed cut to 20). Runs of one configuration and load are
 // numbered in file-name order.
-func recorded(t *testing.T) []RunResult {
+func recorded(t *testing.T) []scenario.Record {
 	t.Helper()
 	files, err := filepath.Glob("testdata/recorded/*.json")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no recorded runs: %v", err)
 	}
 	sort.Strings(files)
-	var runs []RunResult
+	var runs []scenario.Record
 	n := map[[2]string]int{}
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
@@ -125,7 +125,7 @@ func TestReadResultsRefusesOtherFiles(t *testing.T) {
 func TestDiffOfRecordedRuns(t *testing.T) {
 	runs := recorded(t)
 	old := &Results{Version: FormatVersion, Runs: runs, Rows: Summarize(runs)}
-	var lossy, lossless *RunResult
+	var lossy, lossless *scenario.Record
 	for i := range runs {
 		r := &runs[i]
 		if r.Report == nil {
@@ -141,7 +141,7 @@ func TestDiffOfRecordedRuns(t *testing.T) {
 	if lossy == nil || lossless == nil {
 		t.Fatal("the recorded runs need a lossy run and a lossless second run")
 	}
-	var newRuns []RunResult
+	var newRuns []scenario.Record
 	for _, r := range runs {
 		if r.Config == lossless.Config && r.Load == lossless.Load && r.Run == 2 {
 			r = *lossy
@@ -149,7 +149,7 @@ func TestDiffOfRecordedRuns(t *testing.T) {
 		}
 		newRuns = append(newRuns, r)
 	}
-	newRuns = append(newRuns, RunResult{Config: "my-app", Load: "fresh", Run: 1, Verdict: loadgen.NotJudged, Error: "calibration lost requests"})
+	newRuns = append(newRuns, scenario.Record{Config: "my-app", Load: "fresh", Run: 1, Verdict: loadgen.NotJudged, Error: "calibration lost requests"})
 	now := &Results{Version: FormatVersion, Runs: newRuns, Rows: Summarize(newRuns)}
 	changes := Diff(old, now)
 	if !Worsened(changes) {
@@ -208,7 +208,7 @@ func TestStepSaysWhereTheBenchmarkIs(t *testing.T) {
 }
 
 // A run's spared losses (scenario.Outcome.Spared) travel into its
-// RunResult and results.md lists them under the run, so a reader sees
+// scenario.Record and results.md lists them under the run, so a reader sees
 // why a loss of a class the claim lacks did not fail it.
 func TestMarkdownListsSparedLosses(t *testing.T) {
 	line := "timeout sent at +18.554s from client port 39324: a connection attempt that followed its port's reset connection"
@@ -250,7 +250,7 @@ func TestMarkdownSaysWhyARowFlapped(t *testing.T) {
 			Outcome: scenario.Outcome{Expected: claim, Got: got},
 		}}}
 	}
-	var runs []RunResult
+	var runs []scenario.Record
 	for i, lost := range []int{0, 0, 2} {
 		runs = append(runs, FromResult("nginx-init-usr2-long-lived", i+1, run(lost), nil)...)
 	}

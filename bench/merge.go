@@ -28,7 +28,7 @@ func Merge(parts ...*Results) (*Results, error) {
 		}
 		out.TookS += p.TookS
 		out.Interrupted = out.Interrupted || p.Interrupted
-		// A scenario run is one RunResult per load, all with its number:
+		// A scenario run is one scenario.Record per load, all with its number:
 		// renumber by (config, load, number) so a run's loads stay one run.
 		renumber := map[key]map[int]int{}
 		for _, run := range p.Runs {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // A benchmark run in two parts, merged, is the benchmark run at once:
@@ -70,7 +72,7 @@ func TestMergeOfTwoParts(t *testing.T) {
 func TestMergeRefuses(t *testing.T) {
 	runs := recorded(t)
 	part := func(disruption string) *Results {
-		r := &Results{Version: FormatVersion, RunsPerConfig: 1, Runs: append([]RunResult(nil), runs...)}
+		r := &Results{Version: FormatVersion, RunsPerConfig: 1, Runs: append([]scenario.Record(nil), runs...)}
 		for i := range r.Runs {
 			r.Runs[i].Disruption = disruption
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 func TestPicturesArePNGs(t *testing.T) {
@@ -40,7 +42,7 @@ func TestPicturesArePNGs(t *testing.T) {
 			t.Errorf("%s: %v, %.1f%% drawn on; want a picture", p, b, 100*inked(img))
 		}
 	}
-	if err := PlotRun(&bytes.Buffer{}, RunResult{Config: "x", Load: "fresh"}); err == nil {
+	if err := PlotRun(&bytes.Buffer{}, scenario.Record{Config: "x", Load: "fresh"}); err == nil {
 		t.Errorf("a run with no timeline must not draw")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // Colours of the outcomes: answered in grey, each loss class its own.
@@ -50,7 +51,7 @@ var marks = []struct {
 // PlotRun draws one run as a PNG: requests per 100 ms by the time they
 // were sent, stacked by outcome (answered, then each loss class), with the
 // timeline's events as vertical lines.
-func PlotRun(w io.Writer, run RunResult) error {
+func PlotRun(w io.Writer, run scenario.Record) error {
 	r := run.Report
 	if r == nil || len(r.Timeline) == 0 {
 		return fmt.Errorf("%s, %s, run %d: no timeline to draw", run.Config, run.Load, run.Run)
@@ -220,8 +221,8 @@ func PlotOverview(w io.Writer, rows []Row) error {
 
 // pictured picks the run a row's picture shows: the one that lost most
 // (the mechanism at its clearest), else the first judged one.
-func (r *Results) pictured(row Row) (RunResult, bool) {
-	var best RunResult
+func (r *Results) pictured(row Row) (scenario.Record, bool) {
+	var best scenario.Record
 	found := false
 	for _, run := range r.Runs {
 		if run.Config != row.Config || run.Load != row.Load || run.Report == nil || len(run.Report.Timeline) == 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // FormatVersion is the version of results.json's layout.
@@ -29,9 +30,9 @@ type Results struct {
 	Interrupted bool `json:"interrupted,omitempty"`
 	// Parts: how many benchmarks Merge joined into this one (0: it ran
 	// as one).
-	Parts int         `json:"parts,omitempty"`
-	Rows  []Row       `json:"rows"`
-	Runs  []RunResult `json:"runs"`
+	Parts int               `json:"parts,omitempty"`
+	Rows  []Row             `json:"rows"`
+	Runs  []scenario.Record `json:"runs"`
 }
 
 // Row sums up the runs of one configuration under one load.
@@ -93,7 +94,7 @@ func (r Row) Flaps() bool {
 
 // Summarize sums runs up into rows, one per configuration and load, in the
 // order they first ran.
-func Summarize(runs []RunResult) []Row {
+func Summarize(runs []scenario.Record) []Row {
 	// samples are a row's per-run figures, of which it keeps medians.
 	type samples struct{ took, b50, b99, d50, d99, conns []float64 }
 	var rows []Row
@@ -213,9 +214,9 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	r.listRuns(&sb, "Run again because a first attempt was not judged (the run counted is the later one):",
-		func(run RunResult) []string { return run.NotJudgedBefore }, " | ")
+		func(run scenario.Record) []string { return run.NotJudgedBefore }, " | ")
 	r.listRuns(&sb, "Losses of classes a claim lacks that the run's own evidence explained (a reconnect that followed its client port's reset connection back to the old pod, or one a node sent to a pod already being deleted), so not held against the claim:",
-		func(run RunResult) []string { return run.Spared }, "; ")
+		func(run scenario.Record) []string { return run.Spared }, "; ")
 	if bad := r.Unexpected(); len(bad) > 0 || r.NotJudged() {
 		sb.WriteString("\n## Runs that did not show what was expected\n\n")
 		for _, run := range r.Runs {
@@ -235,7 +236,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 
 // listRuns writes, under heading, a line for each run that what gives
 // anything for, its items joined by sep; nothing when no run has any.
-func (r *Results) listRuns(sb *strings.Builder, heading string, what func(RunResult) []string, sep string) {
+func (r *Results) listRuns(sb *strings.Builder, heading string, what func(scenario.Record) []string, sep string) {
 	started := false
 	for _, run := range r.Runs {
 		items := what(run)

@@ -253,31 +253,10 @@ func (r *Result) Passed() bool {
 // Rows are the judged loads as summary lines.
 func (r *Result) Rows() []Row {
 	var rows []Row
-	for _, t := range r.Traffic {
-		if t.Report != nil {
-			row := NewRow(r.Scenario, r.Disruption, t.Name, t.Report, t.Outcome, r.Took.Seconds())
-			row.EarlierAttempts = r.EarlierAttempts
-			rows = append(rows, row)
+	for _, rec := range Records(r, nil) {
+		if rec.Report != nil {
+			rows = append(rows, rec.Row())
 		}
 	}
 	return rows
-}
-
-// Evidence is what a failed or lossy load prints: the mechanism claimed,
-// the report, the losses next to what happened then, and the timeline.
-func (r *Result) Evidence(t TrafficResult) string { return Evidence(t.Report, r.Events, t.Expect) }
-
-// Evidence is the mechanism, the report, the losses explained and the
-// timeline of one run.
-func Evidence(r *loadgen.Report, events []probes.Event, e Expectation) string {
-	var b strings.Builder
-	if e.Why != "" {
-		b.WriteString("\n" + e.Why + "\n")
-	}
-	if len(e.Classes) > 0 {
-		b.WriteString("classes of the mechanism:\n" + e.Reasons())
-	}
-	r.WriteTable(&b)
-	b.WriteString("\nlosses:\n" + probes.Explain(r, events) + "timeline:\n" + probes.Timeline(r, events))
-	return b.String()
 }

@@ -141,13 +141,15 @@ func record(res *scenario.Result) {
 func expectPassed(what string, res *scenario.Result) {
 	GinkgoHelper()
 	var failed []string
-	for _, t := range res.Traffic {
-		if t.Report == nil {
-			failed = append(failed, t.Name+": not judged")
+	for _, r := range scenario.Records(res, nil) {
+		if r.Report == nil {
+			failed = append(failed, r.Load+": not judged")
 			continue
 		}
-		if !t.Outcome.Passed() {
-			failed = append(failed, t.Name+": "+strings.Join(t.Outcome.Problems, "; ")+"\n"+res.Evidence(t))
+		if !r.Outcome.Passed() {
+			var evidence strings.Builder
+			r.WriteText(&evidence)
+			failed = append(failed, r.Load+": "+strings.Join(r.Outcome.Problems, "; ")+"\n"+evidence.String())
 		}
 	}
 	if len(failed) > 0 {

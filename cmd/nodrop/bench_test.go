@@ -9,6 +9,7 @@ import (
 	"github.com/nodrop-dev/nodrop/bench"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/manifest"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // writeBench writes a benchmark of one configuration, "my-app" under
@@ -16,13 +17,13 @@ import (
 // dir, and returns its results.json.
 func writeBench(t *testing.T, dir, disruption string, lost ...int) string {
 	t.Helper()
-	var runs []bench.RunResult
+	var runs []scenario.Record
 	for i, n := range lost {
 		v := loadgen.Lossless
 		if n > 0 {
 			v = loadgen.Lossy
 		}
-		runs = append(runs, bench.RunResult{Config: "my-app", Load: "fresh", Run: i + 1, Disruption: disruption, Expected: loadgen.Lossless, Verdict: v, AsExpected: n == 0,
+		runs = append(runs, scenario.Record{Config: "my-app", Load: "fresh", Run: i + 1, Disruption: disruption, Expected: loadgen.Lossless, Verdict: v, AsExpected: n == 0,
 			Report: &loadgen.Report{Total: 10000, Lost: n, LostByClass: map[loadgen.Class]int{loadgen.Refused: n}}})
 	}
 	r := &bench.Results{Version: bench.FormatVersion, RunsPerConfig: len(lost), Runs: runs, Rows: bench.Summarize(runs)}

@@ -29,7 +29,6 @@ import (
 	"github.com/nodrop-dev/nodrop/lint"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/manifest"
-	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
@@ -309,8 +308,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 			plan.resolved.Added.Name, plan.resolved.Service.Name)
 	}
 
-	var results []*scenario.Result
-	var runErrs []error
+	var records []scenario.Record
 	for run := 1; run <= o.runs; run++ {
 		for _, mode := range plan.modes {
 			if ctx.Err() != nil {
@@ -319,40 +317,40 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 			s := plan.scenario(o, mode)
 			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, s.What(), plan.name, o.rate)
 			res, err := s.RunUntilJudged(ctx, env, o.attempts)
-			results = append(results, res)
-			runErrs = append(runErrs, err)
-			writeRun(report, res, err)
+			rec := scenario.Records(res, err)[0]
+			rec.Run = run
+			records = append(records, rec)
+			rec.WriteText(report)
 			if errors.Is(err, scenario.ErrBadInput) {
 				return usageError{err}
 			}
 		}
 	}
-	if err := writeCheckOutputs(o, stdout, results, runErrs); err != nil {
+	if err := writeCheckOutputs(o, stdout, records); err != nil {
 		return err
 	}
-	return checkExit(ctx, results, runErrs)
+	return checkExit(ctx, records)
 }
 
 // checkExit is the exit status of a check: any judged loss is 1; else a
 // run that could not be judged (or was never run) is 3; else 0.
-func checkExit(ctx context.Context, results []*scenario.Result, errs []error) error {
+func checkExit(ctx context.Context, records []scenario.Record) error {
 	lost, notJudged := 0, []string{}
-	for i, res := range results {
-		t := res.Traffic[0]
+	for _, r := range records {
 		switch {
-		case errs[i] != nil:
-			notJudged = append(notJudged, firstLine(errs[i].Error()))
-		case t.Outcome.Got == loadgen.Lossy:
+		case r.Error != "":
+			notJudged = append(notJudged, firstLine(r.Error))
+		case r.Outcome.Got == loadgen.Lossy:
 			lost++
-		case t.Outcome.Got != loadgen.Lossless:
-			notJudged = append(notJudged, "not judged: "+strings.Join(t.Report.NotJudged, "; "))
-		case !t.Outcome.Passed():
+		case r.Verdict != loadgen.Lossless:
+			notJudged = append(notJudged, "not judged: "+strings.Join(r.NotJudgedBecause(), "; "))
+		case !r.Outcome.Passed():
 			lost++
 		}
 	}
 	switch {
 	case lost > 0:
-		return exitError{code: exitLost, msg: fmt.Sprintf("%d of %d runs lost requests", lost, len(results))}
+		return exitError{code: exitLost, msg: fmt.Sprintf("%d of %d runs lost requests", lost, len(records))}
 	case ctx.Err() != nil:
 		return exitError{code: exitNotJudged, msg: "interrupted: not judged (what the runs created was deleted)"}
 	case len(notJudged) > 0:
@@ -366,50 +364,6 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// writeRun prints one run: the verdict, the report, each episode with
-// what to change, and the timeline.
-func writeRun(w io.Writer, res *scenario.Result, err error) {
-	if errors.Is(err, scenario.ErrBadInput) {
-		fmt.Fprintf(w, "BAD INPUT, nothing judged: %v\n", err)
-		return
-	}
-	for i, why := range res.EarlierAttempts {
-		fmt.Fprintf(w, "attempt %d was not judged and was run again: %s\n", i+1, why)
-	}
-	t := res.Traffic[0]
-	if err != nil && t.Report == nil {
-		fmt.Fprintf(w, "NOT JUDGED: %v\n", err)
-		return
-	}
-	r := t.Report
-	switch {
-	case err != nil:
-		fmt.Fprintf(w, "NOT JUDGED: %v\n", err)
-	case t.Outcome.Got == loadgen.Lossless && t.Outcome.Passed():
-		fmt.Fprintf(w, "LOSSLESS: %d requests through the %s (settled in %.1fs), 0 lost\n", r.Total, res.Disruption, res.Took.Seconds())
-	case t.Outcome.Got == loadgen.Lossy:
-		fmt.Fprintf(w, "LOSSY: %d of %d requests lost through the %s (%s)\n", r.Lost, r.Total, res.Disruption, r.LostClasses())
-	default:
-		fmt.Fprintf(w, "NOT JUDGED: %s\n", strings.Join(append(r.NotJudged, t.Outcome.Problems...), "; "))
-	}
-	_ = r.WriteTable(w)
-	if r.Lost > 0 {
-		fmt.Fprintf(w, "\nWhat happened, and what to change:\n")
-		for _, a := range scenario.Advise(r, res.Events) {
-			fmt.Fprintf(w, "  - %s\n", a)
-		}
-		fmt.Fprintf(w, "\nLosses next to what Kubernetes did:\n%s", indent(probes.Explain(r, res.Events)))
-	}
-	fmt.Fprintf(w, "\nTimeline (seconds from the start of load):\n%s", indent(probes.Timeline(r, res.Events)))
-}
-
-func indent(s string) string {
-	if s == "" {
-		return "  (none)\n"
-	}
-	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
 }
 
 // checkEnv connects to the cluster the check runs on.
@@ -486,42 +440,7 @@ func loadLocalImages(ctx context.Context, name string, refs []string, log *progr
 	return cluster.LoadImages(ctx, name, refs, log)
 }
 
-// checkRun is one run in results.json and --json.
-type checkRun struct {
-	Scenario   string           `json:"scenario"`
-	Disruption string           `json:"disruption"`
-	Load       string           `json:"load"`
-	Namespace  string           `json:"namespace"`
-	URL        string           `json:"url"`
-	Added      []string         `json:"added,omitempty"`
-	Verdict    loadgen.Verdict  `json:"verdict"`
-	Error      string           `json:"error,omitempty"`
-	Advice     []string         `json:"advice,omitempty"`
-	Took       float64          `json:"took_s"`
-	Outcome    scenario.Outcome `json:"outcome"`
-	Report     *loadgen.Report  `json:"report,omitempty"`
-	Calibrated *loadgen.Report  `json:"calibration,omitempty"`
-	Window     scenario.Window  `json:"window"`
-	Events     []probes.Event   `json:"events,omitempty"`
-	// NotJudgedBefore says why earlier attempts of this run were not judged.
-	NotJudgedBefore []string `json:"not_judged_before,omitempty"`
-}
-
-func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Result, errs []error) error {
-	runs := make([]checkRun, len(results))
-	for i, res := range results {
-		t := res.Traffic[0]
-		runs[i] = checkRun{Scenario: res.Scenario, Disruption: res.Disruption, Load: t.Name, Namespace: res.Namespace, URL: t.URL, Added: res.Added,
-			Verdict: t.Outcome.Got, Took: res.Took.Seconds(), Outcome: t.Outcome, Report: t.Report, Calibrated: t.Calibration, Window: res.Window, Events: res.Events,
-			NotJudgedBefore: res.EarlierAttempts}
-		if errs[i] != nil {
-			runs[i].Error = errs[i].Error()
-			runs[i].Verdict = loadgen.NotJudged
-		}
-		if t.Report != nil && t.Report.Lost > 0 {
-			runs[i].Advice = scenario.Advise(t.Report, res.Events)
-		}
-	}
+func writeCheckOutputs(o checkOptions, stdout io.Writer, runs []scenario.Record) error {
 	if o.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -542,12 +461,8 @@ func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Res
 			return err
 		}
 		var rows []scenario.Row
-		for i, r := range results {
-			if r.Judged() && errs[i] == nil {
-				rows = append(rows, r.Rows()...)
-			} else {
-				rows = append(rows, scenario.Row{Config: r.Scenario, Disruption: r.Disruption, Load: r.Traffic[0].Name, Got: loadgen.NotJudged, Problem: firstLine(fmt.Sprint(errs[i]))})
-			}
+		for _, r := range runs {
+			rows = append(rows, r.Row())
 		}
 		f, err := os.Create(filepath.Join(o.out, "summary.md"))
 		if err != nil {
@@ -557,12 +472,12 @@ func writeCheckOutputs(o checkOptions, stdout io.Writer, results []*scenario.Res
 		if err := errors.Join(werr, f.Close()); err != nil {
 			return err
 		}
-		for i, r := range results {
-			f, err := os.Create(filepath.Join(o.out, fmt.Sprintf("run-%d-%s.txt", i+1, r.Traffic[0].Name)))
+		for i, r := range runs {
+			f, err := os.Create(filepath.Join(o.out, fmt.Sprintf("run-%d-%s.txt", i+1, r.Load)))
 			if err != nil {
 				return err
 			}
-			writeRun(f, r, errs[i])
+			r.WriteText(f)
 			if err := f.Close(); err != nil {
 				return err
 			}

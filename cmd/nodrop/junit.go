@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/scenario"
 )
 
 // JUnit's XML, as CI systems read it: one suite, one case per run.
@@ -40,10 +41,10 @@ type junitProblem struct {
 
 // writeJUnit writes one test case per run: a loss is a failure, a run
 // that could not be judged an error.
-func writeJUnit(path string, runs []checkRun) error {
+func writeJUnit(path string, runs []scenario.Record) error {
 	s := junitSuite{Name: "nodrop check", Tests: len(runs)}
 	for i, r := range runs {
-		c := junitCase{Name: fmt.Sprintf("%s, %s, run %d: %s", r.Scenario, r.Load, i+1, r.Disruption), Classname: "nodrop.check." + r.Scenario, Time: r.Took}
+		c := junitCase{Name: fmt.Sprintf("%s, %s, run %d: %s", r.Config, r.Load, i+1, r.Disruption), Classname: "nodrop.check." + r.Config, Time: r.TookS}
 		var b strings.Builder
 		if r.Report != nil {
 			_ = r.Report.WriteTable(&b)
@@ -53,12 +54,12 @@ func writeJUnit(path string, runs []checkRun) error {
 		case r.Error != "":
 			c.Error = &junitProblem{Message: firstLine(r.Error), Text: r.Error}
 			s.Errors++
+		case r.Verdict == loadgen.NotJudged:
+			c.Error = &junitProblem{Message: "not judged", Text: strings.Join(r.NotJudgedBecause(), "\n")}
+			s.Errors++
 		case r.Verdict == loadgen.Lossy || !r.Outcome.Passed():
 			c.Failure = &junitProblem{Message: fmt.Sprintf("%d of %d requests lost", r.Report.Lost, r.Report.Total), Text: strings.Join(append(r.Outcome.Problems, r.Advice...), "\n")}
 			s.Failures++
-		case r.Verdict != loadgen.Lossless:
-			c.Error = &junitProblem{Message: "not judged", Text: strings.Join(r.Report.NotJudged, "\n")}
-			s.Errors++
 		}
 		s.Time += c.Time
 		s.Cases = append(s.Cases, c)
