@@ -93,36 +93,19 @@ type Progress struct {
 // ErrInvalidConfig marks every error returned by Normalize.
 var ErrInvalidConfig = errors.New("invalid load configuration")
 
+// invalid is an ErrInvalidConfig saying what is wrong.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
 // Normalize validates cfg and returns a copy with defaults filled in.
 func (cfg Config) Normalize() (Config, error) {
-	bad := func(format string, args ...any) (Config, error) {
-		return Config{}, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
-	}
+	bad := func(format string, args ...any) (Config, error) { return Config{}, invalid(format, args...) }
 	if len(cfg.Targets) == 0 {
 		return bad("no target URL")
 	}
-	for _, t := range cfg.Targets {
-		u, err := url.Parse(t)
-		if err != nil {
-			return bad("target %q: %v", t, err)
-		}
-		paced, p := u.Scheme == "http" || u.Scheme == "https", protocolFor(u.Scheme)
-		switch {
-		case !paced && p == nil:
-			return bad("target %q: scheme must be %s", t, orList(append([]string{"http", "https"}, slices.DeleteFunc(longLivedSchemes(), func(s string) bool { return s == "http" })...)))
-		case cfg.Connections == 0 && !paced:
-			return bad("target %q: %s targets need long-lived mode (connections > 0)", t, u.Scheme)
-		case cfg.Connections > 0 && p == nil:
-			return bad("target %q: long-lived mode speaks %s", t, orList(longLivedSchemes()))
-		}
-		if u.Host == "" {
-			return bad("target %q: no host", t)
-		}
-		if p := u.Port(); p != "" {
-			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-				return bad("target %q: port %s is not in 1-65535", t, p)
-			}
-		}
+	if err := cfg.checkTargets(); err != nil {
+		return Config{}, err
 	}
 	if cfg.Rate == 0 {
 		cfg.Rate = DefaultRate
@@ -160,21 +143,8 @@ func (cfg Config) Normalize() (Config, error) {
 	if cfg.Connections < 0 {
 		return bad("connections must not be negative, got %d", cfg.Connections)
 	}
-	if cfg.Connections > 0 {
-		if cfg.Lenient {
-			return bad("long-lived mode is always strict: a request on a broken connection is lost")
-		}
-		if cfg.Connections > cfg.Rate {
-			return bad("%d connections at %d requests/s would leave some idle: use at most one connection per request per second", cfg.Connections, cfg.Rate)
-		}
-		scheme := ""
-		for _, t := range cfg.Targets {
-			u, _ := url.Parse(t)
-			if scheme != "" && u.Scheme != scheme {
-				return bad("long-lived mode needs one protocol, got %s and %s targets", scheme, u.Scheme)
-			}
-			scheme = u.Scheme
-		}
+	if err := cfg.checkLongLived(); err != nil {
+		return Config{}, err
 	}
 	if cfg.InFlight < 0 {
 		return bad("in-flight must not be negative, got %d", cfg.InFlight)
@@ -189,6 +159,61 @@ func (cfg Config) Normalize() (Config, error) {
 		return bad("method %q is not an HTTP method (a token: letters, digits, no spaces)", cfg.Method)
 	}
 	return cfg, nil
+}
+
+// checkTargets validates the target URLs: each parses, has a host and a
+// valid port, and its scheme is one the load's mode speaks (paced load:
+// http, https; long-lived load: a protocol of the table).
+func (cfg Config) checkTargets() error {
+	bad := invalid
+	for _, t := range cfg.Targets {
+		u, err := url.Parse(t)
+		if err != nil {
+			return bad("target %q: %v", t, err)
+		}
+		paced, p := u.Scheme == "http" || u.Scheme == "https", protocolFor(u.Scheme)
+		switch {
+		case !paced && p == nil:
+			return bad("target %q: scheme must be %s", t, orList(append([]string{"http", "https"}, slices.DeleteFunc(longLivedSchemes(), func(s string) bool { return s == "http" })...)))
+		case cfg.Connections == 0 && !paced:
+			return bad("target %q: %s targets need long-lived mode (connections > 0)", t, u.Scheme)
+		case cfg.Connections > 0 && p == nil:
+			return bad("target %q: long-lived mode speaks %s", t, orList(longLivedSchemes()))
+		}
+		if u.Host == "" {
+			return bad("target %q: no host", t)
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return bad("target %q: port %s is not in 1-65535", t, p)
+			}
+		}
+	}
+	return nil
+}
+
+// checkLongLived validates long-lived mode: strict, no more connections
+// than requests per second, one protocol.
+func (cfg Config) checkLongLived() error {
+	bad := invalid
+	if cfg.Connections == 0 {
+		return nil
+	}
+	if cfg.Lenient {
+		return bad("long-lived mode is always strict: a request on a broken connection is lost")
+	}
+	if cfg.Connections > cfg.Rate {
+		return bad("%d connections at %d requests/s would leave some idle: use at most one connection per request per second", cfg.Connections, cfg.Rate)
+	}
+	scheme := ""
+	for _, t := range cfg.Targets {
+		u, _ := url.Parse(t)
+		if scheme != "" && u.Scheme != scheme {
+			return bad("long-lived mode needs one protocol, got %s and %s targets", scheme, u.Scheme)
+		}
+		scheme = u.Scheme
+	}
+	return nil
 }
 
 // isToken reports whether s is an HTTP token (RFC 9110 5.6.2), which a

@@ -535,33 +535,14 @@ func record(h *hdrhistogram.Histogram, d time.Duration) {
 	h.RecordValue(min(max(1, d.Microseconds()), histMaxMicros))
 }
 
+// add counts one request: its timing, its bucket of the timeline, and,
+// when it was lost, the loss with everything known of it.
 func (acc *accumulator) add(o outcome) {
 	r := acc.r
 	lost := o.class != OK
 	r.Total++
-	record(acc.lat, o.latency)
-	record(acc.lag, o.sendLag)
-	acc.latSum += o.latency
-	acc.latMax = max(acc.latMax, o.latency)
-	acc.lagMax = max(acc.lagMax, o.sendLag)
-	if acc.first.IsZero() || o.at.Before(acc.first) {
-		acc.first = o.at
-	}
-	if o.at.After(r.LastSent) {
-		r.LastSent = o.at
-	}
-	acc.end = maxTime(acc.end, o.at.Add(o.latency))
-	acc.outage.add(o.seq, outagePoint{at: o.at, end: o.at.Add(o.latency), lost: lost})
-
-	idx := max(0, int(o.at.Sub(r.Started)/BucketWidth))
-	for len(r.Timeline) <= idx {
-		r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(len(r.Timeline)) * BucketWidth.Milliseconds()})
-	}
-	b := &r.Timeline[idx]
-	b.Sent++
-	if d := &r.Timeline[max(0, int(o.at.Add(-o.sendLag).Sub(r.Started)/BucketWidth))]; ms(o.sendLag) > d.LateMs {
-		d.LateMs = ms(o.sendLag)
-	}
+	acc.time(o, lost)
+	b := acc.bucket(o)
 	if !o.reused {
 		r.NewConnections++
 	}
@@ -586,7 +567,6 @@ func (acc *accumulator) add(o outcome) {
 		}
 		return
 	}
-
 	r.Lost++
 	r.LostByClass[o.class]++
 	b.Lost++
@@ -594,6 +574,48 @@ func (acc *accumulator) add(o outcome) {
 		b.LostByClass = map[Class]int{}
 	}
 	b.LostByClass[o.class]++
+	acc.lose(o)
+}
+
+// time records a request's latency and lag, the span of the run, and its
+// place in the outages.
+func (acc *accumulator) time(o outcome, lost bool) {
+	r := acc.r
+	record(acc.lat, o.latency)
+	record(acc.lag, o.sendLag)
+	acc.latSum += o.latency
+	acc.latMax = max(acc.latMax, o.latency)
+	acc.lagMax = max(acc.lagMax, o.sendLag)
+	if acc.first.IsZero() || o.at.Before(acc.first) {
+		acc.first = o.at
+	}
+	if o.at.After(r.LastSent) {
+		r.LastSent = o.at
+	}
+	acc.end = maxTime(acc.end, o.at.Add(o.latency))
+	acc.outage.add(o.seq, outagePoint{at: o.at, end: o.at.Add(o.latency), lost: lost})
+}
+
+// bucket is the timeline's bucket the request left in, counted as sent;
+// the bucket it was due in keeps the generator's lateness.
+func (acc *accumulator) bucket(o outcome) *Bucket {
+	r := acc.r
+	idx := max(0, int(o.at.Sub(r.Started)/BucketWidth))
+	for len(r.Timeline) <= idx {
+		r.Timeline = append(r.Timeline, Bucket{OffsetMs: int64(len(r.Timeline)) * BucketWidth.Milliseconds()})
+	}
+	b := &r.Timeline[idx]
+	b.Sent++
+	if d := &r.Timeline[max(0, int(o.at.Add(-o.sendLag).Sub(r.Started)/BucketWidth))]; ms(o.sendLag) > d.LateMs {
+		d.LateMs = ms(o.sendLag)
+	}
+	return b
+}
+
+// lose keeps a lost request: the first and last loss, and its details
+// (up to MaxLossDetails).
+func (acc *accumulator) lose(o outcome) {
+	r := acc.r
 	if r.FirstLoss == nil || o.at.Before(*r.FirstLoss) {
 		t := o.at
 		r.FirstLoss = &t

@@ -232,13 +232,6 @@ func (r *Report) JudgeAcross(from, to time.Time, critical []Span) Judgement {
 // to expect two requests.
 func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 	d := Delivery{CriticalSpans: len(critical)}
-	needed := func(from, to time.Time) bool { return critical == nil || overlaps(critical, from, to) }
-	var machine []Span
-	for _, st := range r.Generator.Stalls {
-		if st.Whose == StallMachine {
-			machine = append(machine, Span{st.At, st.At.Add(ms2d(st.Ms))})
-		}
-	}
 	if r.RateTarget > 0 {
 		d.RateRatio = r.RateAchieved / float64(r.RateTarget)
 	}
@@ -255,7 +248,50 @@ func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 		k = int(math.Ceil(2 / share))
 	}
 	d.CheckedMs = int64(k) * BucketWidth.Milliseconds()
-	var uncovered []Span // gaps and stalls of the generator's own
+	dc := deliveryCheck{r: r, d: &d, from: from, to: to, critical: critical}
+	for _, st := range r.Generator.Stalls {
+		if st.Whose == StallMachine {
+			dc.machine = append(dc.machine, Span{st.At, st.At.Add(ms2d(st.Ms))})
+		}
+	}
+	dc.gaps(k, share)
+	if d.Gaps == nil {
+		d.Gaps = []Gap{}
+	}
+	if d.Held == nil {
+		d.Held = []Gap{}
+	}
+	dc.stalls()
+	d.Coverage = 1
+	if span := to.Sub(from); span > 0 {
+		d.Coverage = max(0, 1-float64(covered(dc.uncovered))/float64(span))
+	}
+	d.Delivered = r.Total > 0 && d.RateRatio >= MinRateRatio && d.GapCount == 0 && d.Stalls == 0
+	return d
+}
+
+// deliveryCheck is one delivery's judgement in progress: the window,
+// the moments the verdict rests on, the machine's own stalls, and the
+// spans the load did not cover.
+type deliveryCheck struct {
+	r         *Report
+	d         *Delivery
+	from, to  time.Time
+	critical  []Span
+	machine   []Span
+	uncovered []Span // gaps and stalls of the generator's own
+}
+
+// needed reports whether the verdict rests on [from, to).
+func (dc *deliveryCheck) needed(from, to time.Time) bool {
+	return dc.critical == nil || overlaps(dc.critical, from, to)
+}
+
+// gaps finds the windows of k buckets that sent less than their share:
+// a gap voids the verdict unless the machine stood still then, the
+// verdict does not rest on it, or long-lived load was held by the server.
+func (dc *deliveryCheck) gaps(k int, share float64) {
+	r, d, from, to := dc.r, dc.d, dc.from, dc.to
 	first := int(math.Ceil(float64(r.Offset(from)) / float64(BucketWidth)))
 	last := int(r.Offset(to) / BucketWidth) // exclusive: buckets wholly before to
 	for i := max(first, 0); i+k <= last; i += k {
@@ -271,16 +307,16 @@ func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 		g := Gap{OffsetMs: int64(i) * BucketWidth.Milliseconds(), Sent: sent, Share: share * float64(k)}
 		lo, hi := r.bucketStart(i), r.bucketStart(i+k)
 		switch {
-		case overlaps(machine, lo, hi):
+		case overlaps(dc.machine, lo, hi):
 			// The machine stood still then: nothing reached the server
 			// because nothing of it ran either.
 			continue
-		case !needed(lo, hi):
+		case !dc.needed(lo, hi):
 			d.OutsideGaps++
-			uncovered = append(uncovered, Span{lo, hi})
+			dc.uncovered = append(dc.uncovered, Span{lo, hi})
 			continue
 		}
-		uncovered = append(uncovered, Span{lo, hi})
+		dc.uncovered = append(dc.uncovered, Span{lo, hi})
 		if g.HeldShare = r.heldShare(i, k); g.HeldShare >= MinBucketShare && r.Generator.stalledDuring(r.bucketStart(i), r.bucketStart(i+k)) == 0 {
 			d.HeldCount++
 			if len(d.Held) < maxGapsListed {
@@ -293,12 +329,13 @@ func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 			d.Gaps = append(d.Gaps, g)
 		}
 	}
-	if d.Gaps == nil {
-		d.Gaps = []Gap{}
-	}
-	if d.Held == nil {
-		d.Held = []Gap{}
-	}
+}
+
+// stalls counts the generator's stalls of MaxGeneratorStall or more in
+// the window: one voids the verdict unless the machine stood still, the
+// verdict does not rest on it, or the load went out through it anyway.
+func (dc *deliveryCheck) stalls() {
+	r, d, from, to := dc.r, dc.d, dc.from, dc.to
 	for _, st := range r.Generator.Stalls {
 		end := st.At.Add(ms2d(st.Ms))
 		if st.Ms < ms(MaxGeneratorStall) || !end.After(from) || !st.At.Before(to) {
@@ -308,16 +345,16 @@ func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 		case st.Whose == StallMachine:
 			d.MachineStalls++
 			continue
-		case !needed(st.At, end):
+		case !dc.needed(st.At, end):
 			d.OutsideStalls++
-			uncovered = append(uncovered, Span{maxTime(st.At, from), minTime(end, to)})
+			dc.uncovered = append(dc.uncovered, Span{maxTime(st.At, from), minTime(end, to)})
 			continue
 		}
 		if r.lateDuring(st.At, end) < ms(MaxSendLate) {
 			d.SentThrough++
 			continue
 		}
-		uncovered = append(uncovered, Span{maxTime(st.At, from), minTime(end, to)})
+		dc.uncovered = append(dc.uncovered, Span{maxTime(st.At, from), minTime(end, to)})
 		if st.Whose == StallOwn {
 			d.OwnStalls++
 		}
@@ -327,12 +364,6 @@ func (r *Report) delivery(from, to time.Time, critical []Span) Delivery {
 		d.Stalls++
 		d.LongestStall = max(d.LongestStall, st.Ms)
 	}
-	d.Coverage = 1
-	if span := to.Sub(from); span > 0 {
-		d.Coverage = max(0, 1-float64(covered(uncovered))/float64(span))
-	}
-	d.Delivered = r.Total > 0 && d.RateRatio >= MinRateRatio && d.GapCount == 0 && d.Stalls == 0
-	return d
 }
 
 // heldShare is the share of the connection time of buckets [i, i+k) that

@@ -75,9 +75,6 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		head = fmt.Sprintf("%d lost (%s; %d of the timeouts never connected: no answer to the connection attempt within %s) at +%.1fs",
 			ep.Lost, classList(ep.ByClass), ep.Unanswered, time.Duration(r.Client.TimeoutMs)*time.Millisecond, r.Offset(ep.Start).Seconds())
 	}
-	// The deletion this episode follows, if any: the last pod deletion
-	// before it started (or as it started: the watch reports a little
-	// late), and that pod's container's exit.
 	if s, ok := noneReady(r, ep, events); ok {
 		return head + s
 	}
@@ -91,22 +88,7 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		}
 		return head + fmt.Sprintf(", as the proxy in front (%s) reloaded = %s", rl.Pod, why)
 	}
-	var deleted, exited *probes.Event
-	for i := range events {
-		e := &events[i]
-		if e.Kind == probes.PodDeleting && !e.At.After(ep.Start.Add(watchLag)) {
-			deleted = e
-		}
-	}
-	if deleted != nil {
-		for i := range events {
-			e := &events[i]
-			if e.Kind == probes.ContainerTerminated && e.Pod == deleted.Pod && !e.At.Before(deleted.At) {
-				exited = e
-				break
-			}
-		}
-	}
+	deleted, exited := deletionBefore(events, ep)
 	if kill := near(events, ep.Start, probes.ContainerTerminated, "SIGKILL", DefaultTolerance); kill != nil {
 		s := head
 		if deleted != nil && deleted.Pod == kill.Pod {
@@ -134,32 +116,62 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			max(ep.Start.Sub(deleted.At), 0).Seconds(), deleted.Pod, exited.At.Sub(deleted.At).Seconds(), whereSent(events, ep))
 	}
 	if deleted != nil {
-		after := max(ep.Start.Sub(deleted.At), 0)
-		s := head + fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
-		broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
-		// A proxy in front answers 502/503 for a request it sent to a pod
-		// that stopped listening: the same race as a refusal.
-		fresh := ep.ByClass[loadgen.Refused] + ep.ByClass[loadgen.Timeout] + ep.ByClass[loadgen.HTTP5xx]
-		switch {
-		case broken >= fresh && after < DataPlaneLag+DefaultTolerance:
-			return s + " = the app closed connections with requests on them when it got SIGTERM. Shut down gracefully: on SIGTERM keep serving, answer with Connection: close so kept-alive clients move on, then exit once idle; and add a preStop sleep (5 s) so the endpoint is removed before the shutdown begins."
-		case after < DataPlaneLag+DefaultTolerance:
-			s += " = requests still routed to the pod after it stopped listening: kube-proxy and load balancers remove a deleted pod's endpoint only a second or more after the deletion"
-			if exited != nil {
-				s += fmt.Sprintf(" (its container exited %.1fs after the deletion: nothing kept it serving)", exited.At.Sub(deleted.At).Seconds())
-			}
-			if who, until, ok := ingressKeptRouting(events, deleted.Pod, deleted.At); ok {
-				s += fmt.Sprintf("; the ingress controller (%s) sent it new requests until %.1fs after the deletion, when it applied the change", who, until.Sub(deleted.At).Seconds())
-			}
-			return s + ". Add a preStop sleep (5 s is the common figure) so the pod keeps serving until its endpoint is gone everywhere, and let the app drain on SIGTERM."
-		default:
-			return s + " = losses long after the deletion: a pod shutting down while still receiving traffic. Check the shutdown path (SIGTERM handling, drain, preStop) against the timeline."
-		}
+		return head + afterDeletion(ep, deleted, exited, events)
 	}
 	if ep.Unanswered == ep.Lost {
 		return head + ", with no pod deletion before it = connection attempts lost on the way to the pods (a SYN dropped twice, or sent to an address that no longer answers), not a pod's shutdown. " + whereSent(events, ep)
 	}
 	return head + ", with no pod deletion before it: check the timeline for what the cluster did then."
+}
+
+// deletionBefore is the last pod deletion before the episode started (or
+// as it started: the watch reports a little late), and that pod's
+// container's exit after it, if any.
+func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *probes.Event) {
+	for i := range events {
+		e := &events[i]
+		if e.Kind == probes.PodDeleting && !e.At.After(ep.Start.Add(watchLag)) {
+			deleted = e
+		}
+	}
+	if deleted == nil {
+		return nil, nil
+	}
+	for i := range events {
+		e := &events[i]
+		if e.Kind == probes.ContainerTerminated && e.Pod == deleted.Pod && !e.At.Before(deleted.At) {
+			return deleted, e
+		}
+	}
+	return deleted, nil
+}
+
+// afterDeletion explains an episode that followed a pod's deletion by
+// how soon it came and how its requests failed: connections closed with
+// requests on them, requests routed to a pod that stopped listening, or
+// a shutdown long after.
+func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []probes.Event) string {
+	after := max(ep.Start.Sub(deleted.At), 0)
+	s := fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
+	broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
+	// A proxy in front answers 502/503 for a request it sent to a pod
+	// that stopped listening: the same race as a refusal.
+	fresh := ep.ByClass[loadgen.Refused] + ep.ByClass[loadgen.Timeout] + ep.ByClass[loadgen.HTTP5xx]
+	switch {
+	case broken >= fresh && after < DataPlaneLag+DefaultTolerance:
+		return s + " = the app closed connections with requests on them when it got SIGTERM. Shut down gracefully: on SIGTERM keep serving, answer with Connection: close so kept-alive clients move on, then exit once idle; and add a preStop sleep (5 s) so the endpoint is removed before the shutdown begins."
+	case after < DataPlaneLag+DefaultTolerance:
+		s += " = requests still routed to the pod after it stopped listening: kube-proxy and load balancers remove a deleted pod's endpoint only a second or more after the deletion"
+		if exited != nil {
+			s += fmt.Sprintf(" (its container exited %.1fs after the deletion: nothing kept it serving)", exited.At.Sub(deleted.At).Seconds())
+		}
+		if who, until, ok := ingressKeptRouting(events, deleted.Pod, deleted.At); ok {
+			s += fmt.Sprintf("; the ingress controller (%s) sent it new requests until %.1fs after the deletion, when it applied the change", who, until.Sub(deleted.At).Seconds())
+		}
+		return s + ". Add a preStop sleep (5 s is the common figure) so the pod keeps serving until its endpoint is gone everywhere, and let the app drain on SIGTERM."
+	default:
+		return s + " = losses long after the deletion: a pod shutting down while still receiving traffic. Check the shutdown path (SIGTERM handling, drain, preStop) against the timeline."
+	}
 }
 
 // noneReady says, when no endpoint was ready as the episode started (and

@@ -225,42 +225,65 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 		bad("a known-lossy configuration lost nothing: the harness missed it")
 	}
 	if e.Verdict == loadgen.Lossy && r.Lost > 0 {
-		foreign, spared, sparedKeys := foreignLosses(r, events, e)
-		o.Spared = spared
-		if len(foreign) > 0 {
-			bad("unexplained loss: %s, classes the mechanism (%s) does not produce: %s", classList(foreign), classNames(e.ClassList()), strings.Join(foreignDetail(r, events, foreign, sparedKeys), "; "))
-		}
-		if len(e.LossStarts) > 0 {
-			var off []string
-			eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
-			stale := staleConntrack(eps)
-			for i, ep := range eps {
-				if !e.startsWhenClaimed(ep, events) && stale[i].After.IsZero() && !reusedPorts(r, ep) {
-					off = append(off, fmt.Sprintf("+%.3fs", r.Offset(ep.Start).Seconds()))
-				}
-			}
-			if len(off) > 0 {
-				var claims []string
-				for _, t := range e.LossStarts {
-					claims = append(claims, t.String())
-				}
-				bad("losses should start %s (±%s where no window is given); %d episodes do not: at %s", strings.Join(claims, " or "), DefaultTolerance, len(off), strings.Join(off, ", "))
-			}
-		}
-		if e.BoundedByFault {
-			switch b, ok := faultBound(r, events, w); {
-			case !ok:
-				bad("losses should be bounded by the pod a fault struck, and no fault struck a pod")
-			case r.Lost > b.Max:
-				bad("lost %d, more than the pod the fault struck could lose: %s", r.Lost, b)
-			default:
-				o.Bound = &b
+		var problems []string
+		problems, o.Spared, o.Bound = lossyProblems(r, events, w, e)
+		o.Problems = append(o.Problems, problems...)
+	}
+	o.Problems = append(o.Problems, connectionProblems(r, e)...)
+	if v := e.Versions; v != nil {
+		o.Problems = append(o.Problems, versionProblems(r, w, *v)...)
+	}
+	return o
+}
+
+// lossyProblems are how a lossy run's losses differ from its mechanism:
+// classes it does not produce (less those the run's evidence explains,
+// spared), episodes that start when the claim says none does, more than
+// a fault's bound, losses that should all be idle-close races.
+func lossyProblems(r *loadgen.Report, events []probes.Event, w Window, e Expectation) (problems, spared []string, bound *FaultBound) {
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	foreign, sparedLines, sparedKeys := foreignLosses(r, events, e)
+	if len(foreign) > 0 {
+		bad("unexplained loss: %s, classes the mechanism (%s) does not produce: %s", classList(foreign), classNames(e.ClassList()), strings.Join(foreignDetail(r, events, foreign, sparedKeys), "; "))
+	}
+	if len(e.LossStarts) > 0 {
+		var off []string
+		eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
+		stale := staleConntrack(eps)
+		for i, ep := range eps {
+			if !e.startsWhenClaimed(ep, events) && stale[i].After.IsZero() && !reusedPorts(r, ep) {
+				off = append(off, fmt.Sprintf("+%.3fs", r.Offset(ep.Start).Seconds()))
 			}
 		}
-		if e.IdleCloseRaces && r.IdleCloseRace != r.Lost {
-			bad("every loss should be an idle-close race; %d of %d are", r.IdleCloseRace, r.Lost)
+		if len(off) > 0 {
+			var claims []string
+			for _, t := range e.LossStarts {
+				claims = append(claims, t.String())
+			}
+			bad("losses should start %s (±%s where no window is given); %d episodes do not: at %s", strings.Join(claims, " or "), DefaultTolerance, len(off), strings.Join(off, ", "))
 		}
 	}
+	if e.BoundedByFault {
+		switch b, ok := faultBound(r, events, w); {
+		case !ok:
+			bad("losses should be bounded by the pod a fault struck, and no fault struck a pod")
+		case r.Lost > b.Max:
+			bad("lost %d, more than the pod the fault struck could lose: %s", r.Lost, b)
+		default:
+			bound = &b
+		}
+	}
+	if e.IdleCloseRaces && r.IdleCloseRace != r.Lost {
+		bad("every loss should be an idle-close race; %d of %d are", r.IdleCloseRace, r.Lost)
+	}
+	return problems, sparedLines, bound
+}
+
+// connectionProblems: the clients told, or not told, to reconnect, and
+// long-lived connections closed, as claimed.
+func connectionProblems(r *loadgen.Report, e Expectation) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	switch {
 	case e.Reconnects == Some && r.Reconnects == 0:
 		bad("clients should have been told to reconnect (Connection: close), and none was")
@@ -270,24 +293,30 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	if e.Closes == Some && r.Reconnects+r.BrokenConnections == 0 {
 		bad("the server should have closed long-lived connections, and none was closed")
 	}
-	if v := e.Versions; v != nil {
-		for _, b := range r.Timeline {
-			at := r.Started.Add(time.Duration(b.OffsetMs) * time.Millisecond)
-			end := at.Add(loadgen.BucketWidth)
-			for ver, n := range b.ByVersion {
-				switch {
-				case end.Before(w.Trigger) && ver != v.Before:
-					bad("version %s answered %d requests before the disruption (at +%.1fs); want only %s", ver, n, float64(b.OffsetMs)/1000, v.Before)
-				case at.After(w.Settled) && ver != v.After:
-					bad("version %s answered %d requests after the rollout (at +%.1fs); want only %s", ver, n, float64(b.OffsetMs)/1000, v.After)
-				}
+	return problems
+}
+
+// versionProblems: only v.Before answered before the disruption, only
+// v.After after it settled, and both answered.
+func versionProblems(r *loadgen.Report, w Window, v VersionChange) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	for _, b := range r.Timeline {
+		at := r.Started.Add(time.Duration(b.OffsetMs) * time.Millisecond)
+		end := at.Add(loadgen.BucketWidth)
+		for ver, n := range b.ByVersion {
+			switch {
+			case end.Before(w.Trigger) && ver != v.Before:
+				bad("version %s answered %d requests before the disruption (at +%.1fs); want only %s", ver, n, float64(b.OffsetMs)/1000, v.Before)
+			case at.After(w.Settled) && ver != v.After:
+				bad("version %s answered %d requests after the rollout (at +%.1fs); want only %s", ver, n, float64(b.OffsetMs)/1000, v.After)
 			}
 		}
-		if r.ByVersion[v.Before] == 0 || r.ByVersion[v.After] == 0 {
-			bad("want both %s and %s to answer, got %v", v.Before, v.After, r.ByVersion)
-		}
 	}
-	return o
+	if r.ByVersion[v.Before] == 0 || r.ByVersion[v.After] == 0 {
+		bad("want both %s and %s to answer, got %v", v.Before, v.After, r.ByVersion)
+	}
+	return problems
 }
 
 func (e Expectation) startsWhenClaimed(ep probes.Burst, events []probes.Event) bool {

@@ -280,6 +280,39 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 	stalls := startStallWatch(ctx, o.stallTrace, log)
 	defer stalls.Stop()
 	env.Witness, env.OnStall = stalls.Witness(), stalls.OnStall()
+	if err := plan.front(ctx, o, &env, report, log); err != nil {
+		return err
+	}
+
+	var records []scenario.Record
+	for run := 1; run <= o.runs; run++ {
+		for _, mode := range plan.modes {
+			if ctx.Err() != nil {
+				break
+			}
+			s := plan.scenario(o, mode)
+			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, s.What(), plan.name, o.rate)
+			res, err := s.RunUntilJudged(ctx, env, o.attempts)
+			rec := scenario.Records(res, err)[0]
+			rec.Run = run
+			records = append(records, rec)
+			rec.WriteText(report)
+			if errors.Is(err, scenario.ErrBadInput) {
+				return usageError{err}
+			}
+		}
+	}
+	if err := writeCheckOutputs(o, stdout, records); err != nil {
+		return err
+	}
+	return checkExit(ctx, records)
+}
+
+// front readies what stands in front of the user's pods, and says so:
+// the cluster's ingress controller (--via ingress), a proxy nodrop puts
+// there (--via nginx…), the user's own proxy, or the NodePort Service
+// nodrop adds.
+func (plan *checkPlan) front(ctx context.Context, o checkOptions, env *scenario.Env, report io.Writer, log *progress.Logger) error {
 	if plan.via == fixtures.Ingress {
 		state, err := cacheDir()
 		if err != nil {
@@ -307,29 +340,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 		fmt.Fprintf(report, "nodrop adds Service %s (NodePort, same selector and port as %s) so load reaches kube-proxy from outside; your objects are unchanged.\n",
 			plan.resolved.Added.Name, plan.resolved.Service.Name)
 	}
-
-	var records []scenario.Record
-	for run := 1; run <= o.runs; run++ {
-		for _, mode := range plan.modes {
-			if ctx.Err() != nil {
-				break
-			}
-			s := plan.scenario(o, mode)
-			fmt.Fprintf(report, "\n== run %d of %d, %s: %s of deployment %s under %d rps\n", run, o.runs, mode, s.What(), plan.name, o.rate)
-			res, err := s.RunUntilJudged(ctx, env, o.attempts)
-			rec := scenario.Records(res, err)[0]
-			rec.Run = run
-			records = append(records, rec)
-			rec.WriteText(report)
-			if errors.Is(err, scenario.ErrBadInput) {
-				return usageError{err}
-			}
-		}
-	}
-	if err := writeCheckOutputs(o, stdout, records); err != nil {
-		return err
-	}
-	return checkExit(ctx, records)
+	return nil
 }
 
 // checkExit is the exit status of a check: any judged loss is 1; else a

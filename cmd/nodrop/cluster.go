@@ -66,43 +66,47 @@ node image, and says so; a cluster made otherwise is refused unless --recreate.`
 		Use:   "status",
 		Short: "Say whether the cluster exists, what it was made from and whether it is ready",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			state, err := dockerAndCache(cmd)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			exists, err := cluster.Exists(name)
-			if err != nil {
-				return err
-			}
-			if !exists {
-				fmt.Fprintf(out, "cluster %q: does not exist\n", name)
-				return exitError{code: exitLost}
-			}
-			c, id, err := cluster.Connect(cmd.Context(), name, state)
-			if c == nil {
-				return err
-			}
-			fmt.Fprintf(out, "cluster %q: exists\n  kubeconfig  %s\n  node IPs    %s\n", name, c.Kubeconfig, strings.Join(c.NodeIPs, " "))
-			if err != nil {
-				fmt.Fprintf(out, "  identity    unknown: %v\n", err)
-			} else {
-				fmt.Fprintf(out, "  node image  %s\n  config hash %s\n", id.NodeImage, id.ConfigHash[:12])
-			}
-			for _, a := range []struct{ what, ns, name, flag string }{
-				{"OpenKruise", kruise.Namespace, kruise.Deployment, "--with-kruise"},
-				{"ingress", traefik.Namespace, traefik.Name, "--with-ingress"},
-			} {
-				fmt.Fprintf(out, "  %-11s %s\n", a.what, addOn(cmd.Context(), c.Client, a.ns, a.name, a.flag))
-			}
-			return nil
-		},
+		RunE:  func(cmd *cobra.Command, _ []string) error { return clusterStatus(cmd, name) },
 	}
 	cmd.PersistentFlags().StringVar(&name, "name", cluster.DefaultName, "cluster name")
 	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "show the output of every command")
 	cmd.AddCommand(upCmd, downCmd, statusCmd)
 	return cmd
+}
+
+// clusterStatus says whether the cluster exists, what it was made from
+// and whether its add-ons run; exit 1 when it does not exist.
+func clusterStatus(cmd *cobra.Command, name string) error {
+	state, err := dockerAndCache(cmd)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	exists, err := cluster.Exists(name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		fmt.Fprintf(out, "cluster %q: does not exist\n", name)
+		return exitError{code: exitLost}
+	}
+	c, id, err := cluster.Connect(cmd.Context(), name, state)
+	if c == nil {
+		return err
+	}
+	fmt.Fprintf(out, "cluster %q: exists\n  kubeconfig  %s\n  node IPs    %s\n", name, c.Kubeconfig, strings.Join(c.NodeIPs, " "))
+	if err != nil {
+		fmt.Fprintf(out, "  identity    unknown: %v\n", err)
+	} else {
+		fmt.Fprintf(out, "  node image  %s\n  config hash %s\n", id.NodeImage, id.ConfigHash[:12])
+	}
+	for _, a := range []struct{ what, ns, name, flag string }{
+		{"OpenKruise", kruise.Namespace, kruise.Deployment, "--with-kruise"},
+		{"ingress", traefik.Namespace, traefik.Name, "--with-ingress"},
+	} {
+		fmt.Fprintf(out, "  %-11s %s\n", a.what, addOn(cmd.Context(), c.Client, a.ns, a.name, a.flag))
+	}
+	return nil
 }
 
 // dockerAndCache checks for a Docker engine and returns the cache

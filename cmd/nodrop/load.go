@@ -18,14 +18,18 @@ import (
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
+// loadOptions are the load command's flags.
+type loadOptions struct {
+	cfg       loadgen.Config
+	keepAlive bool
+	headers   []string
+	body      string
+	asJSON    bool
+}
+
 func newLoadCommand() *cobra.Command {
-	var (
-		cfg       loadgen.Config
-		keepAlive bool
-		headers   []string
-		body      string
-		asJSON    bool
-	)
+	var o loadOptions
+	cfg := &o.cfg
 	cmd := &cobra.Command{
 		Use:   "load --url URL [flags]",
 		Short: "Send constant-rate load and report every lost request",
@@ -48,83 +52,96 @@ came while nodrop's own process stood still are not the server's.
 Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 (load not delivered, interrupted, or the generator too late to judge).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(cfg.Targets) == 0 {
-				return usagef("--url is required")
-			}
-			cfg.DisableKeepAlive = !keepAlive
-			cfg.Body = []byte(body)
-			h, err := parseHeaders(headers)
-			if err != nil {
-				return err
-			}
-			cfg.Header = h
-			if cmd.Flags().Changed("rate") && cfg.Rate <= 0 {
-				return usagef("--rate must be > 0, got %d", cfg.Rate)
-			}
-			if cmd.Flags().Changed("timeout") && cfg.Timeout <= 0 {
-				return usagef("--timeout must be > 0, got %s", cfg.Timeout)
-			}
-			stderr := cmd.ErrOrStderr()
-			live := isTerminal(stderr)
-			if live {
-				cfg.Progress = func(p loadgen.Progress) {
-					fmt.Fprintf(stderr, "\r%6.1fs  sent %-8d lost %-8d", p.Elapsed.Seconds(), p.Sent, p.Lost)
-				}
-			}
-			// Bad input is said before anything starts.
-			if _, err := cfg.Normalize(); err != nil {
-				return usageError{err}
-			}
-			sched.OneP()
-			stalls := startStallWatch(cmd.Context(), "", progress.New(stderr, false))
-			defer stalls.Stop()
-			cfg.Witness = stalls.Witness()
-			r, err := loadgen.Run(cmd.Context(), cfg)
-			if live {
-				fmt.Fprint(stderr, "\r\033[K")
-			}
-			if errors.Is(err, loadgen.ErrInvalidConfig) {
-				return usageError{err}
-			}
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				if err := enc.Encode(r); err != nil {
-					return err
-				}
-			} else if err := r.WriteTable(out); err != nil {
-				return err
-			}
-			switch r.Verdict {
-			case loadgen.Lossless:
-				return nil
-			case loadgen.Lossy:
-				return exitError{code: exitLost}
-			}
-			return exitError{code: exitNotJudged, msg: "not judged: " + strings.Join(r.NotJudged, "; ")}
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runLoad(cmd, o) },
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&cfg.Targets, "url", nil, "target URL; repeat for several targets, used in turn")
 	f.IntVar(&cfg.Rate, "rate", loadgen.DefaultRate, "requests per second across all targets")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send load; 0 sends until interrupted (at most "+loadgen.MaxDuration.String()+")")
 	f.DurationVar(&cfg.Timeout, "timeout", loadgen.DefaultTimeout, "per-request timeout, from dial to the last body byte")
-	f.BoolVar(&keepAlive, "keepalive", true, "reuse connections; --keepalive=false opens a fresh connection per request")
+	f.BoolVar(&o.keepAlive, "keepalive", true, "reuse connections; --keepalive=false opens a fresh connection per request")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", loadgen.DefaultIdleTimeout, "close kept-alive connections idle this long (longer than a server's drain period reproduces the idle-close race)")
 	f.StringVar(&cfg.Method, "method", http.MethodGet, "HTTP method")
-	f.StringVar(&body, "body", "", "request body")
-	f.StringArrayVarP(&headers, "header", "H", nil, `request header "Name: value"; repeatable`)
+	f.StringVar(&o.body, "body", "", "request body")
+	f.StringArrayVarP(&o.headers, "header", "H", nil, `request header "Name: value"; repeatable`)
 	f.BoolVar(&cfg.Lenient, "lenient", false, "let net/http retry requests that failed on a reused connection, as most Go clients do, and report how many it retried")
 	f.Uint64Var(&cfg.MaxWorkers, "max-workers", 0, "bound on concurrent requests (default: rate × timeout + 10)")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "bound on connections per host (default: max-workers)")
 	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc:// URLs)")
 	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc: requests each connection keeps on the wire")
-	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	f.BoolVar(&o.asJSON, "json", false, "print the report as one JSON object")
 	return cmd
+}
+
+// config is the load the flags ask for, refused as bad input before
+// anything starts.
+func (o loadOptions) config(cmd *cobra.Command) (loadgen.Config, error) {
+	cfg := o.cfg
+	if len(cfg.Targets) == 0 {
+		return cfg, usagef("--url is required")
+	}
+	cfg.DisableKeepAlive = !o.keepAlive
+	cfg.Body = []byte(o.body)
+	h, err := parseHeaders(o.headers)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Header = h
+	if cmd.Flags().Changed("rate") && cfg.Rate <= 0 {
+		return cfg, usagef("--rate must be > 0, got %d", cfg.Rate)
+	}
+	if cmd.Flags().Changed("timeout") && cfg.Timeout <= 0 {
+		return cfg, usagef("--timeout must be > 0, got %s", cfg.Timeout)
+	}
+	if _, err := cfg.Normalize(); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+// runLoad sends the load, with live progress on a terminal and the
+// generator's stall watch, prints the report, and exits by its verdict.
+func runLoad(cmd *cobra.Command, o loadOptions) error {
+	cfg, err := o.config(cmd)
+	if err != nil {
+		return err
+	}
+	stderr := cmd.ErrOrStderr()
+	live := isTerminal(stderr)
+	if live {
+		cfg.Progress = func(p loadgen.Progress) {
+			fmt.Fprintf(stderr, "\r%6.1fs  sent %-8d lost %-8d", p.Elapsed.Seconds(), p.Sent, p.Lost)
+		}
+	}
+	sched.OneP()
+	stalls := startStallWatch(cmd.Context(), "", progress.New(stderr, false))
+	defer stalls.Stop()
+	cfg.Witness = stalls.Witness()
+	r, err := loadgen.Run(cmd.Context(), cfg)
+	if live {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if errors.Is(err, loadgen.ErrInvalidConfig) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if o.asJSON {
+		if err := json.NewEncoder(out).Encode(r); err != nil {
+			return err
+		}
+	} else if err := r.WriteTable(out); err != nil {
+		return err
+	}
+	switch r.Verdict {
+	case loadgen.Lossless:
+		return nil
+	case loadgen.Lossy:
+		return exitError{code: exitLost}
+	}
+	return exitError{code: exitNotJudged, msg: "not judged: " + strings.Join(r.NotJudged, "; ")}
 }
 
 func parseHeaders(lines []string) (http.Header, error) {
