@@ -16,6 +16,7 @@ import (
 
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 
+	"github.com/nodrop-dev/nodrop/internal/helperproc"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -36,7 +37,8 @@ const networkEnv = "KIND_EXPERIMENTAL_DOCKER_NETWORK"
 // os.Args[1:]) start with CreateArg, and returns its exit code and true;
 // otherwise 0 and false. Programs that create clusters (nodrop's binary,
 // the suites' test binary) call it first thing, and name themselves in
-// Options.Program. kind's messages go to standard error, one per line.
+// Options.Program. It says it is ready on standard output, then kind's
+// messages follow there, one per line.
 func CreateHelper(args []string) (int, bool) {
 	if len(args) == 0 || args[0] != CreateArg {
 		return 0, false
@@ -47,15 +49,18 @@ func CreateHelper(args []string) (int, bool) {
 	image := f.String("image", "", "node image")
 	kubeconfig := f.String("kubeconfig", "", "where the kubeconfig goes")
 	wait := f.Duration("wait", 4*time.Minute, "how long to wait for the control plane")
+	f.SetOutput(io.Discard)
 	if err := f.Parse(args[1:]); err != nil {
+		fmt.Printf("%s%v\n", createErrPrefix, err)
 		return 2, true
 	}
+	fmt.Println(createReady)
 	raw, err := os.ReadFile(*config)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Printf("%s%v\n", createErrPrefix, err)
 		return 1, true
 	}
-	p := kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindLogger{progress.New(os.Stderr, false)}))
+	p := kindcluster.NewProvider(kindcluster.ProviderWithDocker(), kindcluster.ProviderWithLogger(kindLogger{progress.New(os.Stdout, false)}))
 	err = p.Create(*name,
 		kindcluster.CreateWithRawConfig(raw),
 		kindcluster.CreateWithNodeImage(*image),
@@ -65,7 +70,7 @@ func CreateHelper(args []string) (int, bool) {
 		kindcluster.CreateWithDisplaySalutation(false),
 	)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s%v\n", createErrPrefix, err)
+		fmt.Printf("%s%v\n", createErrPrefix, err)
 		return 1, true
 	}
 	return 0, true
@@ -73,6 +78,10 @@ func CreateHelper(args []string) (int, bool) {
 
 // createErrPrefix marks the helper's error line among kind's messages.
 const createErrPrefix = "create failed: "
+
+// createReady is the helper's first line: a program that says anything
+// else does not know CreateArg and is stopped (helperproc).
+const createReady = "nodrop kind-create ready"
 
 // create makes the cluster from raw through o.Program's CreateHelper, its
 // nodes on the cluster's own network; kind's messages become progress
@@ -90,19 +99,16 @@ func create(ctx context.Context, o Options, name string, raw []byte, kubeconfig 
 		"--kubeconfig", kubeconfig, "--wait", (4 * time.Minute).String())
 	cmd.Env = append(os.Environ(), networkEnv+"="+Network(name))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
+	var why string
+	p, err := helperproc.Start(ctx, cmd, "the kind cluster's creator", createReady, 10*time.Second, func(r *bufio.Reader) { why = relay(r, o.Log) })
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", o.Program, err)
-	}
-	why := relay(stderr, o.Log)
-	if err := cmd.Wait(); err != nil {
+	if err := <-p.Done; err != nil {
 		if why != "" {
 			return errors.New(why)
 		}
-		return fmt.Errorf("creating the cluster: %w", err)
+		return fmt.Errorf("creating the cluster: %w %s", err, p.Stderr())
 	}
 	return ctx.Err()
 }

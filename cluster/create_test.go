@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +49,32 @@ func TestCreateNeedsAProgram(t *testing.T) {
 	err := create(context.Background(), Options{}, "x", nil, t.TempDir()+"/kubeconfig")
 	if err == nil || !strings.Contains(err.Error(), "Options.Program") {
 		t.Errorf("err %v", err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if code, ok := CreateHelper(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// The create runs in the program named, which must be the helper: kind's
+// answer (here: no such node image, or no Docker) comes back as the error.
+func TestCreateRunsInTheHelper(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	err = create(context.Background(), Options{Program: self, NodeImage: "nodrop-test/no-such-image:0"}, "nodrop-test-none", []byte("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"), filepath.Join(dir, "kubeconfig"))
+	if err == nil || strings.Contains(err.Error(), "did not start") {
+		t.Fatalf("err %v; want kind's own error from the helper", err)
+	}
+	t.Logf("kind said: %v", err)
+	// A program that is not the helper is stopped before it does anything.
+	err = create(context.Background(), Options{Program: "/bin/echo"}, "x", nil, filepath.Join(dir, "kubeconfig"))
+	if err == nil || !strings.Contains(err.Error(), "did not start") {
+		t.Errorf("err %v; want the program refused as no helper", err)
 	}
 }
