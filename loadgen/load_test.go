@@ -46,9 +46,9 @@ func TestSchemesComeFromTheProtocolTable(t *testing.T) {
 		cfg  loadgen.Config
 		want string
 	}{
-		{loadgen.Config{Targets: []string{"ftp://h:1"}}, "scheme must be http, https or rpc"},
+		{loadgen.Config{Targets: []string{"ftp://h:1"}}, "scheme must be http, https, rpc or grpc"},
 		{loadgen.Config{Targets: []string{"rpc://h:1"}}, "rpc targets need long-lived mode"},
-		{loadgen.Config{Targets: []string{"https://h:1"}, Connections: 1}, "long-lived mode speaks http or rpc"},
+		{loadgen.Config{Targets: []string{"https://h:1"}, Connections: 1}, "long-lived mode speaks http, rpc or grpc"},
 	} {
 		_, err := tc.cfg.Normalize()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

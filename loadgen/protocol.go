@@ -55,7 +55,7 @@ type wireConn interface {
 }
 
 // protocols lists every protocol of long-lived mode.
-var protocols = []protocol{httpProtocol, rpcProtocol}
+var protocols = []protocol{httpProtocol, rpcProtocol, grpcProtocol}
 
 // protocolFor is the protocol of a target URL's scheme, or nil.
 func protocolFor(scheme string) *protocol {

@@ -40,10 +40,13 @@ Strict by default: a request the server dropped is lost even where Go's
 net/http would silently re-send it.
 
 Long-lived mode (--connections N): N persistent connections send requests
-back to back for the whole run, over HTTP/1.1 (http:// URLs) or nodrop's
-multiplexed RPC protocol (rpc://host:port, --in-flight requests per
-connection). A connection that breaks loses what it had on the wire and is
-reported; nothing reconnects silently. This is the load for hot upgrades.
+back to back for the whole run, over HTTP/1.1 (http:// URLs), nodrop's
+multiplexed RPC protocol (rpc://host:port) or gRPC over HTTP/2
+(grpc://host:port calls the standard health service's Check;
+grpc://host:port/pkg.Service/Method a unary method with an empty request),
+--in-flight requests per multiplexed connection. A connection that breaks
+loses what it had on the wire and is reported; nothing is retried. This is
+the load for hot upgrades.
 
 A run is judged only if its load was delivered: at least 99% of the target
 rate over the run, and no 100 ms window below half its share. Timeouts that
@@ -67,8 +70,8 @@ Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 	f.BoolVar(&cfg.Lenient, "lenient", false, "let net/http retry requests that failed on a reused connection, as most Go clients do, and report how many it retried")
 	f.Uint64Var(&cfg.MaxWorkers, "max-workers", 0, "bound on concurrent requests (default: rate × timeout + 10)")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "bound on connections per host (default: max-workers)")
-	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc:// URLs)")
-	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc: requests each connection keeps on the wire")
+	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc:// and grpc:// URLs)")
+	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc and grpc: requests each connection keeps on the wire")
 	f.BoolVar(&o.asJSON, "json", false, "print the report as one JSON object")
 	return cmd
 }

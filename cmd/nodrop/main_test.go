@@ -61,7 +61,7 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--rate", "0"}, "--rate must be > 0"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--rate", "-5"}, "--rate must be > 0"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--duration", "-1s"}, "duration must not be negative"},
-		{[]string{"load", "--url", "not a url"}, "scheme must be http, https or rpc"},
+		{[]string{"load", "--url", "not a url"}, "scheme must be http, https, rpc or grpc"},
 		{[]string{"load", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "-H", "novalue"}, `want "Name: value"`},
 		{[]string{"cluster", "up", "--config", badYAML}, "does not parse"},

@@ -1,0 +1,193 @@
+package loadgen
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// grpcHealthCheck is the method gRPC load calls when the URL names none:
+// the standard health service's Check, which any gRPC server may serve.
+const grpcHealthCheck = "/grpc.health.v1.Health/Check"
+
+// grpcProtocol is gRPC over HTTP/2 cleartext: each long-lived connection
+// is one client connection (one HTTP/2 connection, pinned to the pod it
+// reached, as a real client through a Service is), with Config.InFlight
+// RPCs on it at once. It is strict: no retry policy, no waiting for a
+// connection to become ready, so an RPC the server refused or cut is
+// lost. Like a real client, it dials again by itself after the server
+// closes the connection (a GOAWAY, a close); those closes count as
+// reconnects, or as broken when RPCs were on the connection.
+//
+// grpc://host:port calls the health service's Check (a NOT_SERVING
+// answer is lost, as a 503 is); grpc://host:port/pkg.Service/Method calls
+// a unary method with an empty request and ignores the answer's content.
+var grpcProtocol = protocol{
+	name: "grpc", scheme: "grpc", multiplexed: true,
+	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
+		u, err := url.Parse(target)
+		if err != nil {
+			return nil, err
+		}
+		g := &grpcConn{timeout: cfg.Timeout, stats: stats, method: grpcHealthCheck}
+		if u.Path != "" && u.Path != "/" {
+			g.method = u.Path
+		}
+		g.cc, err = grpc.NewClient("passthrough:///"+u.Host,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDisableRetry(),
+			grpc.WithDisableServiceConfig(),
+			grpc.WithStatsHandler(g))
+		if err != nil {
+			return nil, err
+		}
+		g.cc.Connect()
+		return g, nil
+	},
+}
+
+// grpcConn is one gRPC client connection and what nodrop knows of its
+// HTTP/2 connection underneath: RPCs on the wire, RPCs sent since it was
+// opened.
+type grpcConn struct {
+	cc      *grpc.ClientConn
+	method  string
+	timeout time.Duration
+	stats   *connStats
+
+	mu       sync.Mutex
+	inFlight int
+	sent     int       // RPCs on the current HTTP/2 connection
+	lastEnd  time.Time // the last RPC's end, or the connection's start
+	closed   bool
+}
+
+func (g *grpcConn) usable() bool { return true }
+
+func (g *grpcConn) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.cc.Close()
+}
+
+// send calls the method once, within the run's timeout.
+func (g *grpcConn) send(o *outcome) error {
+	g.mu.Lock()
+	o.reused, o.idle = g.sent > 0, g.inFlight == 0
+	o.onConnAt = time.Now()
+	o.idleFor = o.onConnAt.Sub(g.lastEnd)
+	g.sent++
+	g.inFlight++
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	defer cancel()
+	var header metadata.MD
+	var err error
+	if g.method == grpcHealthCheck {
+		var resp *healthpb.HealthCheckResponse
+		resp, err = healthpb.NewHealthClient(g.cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header))
+		if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			err = errNotServing{resp.GetStatus()}
+		}
+	} else {
+		err = g.cc.Invoke(ctx, g.method, &emptypb.Empty{}, &emptypb.Empty{}, grpc.Header(&header))
+	}
+	now := time.Now()
+	o.latency = now.Sub(o.at)
+	g.mu.Lock()
+	g.inFlight--
+	g.lastEnd = now
+	g.mu.Unlock()
+	if v := header.Get(strings.ToLower(PodHeader)); len(v) > 0 {
+		o.pod = v[0]
+	}
+	if v := header.Get(strings.ToLower(VersionHeader)); len(v) > 0 {
+		o.version = v[0]
+	}
+	if err != nil {
+		o.err, o.failedAt = err, now
+		o.class, o.firstByte = grpcClass(err)
+		o.status = int(status.Code(err))
+		return nil
+	}
+	o.firstByte = true
+	return nil
+}
+
+// grpcClass is the class of a failed RPC, and whether the server
+// answered it: the transport's failures (UNAVAILABLE, DEADLINE_EXCEEDED,
+// CANCELLED, and an RST_STREAM) by the reason the transport gives, the
+// server's own statuses as its errors (a wrong method as http_other, the
+// rest as http_5xx).
+func grpcClass(err error) (Class, bool) {
+	if _, ok := err.(errNotServing); ok {
+		return HTTP5xx, true
+	}
+	st := status.Convert(err)
+	msg := st.Message()
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		return Timeout, false
+	case codes.Unavailable, codes.Canceled:
+		switch c := classifyMessage(msg); {
+		case c != Other:
+			return c, false
+		case strings.Contains(msg, "GOAWAY"), strings.Contains(msg, "transport is closing"), strings.Contains(msg, "connection closed"):
+			return EOF, false
+		}
+		return Other, false
+	case codes.Internal:
+		if strings.Contains(msg, "RST_STREAM") {
+			return Reset, false
+		}
+		return HTTP5xx, true
+	case codes.Unimplemented, codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+		return HTTPOther, true
+	}
+	return HTTP5xx, true
+}
+
+// TagRPC, HandleRPC and TagConn are stats.Handler's; nodrop needs only
+// the connection's events.
+func (g *grpcConn) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (g *grpcConn) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (g *grpcConn) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn counts the HTTP/2 connection's end: with RPCs on it, a
+// break; with none, a close the client reconnects after (nodrop's own
+// close at the end of the run aside). The next RPC is on a new one.
+func (g *grpcConn) HandleConn(_ context.Context, s stats.ConnStats) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := s.(*stats.ConnEnd); ok {
+		// The next RPC goes on a new connection.
+		g.sent, g.lastEnd = 0, time.Now()
+		switch {
+		case g.closed:
+		case g.inFlight > 0:
+			g.stats.broken.Add(1)
+		default:
+			g.stats.reconnects.Add(1)
+		}
+	}
+}
+
+// errNotServing is a health check answered NOT_SERVING (or UNKNOWN): lost,
+// as an HTTP 503 is.
+type errNotServing struct {
+	status healthpb.HealthCheckResponse_ServingStatus
+}
+
+func (e errNotServing) Error() string { return "health check answered " + e.status.String() }

@@ -1,0 +1,126 @@
+package loadgen_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// grpcServer is a real gRPC server on loopback serving the standard
+// health service, naming its pod in each answer's header, and counting
+// the checks it answered.
+type grpcServer struct {
+	srv      *grpc.Server
+	health   *health.Server
+	addr     string
+	answered atomic.Int64
+	delay    atomic.Int64 // how long each answer takes, in ns
+}
+
+func startGRPCServer(t *testing.T) *grpcServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &grpcServer{addr: ln.Addr().String(), health: health.NewServer()}
+	g.srv = grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		grpc.SetHeader(ctx, metadata.Pairs(strings.ToLower(loadgen.PodHeader), "p1", strings.ToLower(loadgen.VersionHeader), "v1"))
+		time.Sleep(time.Duration(g.delay.Load()))
+		resp, err := h(ctx, req)
+		if err == nil {
+			g.answered.Add(1)
+		}
+		return resp, err
+	}))
+	healthpb.RegisterHealthServer(g.srv, g.health)
+	go g.srv.Serve(ln)
+	t.Cleanup(g.srv.Stop)
+	return g
+}
+
+func grpcLoad(addr string, conns int) loadgen.Config {
+	return loadgen.Config{Targets: []string{"grpc://" + addr}, Connections: conns, InFlight: 4, Rate: 200, Duration: 2 * time.Second, Timeout: 500 * time.Millisecond}
+}
+
+// gRPC is one protocol of the table: long-lived, multiplexed, every RPC
+// counted with the pod and version its answer named.
+func TestGRPCLoad(t *testing.T) {
+	srv := startGRPCServer(t)
+	r := run(t, grpcLoad(srv.addr, 2))
+	expectOnly(t, r, loadgen.OK, 0)
+	if r.Protocol != "grpc" || r.Total < 390 || r.ByPod["p1"] != r.Total || r.ByVersion["v1"] != r.Total || int(srv.answered.Load()) != r.Total {
+		t.Errorf("protocol %q, %s; by pod %v, by version %v; server answered %d", r.Protocol, r.Summary(), r.ByPod, r.ByVersion, srv.answered.Load())
+	}
+	if r.Reconnects != 0 || r.BrokenConnections != 0 || r.NewConnections > 2 {
+		t.Errorf("reconnects %d, broken %d, new connections %d; want the 2 connections kept", r.Reconnects, r.BrokenConnections, r.NewConnections)
+	}
+}
+
+// A health check answered NOT_SERVING is lost, as a 503 is; the server
+// answered it.
+func TestGRPCNotServingIsLost(t *testing.T) {
+	srv := startGRPCServer(t)
+	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	r := run(t, grpcLoad(srv.addr, 1))
+	if r.Lost == 0 || r.LostByClass[loadgen.HTTP5xx] != r.Lost {
+		t.Fatalf("want every check lost as http_5xx: %s", r.Summary())
+	}
+	if l := r.Losses[0]; !l.GotResponseByte || !strings.Contains(l.Error, "NOT_SERVING") {
+		t.Errorf("loss %+v; want the server's answer named", l)
+	}
+}
+
+// Strict: a server that stopped (listener closed, connections cut) loses
+// what was on the wire, and every later RPC is refused and counted, none
+// retried; nothing is called OK the server did not answer.
+func TestGRPCStoppedServerLosesAndRefuses(t *testing.T) {
+	srv := startGRPCServer(t)
+	srv.delay.Store(int64(30 * time.Millisecond)) // RPCs on the wire when it stops
+	go func() {
+		time.Sleep(time.Second)
+		srv.srv.Stop()
+	}()
+	r := run(t, grpcLoad(srv.addr, 2))
+	t.Log(r.Summary())
+	cut := r.LostByClass[loadgen.EOF] + r.LostByClass[loadgen.Reset]
+	// The server's handler may finish an RPC whose answer the stop then
+	// cuts: those are lost, never OK.
+	if answered := int(srv.answered.Load()); r.OK > answered || answered-r.OK > cut || r.OK+r.Lost != r.Total {
+		t.Errorf("client ok %d, server answered %d, %d cut, total %d, lost %d", r.OK, answered, cut, r.Total, r.Lost)
+	}
+	if r.Lost < 150 || r.LostByClass[loadgen.Refused] < 100 || cut == 0 || r.BrokenConnections == 0 || r.LostByClass[loadgen.Other] != 0 {
+		t.Errorf("want RPCs on the wire cut (eof or reset) on broken connections, the rest refused, none unclassified: %s, broken %d", r.Summary(), r.BrokenConnections)
+	}
+}
+
+// GracefulStop closes the listener and sends GOAWAY: what was on the wire
+// is answered, the clients' connections end without a break, and every
+// RPC after that is refused (the server is gone: no one to send it to).
+// This is the gRPC server that stops on SIGTERM with no preStop, while
+// Kubernetes still routes to it.
+func TestGRPCGracefulStopRefusesWhatComesAfter(t *testing.T) {
+	srv := startGRPCServer(t)
+	go func() {
+		time.Sleep(time.Second)
+		srv.srv.GracefulStop()
+	}()
+	r := run(t, grpcLoad(srv.addr, 2))
+	t.Log(r.Summary())
+	if r.OK != int(srv.answered.Load()) || r.Lost < 150 || r.LostByClass[loadgen.Refused] != r.Lost {
+		t.Errorf("client ok %d, server answered %d: %s; want every loss refused", r.OK, srv.answered.Load(), r.Summary())
+	}
+	if r.BrokenConnections != 0 || r.Reconnects != 2 {
+		t.Errorf("broken %d, reconnects %d; want both connections closed by GOAWAY with nothing cut", r.BrokenConnections, r.Reconnects)
+	}
+}
