@@ -1,0 +1,98 @@
+package scenario
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/probes"
+)
+
+// The phases a cluster adds nothing to, each on its own.
+
+func shop(t *testing.T) Scenario {
+	return Scenario{
+		Name:       "shop",
+		Objects:    objects(t, service("web", "web", "NodePort", "[{name: http, port: 80, targetPort: http}, {name: rpc, port: 7000}]"), deployment("web", "web")),
+		Traffic:    []Traffic{{Load: loadgen.Load{Name: "keepalive"}, Config: loadgen.Config{Rate: 100}}},
+		Disruption: Disruption{Name: "rollout restart", Apply: func(context.Context, *Live) error { return nil }},
+	}
+}
+
+// validate refuses, before anything is made, what cannot run on env.
+func TestValidateRefusesBeforeAnythingIsMade(t *testing.T) {
+	noLoad := shop(t)
+	noLoad.Traffic = nil
+	ingress := shop(t)
+	ingress.Target.Ingress = true
+	fault := shop(t)
+	fault.Faults = []Fault{{Name: "pause kube-proxy", NeedsNodes: true}}
+	for name, c := range map[string]Scenario{"no load": noLoad, "ingress without a controller": ingress, "a fault on nodes without a shell": fault} {
+		if _, err := c.validate(Env{}); !errors.Is(err, ErrBadInput) {
+			t.Errorf("%s: %v, want bad input", name, err)
+		}
+	}
+	if target, err := shop(t).validate(Env{}); err != nil || target.Deployment.Name != "web" || target.Service.Name != "web" {
+		t.Errorf("a good scenario: %+v, %v", target, err)
+	}
+}
+
+// aim points each load at its Service's node port, in its protocol, or at
+// the user's URL.
+func TestAimPointsEachLoad(t *testing.T) {
+	s := shop(t)
+	s.Traffic = append(s.Traffic, Traffic{Load: loadgen.Load{Name: "long-lived RPC", Scheme: "rpc", Connections: 2, InFlight: 8}, Port: "rpc", Config: loadgen.Config{Rate: 100}})
+	s.Traffic[0].Path = "/ping"
+	client := fake.NewSimpleClientset(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns-1"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Name: "http", Port: 80, NodePort: 30080},
+			{Name: "rpc", Port: 7000, NodePort: 30700},
+		}},
+	})
+	target, err := s.validate(Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &run{s: s, env: Env{Client: client, NodeIP: "10.0.0.1"}, target: target, ns: "ns-1", res: s.newResult()}
+	if err := r.aim(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.cfgs[0].Targets[0]; got != "http://10.0.0.1:30080/ping" || r.res.Traffic[0].URL != got || r.cfgs[0].DisableKeepAlive {
+		t.Errorf("keepalive: %q (result %q), fresh %v", got, r.res.Traffic[0].URL, r.cfgs[0].DisableKeepAlive)
+	}
+	if c := r.cfgs[1]; c.Targets[0] != "rpc://10.0.0.1:30700" || c.Connections != 2 || c.InFlight != 8 {
+		t.Errorf("rpc: %q, %d connections, %d in flight", c.Targets[0], c.Connections, c.InFlight)
+	}
+	r.env.URL = "https://shop.example/"
+	if err := r.aim(context.Background()); err != nil || r.cfgs[0].Targets[0] != "https://shop.example/ping" {
+		t.Errorf("the user's URL: %q, %v", r.cfgs[0].Targets[0], err)
+	}
+}
+
+// The phases that hold something until the run ends give it back last
+// first, whichever phase failed.
+func TestStopUndoesLastFirst(t *testing.T) {
+	var order []string
+	client := fake.NewSimpleClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns-1"}})
+	rec, err := probes.Start(context.Background(), client, "ns-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &run{env: Env{Client: client, Keep: true}, ns: "ns-1", res: &Result{}, rec: rec}
+	r.undo = append(r.undo, func() { order = append(order, "slot") }, func() { order = append(order, "watch") })
+	r.cleanups = append(r.cleanups, func(context.Context) error { order = append(order, "cleanup"); return nil })
+	failed := errors.New("deploying: boom")
+	if err := r.stop(context.Background(), failed); !errors.Is(err, failed) {
+		t.Errorf("stop returned %v, want the run's error", err)
+	}
+	if got := strings.Join(order, " "); got != "watch slot cleanup" {
+		t.Errorf("undone in order %q", got)
+	}
+}
