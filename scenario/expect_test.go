@@ -90,6 +90,7 @@ func TestJudge(t *testing.T) {
 			return e
 		}(), false, "losses should start"},
 		{"reconnects claimed, none", report(), scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some}, false, "told to reconnect"},
+		{"reconnects claimed, every close an allowed race", report(loss{7 * time.Second, loadgen.Reset, true}), scenario.Expectation{Verdict: loadgen.Lossless, Reconnects: scenario.Some, RacesAllowed: 1}, true, ""},
 		{"closes claimed, none", report(), func() scenario.Expectation {
 			e := lossy(loadgen.EOF)
 			e.MayLoseNothing, e.Closes = true, scenario.Some
