@@ -71,13 +71,23 @@ type grpcConn struct {
 	sent     int       // RPCs on the current HTTP/2 connection
 	lastEnd  time.Time // the last RPC's end, or the connection's start
 	closed   bool
+	gen      int          // which HTTP/2 connection of this client is current
+	ends     int          // HTTP/2 connections the server ended
+	cut      map[int]bool // the connections that ended with an RPC cut on them
 }
 
 func (g *grpcConn) usable() bool { return true }
 
+// close ends the client at the end of the run and counts its connections
+// the server ended: broken where an RPC was cut on one, a reconnect
+// otherwise. Counted here, once every RPC has ended, because an RPC's end
+// and its connection's end reach nodrop in either order.
 func (g *grpcConn) close() {
 	g.mu.Lock()
 	g.closed = true
+	broken := len(g.cut)
+	g.stats.broken.Add(int64(broken))
+	g.stats.reconnects.Add(int64(max(0, g.ends-broken)))
 	g.mu.Unlock()
 	g.cc.Close()
 }
@@ -90,6 +100,7 @@ func (g *grpcConn) send(o *outcome) error {
 	o.idleFor = o.onConnAt.Sub(g.lastEnd)
 	g.sent++
 	g.inFlight++
+	gen := g.gen
 	g.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()
@@ -120,6 +131,14 @@ func (g *grpcConn) send(o *outcome) error {
 		o.err, o.failedAt = err, now
 		o.class, o.firstByte = grpcClass(err)
 		o.status = int(status.Code(err))
+		if !o.firstByte && (o.class == EOF || o.class == Reset) {
+			g.mu.Lock()
+			if g.cut == nil {
+				g.cut = map[int]bool{}
+			}
+			g.cut[gen] = true
+			g.mu.Unlock()
+		}
 		return nil
 	}
 	o.firstByte = true
@@ -165,23 +184,19 @@ func (g *grpcConn) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Cont
 func (g *grpcConn) HandleRPC(context.Context, stats.RPCStats)                         {}
 func (g *grpcConn) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 
-// HandleConn counts the HTTP/2 connection's end: with RPCs on it, a
-// break; with none, a close the client reconnects after (nodrop's own
-// close at the end of the run aside). The next RPC is on a new one.
+// HandleConn notes the HTTP/2 connection's end (nodrop's own close at the
+// end of the run aside): the next RPC goes on a new one.
 func (g *grpcConn) HandleConn(_ context.Context, s stats.ConnStats) {
+	if _, ok := s.(*stats.ConnEnd); !ok {
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := s.(*stats.ConnEnd); ok {
-		// The next RPC goes on a new connection.
-		g.sent, g.lastEnd = 0, time.Now()
-		switch {
-		case g.closed:
-		case g.inFlight > 0:
-			g.stats.broken.Add(1)
-		default:
-			g.stats.reconnects.Add(1)
-		}
+	if !g.closed {
+		g.ends++
 	}
+	g.gen++
+	g.sent, g.lastEnd = 0, time.Now()
 }
 
 // errNotServing is a health check answered NOT_SERVING (or UNKNOWN): lost,
