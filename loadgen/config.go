@@ -57,9 +57,10 @@ type Config struct {
 	Body     []byte
 	Header   http.Header
 	// Lenient lets net/http retry a request that failed on a reused
-	// connection, as most Go clients do; such requests then count as OK
-	// and Report.Retried says how many there were. Strict (the default)
-	// counts them as lost.
+	// connection, as most Go clients do, and lets grpc-go retry an RPC
+	// the server refused unprocessed (its transparent retry); such
+	// requests then count as OK and Report.Retried says how many there
+	// were. Strict (the default) counts them as lost.
 	Lenient bool
 	// Connections, when > 0, switches to long-lived mode: this many
 	// persistent connections, each sending its next request as soon as
@@ -199,9 +200,6 @@ func (cfg Config) checkLongLived() error {
 	if cfg.Connections == 0 {
 		return nil
 	}
-	if cfg.Lenient {
-		return bad("long-lived mode is always strict: a request on a broken connection is lost")
-	}
 	if cfg.Connections > cfg.Rate {
 		return bad("%d connections at %d requests/s would leave some idle: use at most one connection per request per second", cfg.Connections, cfg.Rate)
 	}
@@ -212,6 +210,9 @@ func (cfg Config) checkLongLived() error {
 			return bad("long-lived mode needs one protocol, got %s and %s targets", scheme, u.Scheme)
 		}
 		scheme = u.Scheme
+	}
+	if p := protocolFor(scheme); cfg.Lenient && (p == nil || !p.retries) {
+		return bad("long-lived %s load is always strict: a request on a broken connection is lost", scheme)
 	}
 	return nil
 }

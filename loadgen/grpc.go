@@ -2,9 +2,11 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,19 +30,23 @@ const grpcHealthCheck = "/grpc.health.v1.Health/Check"
 // connection to become ready, so an RPC the server refused or cut is
 // lost. Like a real client, it dials again by itself after the server
 // closes the connection (a GOAWAY, a close); those closes count as
-// reconnects, or as broken when RPCs were on the connection.
+// reconnects, or as broken when RPCs were on the connection. grpc-go
+// sends an RPC again by itself, whatever the options, when the server
+// refused it unprocessed (a stream above a GOAWAY's last stream, or
+// REFUSED_STREAM): strict load counts such an RPC lost as refused, with
+// Config.Lenient it is answered and counted in Report.Retried.
 //
 // grpc://host:port calls the health service's Check (a NOT_SERVING
 // answer is lost, as a 503 is); grpc://host:port/pkg.Service/Method calls
 // a unary method with an empty request and ignores the answer's content.
 var grpcProtocol = protocol{
-	name: "grpc", scheme: "grpc", multiplexed: true,
+	name: "grpc", scheme: "grpc", multiplexed: true, retries: true,
 	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
 		u, err := url.Parse(target)
 		if err != nil {
 			return nil, err
 		}
-		g := &grpcConn{timeout: cfg.Timeout, stats: stats, method: grpcHealthCheck}
+		g := &grpcConn{timeout: cfg.Timeout, stats: stats, method: grpcHealthCheck, strict: !cfg.Lenient}
 		if u.Path != "" && u.Path != "/" {
 			g.method = u.Path
 		}
@@ -65,6 +71,7 @@ type grpcConn struct {
 	method  string
 	timeout time.Duration
 	stats   *connStats
+	strict  bool
 
 	mu       sync.Mutex
 	inFlight int
@@ -102,7 +109,8 @@ func (g *grpcConn) send(o *outcome) error {
 	g.inFlight++
 	gen := g.gen
 	g.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	note := new(rpcNote)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), rpcNoteKey{}, note), g.timeout)
 	defer cancel()
 	var header metadata.MD
 	var err error
@@ -126,6 +134,12 @@ func (g *grpcConn) send(o *outcome) error {
 	}
 	if v := header.Get(strings.ToLower(VersionHeader)); len(v) > 0 {
 		o.version = v[0]
+	}
+	if note.retried.Load() {
+		o.retried, o.retryCount = true, !g.strict
+		if err == nil && g.strict {
+			err = errTransparentRetry
+		}
 	}
 	if err != nil {
 		o.err, o.failedAt = err, now
@@ -154,6 +168,9 @@ func grpcClass(err error) (Class, bool) {
 	if _, ok := err.(errNotServing); ok {
 		return HTTP5xx, true
 	}
+	if err == errTransparentRetry {
+		return Refused, false
+	}
 	st := status.Convert(err)
 	msg := st.Message()
 	switch st.Code() {
@@ -178,11 +195,27 @@ func grpcClass(err error) (Class, bool) {
 	return HTTP5xx, true
 }
 
-// TagRPC, HandleRPC and TagConn are stats.Handler's; nodrop needs only
-// the connection's events.
+// rpcNote is what the stats handler learns of one RPC: whether grpc-go
+// began a transparent retry of it.
+type rpcNote struct{ retried atomic.Bool }
+
+type rpcNoteKey struct{}
+
+// errTransparentRetry: in strict load, an RPC grpc-go sent a second time.
+var errTransparentRetry = errors.New("the server refused the RPC unprocessed (GOAWAY or REFUSED_STREAM) and grpc-go sent it again on another connection")
+
+// TagRPC and TagConn are stats.Handler's; nodrop needs no tags.
 func (g *grpcConn) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (g *grpcConn) HandleRPC(context.Context, stats.RPCStats)                         {}
 func (g *grpcConn) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleRPC notes a transparent retry on the RPC's note.
+func (g *grpcConn) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if b, ok := s.(*stats.Begin); ok && b.IsTransparentRetryAttempt {
+		if n, ok := ctx.Value(rpcNoteKey{}).(*rpcNote); ok {
+			n.retried.Store(true)
+		}
+	}
+}
 
 // HandleConn notes the HTTP/2 connection's end (nodrop's own close at the
 // end of the run aside): the next RPC goes on a new one.

@@ -2,12 +2,14 @@ package loadgen_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -122,5 +124,72 @@ func TestGRPCGracefulStopRefusesWhatComesAfter(t *testing.T) {
 	}
 	if r.BrokenConnections != 0 || r.Reconnects != 2 {
 		t.Errorf("broken %d, reconnects %d; want both connections closed by GOAWAY with nothing cut", r.BrokenConnections, r.Reconnects)
+	}
+}
+
+// refuseFirstRPC serves a listener's first connection as an HTTP/2 server
+// that answers the first stream with GOAWAY (last stream 0: nothing
+// processed) and closes; every later connection goes to srv. grpc-go then
+// sends the RPC again on a new connection by itself (its transparent
+// retry, which no client option turns off).
+func refuseFirstRPC(t *testing.T, srv *grpc.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go goAwayAtFirstStream(c)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
+
+func goAwayAtFirstStream(c net.Conn) {
+	defer c.Close()
+	if _, err := io.ReadFull(c, make([]byte, len(http2.ClientPreface))); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+	}
+}
+
+// An RPC the server refused unprocessed is sent again by grpc-go: strict
+// load counts it lost as refused, lenient load counts it answered and
+// retried.
+func TestGRPCTransparentRetryIsLostWhenStrict(t *testing.T) {
+	for _, lenient := range []bool{false, true} {
+		srv := startGRPCServer(t)
+		addr := refuseFirstRPC(t, srv.srv)
+		cfg := grpcLoad(addr, 1)
+		cfg.Lenient, cfg.Duration = lenient, time.Second
+		r := run(t, cfg)
+		switch {
+		case !lenient && (r.Lost != 1 || r.LostByClass[loadgen.Refused] != 1 || r.Retried != 0):
+			t.Errorf("strict: %s, retried %d; want the one refused RPC lost as refused", r.Summary(), r.Retried)
+		case lenient && (r.Lost != 0 || r.Retried != 1 || !strings.Contains(r.Mode(), "lenient")):
+			t.Errorf("lenient: %s, retried %d, mode %q; want nothing lost and one retried", r.Summary(), r.Retried, r.Mode())
+		}
 	}
 }

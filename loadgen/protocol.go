@@ -32,6 +32,10 @@ type protocol struct {
 	multiplexed bool
 	// hasMethod: its requests carry Config.Method (reports print it).
 	hasMethod bool
+	// retries: its client library may send a request again by itself;
+	// strict load counts such a request lost, Config.Lenient counts it in
+	// Report.Retried.
+	retries bool
 	// open dials target; the connection counts its own reconnects and
 	// breaks in stats.
 	open func(target string, cfg Config, stats *connStats) (wireConn, error)

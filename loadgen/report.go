@@ -57,8 +57,9 @@ type Report struct {
 	// are lost, and named apart so "closes idle connections badly" is not
 	// mistaken for "pod was killed".
 	IdleCloseRace int `json:"idle_close_race"`
-	// Retried counts requests net/http sent a second time (lenient mode
-	// only; strict mode counts them as lost).
+	// Retried counts requests the client library (net/http, grpc-go)
+	// sent a second time (lenient mode only; strict mode counts them as
+	// lost).
 	Retried int `json:"retried"`
 
 	// Long-lived mode: how many persistent connections, over which
@@ -226,7 +227,7 @@ func (c Client) String() string {
 	if c.Strict {
 		s += ", strict (no silent retries)"
 	} else {
-		s += ", lenient (net/http retries allowed)"
+		s += ", lenient (the client library's own retries allowed)"
 	}
 	return s
 }
@@ -240,6 +241,9 @@ func (r *Report) Lossless() bool { return r.Verdict == Lossless }
 // Mode names the connection mode.
 func (r *Report) Mode() string {
 	if r.Connections > 0 {
+		if !r.Strict {
+			return fmt.Sprintf("long-lived, %d %s connections, lenient (RPCs the server refused unprocessed are sent again by the client library)", r.Connections, r.Protocol)
+		}
 		return fmt.Sprintf("long-lived, %d %s connections, strict (a broken connection loses what it had on the wire)", r.Connections, r.Protocol)
 	}
 	mode := "fresh connections"
@@ -340,7 +344,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("connections", "%d closed by the server with nothing lost and reopened, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)
 	}
 	if !r.Strict {
-		row("retried", "%d (net/http re-sent them; strict mode counts them as lost)", r.Retried)
+		row("retried", "%d (the client library re-sent them; strict mode counts them as lost)", r.Retried)
 	}
 	if r.FirstLoss != nil {
 		row("first/last loss", "+%s / +%s", fmtOffset(r.Offset(*r.FirstLoss)), fmtOffset(r.Offset(*r.LastLoss)))

@@ -43,6 +43,12 @@ type config struct {
 	drainTimeout  time.Duration
 	workTime      time.Duration
 	rpcListen     string
+
+	grpcListen      string
+	grpcStop        string
+	grpcEndStreams  bool
+	grpcMaxAge      time.Duration
+	grpcMaxAgeGrace time.Duration
 }
 
 func main() {
@@ -77,6 +83,11 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 20*time.Second, "bound on waiting for in-flight requests")
 	fs.DurationVar(&c.workTime, "work-time", 0, "time each request takes")
 	fs.StringVar(&c.rpcListen, "rpc-listen", "", "also serve nodrop's multiplexed RPC protocol (package rpcwire) on this address")
+	fs.StringVar(&c.grpcListen, "grpc-listen", "", "also serve gRPC (the health service, nodrop.app.Echo's Echo and Watch) on this address")
+	fs.StringVar(&c.grpcStop, "grpc-stop", grpcStopGraceful, "how gRPC stops when the app shuts down: stop, graceful or bounded (graceful for --drain-timeout, then stop)")
+	fs.BoolVar(&c.grpcEndStreams, "grpc-end-streams", false, "end open Watch streams with OK when gRPC stops (otherwise they run until the client ends them, and a graceful stop waits for them)")
+	fs.DurationVar(&c.grpcMaxAge, "grpc-max-connection-age", 0, "close each gRPC connection with GOAWAY after this long (0: never)")
+	fs.DurationVar(&c.grpcMaxAgeGrace, "grpc-max-connection-age-grace", 0, "after the GOAWAY of --grpc-max-connection-age, wait this long for RPCs before closing (0: forever)")
 	fs.VisitAll(func(f *flag.Flag) {
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			fs.Set(f.Name, v)
@@ -90,7 +101,7 @@ func parseConfig(args []string) (config, error) {
 	default:
 		return c, fmt.Errorf("--graceful must be none, naive or drain, got %q", c.graceful)
 	}
-	return c, nil
+	return c, checkGRPCStop(c.grpcStop)
 }
 
 func envName(flagName string) string {
@@ -120,6 +131,7 @@ func serve(cfg config) int {
 	srv := &http.Server{Handler: handler(cfg, &ready, &terminating, &draining), ReadHeaderTimeout: 10 * time.Second}
 
 	rpc := &rpcServer{cfg: cfg, ready: &ready}
+	grpcSrv := newGRPCServer(cfg, &ready)
 	listen := func() error {
 		ln, err := net.Listen("tcp", cfg.listen)
 		if err != nil {
@@ -134,6 +146,9 @@ func serve(cfg config) int {
 			}
 			logEvent(cfg, "listening", "addr", rln.Addr().String(), "protocol", "rpc")
 			go rpc.serve(rln)
+		}
+		if cfg.grpcListen != "" {
+			return grpcSrv.listen(cfg.grpcListen)
 		}
 		return nil
 	}
@@ -157,10 +172,12 @@ func serve(cfg config) int {
 		}
 	}
 	ready.Store(true)
+	grpcSrv.setServing(true)
 	logEvent(cfg, "ready")
 
 	s := <-sigs
 	terminating.Store(true)
+	grpcSrv.setServing(false)
 	logEvent(cfg, "sigterm", "signal", s.String())
 	if cfg.graceful == gracefulNone {
 		logEvent(cfg, "exit", "code", 0, "graceful", false)
@@ -186,7 +203,12 @@ func serve(cfg config) int {
 	// RPC clients cannot be told to leave: their connections close with
 	// whatever they have in flight.
 	rpc.close()
-	err := srv.Shutdown(ctx)
+	var err error
+	stops := []func(){func() { err = srv.Shutdown(ctx) }}
+	if cfg.grpcListen != "" {
+		stops = append(stops, grpcSrv.stop)
+	}
+	stopAll(stops...)
 	if errors.Is(err, context.DeadlineExceeded) {
 		logEvent(cfg, "drain_timeout", "after", cfg.drainTimeout.String())
 		logEvent(cfg, "exit", "code", 1)
