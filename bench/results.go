@@ -223,11 +223,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 			if run.AsExpected {
 				continue
 			}
-			why := strings.Join(run.Problems, "; ")
-			if run.Error != "" {
-				why = firstLine(run.Error)
-			}
-			fmt.Fprintf(&sb, "- %s, %s, run %d: %s: %s\n", run.Config, run.Load, run.Run, run.Verdict, why)
+			fmt.Fprintf(&sb, "- %s, %s, run %d: %s: %s\n", run.Config, run.Load, run.Run, run.Verdict, run.Why())
 		}
 	}
 	_, err := io.WriteString(w, sb.String())
@@ -333,13 +329,6 @@ func notJudgedNote(row Row) string {
 		return fmt.Sprintf(" (%d not judged)", n)
 	}
 	return ""
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 // WriteJSON writes the results, every run with its evidence.

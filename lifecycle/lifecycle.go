@@ -136,8 +136,11 @@ func NewWriter(out io.Writer, who Line) *Writer {
 }
 
 // Write writes one line, stamped now: event and its fields as key, value
-// pairs ("signal", "terminated", "code", 0).
+// pairs ("signal", "terminated", "code", 0). A nil Writer writes nothing.
 func (w *Writer) Write(event string, kv ...any) {
+	if w == nil {
+		return
+	}
 	l := w.who
 	l.At, l.Event = time.Now(), event
 	if len(kv) > 1 {

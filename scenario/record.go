@@ -130,11 +130,7 @@ func (r Record) NotJudgedBecause() []string {
 // on its first line.
 func (r Record) Row() Row {
 	if !r.Judged() {
-		why := r.Error
-		if why == "" {
-			why = strings.Join(r.Problems, "; ")
-		}
-		return Row{Config: r.Config, Disruption: r.Disruption, Load: r.Load, Got: loadgen.NotJudged, Problem: firstLine(why),
+		return Row{Config: r.Config, Disruption: r.Disruption, Load: r.Load, Got: loadgen.NotJudged, Problem: r.Why(),
 			EarlierAttempts: r.NotJudgedBefore}
 	}
 	row := NewRow(r.Config, r.Disruption, r.Load, r.Report, r.Outcome, r.TookS)
@@ -142,9 +138,14 @@ func (r Record) Row() Row {
 	return row
 }
 
-func firstLine(s string) string {
-	first, _, _ := strings.Cut(s, "\n")
-	return first
+// Why says in one line why the run was not as expected: its error's
+// first line, or its problems.
+func (r Record) Why() string {
+	if r.Error != "" {
+		first, _, _ := strings.Cut(r.Error, "\n")
+		return first
+	}
+	return strings.Join(r.Problems, "; ")
 }
 
 // WriteText writes the record for a person to read: the attempts run

@@ -350,7 +350,7 @@ func checkExit(ctx context.Context, records []scenario.Record) error {
 	for _, r := range records {
 		switch {
 		case r.Error != "":
-			notJudged = append(notJudged, firstLine(r.Error))
+			notJudged = append(notJudged, r.Why())
 		case r.Outcome.Got == loadgen.Lossy:
 			lost++
 		case r.Verdict != loadgen.Lossless:
@@ -368,13 +368,6 @@ func checkExit(ctx context.Context, records []scenario.Record) error {
 		return exitError{code: exitNotJudged, msg: strings.Join(notJudged, "; ")}
 	}
 	return nil
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 // checkEnv connects to the cluster the check runs on.

@@ -52,7 +52,7 @@ func writeJUnit(path string, runs []scenario.Record) error {
 		c.SystemOut = b.String()
 		switch {
 		case r.Error != "":
-			c.Error = &junitProblem{Message: firstLine(r.Error), Text: r.Error}
+			c.Error = &junitProblem{Message: r.Why(), Text: r.Error}
 			s.Errors++
 		case r.Verdict == loadgen.NotJudged:
 			c.Error = &junitProblem{Message: "not judged", Text: strings.Join(r.NotJudgedBecause(), "\n")}

@@ -49,6 +49,8 @@ type config struct {
 	grpcEndStreams  bool
 	grpcMaxAge      time.Duration
 	grpcMaxAgeGrace time.Duration
+
+	log *lifecycle.Writer // the lifecycle lines, on stdout
 }
 
 func main() {
@@ -101,6 +103,7 @@ func parseConfig(args []string) (config, error) {
 	default:
 		return c, fmt.Errorf("--graceful must be none, naive or drain, got %q", c.graceful)
 	}
+	c.log = lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: c.pod, Version: c.version, PID: os.Getpid()})
 	return c, checkGRPCStop(c.grpcStop)
 }
 
@@ -119,7 +122,7 @@ func envName(flagName string) string {
 
 // logEvent writes one lifecycle event as a JSON line.
 func logEvent(cfg config, event string, fields ...any) {
-	lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: cfg.pod, Version: cfg.version, PID: os.Getpid()}).Write(event, fields...)
+	cfg.log.Write(event, fields...)
 }
 
 func serve(cfg config) int {

@@ -79,6 +79,8 @@ type config struct {
 	readyPort int
 	pod       string
 	weights   string // nginx-gray
+
+	log *lifecycle.Writer // the lifecycle lines, on stdout
 }
 
 func main() {
@@ -94,6 +96,7 @@ func main() {
 	printConfig := flag.String("print-config", "", "print the proxy's configuration for these comma-separated backends (host:port) and exit")
 	flag.Parse()
 	cfg.namespace, cfg.pod = os.Getenv("POD_NAMESPACE"), os.Getenv("NODROP_POD")
+	cfg.log = lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: cfg.pod, Component: cfg.mode})
 	if *reload {
 		if err := requestReload(); err != nil {
 			fmt.Fprintln(os.Stderr, "lb:", err)
@@ -149,7 +152,7 @@ func requestReload() error {
 
 // logEvent writes one lifecycle event as a JSON line.
 func logEvent(cfg config, event string, fields ...any) {
-	lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: cfg.pod, Component: cfg.mode}).Write(event, fields...)
+	cfg.log.Write(event, fields...)
 }
 
 func run(cfg config) error {

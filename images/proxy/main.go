@@ -56,6 +56,8 @@ type config struct {
 	version         string
 	pod             string
 	empty           bool
+
+	log *lifecycle.Writer // the lifecycle lines, on stdout
 }
 
 func main() {
@@ -132,6 +134,7 @@ func parseConfig(args []string) (config, error) {
 	} else if c.takeoverFrom == "" {
 		c.takeoverFrom = c.socket
 	}
+	c.log = lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: c.pod, Component: "proxy", Version: c.version, PID: os.Getpid()})
 	return c, nil
 }
 
@@ -149,7 +152,7 @@ func envName(flagName string) string {
 }
 
 func logEvent(cfg config, event string, fields ...any) {
-	lifecycle.NewWriter(os.Stdout, lifecycle.Line{Pod: cfg.pod, Component: "proxy", Version: cfg.version, PID: os.Getpid()}).Write(event, fields...)
+	cfg.log.Write(event, fields...)
 }
 
 func run(cfg config) int {
