@@ -252,12 +252,12 @@ func TestRPCBreakBeforeRegisterIsAReconnect(t *testing.T) {
 		}
 	}
 	started := time.Now()
-	out, counters := sendLongLivedWith(context.Background(), cfg, started, cfg.Duration, hook)
+	out, counts := sendLongLivedWith(context.Background(), cfg, started, cfg.Duration, hook)
 	acc := newAccumulator(cfg, started)
 	for o := range out {
 		acc.add(o)
 	}
-	acc.r.Reconnects, acc.r.BrokenConnections = counters()
+	counts.fill(acc.r)
 	r := acc.report(Generator{})
 	if r.Lost != 0 || r.Reconnects != 1 || r.BrokenConnections != 0 || r.Total < 45 {
 		t.Fatalf("%s, reconnects %d, broken %d; want nothing lost, one reconnect", r.Summary(), r.Reconnects, r.BrokenConnections)

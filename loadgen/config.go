@@ -72,6 +72,16 @@ type Config struct {
 	// InFlight is how many requests each RPC connection keeps on the wire
 	// (long-lived mode, rpc:// targets). Default DefaultInFlight.
 	InFlight int
+	// Streams, in long-lived mode over a protocol with server streams
+	// (grpc://), holds this many long-lived server streams open beside
+	// the requests, each on a connection of its own, opened again
+	// whenever it ends. A stream cut (or one that could not be opened)
+	// is one lost request at that moment; the server's clean ends are
+	// counted in the report.
+	Streams int
+	// StreamMethod is the streams' server-streaming method. Default: the
+	// standard health service's Watch.
+	StreamMethod string
 	// Progress, when set, is called about four times a second.
 	Progress func(Progress)
 	// Witness, when set, watches the machine from a process of its own,
@@ -147,6 +157,9 @@ func (cfg Config) Normalize() (Config, error) {
 	if err := cfg.checkLongLived(); err != nil {
 		return Config{}, err
 	}
+	if err := cfg.checkStreams(); err != nil {
+		return Config{}, err
+	}
 	if cfg.InFlight < 0 {
 		return bad("in-flight must not be negative, got %d", cfg.InFlight)
 	}
@@ -213,6 +226,38 @@ func (cfg Config) checkLongLived() error {
 	}
 	if p := protocolFor(scheme); cfg.Lenient && (p == nil || !p.retries) {
 		return bad("long-lived %s load is always strict: a request on a broken connection is lost", scheme)
+	}
+	return nil
+}
+
+// streamMethod is the streams' method, or "" without streams.
+func (cfg Config) streamMethod() string {
+	switch {
+	case cfg.Streams == 0:
+		return ""
+	case cfg.StreamMethod != "":
+		return cfg.StreamMethod
+	}
+	return cfg.protocol().defaultStream
+}
+
+// MaxStreams bounds Config.Streams.
+const MaxStreams = 100
+
+// checkStreams validates Config.Streams: long-lived load over a protocol
+// with server streams.
+func (cfg Config) checkStreams() error {
+	switch {
+	case cfg.Streams == 0 && cfg.StreamMethod == "":
+		return nil
+	case cfg.Streams < 0 || cfg.Streams > MaxStreams:
+		return invalid("streams must be 0–%d, got %d", MaxStreams, cfg.Streams)
+	case cfg.Streams == 0:
+		return invalid("a stream method without streams: set the number of streams")
+	case cfg.Connections == 0 || cfg.protocol().stream == nil:
+		return invalid("streams need long-lived load over a protocol with server streams (%s)", strings.Join(streamSchemes(), ", "))
+	case cfg.StreamMethod != "" && !strings.HasPrefix(cfg.StreamMethod, "/"):
+		return invalid("stream method %q must be /package.Service/Method", cfg.StreamMethod)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,6 +24,11 @@ import (
 // the standard health service's Check, which any gRPC server may serve.
 const grpcHealthCheck = "/grpc.health.v1.Health/Check"
 
+// grpcHealthWatch is the streams' method when none is named: the health
+// service's server-streaming Watch, which any server with the health
+// service serves.
+const grpcHealthWatch = "/grpc.health.v1.Health/Watch"
+
 // grpcProtocol is gRPC over HTTP/2 cleartext: each long-lived connection
 // is one client connection (one HTTP/2 connection, pinned to the pod it
 // reached, as a real client through a Service is), with Config.InFlight
@@ -41,6 +47,7 @@ const grpcHealthCheck = "/grpc.health.v1.Health/Check"
 // a unary method with an empty request and ignores the answer's content.
 var grpcProtocol = protocol{
 	name: "grpc", scheme: "grpc", multiplexed: true, retries: true,
+	stream: grpcStream, defaultStream: grpcHealthWatch,
 	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
 		u, err := url.Parse(target)
 		if err != nil {
@@ -239,3 +246,96 @@ type errNotServing struct {
 }
 
 func (e errNotServing) Error() string { return "health check answered " + e.status.String() }
+
+// grpcStream holds one server stream open on a client connection of its
+// own until ctx ends, as a watching client does: the request is empty,
+// the messages are read and not looked at. A stream the server ends
+// cleanly is opened again at once; a cut one (or one that could not be
+// opened) is lost and opened again after streamRetry, so a server that
+// is gone is not called in a loop.
+func grpcStream(ctx context.Context, target, method string, id int, stats *connStats, lost func(outcome)) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return
+	}
+	cc, err := grpc.NewClient("passthrough:///"+u.Host,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableRetry(), grpc.WithDisableServiceConfig())
+	if err != nil {
+		lost(outcome{at: time.Now(), target: target, conn: id, err: err, class: Other})
+		return
+	}
+	defer cc.Close()
+	for ctx.Err() == nil {
+		o := outcome{at: time.Now(), target: "grpc://" + u.Host + method, conn: id}
+		opened, err := watchOnce(ctx, cc, method, &o)
+		if opened {
+			stats.streamsOpened.Add(1)
+		}
+		switch {
+		case ctx.Err() != nil && opened:
+			stats.streamsHeld.Add(1)
+			return
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			stats.streamsEnded.Add(1)
+			continue
+		}
+		// Placed at the moment it failed, where the timeline needs it.
+		o.at, o.failedAt, o.err = time.Now(), time.Now(), err
+		o.class, _ = grpcClass(err)
+		o.status = int(status.Code(err))
+		lost(o)
+		select {
+		case <-ctx.Done():
+		case <-time.After(streamRetry):
+		}
+	}
+}
+
+// streamRetry is how long a stream that failed waits before it is opened
+// again.
+const streamRetry = 100 * time.Millisecond
+
+// watchOnce opens one stream and reads it until it ends: nil when the
+// server ended it with OK, otherwise the error it ended with. opened says
+// whether the server accepted it (its header arrived). o gets the pod and
+// version the header named.
+func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outcome) (opened bool, err error) {
+	// The run's end cancels the stream from this side. Its deadline is
+	// not sent along: the server would end the stream at it, racing the
+	// client's own end, and the stream would look cut.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	s, err := cc.NewStream(sctx, &grpc.StreamDesc{ServerStreams: true}, method)
+	if err != nil {
+		return false, err
+	}
+	if err := s.SendMsg(&emptypb.Empty{}); err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	if err := s.CloseSend(); err != nil {
+		return false, err
+	}
+	header, err := s.Header()
+	if err != nil {
+		return false, err
+	}
+	if v := header.Get(strings.ToLower(PodHeader)); len(v) > 0 {
+		o.pod = v[0]
+	}
+	if v := header.Get(strings.ToLower(VersionHeader)); len(v) > 0 {
+		o.version = v[0]
+	}
+	o.reused, o.firstByte = true, true
+	for {
+		if err := s.RecvMsg(new(emptypb.Empty)); err != nil {
+			if errors.Is(err, io.EOF) {
+				return true, nil
+			}
+			return true, err
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
@@ -191,5 +192,78 @@ func TestGRPCTransparentRetryIsLostWhenStrict(t *testing.T) {
 		case lenient && (r.Lost != 0 || r.Retried != 1 || !strings.Contains(r.Mode(), "lenient")):
 			t.Errorf("lenient: %s, retried %d, mode %q; want nothing lost and one retried", r.Summary(), r.Retried, r.Mode())
 		}
+	}
+}
+
+// tickService is a server stream that sends one message and ends cleanly
+// after its life.
+func tickService(life time.Duration) *grpc.ServiceDesc {
+	return &grpc.ServiceDesc{
+		ServiceName: "test.Tick", HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{{StreamName: "Tick", ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			if err := ss.RecvMsg(new(emptypb.Empty)); err != nil {
+				return err
+			}
+			if err := ss.SendMsg(&emptypb.Empty{}); err != nil {
+				return err
+			}
+			select {
+			case <-time.After(life):
+				return nil
+			case <-ss.Context().Done():
+				return ss.Context().Err()
+			}
+		}}},
+	}
+}
+
+// Streams beside the requests: held through a quiet run (the health
+// service's Watch), opened again after each clean end (a stream that
+// ends by itself), and each cut one lost at the moment it was cut.
+func TestGRPCStreams(t *testing.T) {
+	srv := startGRPCServer(t)
+	cfg := grpcLoad(srv.addr, 2)
+	cfg.Streams, cfg.Duration = 3, time.Second
+	r := run(t, cfg)
+	if r.Lost != 0 || r.StreamsOpened != 3 || r.StreamsHeld != 3 || r.StreamsEndedByServer != 0 || r.StreamMethod != "/grpc.health.v1.Health/Watch" {
+		t.Fatalf("held: %s; streams opened %d, held %d, ended %d over %s", r.Summary(), r.StreamsOpened, r.StreamsHeld, r.StreamsEndedByServer, r.StreamMethod)
+	}
+
+	tick := grpc.NewServer()
+	tick.RegisterService(tickService(300*time.Millisecond), nil)
+	healthpb.RegisterHealthServer(tick, health.NewServer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tick.Serve(ln)
+	t.Cleanup(tick.Stop)
+	cfg = grpcLoad(ln.Addr().String(), 2)
+	cfg.Streams, cfg.StreamMethod = 3, "/test.Tick/Tick"
+	cfg.Duration = 2 * time.Second
+	r = run(t, cfg)
+	t.Logf("clean ends: %s; streams opened %d, ended %d, held %d", r.Summary(), r.StreamsOpened, r.StreamsEndedByServer, r.StreamsHeld)
+	if r.Lost != 0 || r.StreamsEndedByServer < 12 || r.StreamsOpened != r.StreamsEndedByServer+r.StreamsHeld {
+		t.Fatalf("clean ends: %s; streams opened %d, held %d, ended %d", r.Summary(), r.StreamsOpened, r.StreamsHeld, r.StreamsEndedByServer)
+	}
+}
+
+// A server that stops under its streams cuts each of them: lost, in a
+// class, at the moment of the stop, and not counted as ended cleanly.
+func TestGRPCStreamsCutByStop(t *testing.T) {
+	srv := startGRPCServer(t)
+	cfg := grpcLoad(srv.addr, 2)
+	cfg.Streams, cfg.Duration = 3, 1500*time.Millisecond
+	time.AfterFunc(500*time.Millisecond, srv.srv.Stop)
+	r := run(t, cfg)
+	cut := 0
+	for _, l := range r.Losses {
+		if strings.HasSuffix(l.Target, "/grpc.health.v1.Health/Watch") && r.Offset(l.At) < 600*time.Millisecond {
+			cut++
+		}
+	}
+	t.Logf("stop: %s; %d streams cut at the stop", r.Summary(), cut)
+	if cut != 3 || r.StreamsOpened != 3 || r.StreamsEndedByServer != 0 || r.StreamsHeld != 0 || r.LostByClass[loadgen.Other] != 0 {
+		t.Fatalf("%s, by class %v; %d streams lost by 600 ms, opened %d, ended %d, held %d; want the 3 cut at the stop", r.Summary(), r.LostByClass, cut, r.StreamsOpened, r.StreamsEndedByServer, r.StreamsHeld)
 	}
 }

@@ -15,13 +15,14 @@ import (
 // counted; one the server closes politely (HTTP Connection: close, or a
 // close seen while the connection was idle) counts as a reconnect, not a
 // loss.
-func sendLongLived(ctx context.Context, cfg Config, started time.Time, duration time.Duration) (<-chan outcome, func() (reconnects, broken int)) {
+func sendLongLived(ctx context.Context, cfg Config, started time.Time, duration time.Duration) (<-chan outcome, *connStats) {
 	return sendLongLivedWith(ctx, cfg, started, duration, nil)
 }
 
 // sendLongLivedWith is sendLongLived with a hook for tests: beforeSend
-// runs between taking a connection and sending on it.
-func sendLongLivedWith(ctx context.Context, cfg Config, started time.Time, duration time.Duration, beforeSend func(wireConn)) (<-chan outcome, func() (reconnects, broken int)) {
+// runs between taking a connection and sending on it. The counts are
+// whole once the channel is closed.
+func sendLongLivedWith(ctx context.Context, cfg Config, started time.Time, duration time.Duration, beforeSend func(wireConn)) (<-chan outcome, *connStats) {
 	sendCtx, stopSending := context.WithTimeout(ctx, duration)
 	ll := &longLived{cfg: cfg, proto: cfg.protocol(), outcomes: make(chan outcome, 4096), beforeSend: beforeSend}
 	inFlight := 1
@@ -40,12 +41,22 @@ func sendLongLivedWith(ctx context.Context, cfg Config, started time.Time, durat
 			w.run(sendCtx)
 		}()
 	}
+	for i := range cfg.Streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ll.proto.stream(sendCtx, cfg.Targets[i%len(cfg.Targets)], cfg.streamMethod(), cfg.Connections+i+1, &ll.stats, func(o outcome) {
+				o.seq = ll.nextSeq()
+				ll.outcomes <- o
+			})
+		}()
+	}
 	go func() {
 		wg.Wait()
 		stopSending()
 		close(ll.outcomes)
 	}()
-	return ll.outcomes, func() (int, int) { return int(ll.stats.reconnects.Load()), int(ll.stats.broken.Load()) }
+	return ll.outcomes, &ll.stats
 }
 
 type longLived struct {

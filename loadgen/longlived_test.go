@@ -286,6 +286,9 @@ func TestLongLivedStallIsTimeout(t *testing.T) {
 }
 
 func TestLongLivedBadConfig(t *testing.T) {
+	if _, err := (loadgen.Config{Targets: []string{"grpc://127.0.0.1:1"}, Connections: 2, Streams: 1, Lenient: true}).Normalize(); err != nil {
+		t.Errorf("gRPC with streams and lenient: %v", err)
+	}
 	for _, cfg := range []loadgen.Config{
 		{Targets: []string{"rpc://127.0.0.1:1"}},
 		{Targets: []string{"https://127.0.0.1:1/"}, Connections: 1},
@@ -293,6 +296,12 @@ func TestLongLivedBadConfig(t *testing.T) {
 		{Targets: []string{"http://127.0.0.1:1/"}, Connections: 5000},
 		{Targets: []string{"http://127.0.0.1:1/"}, Connections: 2, Lenient: true},
 		{Targets: []string{"rpc://127.0.0.1:1"}, Connections: 2, InFlight: -1},
+		{Targets: []string{"rpc://127.0.0.1:1"}, Connections: 2, Streams: 1},
+		{Targets: []string{"grpc://127.0.0.1:1"}, Streams: 1},
+		{Targets: []string{"grpc://127.0.0.1:1"}, Connections: 2, Streams: -1},
+		{Targets: []string{"grpc://127.0.0.1:1"}, Connections: 2, Streams: loadgen.MaxStreams + 1},
+		{Targets: []string{"grpc://127.0.0.1:1"}, Connections: 2, StreamMethod: "/a.B/C"},
+		{Targets: []string{"grpc://127.0.0.1:1"}, Connections: 2, Streams: 1, StreamMethod: "a.B/C"},
 	} {
 		if _, err := cfg.Normalize(); err == nil {
 			t.Errorf("%+v: want an error", cfg)

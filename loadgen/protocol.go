@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/url"
@@ -39,6 +40,16 @@ type protocol struct {
 	// open dials target; the connection counts its own reconnects and
 	// breaks in stats.
 	open func(target string, cfg Config, stats *connStats) (wireConn, error)
+	// stream, when the protocol has long-lived server streams, holds one
+	// of method open on target until ctx ends (Config.Streams of them run beside
+	// the requests), opening it again whenever it ends: a stream cut, or
+	// one that could not be opened, is handed to lost as one lost
+	// request at that moment; the server's clean ends and the streams
+	// held to the end are counted in stats.
+	stream func(ctx context.Context, target, method string, id int, stats *connStats, lost func(outcome))
+	// defaultStream is the streams' method when Config.StreamMethod is
+	// empty.
+	defaultStream string
 }
 
 // A wireConn is one long-lived connection of a protocol.
@@ -71,6 +82,17 @@ func protocolFor(scheme string) *protocol {
 	return nil
 }
 
+// streamSchemes lists the schemes of the protocols with server streams.
+func streamSchemes() []string {
+	var s []string
+	for _, p := range protocols {
+		if p.stream != nil {
+			s = append(s, p.scheme+"://")
+		}
+	}
+	return s
+}
+
 // protocolNamed is the protocol a report names, or nil.
 func protocolNamed(name string) *protocol {
 	for i := range protocols {
@@ -87,10 +109,22 @@ var errClosedIdle = errors.New("connection closed by the server while idle")
 
 // connStats counts, across a run's connections, the server's polite
 // closes (nothing lost, another connection opened) and the breaks with
-// requests on the wire.
+// requests on the wire; and what became of its streams.
 type connStats struct {
 	reconnects atomic.Int64
 	broken     atomic.Int64
+
+	streamsOpened atomic.Int64 // streams the server accepted
+	streamsEnded  atomic.Int64 // of them, ended by the server cleanly (OK)
+	streamsHeld   atomic.Int64 // of them, still open when the run ended
+}
+
+// fill puts the counts in r.
+func (s *connStats) fill(r *Report) {
+	r.Reconnects, r.BrokenConnections = int(s.reconnects.Load()), int(s.broken.Load())
+	if r.Streams > 0 {
+		r.StreamsOpened, r.StreamsEndedByServer, r.StreamsHeld = int(s.streamsOpened.Load()), int(s.streamsEnded.Load()), int(s.streamsHeld.Load())
+	}
 }
 
 // dialTCP opens a TCP connection to target's host within timeout, set to

@@ -71,6 +71,16 @@ type Report struct {
 	Protocol          string `json:"protocol,omitempty"`
 	Reconnects        int    `json:"reconnects"`
 	BrokenConnections int    `json:"broken_connections"`
+	// Streams is how many long-lived server streams were held beside the
+	// requests (Config.Streams), over StreamMethod; of the streams the
+	// server accepted, how many it ended cleanly (each then opened again)
+	// and how many were still open at the end. A stream cut, or one that
+	// could not be opened, is one of the lost requests.
+	Streams              int    `json:"streams,omitempty"`
+	StreamMethod         string `json:"stream_method,omitempty"`
+	StreamsOpened        int    `json:"streams_opened,omitempty"`
+	StreamsEndedByServer int    `json:"streams_ended_by_server,omitempty"`
+	StreamsHeld          int    `json:"streams_held,omitempty"`
 	// NewConnections counts requests that went out on a connection opened
 	// for them (or failed opening it): how often the client had to
 	// connect, a churn signal of the server's draining.
@@ -343,6 +353,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Connections > 0 {
 		row("connections", "%d closed by the server with nothing lost and reopened, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)
 	}
+	if r.Streams > 0 {
+		row("streams", "%d held over %s: %d opened, %d ended by the server cleanly and opened again, %d open at the end; a cut is a lost request",
+			r.Streams, r.StreamMethod, r.StreamsOpened, r.StreamsEndedByServer, r.StreamsHeld)
+	}
 	if !r.Strict {
 		row("retried", "%d (the client library re-sent them; strict mode counts them as lost)", r.Retried)
 	}
@@ -526,6 +540,7 @@ func newAccumulator(cfg Config, started time.Time) *accumulator {
 	}
 	if cfg.Connections > 0 {
 		r.Connections, r.Protocol, r.KeepAlive = cfg.Connections, cfg.protocol().name, true
+		r.Streams, r.StreamMethod = cfg.Streams, cfg.streamMethod()
 	}
 	return &accumulator{
 		r: r, timeout: cfg.Timeout,

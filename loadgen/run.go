@@ -30,9 +30,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	watch := startStallWatch(cfg.OnStall)
 	started := time.Now()
 	var outcomes <-chan outcome
-	var counters func() (reconnects, broken int)
+	var counts *connStats
 	if cfg.Connections > 0 {
-		outcomes, counters = sendLongLived(ctx, cfg, started, duration)
+		outcomes, counts = sendLongLived(ctx, cfg, started, duration)
 	} else {
 		outcomes = sendPaced(ctx, cfg, started, duration)
 	}
@@ -43,8 +43,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		select {
 		case o, ok := <-outcomes:
 			if !ok {
-				if counters != nil {
-					acc.r.Reconnects, acc.r.BrokenConnections = counters()
+				if counts != nil {
+					counts.fill(acc.r)
 				}
 				// Cancelled before the planned end: the run is not the one
 				// asked for.

@@ -46,7 +46,12 @@ multiplexed RPC protocol (rpc://host:port) or gRPC over HTTP/2
 grpc://host:port/pkg.Service/Method a unary method with an empty request),
 --in-flight requests per multiplexed connection. A connection that breaks
 loses what it had on the wire and is reported; nothing is retried. This is
-the load for hot upgrades.
+the load for hot upgrades. With gRPC, --streams K also holds K server
+streams open (--stream-method, default the health service's Watch), each
+on a connection of its own and opened again when the server ends it
+cleanly; a stream cut is a lost request at that moment. grpc-go re-sends
+an RPC the server refused unprocessed, whatever its options: strict load
+counts it lost, --lenient counts it answered and retried.
 
 A run is judged only if its load was delivered: at least 99% of the target
 rate over the run, and no 100 ms window below half its share. Timeouts that
@@ -67,11 +72,13 @@ Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 	f.StringVar(&cfg.Method, "method", http.MethodGet, "HTTP method")
 	f.StringVar(&o.body, "body", "", "request body")
 	f.StringArrayVarP(&o.headers, "header", "H", nil, `request header "Name: value"; repeatable`)
-	f.BoolVar(&cfg.Lenient, "lenient", false, "let net/http retry requests that failed on a reused connection, as most Go clients do, and report how many it retried")
+	f.BoolVar(&cfg.Lenient, "lenient", false, "let net/http retry requests that failed on a reused connection, as most Go clients do (gRPC: grpc-go's transparent retry), and report how many were retried")
 	f.Uint64Var(&cfg.MaxWorkers, "max-workers", 0, "bound on concurrent requests (default: rate × timeout + 10)")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "bound on connections per host (default: max-workers)")
 	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc:// and grpc:// URLs)")
 	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc and grpc: requests each connection keeps on the wire")
+	f.IntVar(&cfg.Streams, "streams", 0, "long-lived grpc: also hold this many server streams open, each judged on how it ended")
+	f.StringVar(&cfg.StreamMethod, "stream-method", "", "the streams' server-streaming method, /pkg.Service/Method (default /grpc.health.v1.Health/Watch)")
 	f.BoolVar(&o.asJSON, "json", false, "print the report as one JSON object")
 	return cmd
 }
