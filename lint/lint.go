@@ -71,12 +71,18 @@ type Options struct {
 func Check(objs []*unstructured.Unstructured, o Options) []Finding {
 	var deps []*appsv1.Deployment
 	var pdbs []*policyv1.PodDisruptionBudget
+	var svcs []*corev1.Service
 	for _, u := range objs {
 		switch u.GroupVersionKind().GroupKind().String() {
 		case "Deployment.apps":
 			d := &appsv1.Deployment{}
 			if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, d) == nil && (o.Deployment == "" || d.Name == o.Deployment) {
 				deps = append(deps, d)
+			}
+		case "Service":
+			s := &corev1.Service{}
+			if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, s) == nil {
+				svcs = append(svcs, s)
 			}
 		case "PodDisruptionBudget.policy":
 			p := &policyv1.PodDisruptionBudget{}
@@ -87,7 +93,7 @@ func Check(objs []*unstructured.Unstructured, o Options) []Finding {
 	}
 	var out []Finding
 	for _, d := range deps {
-		out = append(out, checkDeployment(d, pdbs, o)...)
+		out = append(out, checkDeployment(d, pdbs, services(d, svcs), o)...)
 	}
 	return out
 }
@@ -100,61 +106,19 @@ func measured(variant string) string {
 	return fmt.Sprintf("kept-alive load %s, fresh connections %s", v.Expects(fixtures.KeepAlive), v.Expects(fixtures.Fresh))
 }
 
-func checkDeployment(d *appsv1.Deployment, pdbs []*policyv1.PodDisruptionBudget, o Options) []Finding {
+func checkDeployment(d *appsv1.Deployment, pdbs []*policyv1.PodDisruptionBudget, svcs []*corev1.Service, o Options) []Finding {
 	var out []Finding
 	obj := "deployment/" + d.Name
 	add := func(k Kind, rule, object, msg, fix, variant string) {
 		out = append(out, Finding{Kind: k, Rule: rule, Object: object, Message: msg, Fix: fix, Variant: variant, Measured: measured(variant)})
 	}
 	spec := d.Spec.Template.Spec
-	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
-	if spec.TerminationGracePeriodSeconds != nil {
-		grace = *spec.TerminationGracePeriodSeconds
-	}
 	for _, c := range spec.Containers {
-		where := obj + ", container " + c.Name
 		if len(c.Ports) == 0 && len(spec.Containers) > 1 {
 			// A sidecar that serves nothing: no probe or preStop is needed.
 			continue
 		}
-		switch {
-		case c.ReadinessProbe == nil:
-			add(Loss, "no-readiness-probe", where,
-				"no readiness probe: a new pod becomes an endpoint as soon as its container starts, before the app serves; requests sent to it then are refused",
-				"add an HTTP readiness probe on a path that answers only once the app serves", "no-readiness")
-		case c.ReadinessProbe.TCPSocket != nil:
-			add(Loss, "tcp-readiness-probe", where,
-				"TCP readiness probe: it passes once the port is open; an app (or framework) that opens its port before it is ready gets requests it answers with errors or refusals",
-				"probe an HTTP path that answers only once the app serves (or make sure the port opens last)", "tcp-readiness-early-listen")
-		}
-		preStop := preStopSeconds(c)
-		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
-			add(Loss, "no-prestop", where,
-				"no preStop hook: SIGTERM arrives as the pod is deleted, while kube-proxy and load balancers still send it new requests for a second or more",
-				"add a preStop sleep (lifecycle.preStop.sleep.seconds: 5, or exec [sleep, 5] in images with sleep) so the pod keeps serving until its endpoint is gone everywhere", "no-prestop")
-		} else if preStop >= grace {
-			add(Loss, "grace-shorter-than-prestop", where,
-				fmt.Sprintf("terminationGracePeriodSeconds (%d) is not longer than the preStop hook (%d s): the kubelet kills the container with SIGKILL before the app has drained, cutting the requests on its connections", grace, preStop),
-				fmt.Sprintf("set terminationGracePeriodSeconds above preStop + the app's drain time (e.g. %d)", preStop+20), "grace-shorter-than-prestop")
-		}
-		if isShellForm(c.Command, c.Args) {
-			add(Loss, "shell-form-command", where,
-				"the container's command runs through a shell (sh -c): the shell is PID 1 and does not pass SIGTERM on, so the app is SIGKILLed at the end of the grace period, cutting its connections",
-				`use the exec form (command: ["/app", ...]) or start the app with "exec" in the script, or run an init such as tini`, "shell-form-cmd")
-		} else if len(c.Command) == 0 && o.Images != nil {
-			if img, ok := o.Images(c.Image); ok {
-				if f, bad := imageFinding(img, c.Args); bad {
-					f.Object = where + " (image " + c.Image + ")"
-					f.Measured = measured(f.Variant)
-					out = append(out, f)
-				}
-			}
-		}
-		if missing := hardeningMissing(spec.SecurityContext, c.SecurityContext); len(missing) > 0 {
-			out = append(out, Finding{Kind: Hardening, Rule: "restricted-security-context", Object: where,
-				Message: "not restricted (Pod Security Standard): " + strings.Join(missing, ", "),
-				Fix:     "set runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities.drop: [ALL], readOnlyRootFilesystem: true and seccompProfile.type: RuntimeDefault"})
-		}
+		checkContainer(c, obj+", container "+c.Name, spec, svcs, o, &out)
 	}
 	replicas := int32(1)
 	if d.Spec.Replicas != nil {
@@ -179,6 +143,68 @@ func checkDeployment(d *appsv1.Deployment, pdbs []*policyv1.PodDisruptionBudget,
 			Fix:     "add a PodDisruptionBudget with minAvailable: 1 (and run at least 2 replicas)"})
 	}
 	return out
+}
+
+// checkContainer reviews one serving container of a pod, adding its
+// findings to out.
+func checkContainer(c corev1.Container, where string, spec corev1.PodSpec, svcs []*corev1.Service, o Options, out *[]Finding) {
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if spec.TerminationGracePeriodSeconds != nil {
+		grace = *spec.TerminationGracePeriodSeconds
+	}
+	add := func(k Kind, rule, object, msg, fix, variant string) {
+		*out = append(*out, Finding{Kind: k, Rule: rule, Object: object, Message: msg, Fix: fix, Variant: variant, Measured: measured(variant)})
+	}
+	grpc, isGRPC := grpcPort(c, svcs)
+	switch {
+	case isGRPC && (c.ReadinessProbe == nil || c.ReadinessProbe.TCPSocket != nil):
+		rule, msg, fix, variant := grpcReadiness(grpc.ContainerPort, c.ReadinessProbe != nil)
+		add(Loss, rule, where, msg, fix, variant)
+	case c.ReadinessProbe == nil:
+		add(Loss, "no-readiness-probe", where,
+			"no readiness probe: a new pod becomes an endpoint as soon as its container starts, before the app serves; requests sent to it then are refused",
+			"add an HTTP readiness probe on a path that answers only once the app serves", "no-readiness")
+	case c.ReadinessProbe.TCPSocket != nil:
+		add(Loss, "tcp-readiness-probe", where,
+			"TCP readiness probe: it passes once the port is open; an app (or framework) that opens its port before it is ready gets requests it answers with errors or refusals",
+			"probe an HTTP path that answers only once the app serves (or make sure the port opens last)", "tcp-readiness-early-listen")
+	}
+	preStop := preStopSeconds(c)
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+		msg := "no preStop hook: SIGTERM arrives as the pod is deleted, while kube-proxy and load balancers still send it new requests for a second or more"
+		if isGRPC {
+			msg = grpcNoPreStop
+		}
+		add(Loss, "no-prestop", where, msg,
+			"add a preStop sleep (lifecycle.preStop.sleep.seconds: 5, or exec [sleep, 5] in images with sleep) so the pod keeps serving until its endpoint is gone everywhere", "no-prestop")
+	} else if preStop >= grace {
+		add(Loss, "grace-shorter-than-prestop", where,
+			fmt.Sprintf("terminationGracePeriodSeconds (%d) is not longer than the preStop hook (%d s): the kubelet kills the container with SIGKILL before the app has drained, cutting the requests on its connections", grace, preStop),
+			fmt.Sprintf("set terminationGracePeriodSeconds above preStop + the app's drain time (e.g. %d)", preStop+20), "grace-shorter-than-prestop")
+	}
+	if isShellForm(c.Command, c.Args) {
+		add(Loss, "shell-form-command", where,
+			"the container's command runs through a shell (sh -c): the shell is PID 1 and does not pass SIGTERM on, so the app is SIGKILLed at the end of the grace period, cutting its connections",
+			`use the exec form (command: ["/app", ...]) or start the app with "exec" in the script, or run an init such as tini`, "shell-form-cmd")
+	} else if len(c.Command) == 0 && o.Images != nil {
+		if img, ok := o.Images(c.Image); ok {
+			if f, bad := imageFinding(img, c.Args); bad {
+				f.Object = where + " (image " + c.Image + ")"
+				f.Measured = measured(f.Variant)
+				*out = append(*out, f)
+			}
+		}
+	}
+	if isGRPC {
+		if f, ok := pinnedConnections(where, grpc, svcs); ok {
+			*out = append(*out, f)
+		}
+	}
+	if missing := hardeningMissing(spec.SecurityContext, c.SecurityContext); len(missing) > 0 {
+		*out = append(*out, Finding{Kind: Hardening, Rule: "restricted-security-context", Object: where,
+			Message: "not restricted (Pod Security Standard): " + strings.Join(missing, ", "),
+			Fix:     "set runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities.drop: [ALL], readOnlyRootFilesystem: true and seccompProfile.type: RuntimeDefault"})
+	}
 }
 
 // preStopSeconds is how long a preStop hook sleeps, when it says (a
