@@ -46,7 +46,7 @@ const grpcHealthWatch = "/grpc.health.v1.Health/Watch"
 // answer is lost, as a 503 is); grpc://host:port/pkg.Service/Method calls
 // a unary method with an empty request and ignores the answer's content.
 var grpcProtocol = protocol{
-	name: "grpc", scheme: "grpc", multiplexed: true, retries: true,
+	name: "grpc", scheme: "grpc", multiplexed: true, retries: true, hasPath: true,
 	stream: grpcStream, defaultStream: grpcHealthWatch,
 	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
 		u, err := url.Parse(target)
@@ -119,17 +119,20 @@ func (g *grpcConn) send(o *outcome) error {
 	note := new(rpcNote)
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), rpcNoteKey{}, note), g.timeout)
 	defer cancel()
-	var header metadata.MD
+	var header, trailer metadata.MD
 	var err error
 	if g.method == grpcHealthCheck {
 		var resp *healthpb.HealthCheckResponse
-		resp, err = healthpb.NewHealthClient(g.cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header))
+		resp, err = healthpb.NewHealthClient(g.cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header), grpc.Trailer(&trailer))
 		if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			err = errNotServing{resp.GetStatus()}
 		}
 	} else {
-		err = g.cc.Invoke(ctx, g.method, &emptypb.Empty{}, &emptypb.Empty{}, grpc.Header(&header))
+		err = g.cc.Invoke(ctx, g.method, &emptypb.Empty{}, &emptypb.Empty{}, grpc.Header(&header), grpc.Trailer(&trailer))
 	}
+	// A status the server itself returned (an error answer) carries its
+	// metadata in the trailer alone.
+	header = metadata.Join(header, trailer)
 	now := time.Now()
 	o.latency = now.Sub(o.at)
 	g.mu.Lock()
@@ -150,7 +153,7 @@ func (g *grpcConn) send(o *outcome) error {
 	}
 	if err != nil {
 		o.err, o.failedAt = err, now
-		o.class, o.firstByte = grpcClass(err)
+		o.class, o.firstByte = grpcClass(err, o.pod != "")
 		o.status = int(status.Code(err))
 		if !o.firstByte && (o.class == EOF || o.class == Reset) {
 			g.mu.Lock()
@@ -170,8 +173,10 @@ func (g *grpcConn) send(o *outcome) error {
 // answered it: the transport's failures (UNAVAILABLE, DEADLINE_EXCEEDED,
 // CANCELLED, and an RST_STREAM) by the reason the transport gives, the
 // server's own statuses as its errors (a wrong method as http_other, the
-// rest as http_5xx).
-func grpcClass(err error) (Class, bool) {
+// rest as http_5xx). answered says the server named itself in the
+// answer's metadata: then every status is the server's own, even an
+// UNAVAILABLE.
+func grpcClass(err error, answered bool) (Class, bool) {
 	if _, ok := err.(errNotServing); ok {
 		return HTTP5xx, true
 	}
@@ -179,6 +184,14 @@ func grpcClass(err error) (Class, bool) {
 		return Refused, false
 	}
 	st := status.Convert(err)
+	if answered {
+		// The server named itself (its pod metadata came back): the
+		// status is its answer, whatever its code.
+		if st.Code() == codes.Unimplemented || st.Code() == codes.NotFound || st.Code() == codes.InvalidArgument {
+			return HTTPOther, true
+		}
+		return HTTP5xx, true
+	}
 	msg := st.Message()
 	switch st.Code() {
 	case codes.DeadlineExceeded:
@@ -284,7 +297,7 @@ func grpcStream(ctx context.Context, target, method string, id int, stats *connS
 		}
 		// Placed at the moment it failed, where the timeline needs it.
 		o.at, o.failedAt, o.err = time.Now(), time.Now(), err
-		o.class, _ = grpcClass(err)
+		o.class, _ = grpcClass(err, o.pod != "")
 		o.status = int(status.Code(err))
 		lost(o)
 		select {
@@ -334,6 +347,9 @@ func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outco
 		if err := s.RecvMsg(new(emptypb.Empty)); err != nil {
 			if errors.Is(err, io.EOF) {
 				return true, nil
+			}
+			if v := s.Trailer().Get(strings.ToLower(PodHeader)); len(v) > 0 && o.pod == "" {
+				o.pod = v[0]
 			}
 			return true, err
 		}

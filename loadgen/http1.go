@@ -17,7 +17,7 @@ import (
 // request at a time, a close that arrived while idle checked before each
 // request as a pooled client's read loop would.
 var httpProtocol = protocol{
-	name: ProtocolHTTP, scheme: "http", hasMethod: true,
+	name: ProtocolHTTP, scheme: "http", hasMethod: true, hasPath: true,
 	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
 		c, err := dialTCP(target, cfg.Timeout)
 		if err != nil {

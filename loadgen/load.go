@@ -46,14 +46,17 @@ func (l Load) SpeaksHTTP() bool {
 }
 
 // Target is the URL of the load's requests to hostport; path is used by
-// protocols that have one.
+// protocols that have one (HTTP's path, gRPC's method: "/" calls the
+// health service).
 func (l Load) Target(hostport, path string) string {
 	u := l.scheme() + "://" + hostport
-	if l.SpeaksHTTP() {
+	if p := protocolFor(l.scheme()); p == nil || p.hasPath {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		u += path
+		if path != "/" || l.SpeaksHTTP() {
+			u += path
+		}
 	}
 	return u
 }

@@ -21,12 +21,18 @@ func TestLoadBuildsConfigAndTarget(t *testing.T) {
 		{loadgen.Load{Name: "fresh", Fresh: true}, "http://10.0.0.1:30080/ping", true, true, 0, 0},
 		{loadgen.Load{Name: "long-lived HTTP/1.1", Connections: 10}, "http://10.0.0.1:30080/ping", true, false, 10, 0},
 		{loadgen.Load{Name: "long-lived RPC", Scheme: "rpc", Connections: 2, InFlight: 8}, "rpc://10.0.0.1:30080", false, false, 2, 8},
+		{loadgen.Load{Name: "long-lived gRPC", Scheme: "grpc", Connections: 4, InFlight: 4}, "grpc://10.0.0.1:30080/ping", false, false, 4, 4},
 	} {
 		if got := tc.load.Target("10.0.0.1:30080", "ping"); got != tc.target {
 			t.Errorf("%s: target %q, want %q", tc.load.Name, got, tc.target)
 		}
 		if tc.load.SpeaksHTTP() != tc.http {
 			t.Errorf("%s: speaks HTTP %v", tc.load.Name, !tc.http)
+		}
+		if tc.load.Scheme == "grpc" {
+			if got := tc.load.Target("10.0.0.1:30080", "/"); got != "grpc://10.0.0.1:30080" {
+				t.Errorf("gRPC at /: target %q, want the health service's (no method)", got)
+			}
 		}
 		cfg := tc.load.Apply(loadgen.Config{Rate: 100, DisableKeepAlive: !tc.fresh, Connections: 99})
 		if cfg.Rate != 100 || cfg.DisableKeepAlive != tc.fresh || cfg.Connections != tc.conns || cfg.InFlight != tc.inf {

@@ -33,6 +33,9 @@ type protocol struct {
 	multiplexed bool
 	// hasMethod: its requests carry Config.Method (reports print it).
 	hasMethod bool
+	// hasPath: a URL's path says what to call (HTTP: the request's path;
+	// gRPC: the method).
+	hasPath bool
 	// retries: its client library may send a request again by itself;
 	// strict load counts such a request lost, Config.Lenient counts it in
 	// Report.Retried.

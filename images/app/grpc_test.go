@@ -251,3 +251,19 @@ func TestGRPCHealthGoesNotServingAtSIGTERM(t *testing.T) {
 		t.Fatalf("echo during the shutdown delay: %v", err)
 	}
 }
+
+// While the app starts (its port open early) Echo answers UNAVAILABLE
+// itself: a status of the server's, lost as its error (http_5xx), not as
+// a transport failure.
+func TestGRPCStartingAnswersAsTheServer(t *testing.T) {
+	addr := freePort(t)
+	p := startApp(t, "--grpc-listen", addr, "--listen-early", "--startup-delay", "3s")
+	p.waitEvent(t, "listening", 5*time.Second)
+	r, err := loadgen.Run(context.Background(), echoLoad(addr, 500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Total == 0 || r.LostByClass[loadgen.HTTP5xx] != r.Total {
+		t.Fatalf("starting: %s, by class %v; want every RPC lost as the server's own answer", r.Summary(), r.LostByClass)
+	}
+}
