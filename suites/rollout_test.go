@@ -28,7 +28,7 @@ type rolloutCase struct {
 func rolloutEntries() []TableEntry {
 	var entries []TableEntry
 	for _, v := range fixtures.Catalogue {
-		for _, m := range fixtures.Modes {
+		for _, m := range v.Modes() {
 			desc := fmt.Sprintf("%s, %s: %s", v.Name, m, claim(v, m))
 			entries = append(entries, Entry(desc, verdictLabel(v.Expects(m) == fixtures.Lossy), rolloutTimeout, rolloutCase{variant: v.Name, mode: m, disruption: "restart"}))
 		}

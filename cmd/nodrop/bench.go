@@ -211,7 +211,7 @@ func (p *benchPlan) nameYours() {
 func (p *benchPlan) entries(o benchOptions, images map[string]string) ([]bench.Entry, error) {
 	var out []bench.Entry
 	for _, v := range p.variants {
-		for _, m := range p.modes {
+		for _, m := range variantModes(v, p.modes) {
 			c := fixtures.RolloutCase{Variant: v, Mode: m, Disruption: o.disruption, Rate: o.rate}
 			s, err := c.Scenario(images)
 			if err != nil {
@@ -234,6 +234,22 @@ func (p *benchPlan) entries(o benchOptions, images map[string]string) ([]bench.E
 		}
 	}
 	return out, nil
+}
+
+// variantModes are the modes of --mode a variant is rolled under; a
+// variant whose claim is about none of them (gRPC's) is rolled under its
+// own.
+func variantModes(v fixtures.Variant, asked []fixtures.Mode) []fixtures.Mode {
+	var out []fixtures.Mode
+	for _, m := range asked {
+		if v.Expects(m) != "" {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return v.Modes()
+	}
+	return out
 }
 
 func runBench(cmd *cobra.Command, o benchOptions) error {

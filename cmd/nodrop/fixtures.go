@@ -24,9 +24,9 @@ func newVariantsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "VARIANT\tKEEP-ALIVE\tFRESH\tTWIN\tWHY")
+			fmt.Fprintln(tw, "VARIANT\tKEEP-ALIVE\tFRESH\tGRPC\tTWIN\tWHY")
 			for _, v := range fixtures.Catalogue {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Expects(fixtures.KeepAlive), v.Expects(fixtures.Fresh), v.Twin, v.Why)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, expected(v, fixtures.KeepAlive), expected(v, fixtures.Fresh), expected(v, fixtures.LongLivedGRPC), v.Twin, v.Why)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -70,7 +70,7 @@ func newVariantsCommand() *cobra.Command {
 						fmt.Fprintf(out, "  %-8s %s\n", c, why)
 					}
 				}
-				for _, m := range fixtures.Modes {
+				for _, m := range v.Modes() {
 					for _, t := range v.Expect.Starts[m] {
 						fmt.Fprintf(out, "  starting (%s) %s\n", m, t)
 					}
@@ -173,4 +173,13 @@ func proxyVerdict(e fixtures.Expectation, m fixtures.Mode) string {
 		return "lossy (a race)"
 	}
 	return string(e.Verdict[m])
+}
+
+// expected is a variant's verdict in a load mode, or "-" when it is not
+// rolled under it.
+func expected(v fixtures.Variant, m fixtures.Mode) string {
+	if e := v.Expects(m); e != "" {
+		return string(e)
+	}
+	return "-"
 }
