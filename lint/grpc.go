@@ -80,7 +80,7 @@ func grpcReadiness(port int32, tcp bool) (rule, msg, fix, variant string) {
 	fix = fmt.Sprintf("add the native gRPC readiness probe (readinessProbe: {grpc: {port: %d}}), answered by the standard health service, which says SERVING only once the server serves", port)
 	if tcp {
 		return "tcp-readiness-probe",
-			"TCP readiness probe on a gRPC server: it passes once the port is open, before the server serves and whatever its health service says; RPCs sent to it then fail (UNAVAILABLE, or the server's own errors)", fix, "tcp-readiness-early-listen"
+			"TCP readiness probe on a gRPC server: it passes once the port is open, before the server serves and whatever its health service says; RPCs sent to it then fail (UNAVAILABLE, or the server's own errors)", fix, "grpc-tcp-readiness"
 	}
 	return "no-readiness-probe",
 		"no readiness probe on a gRPC server: a new pod becomes an endpoint as soon as its container starts; clients that connect before the server listens are refused (UNAVAILABLE)", fix, "no-readiness"

@@ -103,7 +103,18 @@ func measured(variant string) string {
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("kept-alive load %s, fresh connections %s", v.Expects(fixtures.KeepAlive), v.Expects(fixtures.Fresh))
+	var parts []string
+	for _, m := range v.Modes() {
+		name := string(m)
+		switch m {
+		case fixtures.KeepAlive:
+			name = "kept-alive load"
+		case fixtures.Fresh:
+			name = "fresh connections"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", name, v.Expects(m)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func checkDeployment(d *appsv1.Deployment, pdbs []*policyv1.PodDisruptionBudget, svcs []*corev1.Service, o Options) []Finding {
@@ -171,12 +182,12 @@ func checkContainer(c corev1.Container, where string, spec corev1.PodSpec, svcs 
 	}
 	preStop := preStopSeconds(c)
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
-		msg := "no preStop hook: SIGTERM arrives as the pod is deleted, while kube-proxy and load balancers still send it new requests for a second or more"
+		msg, variant := "no preStop hook: SIGTERM arrives as the pod is deleted, while kube-proxy and load balancers still send it new requests for a second or more", "no-prestop"
 		if isGRPC {
-			msg = grpcNoPreStop
+			msg, variant = grpcNoPreStop, "grpc-no-prestop"
 		}
 		add(Loss, "no-prestop", where, msg,
-			"add a preStop sleep (lifecycle.preStop.sleep.seconds: 5, or exec [sleep, 5] in images with sleep) so the pod keeps serving until its endpoint is gone everywhere", "no-prestop")
+			"add a preStop sleep (lifecycle.preStop.sleep.seconds: 5, or exec [sleep, 5] in images with sleep) so the pod keeps serving until its endpoint is gone everywhere", variant)
 	} else if preStop >= grace {
 		add(Loss, "grace-shorter-than-prestop", where,
 			fmt.Sprintf("terminationGracePeriodSeconds (%d) is not longer than the preStop hook (%d s): the kubelet kills the container with SIGKILL before the app has drained, cutting the requests on its connections", grace, preStop),

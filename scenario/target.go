@@ -25,8 +25,13 @@ type Target struct {
 	// Deployment's pods.
 	Service string
 	// Port is the Service port, by name or number; needed only when the
-	// Service has several and none is named http.
+	// Service has several and none is named for the load's protocol
+	// (http, or Scheme).
 	Port string
+	// Scheme is the load's protocol ("" for http): with several ports and
+	// no Port, the one named for it is taken (for grpc, also one whose
+	// appProtocol is grpc or h2c).
+	Scheme string
 	// Ingress sends the load through the cluster's ingress controller
 	// (Env.Ingress) instead of a NodePort: nodrop adds an Ingress that
 	// routes a host of the run's own to the Service.
@@ -82,7 +87,7 @@ func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := pickPort(svc, t.Port)
+	port, err := pickPort(svc, t.Port, t.Scheme)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +195,7 @@ func pickService(svcs []*corev1.Service, deps []*appsv1.Deployment, d *appsv1.De
 	return matching[0], nil, nil
 }
 
-func pickPort(s *corev1.Service, want string) (corev1.ServicePort, error) {
+func pickPort(s *corev1.Service, want, scheme string) (corev1.ServicePort, error) {
 	var names []string
 	for _, p := range s.Spec.Ports {
 		names = append(names, portName(p))
@@ -207,10 +212,29 @@ func pickPort(s *corev1.Service, want string) (corev1.ServicePort, error) {
 	case 1:
 		return s.Spec.Ports[0], nil
 	}
-	if i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "http" }); i >= 0 {
+	if scheme == "" {
+		scheme = "http"
+	}
+	if i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return speaks(p, scheme) }); i >= 0 {
 		return s.Spec.Ports[i], nil
 	}
-	return corev1.ServicePort{}, badInputf("service %s has %d ports (%s): name the one load goes to with --port", s.Name, len(s.Spec.Ports), strings.Join(names, ", "))
+	return corev1.ServicePort{}, badInputf("service %s has %d ports (%s), none named %s: name the one load goes to with --port", s.Name, len(s.Spec.Ports), strings.Join(names, ", "), scheme)
+}
+
+// speaks reports whether a Service port says it speaks scheme: by its
+// name, or for gRPC by its appProtocol.
+func speaks(p corev1.ServicePort, scheme string) bool {
+	if p.Name == scheme {
+		return true
+	}
+	if scheme != "grpc" || p.AppProtocol == nil {
+		return false
+	}
+	switch *p.AppProtocol {
+	case "grpc", "h2c", "kubernetes.io/h2c":
+		return true
+	}
+	return false
 }
 
 func portName(p corev1.ServicePort) string {

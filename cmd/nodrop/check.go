@@ -39,6 +39,9 @@ type checkOptions struct {
 	target           scenario.Target
 	path, method     string
 	mode             string
+	protocol         string
+	grpcMethod       string
+	streams          int
 	disruption       string
 	fault, faultAt   string
 	via              string
@@ -96,6 +99,9 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.path, "path", "/", "request path")
 	f.StringVar(&o.method, "method", http.MethodGet, "HTTP method")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive (kept-alive connections: draining), fresh (a new connection per request: endpoint propagation) or both")
+	f.StringVar(&o.protocol, "protocol", "http", "the load's protocol: http, or grpc (long-lived: unary RPCs on four pinned HTTP/2 connections; the Service port named grpc or declaring appProtocol grpc/h2c unless --port names one)")
+	f.StringVar(&o.grpcMethod, "grpc-method", "", "--protocol grpc: the unary method to call, /pkg.Service/Method, with an empty request (default: the standard health service's Check)")
+	f.IntVar(&o.streams, "streams", 0, "--protocol grpc: also hold this many server streams of the health service's Watch open, each judged on how it ended")
 	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: "+kube.DisruptionNames)
 	f.StringVar(&o.via, "via", "", "send load through a proxy in front of the Service, on nodrop's kind cluster: the ingress controller (ingress: Traefik, installed if missing, and an Ingress nodrop adds) or a proxy of nodrop's that reloads on endpoint changes ("+proxyNames()+")")
 	f.StringVar(&o.fault, "fault", "", "chaos injected during the disruption, on nodrop's kind cluster: "+chaos.Names)
@@ -154,9 +160,9 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if len(o.files) == 0 && len(o.kustomize) == 0 && o.chart.Path == "" {
 		return nil, usagef("name your manifests with -f FILE, -k DIR or --chart DIR")
 	}
-	modes, ok := checkModes[o.mode]
-	if !ok {
-		return nil, usagef("--mode %q: want keepalive, fresh or both", o.mode)
+	modes, err := o.loadModes()
+	if err != nil {
+		return nil, err
 	}
 	if o.attempts < 1 || o.attempts > 10 {
 		return nil, usagef("--attempts must be 1–10, got %d", o.attempts)
@@ -209,6 +215,9 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	}
 	target := o.target
 	target.Ingress = via == fixtures.Ingress
+	if o.protocol == "grpc" {
+		target.Scheme = "grpc"
+	}
 	r, err := scenario.Resolve(objs, target)
 	if err != nil {
 		return nil, usageError{err}
@@ -237,14 +246,52 @@ func (p *checkPlan) scenario(o checkOptions, mode fixtures.Mode) scenario.Scenar
 	}
 	return scenario.Scenario{
 		Name: p.name, Objects: objs, Target: target, NamespacePrefix: o.namespace, PodSecurity: o.podSecurity,
-		Traffic: []scenario.Traffic{{
-			Load: mode.Load(), Path: o.path,
-			Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout},
-			Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
-		}},
+		Traffic:    []scenario.Traffic{o.traffic(mode)},
 		Disruption: scenario.Rollout(p.disruption),
 		Faults:     p.faults,
 	}
+}
+
+// loadModes are the load modes --protocol and --mode ask for.
+func (o checkOptions) loadModes() ([]fixtures.Mode, error) {
+	switch o.protocol {
+	case "grpc":
+		if o.mode != "both" {
+			return nil, usagef("--mode is for HTTP load; gRPC load is long-lived (leave --mode out)")
+		}
+		if o.streams < 0 || o.streams > loadgen.MaxStreams {
+			return nil, usagef("--streams must be 0–%d, got %d", loadgen.MaxStreams, o.streams)
+		}
+		if o.grpcMethod != "" && !strings.HasPrefix(o.grpcMethod, "/") {
+			return nil, usagef("--grpc-method must be /package.Service/Method, got %q", o.grpcMethod)
+		}
+		return []fixtures.Mode{fixtures.LongLivedGRPC}, nil
+	case "http", "":
+		if o.grpcMethod != "" || o.streams != 0 {
+			return nil, usagef("--grpc-method and --streams need --protocol grpc")
+		}
+	default:
+		return nil, usagef("--protocol %q: want http or grpc", o.protocol)
+	}
+	modes, ok := checkModes[o.mode]
+	if !ok {
+		return nil, usagef("--mode %q: want keepalive, fresh or both", o.mode)
+	}
+	return modes, nil
+}
+
+// traffic is the check's load in one mode, expected to lose nothing.
+func (o checkOptions) traffic(mode fixtures.Mode) scenario.Traffic {
+	t := scenario.Traffic{
+		Load: mode.Load(), Path: o.path,
+		Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout},
+		Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
+	}
+	if mode == fixtures.LongLivedGRPC {
+		t.Path, t.Config.Method = o.grpcMethod, ""
+		t.Config.Streams = o.streams
+	}
+	return t
 }
 
 func runCheck(cmd *cobra.Command, o checkOptions) error {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodrop-dev/nodrop/fixtures"
+
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
@@ -67,6 +69,10 @@ func TestCheckBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"check", "-f", writeManifest(t, deploymentYAML("web"), serviceYAML("other", "other"))}, "no Service in the manifests selects the pods of deployment web"},
 		{[]string{"check", "-f", good, "--port", "grpc"}, `service web has no port "grpc"`},
 		{[]string{"check", "-f", good, "--mode", "sometimes"}, `--mode "sometimes"`},
+		{[]string{"check", "-f", good, "--protocol", "tcp"}, `--protocol "tcp": want http or grpc`},
+		{[]string{"check", "-f", good, "--protocol", "grpc", "--mode", "fresh"}, "gRPC load is long-lived"},
+		{[]string{"check", "-f", good, "--protocol", "grpc", "--grpc-method", "Check"}, "--grpc-method must be /package.Service/Method"},
+		{[]string{"check", "-f", good, "--streams", "2"}, "need --protocol grpc"},
 		{[]string{"check", "-f", good, "--disruption", "earthquake"}, `unknown disruption "earthquake"`},
 		{[]string{"check", "-f", good, "--disruption", "scale-down"}, "scale-down needs at least 2 replicas"},
 		{[]string{"check", "-f", good, "--runs", "0"}, "--runs must be 1–100"},
@@ -119,6 +125,29 @@ func TestLintExitCodesAndFindings(t *testing.T) {
 	code, out, errOut := runCLI(t, "lint", "-f", shop, "--no-images")
 	if code != exitOK || !strings.Contains(out, "no findings") {
 		t.Fatalf("a careful manifest: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// --protocol grpc rolls under long-lived gRPC load to the Service's gRPC
+// port (named grpc, or declaring appProtocol h2c), calling the method
+// asked for (the health service's Check when none), with streams beside.
+func TestCheckGRPCPlan(t *testing.T) {
+	svc := strings.Replace(serviceYAML("web", "web"), "targetPort: http}]", "targetPort: http}, {name: api, port: 9090, targetPort: 9090, appProtocol: kubernetes.io/h2c}]", 1)
+	o := checkOptions{files: []string{writeManifest(t, deploymentYAML("web"), svc)}, mode: "both", protocol: "grpc", path: "/", rate: 500, runs: 1, attempts: 1, disruption: "restart", streams: 2}
+	plan, err := planCheck(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.modes) != 1 || plan.modes[0] != fixtures.LongLivedGRPC || plan.resolved.Port.Port != 9090 {
+		t.Fatalf("modes %v, port %d; want long-lived gRPC to port 9090", plan.modes, plan.resolved.Port.Port)
+	}
+	tr := plan.scenario(o, plan.modes[0]).Traffic[0]
+	if tr.Load.Scheme != "grpc" || tr.Path != "" || tr.Config.Streams != 2 || tr.Load.Target("10.0.0.1:30000", "/") != "grpc://10.0.0.1:30000" {
+		t.Fatalf("traffic %+v", tr)
+	}
+	o.grpcMethod = "/pkg.Svc/Do"
+	if tr := plan.scenario(o, plan.modes[0]).Traffic[0]; tr.Load.Target("10.0.0.1:30000", tr.Path) != "grpc://10.0.0.1:30000/pkg.Svc/Do" {
+		t.Fatalf("with --grpc-method: %s", tr.Load.Target("10.0.0.1:30000", tr.Path))
 	}
 }
 
