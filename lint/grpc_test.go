@@ -32,7 +32,7 @@ func grpcApp(t *testing.T, probe *corev1.Probe, preStop bool, headless bool, por
 	s := &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{Name: "api"},
-		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(9090), AppProtocol: &h2c}}},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(9090), AppProtocol: &h2c}}},
 	}
 	if headless {
 		s.Spec.ClusterIP = corev1.ClusterIPNone
