@@ -57,6 +57,11 @@ type Report struct {
 	// are lost, and named apart so "closes idle connections badly" is not
 	// mistaken for "pod was killed".
 	IdleCloseRace int `json:"idle_close_race"`
+	// GoAwayRace counts losses that are the GOAWAY race (strict gRPC
+	// load): an RPC written on a connection the server was draining,
+	// which the server refused unprocessed and grpc-go sent again on
+	// another connection. Lenient load counts them answered (Retried).
+	GoAwayRace int `json:"goaway_race"`
 	// Retried counts requests the client library (net/http, grpc-go)
 	// sent a second time (lenient mode only; strict mode counts them as
 	// lost).
@@ -169,6 +174,7 @@ type Loss struct {
 	// unknown): what the node's conntrack table knows it by.
 	LocalPort     int    `json:"local_port,omitempty"`
 	IdleCloseRace bool   `json:"idle_close_race,omitempty"`
+	GoAwayRace    bool   `json:"goaway_race,omitempty"`
 	Retried       bool   `json:"retried,omitempty"`
 	Pod           string `json:"pod,omitempty"`
 	// Conn is the connection it was sent on, from 1, in long-lived mode.
@@ -349,6 +355,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if r.IdleCloseRace > 0 {
 		row("  idle-close race", "%d of the lost were on a reused connection before any response byte", r.IdleCloseRace)
+	}
+	if r.GoAwayRace > 0 {
+		row("  GOAWAY race", "%d of the lost crossed the server's GOAWAY: refused unprocessed, then sent again by grpc-go (lenient load counts them answered)", r.GoAwayRace)
 	}
 	if r.Connections > 0 {
 		row("connections", "%d closed by the server with nothing lost and reopened, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)
@@ -659,6 +668,7 @@ func (acc *accumulator) lose(o outcome) {
 		LocalPort:       o.localPort,
 		Retried:         o.retried,
 		IdleCloseRace:   o.idleCloseRace(),
+		GoAwayRace:      o.err == errTransparentRetry,
 	}
 	if o.reused {
 		l.IdleMs = ms(o.idleFor)
@@ -671,6 +681,9 @@ func (acc *accumulator) lose(o outcome) {
 	}
 	if l.IdleCloseRace {
 		r.IdleCloseRace++
+	}
+	if l.GoAwayRace {
+		r.GoAwayRace++
 	}
 	if len(r.Losses) < MaxLossDetails {
 		r.Losses = append(r.Losses, l)

@@ -30,6 +30,11 @@ type Expectation struct {
 	// Connection: close: clients that look before reuse move on, but no
 	// client can avoid the one request already on its way.
 	RacesAllowed int
+	// GoAwayRacesAllowed: a lossless expectation that still holds with up
+	// to this many losses if every one is a GOAWAY race (an RPC that
+	// crossed a draining server's GOAWAY, refused unprocessed; gRPC
+	// clients send it again by themselves, strict load counts it).
+	GoAwayRacesAllowed int
 	// MayLoseNothing: a lossy expectation whose mechanism is a race, so a
 	// run may lose nothing. It is then no negative control on its own;
 	// what it does lose must still be of its classes and start at its
@@ -199,6 +204,9 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	if e.Verdict == loadgen.Lossless && e.RacesAllowed > 0 {
 		o.Expected = loadgen.Verdict(fmt.Sprintf("lossless or ≤ %d idle-close races", e.RacesAllowed))
 	}
+	if e.Verdict == loadgen.Lossless && e.GoAwayRacesAllowed > 0 {
+		o.Expected = loadgen.Verdict(fmt.Sprintf("lossless or ≤ %d GOAWAY races", e.GoAwayRacesAllowed))
+	}
 	if e.Verdict == loadgen.Lossy && e.MayLoseNothing {
 		o.Expected = "lossy by a race, or lossless"
 	}
@@ -210,7 +218,7 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	if before, after := lossesOutside(r, w); before+after > 0 {
 		bad("unexplained loss: %d requests sent before the disruption and %d sent after it settled were lost", before, after)
 	}
-	racesOnly := r.Lost > 0 && r.Lost == r.IdleCloseRace && r.Lost <= e.RacesAllowed
+	racesOnly := r.Lost > 0 && r.Lost == r.IdleCloseRace+r.GoAwayRace && r.IdleCloseRace <= e.RacesAllowed && r.GoAwayRace <= e.GoAwayRacesAllowed
 	if e.Verdict == loadgen.Lossless && r.Lost > 0 && !racesOnly {
 		if why := starvedCluster(r, events); why != "" {
 			o.Got, o.NotJudged = loadgen.NotJudged, append(o.NotJudged, why)
@@ -222,7 +230,11 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	case e.Verdict == loadgen.Lossless && j.Verdict != loadgen.Lossless && !racesOnly:
 		// What the timeline says of each episode comes with it: a CI log
 		// that keeps only the summary still says why.
-		bad("expected no lost request, lost %d (%s; %d idle-close races, %d allowed): %s", r.Lost, classList(r.LostByClass), r.IdleCloseRace, e.RacesAllowed, strings.Join(Advise(r, events), "; "))
+		races := fmt.Sprintf("%d idle-close races, %d allowed", r.IdleCloseRace, e.RacesAllowed)
+		if r.GoAwayRace > 0 || e.GoAwayRacesAllowed > 0 {
+			races += fmt.Sprintf("; %d GOAWAY races, %d allowed", r.GoAwayRace, e.GoAwayRacesAllowed)
+		}
+		bad("expected no lost request, lost %d (%s; %s): %s", r.Lost, classList(r.LostByClass), races, strings.Join(Advise(r, events), "; "))
 	case e.Verdict == loadgen.Lossy && j.Verdict != loadgen.Lossy && !e.MayLoseNothing:
 		bad("a known-lossy configuration lost nothing: the harness missed it")
 	}

@@ -40,6 +40,19 @@ func report(losses ...loss) *loadgen.Report {
 	return r
 }
 
+// goAwayRaces is a report whose every loss is a GOAWAY race.
+func goAwayRaces(n int) *loadgen.Report {
+	r := report()
+	for range n {
+		r.Lost++
+		r.GoAwayRace++
+		r.LostByClass[loadgen.Refused]++
+		r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(7 * time.Second), Class: loadgen.Refused, GoAwayRace: true})
+	}
+	r.OK = r.Total - r.Lost
+	return r
+}
+
 var window = scenario.Window{Trigger: t0.Add(2 * time.Second), Settled: t0.Add(4 * time.Second), End: t0.Add(10 * time.Second)}
 
 var deleted = []probes.Event{{At: t0.Add(3 * time.Second), Kind: probes.PodDeleting, Pod: "old"}}
@@ -82,6 +95,10 @@ func TestJudge(t *testing.T) {
 		{"races claimed, not all races", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, false}), func() scenario.Expectation { e := lossy(loadgen.EOF); e.IdleCloseRaces = true; return e }(), false, "1 of 2 are"},
 		{"races allowed", report(loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, true, ""},
 		{"more races than allowed", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, false, "expected no lost request"},
+		{"GOAWAY races allowed", goAwayRaces(2), scenario.Expectation{Verdict: loadgen.Lossless, GoAwayRacesAllowed: 2}, true, ""},
+		{"GOAWAY races not allowed", goAwayRaces(1), scenario.Expectation{Verdict: loadgen.Lossless}, false, "1 GOAWAY races, 0 allowed"},
+		{"GOAWAY races are not idle-close races", goAwayRaces(1), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, false, "expected no lost request"},
+		{"more GOAWAY races than allowed", goAwayRaces(3), scenario.Expectation{Verdict: loadgen.Lossless, GoAwayRacesAllowed: 2}, false, "3 GOAWAY races, 2 allowed"},
 		{"a race that lost nothing", report(), func() scenario.Expectation { e := lossy(loadgen.EOF); e.MayLoseNothing = true; return e }(), true, ""},
 		{"a race that lost the wrong class", report(loss{7 * time.Second, loadgen.Refused, false}), func() scenario.Expectation { e := lossy(loadgen.EOF); e.MayLoseNothing = true; return e }(), false, "classes the mechanism"},
 		{"a race that lost at the wrong moment", report(loss{3500 * time.Millisecond, loadgen.EOF, false}), func() scenario.Expectation {

@@ -194,25 +194,28 @@ func (s *grpcServer) stop() {
 	logEvent(s.cfg, "grpc_stop", "style", s.cfg.grpcStop)
 	start := time.Now()
 	s.health.Shutdown()
-	close(s.stopping)
-	switch s.cfg.grpcStop {
-	case grpcStopHard:
-		s.srv.Stop()
-	case grpcStopGraceful:
-		s.srv.GracefulStop()
-	case grpcStopBounded:
-		done := make(chan struct{})
-		go func() {
-			s.srv.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(s.cfg.drainTimeout):
-			logEvent(s.cfg, "grpc_stop_timeout", "after", s.cfg.drainTimeout.String())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s.cfg.grpcStop == grpcStopHard {
 			s.srv.Stop()
-			<-done
+			return
 		}
+		s.srv.GracefulStop()
+	}()
+	// Streams end (with --grpc-end-streams) once the stop has begun, so
+	// their clients open the next one elsewhere.
+	close(s.stopping)
+	var bound <-chan time.Time
+	if s.cfg.grpcStop == grpcStopBounded {
+		bound = time.After(s.cfg.drainTimeout)
+	}
+	select {
+	case <-done:
+	case <-bound:
+		logEvent(s.cfg, "grpc_stop_timeout", "after", s.cfg.drainTimeout.String())
+		s.srv.Stop()
+		<-done
 	}
 	logEvent(s.cfg, "grpc_stopped", "took_ms", time.Since(start).Milliseconds(),
 		"received", s.received.Load(), "answered", s.answered.Load(), "streams_ended", s.streamsOK.Load())

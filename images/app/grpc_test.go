@@ -137,6 +137,9 @@ func watch(t *testing.T, addr string) (<-chan error, *int64) {
 		t.Fatal(err)
 	}
 	s.CloseSend()
+	if err := s.RecvMsg(new(wrapperspb.StringValue)); err != nil {
+		t.Fatal(err)
+	}
 	var n int64
 	var mu sync.Mutex
 	ended := make(chan error, 1)
@@ -156,9 +159,6 @@ func watch(t *testing.T, addr string) (<-chan error, *int64) {
 			mu.Unlock()
 		}
 	}()
-	if err := s.RecvMsg(new(wrapperspb.StringValue)); err != nil {
-		t.Fatal(err)
-	}
 	return ended, &n
 }
 
@@ -220,9 +220,19 @@ func TestGRPCMaxConnectionAgeMovesClientsLosingNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("max connection age: %s, %d reconnects, %d broken", r.Summary(), r.Reconnects, r.BrokenConnections)
-	if r.Total == 0 || r.Lost != 0 || r.Reconnects < 4 || r.BrokenConnections != 0 {
-		t.Fatalf("max connection age: %s, %d reconnects, %d broken; want lossless with a reconnect per connection and age", r.Summary(), r.Reconnects, r.BrokenConnections)
+	t.Logf("max connection age: %s, %d reconnects, %d broken, %d GOAWAY races", r.Summary(), r.Reconnects, r.BrokenConnections, r.GoAwayRace)
+	if r.Total == 0 || r.Lost != r.GoAwayRace || r.Reconnects < 4 || r.BrokenConnections != 0 {
+		t.Fatalf("max connection age: %s, %d reconnects, %d broken; want a reconnect per connection and age, nothing lost but GOAWAY races", r.Summary(), r.Reconnects, r.BrokenConnections)
+	}
+	// What strict load names a GOAWAY race, a gRPC client sends again: it
+	// never reaches the application.
+	cfg := echoLoad(addr, 1500*time.Millisecond)
+	cfg.Lenient = true
+	if r, err = loadgen.Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if r.Total == 0 || r.Lost != 0 {
+		t.Fatalf("max connection age, lenient: %s, retried %d; want nothing lost", r.Summary(), r.Retried)
 	}
 }
 
