@@ -79,15 +79,7 @@ func TestGRPCServesHealthEchoAndWatch(t *testing.T) {
 			t.Fatalf("%s: %s, by pod %v, by version %v", target, r.Summary(), r.ByPod, r.ByVersion)
 		}
 	}
-	cc := dialGRPC(t, addr)
-	s, err := cc.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, GRPCWatch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SendMsg(&emptypb.Empty{}); err != nil {
-		t.Fatal(err)
-	}
-	s.CloseSend()
+	s := openWatch(t, addr)
 	for i := 0; i < 3; i++ {
 		var m wrapperspb.StringValue
 		if err := s.RecvMsg(&m); err != nil || !strings.HasPrefix(m.Value, "hello from test v5") {
@@ -124,12 +116,10 @@ func TestGRPCStopCutsRPCsInFlight(t *testing.T) {
 	}
 }
 
-// watch opens a Watch stream and returns a channel that yields how it
-// ended (nil: the server ended it with OK) and how many messages came.
-func watch(t *testing.T, addr string) (<-chan error, *int64) {
+// openWatch opens a Watch stream on a connection of its own.
+func openWatch(t *testing.T, addr string) grpc.ClientStream {
 	t.Helper()
-	cc := dialGRPC(t, addr)
-	s, err := cc.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, GRPCWatch)
+	s, err := dialGRPC(t, addr).NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, GRPCWatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +127,15 @@ func watch(t *testing.T, addr string) (<-chan error, *int64) {
 		t.Fatal(err)
 	}
 	s.CloseSend()
+	return s
+}
+
+// watch opens a Watch stream, reads its first message, and returns a
+// channel that yields how it ended (nil: the server ended it with OK)
+// and how many messages came after the first.
+func watch(t *testing.T, addr string) (<-chan error, *int64) {
+	t.Helper()
+	s := openWatch(t, addr)
 	if err := s.RecvMsg(new(wrapperspb.StringValue)); err != nil {
 		t.Fatal(err)
 	}
