@@ -131,16 +131,13 @@ func openWatch(t *testing.T, addr string) grpc.ClientStream {
 }
 
 // watch opens a Watch stream, reads its first message, and returns a
-// channel that yields how it ended (nil: the server ended it with OK)
-// and how many messages came after the first.
-func watch(t *testing.T, addr string) (<-chan error, *int64) {
+// channel that yields how it ended (nil: the server ended it with OK).
+func watch(t *testing.T, addr string) <-chan error {
 	t.Helper()
 	s := openWatch(t, addr)
 	if err := s.RecvMsg(new(wrapperspb.StringValue)); err != nil {
 		t.Fatal(err)
 	}
-	var n int64
-	var mu sync.Mutex
 	ended := make(chan error, 1)
 	go func() {
 		for {
@@ -153,19 +150,16 @@ func watch(t *testing.T, addr string) (<-chan error, *int64) {
 				ended <- err
 				return
 			}
-			mu.Lock()
-			n++
-			mu.Unlock()
 		}
 	}()
-	return ended, &n
+	return ended
 }
 
 // An open stream holds GracefulStop until the process is killed: the app
 // never stops by itself, and the stream is cut by the kill.
 func TestGRPCGracefulStopWaitsForAStreamUntilKilled(t *testing.T) {
 	p, addr := startGRPCApp(t, "--graceful", "naive", "--grpc-stop", "graceful")
-	ended, _ := watch(t, addr)
+	ended := watch(t, addr)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.waitEvent(t, "grpc_stop", 2*time.Second)
 	select {
@@ -185,7 +179,7 @@ func TestGRPCGracefulStopWaitsForAStreamUntilKilled(t *testing.T) {
 // A bounded graceful stop cuts the stream when its time is up and exits.
 func TestGRPCBoundedStopCutsAStreamAfterItsTimeout(t *testing.T) {
 	p, addr := startGRPCApp(t, "--graceful", "naive", "--grpc-stop", "bounded", "--drain-timeout", "500ms")
-	ended, _ := watch(t, addr)
+	ended := watch(t, addr)
 	sent := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	err := <-ended
@@ -200,7 +194,7 @@ func TestGRPCBoundedStopCutsAStreamAfterItsTimeout(t *testing.T) {
 // so GracefulStop returns at once and the client sees a clean end.
 func TestGRPCEndStreamsEndsThemCleanly(t *testing.T) {
 	p, addr := startGRPCApp(t, "--graceful", "naive", "--grpc-stop", "graceful", "--grpc-end-streams")
-	ended, _ := watch(t, addr)
+	ended := watch(t, addr)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-ended; err != nil {
 		t.Fatalf("stream ended with %v; want OK", err)
