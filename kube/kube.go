@@ -226,6 +226,13 @@ func WaitServing(ctx context.Context, url, host string, t Timeouts) error {
 	transport := &http.Transport{DisableKeepAlives: true, Proxy: nil}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
+	return WaitAnswering(ctx, url, t, func(ctx context.Context) error { return get(ctx, client, url, host) })
+}
+
+// WaitAnswering waits until ask succeeds servingAnswers times in one try
+// (all at once), polling for at most t.Serving; what names the target
+// in the error.
+func WaitAnswering(ctx context.Context, what string, t Timeouts, ask func(context.Context) error) error {
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, t.Poll, t.Serving, true, func(ctx context.Context) (bool, error) {
 		errs := make([]error, servingAnswers)
@@ -234,7 +241,7 @@ func WaitServing(ctx context.Context, url, host string, t Timeouts) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = get(ctx, client, url, host)
+				errs[i] = ask(ctx)
 			}()
 		}
 		wg.Wait()
@@ -249,7 +256,7 @@ func WaitServing(ctx context.Context, url, host string, t Timeouts) error {
 		return failed == 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for %s to serve: %v: %w", url, last, err)
+		return fmt.Errorf("waiting for %s to serve: %v: %w", what, last, err)
 	}
 	return nil
 }

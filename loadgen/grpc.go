@@ -130,21 +130,17 @@ func (g *grpcConn) send(o *outcome) error {
 	} else {
 		err = g.cc.Invoke(ctx, g.method, &emptypb.Empty{}, &emptypb.Empty{}, grpc.Header(&header), grpc.Trailer(&trailer))
 	}
-	// A status the server itself returned (an error answer) carries its
-	// metadata in the trailer alone.
-	header = metadata.Join(header, trailer)
+	// A status the server itself returned comes in its trailer: a
+	// server that names itself there answered, whatever the code; an
+	// RPC cut by the transport has no trailer.
+	answered := len(trailer.Get(strings.ToLower(PodHeader))) > 0
+	named(o, metadata.Join(header, trailer))
 	now := time.Now()
 	o.latency = now.Sub(o.at)
 	g.mu.Lock()
 	g.inFlight--
 	g.lastEnd = now
 	g.mu.Unlock()
-	if v := header.Get(strings.ToLower(PodHeader)); len(v) > 0 {
-		o.pod = v[0]
-	}
-	if v := header.Get(strings.ToLower(VersionHeader)); len(v) > 0 {
-		o.version = v[0]
-	}
 	if note.retried.Load() {
 		o.retried, o.retryCount = true, !g.strict
 		if err == nil && g.strict {
@@ -153,7 +149,7 @@ func (g *grpcConn) send(o *outcome) error {
 	}
 	if err != nil {
 		o.err, o.failedAt = err, now
-		o.class, o.firstByte = grpcClass(err, o.pod != "")
+		o.class, o.firstByte = grpcClass(err, answered)
 		o.status = int(status.Code(err))
 		if !o.firstByte && (o.class == EOF || o.class == Reset) {
 			g.mu.Lock()
@@ -281,7 +277,7 @@ func grpcStream(ctx context.Context, target, method string, id int, stats *connS
 	defer cc.Close()
 	for ctx.Err() == nil {
 		o := outcome{at: time.Now(), target: "grpc://" + u.Host + method, conn: id}
-		opened, err := watchOnce(ctx, cc, method, &o)
+		opened, answered, err := watchOnce(ctx, cc, method, &o)
 		if opened {
 			stats.streamsOpened.Add(1)
 		}
@@ -297,7 +293,7 @@ func grpcStream(ctx context.Context, target, method string, id int, stats *connS
 		}
 		// Placed at the moment it failed, where the timeline needs it.
 		o.at, o.failedAt, o.err = time.Now(), time.Now(), err
-		o.class, _ = grpcClass(err, o.pod != "")
+		o.class, _ = grpcClass(err, answered)
 		o.status = int(status.Code(err))
 		lost(o)
 		select {
@@ -313,9 +309,10 @@ const streamRetry = 100 * time.Millisecond
 
 // watchOnce opens one stream and reads it until it ends: nil when the
 // server ended it with OK, otherwise the error it ended with. opened says
-// whether the server accepted it (its header arrived). o gets the pod and
-// version the header named.
-func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outcome) (opened bool, err error) {
+// whether the server accepted it (its header arrived), answered whether
+// the error is the server's own status (its trailer named the pod). o
+// gets the pod and version the answer named.
+func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outcome) (opened, answered bool, err error) {
 	// The run's end cancels the stream from this side. Its deadline is
 	// not sent along: the server would end the stream at it, racing the
 	// client's own end, and the stream would look cut.
@@ -324,34 +321,43 @@ func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outco
 	defer context.AfterFunc(ctx, cancel)()
 	s, err := cc.NewStream(sctx, &grpc.StreamDesc{ServerStreams: true}, method)
 	if err != nil {
-		return false, err
+		return false, false, err
+	}
+	ended := func(err error) (bool, bool, error) {
+		trailer := s.Trailer()
+		named(o, trailer)
+		if errors.Is(err, io.EOF) {
+			return opened, true, nil
+		}
+		return opened, len(trailer.Get(strings.ToLower(PodHeader))) > 0, err
 	}
 	if err := s.SendMsg(&emptypb.Empty{}); err != nil && !errors.Is(err, io.EOF) {
-		return false, err
+		return ended(err)
 	}
 	if err := s.CloseSend(); err != nil {
-		return false, err
+		return ended(err)
 	}
+	// No header and no error: the server answered with its status alone.
 	header, err := s.Header()
 	if err != nil {
-		return false, err
+		return ended(err)
 	}
-	if v := header.Get(strings.ToLower(PodHeader)); len(v) > 0 {
-		o.pod = v[0]
-	}
-	if v := header.Get(strings.ToLower(VersionHeader)); len(v) > 0 {
-		o.version = v[0]
-	}
+	opened = header != nil
+	named(o, header)
 	o.reused, o.firstByte = true, true
 	for {
 		if err := s.RecvMsg(new(emptypb.Empty)); err != nil {
-			if errors.Is(err, io.EOF) {
-				return true, nil
-			}
-			if v := s.Trailer().Get(strings.ToLower(PodHeader)); len(v) > 0 && o.pod == "" {
-				o.pod = v[0]
-			}
-			return true, err
+			return ended(err)
 		}
+	}
+}
+
+// named notes the pod and version md names, unless o has them.
+func named(o *outcome, md metadata.MD) {
+	if v := md.Get(strings.ToLower(PodHeader)); len(v) > 0 && o.pod == "" {
+		o.pod = v[0]
+	}
+	if v := md.Get(strings.ToLower(VersionHeader)); len(v) > 0 && o.version == "" {
+		o.version = v[0]
 	}
 }

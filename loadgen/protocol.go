@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"sync/atomic"
@@ -144,4 +145,39 @@ func dialTCP(target string, timeout time.Duration) (net.Conn, error) {
 	}
 	c.(*net.TCPConn).SetLinger(0)
 	return c, nil
+}
+
+// Ask sends one request to target over its long-lived protocol (rpc://,
+// grpc://) on a connection of its own, and returns nil when it was
+// answered OK: how a caller waits until a target serves before it loads
+// it. The request waits at most timeout.
+func Ask(target string, timeout time.Duration) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return err
+	}
+	p := protocolFor(u.Scheme)
+	if p == nil {
+		return fmt.Errorf("%s: no protocol of long-lived load has scheme %q", target, u.Scheme)
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	var stats connStats
+	c, err := p.open(target, Config{Targets: []string{target}, Timeout: timeout, InFlight: 1}, &stats)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	o := outcome{at: time.Now(), target: target}
+	if err := c.send(&o); err != nil {
+		return err
+	}
+	switch {
+	case o.class == OK:
+		return nil
+	case o.err != nil:
+		return o.err
+	}
+	return fmt.Errorf("answered %s (status %d)", o.class, o.status)
 }

@@ -40,6 +40,20 @@ func report(losses ...loss) *loadgen.Report {
 	return r
 }
 
+// grpcRefused is gRPC load that lost one RPC refused at each moment, all
+// on connection 1.
+func grpcRefused(at ...time.Duration) *loadgen.Report {
+	r := report()
+	r.Protocol = "grpc"
+	for _, a := range at {
+		r.Lost++
+		r.LostByClass[loadgen.Refused]++
+		r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(a), Class: loadgen.Refused, Conn: 1})
+	}
+	r.OK = r.Total - r.Lost
+	return r
+}
+
 // goAwayRaces is a report whose every loss is a GOAWAY race.
 func goAwayRaces(n int) *loadgen.Report {
 	r := report()
@@ -95,6 +109,8 @@ func TestJudge(t *testing.T) {
 		{"races claimed, not all races", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, false}), func() scenario.Expectation { e := lossy(loadgen.EOF); e.IdleCloseRaces = true; return e }(), false, "1 of 2 are"},
 		{"races allowed", report(loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, true, ""},
 		{"more races than allowed", report(loss{7 * time.Second, loadgen.EOF, true}, loss{7 * time.Second, loadgen.EOF, true}), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, false, "expected no lost request"},
+		{"a gRPC client in its reconnect backoff after the disruption", grpcRefused(7500*time.Millisecond, 10500*time.Millisecond), lossy(loadgen.Refused), true, ""},
+		{"a gRPC refusal after the backoff", grpcRefused(7*time.Second, 10900*time.Millisecond), lossy(loadgen.Refused), false, "sent after it settled"},
 		{"GOAWAY races allowed", goAwayRaces(2), scenario.Expectation{Verdict: loadgen.Lossless, GoAwayRacesAllowed: 2}, true, ""},
 		{"GOAWAY races not allowed", goAwayRaces(1), scenario.Expectation{Verdict: loadgen.Lossless}, false, "1 GOAWAY races, 0 allowed"},
 		{"GOAWAY races are not idle-close races", goAwayRaces(1), scenario.Expectation{Verdict: loadgen.Lossless, RacesAllowed: 1}, false, "expected no lost request"},

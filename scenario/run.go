@@ -233,18 +233,22 @@ func (r *run) aim(ctx context.Context) error {
 	return nil
 }
 
-// waitServing waits until the first load's URL answers over HTTP.
+// waitServing waits until the first load's URL answers: over HTTP, or
+// over its own protocol (an RPC, a gRPC call) for the others.
 func (r *run) waitServing(ctx context.Context) error {
-	if !r.s.Traffic[0].Load.SpeaksHTTP() {
-		return nil
-	}
 	url := r.res.Traffic[0].URL
 	what := url
 	if r.host != "" {
 		what = fmt.Sprintf("%s (host %s)", url, r.host)
 	}
 	step := r.env.Log.Start("waiting for %s to serve", what)
-	if err := kube.WaitServing(ctx, url, r.host, r.env.Timeouts); err != nil {
+	var err error
+	if r.s.Traffic[0].Load.SpeaksHTTP() {
+		err = kube.WaitServing(ctx, url, r.host, r.env.Timeouts)
+	} else {
+		err = kube.WaitAnswering(ctx, url, r.env.Timeouts, func(context.Context) error { return loadgen.Ask(url, r.cfgs[0].Timeout) })
+	}
+	if err != nil {
 		return step.Fail(badInput{err})
 	}
 	step.Done()

@@ -46,7 +46,8 @@ const watchInterval = 50 * time.Millisecond
 // grpcServer serves the standard health service and nodrop.app.Echo. The
 // health service answers SERVING once the app is ready and NOT_SERVING
 // from SIGTERM on, as /readyz does; every answer carries the pod and
-// version as header metadata (x-nodrop-pod, x-nodrop-version).
+// version as header and trailer metadata (x-nodrop-pod,
+// x-nodrop-version).
 type grpcServer struct {
 	cfg    config
 	ready  *atomic.Bool
@@ -89,8 +90,13 @@ func (s *grpcServer) setServing(serving bool) {
 	s.health.SetServingStatus("", st)
 }
 
+// header names the pod and version in the answer's header, and again in
+// its trailer, which comes with the status: a client that got the
+// trailer got the server's own answer, whatever its code.
 func (s *grpcServer) header(ctx context.Context) {
-	grpc.SetHeader(ctx, metadata.Pairs("x-nodrop-pod", s.cfg.pod, "x-nodrop-version", s.cfg.version))
+	md := metadata.Pairs("x-nodrop-pod", s.cfg.pod, "x-nodrop-version", s.cfg.version)
+	grpc.SetHeader(ctx, md)
+	grpc.SetTrailer(ctx, md)
 }
 
 // unary counts each RPC and answers UNAVAILABLE while the app starts.
