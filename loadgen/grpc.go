@@ -196,7 +196,7 @@ func grpcClass(err error, answered bool) (Class, bool) {
 		switch c := classifyMessage(msg); {
 		case c != Other:
 			return c, false
-		case strings.Contains(msg, "GOAWAY"), strings.Contains(msg, "transport is closing"), strings.Contains(msg, "connection closed"):
+		case closedUnder(msg):
 			return EOF, false
 		}
 		return Other, false
@@ -219,6 +219,20 @@ type rpcNoteKey struct{}
 
 // errTransparentRetry: in strict load, an RPC grpc-go sent a second time.
 var errTransparentRetry = errors.New("the server refused the RPC unprocessed (GOAWAY or REFUSED_STREAM) and grpc-go sent it again on another connection")
+
+// closedUnder reports whether a gRPC transport error says the
+// connection was closed under the RPC: EOF from the server, a GOAWAY, a
+// transport closing ("closing transport due to: … EOF, received prior
+// goaway").
+func closedUnder(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range []string{"eof", "goaway", "transport is closing", "closing transport", "connection closed"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
 
 // TagRPC and TagConn are stats.Handler's; nodrop needs no tags.
 func (g *grpcConn) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
