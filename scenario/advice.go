@@ -104,9 +104,13 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 	stoppedEarly := exited != nil && !exited.At.After(ep.End.Add(DefaultTolerance)) && exited.At.Sub(deleted.At) < DataPlaneLag
 	ready := lastBefore(events, ep.Start.Add(watchLag), probes.EndpointReady, DataPlaneLag+DefaultTolerance)
 	if !stoppedEarly && ready != nil && (ep.ByClass[loadgen.Refused] > 0 || ep.ByClass[loadgen.HTTP5xx] > 0) {
+		fix := "Use an HTTP readiness probe on a path that answers only once the app serves."
+		if r.Protocol == "grpc" {
+			fix = "Use the native gRPC readiness probe (readinessProbe: {grpc: {port: N}}): the health service says SERVING only once the server serves."
+		}
 		return head + fmt.Sprintf(", %.1fs after pod %s's endpoint turned ready = the new pod was sent traffic before it served: its readiness passed too early "+
-			"(no readiness probe, or a TCP probe on a port that opens before the app is ready). Use an HTTP readiness probe on a path that answers only once the app serves.",
-			ep.Start.Sub(ready.At).Seconds(), ready.Pod)
+			"(no readiness probe, or a TCP probe on a port that opens before the app is ready). %s",
+			ep.Start.Sub(ready.At).Seconds(), ready.Pod, fix)
 	}
 	if deleted != nil && ep.Unanswered == ep.Lost && exited != nil && exited.At.After(ep.End.Add(DefaultTolerance)) {
 		// Every loss a connection attempt nobody answered, while the
@@ -116,7 +120,7 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			max(ep.Start.Sub(deleted.At), 0).Seconds(), deleted.Pod, exited.At.Sub(deleted.At).Seconds(), whereSent(events, ep))
 	}
 	if deleted != nil {
-		return head + afterDeletion(ep, deleted, exited, events)
+		return head + afterDeletion(ep, deleted, exited, events, r.Protocol == "grpc")
 	}
 	if ep.Unanswered == ep.Lost {
 		return head + ", with no pod deletion before it = connection attempts lost on the way to the pods (a SYN dropped twice, or sent to an address that no longer answers), not a pod's shutdown. " + whereSent(events, ep)
@@ -149,8 +153,8 @@ func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *pr
 // afterDeletion explains an episode that followed a pod's deletion by
 // how soon it came and how its requests failed: connections closed with
 // requests on them, requests routed to a pod that stopped listening, or
-// a shutdown long after.
-func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []probes.Event) string {
+// a shutdown long after. grpc speaks of RPCs, GOAWAY and GracefulStop.
+func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []probes.Event, grpc bool) string {
 	after := max(ep.Start.Sub(deleted.At), 0)
 	s := fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
 	broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
@@ -158,8 +162,16 @@ func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []prob
 	// that stopped listening: the same race as a refusal.
 	fresh := ep.ByClass[loadgen.Refused] + ep.ByClass[loadgen.Timeout] + ep.ByClass[loadgen.HTTP5xx]
 	switch {
+	case broken >= fresh && after < DataPlaneLag+DefaultTolerance && grpc:
+		return s + " = the server closed connections with RPCs on them when it got SIGTERM (Stop, or an exit). Stop with GracefulStop (GOAWAY, then the RPCs in flight finish; end long streams yourself or bound the wait), and add a preStop sleep (5 s) so the endpoint is removed before the stop begins."
 	case broken >= fresh && after < DataPlaneLag+DefaultTolerance:
 		return s + " = the app closed connections with requests on them when it got SIGTERM. Shut down gracefully: on SIGTERM keep serving, answer with Connection: close so kept-alive clients move on, then exit once idle; and add a preStop sleep (5 s) so the endpoint is removed before the shutdown begins."
+	case after < DataPlaneLag+DefaultTolerance && grpc:
+		s += " = RPCs on connections clients opened to the pod after it closed its listener: a GracefulStop at SIGTERM sends GOAWAY and closes the listener at once, and the clients it moves dial again through kube-proxy, which removes a deleted pod's endpoint only a second or more after the deletion"
+		if exited != nil {
+			s += fmt.Sprintf(" (its container exited %.1fs after the deletion)", exited.At.Sub(deleted.At).Seconds())
+		}
+		return s + ". Add a preStop sleep (5 s is the common figure) so GracefulStop begins once the endpoint is gone everywhere."
 	case after < DataPlaneLag+DefaultTolerance:
 		s += " = requests still routed to the pod after it stopped listening: kube-proxy and load balancers remove a deleted pod's endpoint only a second or more after the deletion"
 		if exited != nil {

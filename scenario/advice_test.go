@@ -49,6 +49,33 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			want: []string{"after pod old was deleted", "still routed to the pod after it stopped listening", "preStop sleep"},
 		},
 		{
+			name: "no preStop, gRPC: GracefulStop's GOAWAY sends clients back to the pod",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 2*time.Second, 50, loadgen.Refused)
+				r.Protocol = "grpc"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(1990*time.Millisecond, probes.EndpointReady, "new", ""),
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(2100*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+			},
+			want: []string{"RPCs on connections clients opened to the pod after it closed its listener", "GOAWAY", "so GracefulStop begins once the endpoint is gone"},
+		},
+		{
+			name: "Stop at SIGTERM, gRPC",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 7*time.Second, 10, loadgen.EOF)
+				r.Protocol = "grpc"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(7100*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+			},
+			want: []string{"closed connections with RPCs on them", "GracefulStop"},
+		},
+		{
 			name:   "no preStop behind an ingress controller that applies the change 2 s late",
 			report: lossesAt(t0, 2*time.Second, 50, loadgen.HTTP5xx),
 			events: []probes.Event{
