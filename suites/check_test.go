@@ -59,7 +59,7 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		testdata = filepath.Join(suiteEnv.Root, "suites", "testdata", "check")
 		// The user's images: the sample app as "shop:1.0", Debian's nginx
 		// as "webserver:stock".
-		for ref, src := range map[string]string{"shop:1.0": suiteEnv.Images["exec-form"], "webserver:stock": images.BaseRef()} {
+		for ref, src := range map[string]string{"shop:1.0": suiteEnv.Images["exec-form"], "greeter:1.0": suiteEnv.Images["exec-form"], "webserver:stock": images.BaseRef()} {
 			out, err := exec.CommandContext(ctx, "docker", "tag", src, ref).CombinedOutput()
 			Expect(err).NotTo(HaveOccurred(), "docker tag %s %s: %s", src, ref, out)
 		}
@@ -208,6 +208,23 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 			Expect(r.Added).To(ConsistOf(ContainSubstring("Service shop-nodrop (NodePort")), "the user's ClusterIP Service is left alone; a NodePort one is added beside it")
 		}
 		Expect(errOut).To(ContainSubstring("nodrop adds Service shop-nodrop"), "check says what it adds")
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
+	}, SpecTimeout(6*time.Minute))
+
+	It("flags a gRPC service with a TCP probe and no preStop in gRPC's terms, and the rollout under gRPC load confirms it: refused RPCs, advice that names GracefulStop (exit 1)", func(ctx SpecContext) {
+		manifest := filepath.Join(testdata, "greeter.yaml")
+		code, out, errOut := nodrop(ctx, "check", "-f", manifest, "--load-image", "greeter:1.0", "--cluster", suiteEnv.Name,
+			"--protocol", "grpc", "--rate", "500", "--json")
+		Expect(code).To(Equal(1), "check: %s", errOut)
+		rs := runs(out)
+		Expect(rs).To(HaveLen(1))
+		r := rs[0]
+		Expect(r.Load).To(Equal(string(fixtures.LongLivedGRPC)))
+		Expect(r.Verdict).To(Equal("lossy"))
+		Expect(r.Report.LostByClass["refused"]).To(BeNumerically(">", 0), "clients moved off the GOAWAY land on the closed listener")
+		Expect(strings.Join(r.Advice, "\n")).To(ContainSubstring("GracefulStop"), "the advice speaks gRPC")
+		Expect(errOut).To(ContainSubstring("TCP readiness probe on a gRPC server"), "the review speaks gRPC")
+		Expect(errOut).To(ContainSubstring("measured by nodrop's variant grpc-no-prestop"))
 		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
 	}, SpecTimeout(6*time.Minute))
 
