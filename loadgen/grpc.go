@@ -323,7 +323,7 @@ const streamRetry = 100 * time.Millisecond
 
 // watchOnce opens one stream and reads it until it ends: nil when the
 // server ended it with OK, otherwise the error it ended with. opened says
-// whether the server accepted it (its header arrived), answered whether
+// whether the server accepted it (a message came), answered whether
 // the error is the server's own status (its trailer named the pod). o
 // gets the pod and version the answer named.
 func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outcome) (opened, answered bool, err error) {
@@ -351,18 +351,19 @@ func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outco
 	if err := s.CloseSend(); err != nil {
 		return ended(err)
 	}
-	// No header and no error: the server answered with its status alone.
 	header, err := s.Header()
 	if err != nil {
 		return ended(err)
 	}
-	opened = header != nil
 	named(o, header)
 	o.reused, o.firstByte = true, true
+	// Opened once the server sent on it: a status alone (app starting)
+	// refused it.
 	for {
 		if err := s.RecvMsg(new(emptypb.Empty)); err != nil {
 			return ended(err)
 		}
+		opened = true
 	}
 }
 
