@@ -285,8 +285,9 @@ func (cfg Config) client() Client {
 	if cfg.Connections > 0 {
 		c.KeepAlive, c.MaxWorkers, c.MaxConns = true, 0, 0
 		c.Connections, c.CheckBeforeReuse = cfg.Connections, true
-		c.Protocol = cfg.protocol().name
-		if cfg.protocol().multiplexed {
+		p := cfg.protocol()
+		c.Protocol, c.HTTP2, c.ReconnectBackoffMs = p.name, p.http2, ms(p.reconnectBackoff)
+		if p.multiplexed {
 			c.InFlight = cfg.InFlight
 		}
 		return c

@@ -24,6 +24,11 @@ import (
 // the standard health service's Check, which any gRPC server may serve.
 const grpcHealthCheck = "/grpc.health.v1.Health/Check"
 
+// grpcReconnectBackoff is how long after a refused dial grpc-go fails
+// RPCs at once, with the dial's error, before it dials again: its first
+// two backoff steps (1 s, then 1.6 s, each with 20 % jitter).
+const grpcReconnectBackoff = 3200 * time.Millisecond
+
 // grpcHealthWatch is the streams' method when none is named: the health
 // service's server-streaming Watch, which any server with the health
 // service serves.
@@ -48,6 +53,8 @@ const grpcHealthWatch = "/grpc.health.v1.Health/Watch"
 var grpcProtocol = protocol{
 	name: "grpc", scheme: "grpc", multiplexed: true, retries: true, hasPath: true,
 	stream: grpcStream, defaultStream: grpcHealthWatch,
+	http2: true, reconnectBackoff: grpcReconnectBackoff,
+	appProtocols: []string{"grpc", "h2c", "kubernetes.io/h2c"},
 	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
 		u, err := url.Parse(target)
 		if err != nil {
@@ -144,7 +151,7 @@ func (g *grpcConn) send(o *outcome) error {
 	if note.retried.Load() {
 		o.retried, o.retryCount = true, !g.strict
 		if err == nil && g.strict {
-			err = errTransparentRetry
+			err, o.goAwayRace = errTransparentRetry, true
 		}
 	}
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 // request as a pooled client's read loop would.
 var httpProtocol = protocol{
 	name: ProtocolHTTP, scheme: "http", hasMethod: true, hasPath: true,
+	appProtocols: []string{"http", "kubernetes.io/http"},
 	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
 		c, err := dialTCP(target, cfg.Timeout)
 		if err != nil {

@@ -54,6 +54,15 @@ type protocol struct {
 	// defaultStream is the streams' method when Config.StreamMethod is
 	// empty.
 	defaultStream string
+	// http2: connections are HTTP/2, drained by a server with GOAWAY
+	// (Client.HTTP2).
+	http2 bool
+	// reconnectBackoff: how long the client may fail requests at once
+	// after a refused dial (Client.ReconnectBackoffMs).
+	reconnectBackoff time.Duration
+	// appProtocols are the Service appProtocol values that say a port
+	// speaks it.
+	appProtocols []string
 }
 
 // A wireConn is one long-lived connection of a protocol.
@@ -180,4 +189,13 @@ func Ask(target string, timeout time.Duration) error {
 		return o.err
 	}
 	return fmt.Errorf("answered %s (status %d)", o.class, o.status)
+}
+
+// AppProtocols are the Service port appProtocol values that say a port
+// speaks the protocol of scheme (http when scheme names none).
+func AppProtocols(scheme string) []string {
+	if p := protocolFor(scheme); p != nil {
+		return p.appProtocols
+	}
+	return httpProtocol.appProtocols
 }

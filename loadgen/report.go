@@ -219,6 +219,14 @@ type Client struct {
 	// Protocol is long-lived mode's protocol (Report.Protocol).
 	Protocol string `json:"protocol,omitempty"`
 	InFlight int    `json:"in_flight,omitempty"`
+	// HTTP2: its connections are HTTP/2, which a server drains with
+	// GOAWAY (gRPC's graceful stop): the client moves to a new
+	// connection by itself.
+	HTTP2 bool `json:"http2,omitempty"`
+	// ReconnectBackoffMs: after a refused dial the client fails requests
+	// at once for up to this long before it dials again (gRPC's
+	// backoff); 0 when it dials for the next request.
+	ReconnectBackoffMs float64 `json:"reconnect_backoff_ms,omitempty"`
 }
 
 // String is the client's settings in one line, for report headers.
@@ -444,6 +452,7 @@ type outcome struct {
 	firstByte  bool
 	retried    bool
 	retryCount bool // lenient mode: count it in Report.Retried
+	goAwayRace bool // strict: refused unprocessed at a GOAWAY, then sent again by the client
 	noConn     bool // HTTP load: it never got a connection
 	localPort  int
 }
@@ -668,7 +677,7 @@ func (acc *accumulator) lose(o outcome) {
 		LocalPort:       o.localPort,
 		Retried:         o.retried,
 		IdleCloseRace:   o.idleCloseRace(),
-		GoAwayRace:      o.err == errTransparentRetry,
+		GoAwayRace:      o.goAwayRace,
 	}
 	if o.reused {
 		l.IdleMs = ms(o.idleFor)

@@ -105,7 +105,7 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 	ready := lastBefore(events, ep.Start.Add(watchLag), probes.EndpointReady, DataPlaneLag+DefaultTolerance)
 	if !stoppedEarly && ready != nil && (ep.ByClass[loadgen.Refused] > 0 || ep.ByClass[loadgen.HTTP5xx] > 0) {
 		fix := "Use an HTTP readiness probe on a path that answers only once the app serves."
-		if r.Protocol == "grpc" {
+		if r.Client.HTTP2 {
 			fix = "Use the native gRPC readiness probe (readinessProbe: {grpc: {port: N}}): the health service says SERVING only once the server serves."
 		}
 		return head + fmt.Sprintf(", %.1fs after pod %s's endpoint turned ready = the new pod was sent traffic before it served: its readiness passed too early "+
@@ -120,7 +120,7 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			max(ep.Start.Sub(deleted.At), 0).Seconds(), deleted.Pod, exited.At.Sub(deleted.At).Seconds(), whereSent(events, ep))
 	}
 	if deleted != nil {
-		return head + afterDeletion(ep, deleted, exited, events, r.Protocol == "grpc")
+		return head + afterDeletion(ep, deleted, exited, events, r.Client.HTTP2)
 	}
 	if ep.Unanswered == ep.Lost {
 		return head + ", with no pod deletion before it = connection attempts lost on the way to the pods (a SYN dropped twice, or sent to an address that no longer answers), not a pod's shutdown. " + whereSent(events, ep)
@@ -153,8 +153,9 @@ func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *pr
 // afterDeletion explains an episode that followed a pod's deletion by
 // how soon it came and how its requests failed: connections closed with
 // requests on them, requests routed to a pod that stopped listening, or
-// a shutdown long after. grpc speaks of RPCs, GOAWAY and GracefulStop.
-func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []probes.Event, grpc bool) string {
+// a shutdown long after. http2 (gRPC's connections) speaks of RPCs,
+// GOAWAY and GracefulStop.
+func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []probes.Event, http2 bool) string {
 	after := max(ep.Start.Sub(deleted.At), 0)
 	s := fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
 	broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
@@ -162,11 +163,11 @@ func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []prob
 	// that stopped listening: the same race as a refusal.
 	fresh := ep.ByClass[loadgen.Refused] + ep.ByClass[loadgen.Timeout] + ep.ByClass[loadgen.HTTP5xx]
 	switch {
-	case broken >= fresh && after < DataPlaneLag+DefaultTolerance && grpc:
+	case broken >= fresh && after < DataPlaneLag+DefaultTolerance && http2:
 		return s + " = the server closed connections with RPCs on them when it got SIGTERM (Stop, or an exit). Stop with GracefulStop (GOAWAY, then the RPCs in flight finish; end long streams yourself or bound the wait), and add a preStop sleep (5 s) so the endpoint is removed before the stop begins."
 	case broken >= fresh && after < DataPlaneLag+DefaultTolerance:
 		return s + " = the app closed connections with requests on them when it got SIGTERM. Shut down gracefully: on SIGTERM keep serving, answer with Connection: close so kept-alive clients move on, then exit once idle; and add a preStop sleep (5 s) so the endpoint is removed before the shutdown begins."
-	case after < DataPlaneLag+DefaultTolerance && grpc:
+	case after < DataPlaneLag+DefaultTolerance && http2:
 		s += " = RPCs on connections clients opened to the pod after it closed its listener: a GracefulStop at SIGTERM sends GOAWAY and closes the listener at once, and the clients it moves dial again through kube-proxy, which removes a deleted pod's endpoint only a second or more after the deletion"
 		if exited != nil {
 			s += fmt.Sprintf(" (its container exited %.1fs after the deletion)", exited.At.Sub(deleted.At).Seconds())

@@ -52,7 +52,7 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			name: "no preStop, gRPC: GracefulStop's GOAWAY sends clients back to the pod",
 			report: func() *loadgen.Report {
 				r := lossesAt(t0, 2*time.Second, 50, loadgen.Refused)
-				r.Protocol = "grpc"
+				r.Protocol, r.Client.HTTP2 = "grpc", true
 				return r
 			}(),
 			events: []probes.Event{
@@ -66,7 +66,7 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			name: "Stop at SIGTERM, gRPC",
 			report: func() *loadgen.Report {
 				r := lossesAt(t0, 7*time.Second, 10, loadgen.EOF)
-				r.Protocol = "grpc"
+				r.Protocol, r.Client.HTTP2 = "grpc", true
 				return r
 			}(),
 			events: []probes.Event{

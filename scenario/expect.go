@@ -109,14 +109,6 @@ const DataPlaneLag = 4 * time.Second
 // preStop; none in four runs with the timeout set to 3 s.
 const SYNSentTimeout = 120 * time.Second
 
-// GRPCReconnectBackoff is how long after its connection's last refused
-// dial a gRPC client may still fail RPCs at once: grpc-go waits out a
-// backoff before it dials again (1 s, then 1.6 s, each with 20 % jitter;
-// two steps), failing every RPC meanwhile with the last dial's error. A
-// refused RPC sent after the disruption settled, within that of a refused
-// one on the same connection during it, is the same episode.
-const GRPCReconnectBackoff = 3200 * time.Millisecond
-
 // CloseTimeout is how long the kernel keeps the conntrack entry of a
 // connection the server refused (nf_conntrack_tcp_timeout_close, 10 s).
 // The kernel takes a SYN that matches such an entry for a new connection
@@ -471,9 +463,14 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 			lastTimeout = l.At
 		}
 	}
-	lastRefused := map[int]time.Time{} // per gRPC connection, during the disruption
+	// A client that fails requests at once during a reconnect backoff
+	// (gRPC's) still does so after the disruption settled: a refusal
+	// within that backoff of one on the same connection during it is the
+	// same episode.
+	backoff := time.Duration(r.Client.ReconnectBackoffMs * float64(time.Millisecond))
+	lastRefused := map[int]time.Time{} // per connection, during the disruption
 	for _, l := range r.Losses {
-		if r.Protocol == "grpc" && l.Class == loadgen.Refused && !l.At.Before(w.Trigger) && !l.At.After(settled) {
+		if backoff > 0 && l.Class == loadgen.Refused && !l.At.Before(w.Trigger) && !l.At.After(settled) {
 			lastRefused[l.Conn] = l.At
 		}
 	}
@@ -485,7 +482,7 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 			if l.Class == loadgen.Timeout && !lastTimeout.IsZero() && l.At.Sub(lastTimeout) <= SYNSentTimeout {
 				continue
 			}
-			if last, ok := lastRefused[l.Conn]; ok && l.Class == loadgen.Refused && l.At.Sub(last) <= GRPCReconnectBackoff {
+			if last, ok := lastRefused[l.Conn]; ok && l.Class == loadgen.Refused && l.At.Sub(last) <= backoff {
 				continue
 			}
 			after++

@@ -44,7 +44,7 @@ func report(losses ...loss) *loadgen.Report {
 // on connection 1.
 func grpcRefused(at ...time.Duration) *loadgen.Report {
 	r := report()
-	r.Protocol = "grpc"
+	r.Protocol, r.Client.ReconnectBackoffMs = "grpc", 3200
 	for _, a := range at {
 		r.Lost++
 		r.LostByClass[loadgen.Refused]++

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nodrop-dev/nodrop/loadgen"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -29,8 +31,8 @@ type Target struct {
 	// (http, or Scheme).
 	Port string
 	// Scheme is the load's protocol ("" for http): with several ports and
-	// no Port, the one named for it is taken (for grpc, also one whose
-	// appProtocol is grpc or h2c).
+	// no Port, the one named for it, or declaring it as its appProtocol,
+	// is taken.
 	Scheme string
 	// Ingress sends the load through the cluster's ingress controller
 	// (Env.Ingress) instead of a NodePort: nodrop adds an Ingress that
@@ -222,19 +224,9 @@ func pickPort(s *corev1.Service, want, scheme string) (corev1.ServicePort, error
 }
 
 // speaks reports whether a Service port says it speaks scheme: by its
-// name, or for gRPC by its appProtocol.
+// name or its appProtocol.
 func speaks(p corev1.ServicePort, scheme string) bool {
-	if p.Name == scheme {
-		return true
-	}
-	if scheme != "grpc" || p.AppProtocol == nil {
-		return false
-	}
-	switch *p.AppProtocol {
-	case "grpc", "h2c", "kubernetes.io/h2c":
-		return true
-	}
-	return false
+	return p.Name == scheme || p.AppProtocol != nil && slices.Contains(loadgen.AppProtocols(scheme), *p.AppProtocol)
 }
 
 func portName(p corev1.ServicePort) string {
