@@ -1,7 +1,10 @@
-// Command app is nodrop's sample HTTP server. Its flags reproduce every
-// start-up and shut-down behaviour the rollout suites test: slow start,
-// a port that opens before the app is ready, no/naive/drain graceful
-// shutdown, an in-app delay after SIGTERM and per-request work time.
+// Command app is nodrop's sample server: HTTP, and on ports of their own
+// nodrop's RPC protocol and gRPC (the health service, a unary Echo, a
+// server-streaming Watch). Its flags reproduce every start-up and
+// shut-down behaviour the rollout suites test: slow start, a port that
+// opens before the app is ready, no/naive/drain graceful shutdown, an
+// in-app delay after SIGTERM, per-request work time, and how gRPC stops
+// (Stop, GracefulStop, bounded, streams ended or left open).
 //
 // Every lifecycle event is one JSON line on stdout, so nodrop can place it
 // on the timeline next to what Kubernetes did.
