@@ -2,12 +2,15 @@ package lint
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
 // services are the Services whose selector picks a Deployment's pods.
@@ -53,14 +56,7 @@ func grpcPort(c corev1.Container, svcs []*corev1.Service) (corev1.ContainerPort,
 }
 
 func isGRPCProtocol(p *string) bool {
-	if p == nil {
-		return false
-	}
-	switch strings.ToLower(*p) {
-	case "grpc", "h2c", "kubernetes.io/h2c":
-		return true
-	}
-	return false
+	return p != nil && slices.Contains(loadgen.AppProtocols("grpc"), strings.ToLower(*p))
 }
 
 // targets reports whether a Service port sends to a container port.

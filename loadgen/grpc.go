@@ -64,11 +64,7 @@ var grpcProtocol = protocol{
 		if u.Path != "" && u.Path != "/" {
 			g.method = u.Path
 		}
-		g.cc, err = grpc.NewClient("passthrough:///"+u.Host,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDisableRetry(),
-			grpc.WithDisableServiceConfig(),
-			grpc.WithStatsHandler(g))
+		g.cc, err = grpcClient(u.Host, grpc.WithStatsHandler(g))
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +136,7 @@ func (g *grpcConn) send(o *outcome) error {
 	// A status the server itself returned comes in its trailer: a
 	// server that names itself there answered, whatever the code; an
 	// RPC cut by the transport has no trailer.
-	answered := len(trailer.Get(strings.ToLower(PodHeader))) > 0
+	answered := namesPod(trailer)
 	named(o, metadata.Join(header, trailer))
 	now := time.Now()
 	o.latency = now.Sub(o.at)
@@ -288,9 +284,7 @@ func grpcStream(ctx context.Context, target, method string, id int, stats *connS
 	if err != nil {
 		return
 	}
-	cc, err := grpc.NewClient("passthrough:///"+u.Host,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDisableRetry(), grpc.WithDisableServiceConfig())
+	cc, err := grpcClient(u.Host)
 	if err != nil {
 		lost(outcome{at: time.Now(), target: target, conn: id, err: err, class: Other})
 		return
@@ -350,7 +344,7 @@ func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outco
 		if errors.Is(err, io.EOF) {
 			return opened, true, nil
 		}
-		return opened, len(trailer.Get(strings.ToLower(PodHeader))) > 0, err
+		return opened, namesPod(trailer), err
 	}
 	if err := s.SendMsg(&emptypb.Empty{}); err != nil && !errors.Is(err, io.EOF) {
 		return ended(err)
@@ -373,6 +367,21 @@ func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outco
 		opened = true
 	}
 }
+
+// grpcClient is a client connection to host as strict load wants it:
+// cleartext, pinned to the address (no resolver), no retry policy and
+// no service config from the server.
+func grpcClient(host string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+host, append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableRetry(),
+		grpc.WithDisableServiceConfig(),
+	}, opts...)...)
+}
+
+// namesPod reports whether md names the pod that answered: in a trailer,
+// the sign that the status is the server's own.
+func namesPod(md metadata.MD) bool { return len(md.Get(strings.ToLower(PodHeader))) > 0 }
 
 // named notes the pod and version md names, unless o has them.
 func named(o *outcome, md metadata.MD) {
