@@ -131,66 +131,81 @@ func TestGRPCGracefulStopRefusesWhatComesAfter(t *testing.T) {
 // refuseFirstRPC serves a listener's first connection as an HTTP/2 server
 // that answers the first stream with GOAWAY (last stream 0: nothing
 // processed) and closes; every later connection goes to srv. grpc-go then
-// sends the RPC again on a new connection by itself (its transparent
-// retry, which no client option turns off).
-func refuseFirstRPC(t *testing.T, srv *grpc.Server) string {
+// sends the refused RPCs again on a new connection by itself (its
+// transparent retry, which no client option turns off). The count it
+// returns says how many streams the refusing connection received: with
+// several RPCs in flight, more than the first may cross the GOAWAY.
+func refuseFirstRPC(t *testing.T, srv *grpc.Server) (string, *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	refused := new(atomic.Int32)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		go goAwayAtFirstStream(c)
+		go goAwayAtFirstStream(c, refused)
 		srv.Serve(ln)
 	}()
 	t.Cleanup(srv.Stop)
-	return ln.Addr().String()
+	return ln.Addr().String(), refused
 }
 
-func goAwayAtFirstStream(c net.Conn) {
+func goAwayAtFirstStream(c net.Conn, refused *atomic.Int32) {
 	defer c.Close()
 	if _, err := io.ReadFull(c, make([]byte, len(http2.ClientPreface))); err != nil {
 		return
 	}
 	fr := http2.NewFramer(c, c)
 	fr.WriteSettings()
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				fr.WriteSettingsAck()
+	go func() {
+		// Reads end when the connection closes below.
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
 			}
-		case *http2.HeadersFrame:
-			fr.WriteGoAway(0, http2.ErrCodeNo, nil)
-			time.Sleep(100 * time.Millisecond)
-			return
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					fr.WriteSettingsAck()
+				}
+			case *http2.HeadersFrame:
+				if refused.Add(1) == 1 {
+					fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+				}
+			}
 		}
+	}()
+	// Close 100 ms after the first stream (or after 5 s with none), so
+	// the RPCs already sent behind it reach this connection too.
+	for deadline := time.Now().Add(5 * time.Second); refused.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
+	time.Sleep(100 * time.Millisecond)
 }
 
 // An RPC the server refused unprocessed is sent again by grpc-go: strict
 // load counts it lost as refused, lenient load counts it answered and
-// retried.
+// retried — as many as the refusing connection received, exactly.
 func TestGRPCTransparentRetryIsLostWhenStrict(t *testing.T) {
 	for _, lenient := range []bool{false, true} {
 		srv := startGRPCServer(t)
-		addr := refuseFirstRPC(t, srv.srv)
+		addr, refused := refuseFirstRPC(t, srv.srv)
 		cfg := grpcLoad(addr, 1)
 		cfg.Lenient, cfg.Duration = lenient, time.Second
 		r := run(t, cfg)
+		n := int(refused.Load())
 		switch {
-		case !lenient && (r.Lost != 1 || r.LostByClass[loadgen.Refused] != 1 || r.Retried != 0):
-			t.Errorf("strict: %s, retried %d; want the one refused RPC lost as refused", r.Summary(), r.Retried)
-		case lenient && (r.Lost != 0 || r.Retried != 1 || !strings.Contains(r.Mode(), "lenient")):
-			t.Errorf("lenient: %s, retried %d, mode %q; want nothing lost and one retried", r.Summary(), r.Retried, r.Mode())
+		case n == 0:
+			t.Errorf("the refusing connection received no RPC: %s", r.Summary())
+		case !lenient && (r.Lost != n || r.LostByClass[loadgen.Refused] != n || r.Retried != 0):
+			t.Errorf("strict: %s, retried %d; want the %d refused RPCs lost as refused", r.Summary(), r.Retried, n)
+		case lenient && (r.Lost != 0 || r.Retried != n || !strings.Contains(r.Mode(), "lenient")):
+			t.Errorf("lenient: %s, retried %d, mode %q; want nothing lost and %d retried", r.Summary(), r.Retried, r.Mode(), n)
 		}
 	}
 }
