@@ -52,9 +52,9 @@ func TestSchemesComeFromTheProtocolTable(t *testing.T) {
 		cfg  loadgen.Config
 		want string
 	}{
-		{loadgen.Config{Targets: []string{"ftp://h:1"}}, "scheme must be http, https, rpc or grpc"},
+		{loadgen.Config{Targets: []string{"ftp://h:1"}}, "scheme must be http, https, rpc, grpc or h2c"},
 		{loadgen.Config{Targets: []string{"rpc://h:1"}}, "rpc targets need long-lived mode"},
-		{loadgen.Config{Targets: []string{"https://h:1"}, Connections: 1}, "long-lived mode speaks http, rpc or grpc"},
+		{loadgen.Config{Targets: []string{"https://h:1"}, Connections: 1}, "long-lived mode speaks http, rpc, grpc or h2c"},
 	} {
 		_, err := tc.cfg.Normalize()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -83,7 +83,7 @@ type wireConn interface {
 }
 
 // protocols lists every protocol of long-lived mode.
-var protocols = []protocol{httpProtocol, rpcProtocol, grpcProtocol}
+var protocols = []protocol{httpProtocol, rpcProtocol, grpcProtocol, h2cProtocol}
 
 // protocolFor is the protocol of a target URL's scheme, or nil.
 func protocolFor(scheme string) *protocol {

@@ -57,10 +57,11 @@ type Report struct {
 	// are lost, and named apart so "closes idle connections badly" is not
 	// mistaken for "pod was killed".
 	IdleCloseRace int `json:"idle_close_race"`
-	// GoAwayRace counts losses that are the GOAWAY race (strict gRPC
-	// load): an RPC written on a connection the server was draining,
-	// which the server refused unprocessed and grpc-go sent again on
-	// another connection. Lenient load counts them answered (Retried).
+	// GoAwayRace counts losses that are the GOAWAY race (HTTP/2 load):
+	// a request written on a connection the server was draining, which
+	// the server refused unprocessed. grpc-go sends such an RPC again on
+	// another connection by itself; strict load counts it lost, lenient
+	// load answered (Retried).
 	GoAwayRace int `json:"goaway_race"`
 	// Retried counts requests the client library (net/http, grpc-go)
 	// sent a second time (lenient mode only; strict mode counts them as
@@ -365,7 +366,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("  idle-close race", "%d of the lost were on a reused connection before any response byte", r.IdleCloseRace)
 	}
 	if r.GoAwayRace > 0 {
-		row("  GOAWAY race", "%d of the lost crossed the server's GOAWAY: refused unprocessed, then sent again by grpc-go (lenient load counts them answered)", r.GoAwayRace)
+		row("  GOAWAY race", "%d of the lost crossed the server's GOAWAY: refused unprocessed (grpc-go sends such an RPC again by itself; lenient load counts those answered)", r.GoAwayRace)
 	}
 	if r.Connections > 0 {
 		row("connections", "%d closed by the server with nothing lost and reopened, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ type loadOptions struct {
 	headers   []string
 	body      string
 	asJSON    bool
+	http2     bool
 }
 
 func newLoadCommand() *cobra.Command {
@@ -40,8 +42,9 @@ Strict by default: a request the server dropped is lost even where Go's
 net/http would silently re-send it.
 
 Long-lived mode (--connections N): N persistent connections send requests
-back to back for the whole run, over HTTP/1.1 (http:// URLs), nodrop's
-multiplexed RPC protocol (rpc://host:port) or gRPC over HTTP/2
+back to back for the whole run, over HTTP/1.1 (http:// URLs), HTTP/2
+without TLS (--http2, or h2c:// URLs), nodrop's multiplexed RPC protocol
+(rpc://host:port) or gRPC over HTTP/2
 (grpc://host:port calls the standard health service's Check;
 grpc://host:port/pkg.Service/Method a unary method with an empty request),
 --in-flight requests per multiplexed connection. A connection that breaks
@@ -75,10 +78,11 @@ Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 	f.BoolVar(&cfg.Lenient, "lenient", false, "let net/http retry requests that failed on a reused connection, as most Go clients do (gRPC: grpc-go's transparent retry), and report how many were retried")
 	f.Uint64Var(&cfg.MaxWorkers, "max-workers", 0, "bound on concurrent requests (default: rate × timeout + 10)")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "bound on connections per host (default: max-workers)")
-	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc:// and grpc:// URLs)")
-	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc and grpc: requests each connection keeps on the wire")
+	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc://, grpc:// and h2c:// URLs and --http2)")
+	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc, grpc and HTTP/2: requests each connection keeps on the wire")
 	f.IntVar(&cfg.Streams, "streams", 0, "long-lived grpc: also hold this many server streams open, each judged on how it ended")
 	f.StringVar(&cfg.StreamMethod, "stream-method", "", "the streams' server-streaming method, /pkg.Service/Method (default /grpc.health.v1.Health/Watch)")
+	f.BoolVar(&o.http2, "http2", false, "long-lived HTTP/2 without TLS (h2c, prior knowledge): http:// URLs are sent as h2c://, --in-flight requests per connection")
 	f.BoolVar(&o.asJSON, "json", false, "print the report as one JSON object")
 	return cmd
 }
@@ -91,6 +95,21 @@ func (o loadOptions) config(cmd *cobra.Command) (loadgen.Config, error) {
 		return cfg, usagef("--url is required")
 	}
 	cfg.DisableKeepAlive = !o.keepAlive
+	if o.http2 {
+		if cfg.Connections == 0 {
+			return cfg, usagef("--http2 is long-lived load: set --connections N")
+		}
+		cfg.Targets = slices.Clone(cfg.Targets)
+		for i, t := range cfg.Targets {
+			rest, ok := strings.CutPrefix(t, "http://")
+			if !ok && !strings.HasPrefix(t, "h2c://") {
+				return cfg, usagef("--http2 needs http:// URLs, got %s", t)
+			}
+			if ok {
+				cfg.Targets[i] = "h2c://" + rest
+			}
+		}
+	}
 	cfg.Body = []byte(o.body)
 	h, err := parseHeaders(o.headers)
 	if err != nil {

@@ -48,6 +48,36 @@ func TestLoadExitCodes(t *testing.T) {
 	}
 }
 
+// --http2 sends the http:// URL's load over HTTP/2 without TLS, to a
+// server that speaks it with prior knowledge.
+func TestLoadHTTP2(t *testing.T) {
+	var http2 atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 {
+			http2.Add(1)
+		}
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	defer srv.Close()
+	code, out, _ := runCLI(t, "load", "--url", srv.URL, "--http2", "--connections", "2", "--rate", "100", "--duration", "300ms", "--json")
+	var r struct {
+		Total  int `json:"total"`
+		Client struct {
+			Protocol string `json:"protocol"`
+			HTTP2    bool   `json:"http2"`
+		} `json:"client"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("--json output is not one JSON object: %v\n%s", err, out)
+	}
+	if code != exitOK || r.Client.Protocol != "h2c" || !r.Client.HTTP2 || r.Total == 0 || int(http2.Load()) != r.Total {
+		t.Fatalf("exit %d, client %+v, %d requests, %d of them over HTTP/2", code, r.Client, r.Total, http2.Load())
+	}
+}
+
 func TestBadInputIsOneLineAndExit2(t *testing.T) {
 	badYAML := filepath.Join(t.TempDir(), "kind.yaml")
 	os.WriteFile(badYAML, []byte("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes: [[[\n"), 0o644)
@@ -61,8 +91,10 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--rate", "0"}, "--rate must be > 0"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--rate", "-5"}, "--rate must be > 0"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--duration", "-1s"}, "duration must not be negative"},
-		{[]string{"load", "--url", "not a url"}, "scheme must be http, https, rpc or grpc"},
+		{[]string{"load", "--url", "not a url"}, "scheme must be http, https, rpc, grpc or h2c"},
 		{[]string{"load", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"load", "--url", "http://127.0.0.1:1/", "--http2"}, "--http2 is long-lived load: set --connections N"},
+		{[]string{"load", "--url", "rpc://127.0.0.1:1", "--http2", "--connections", "1"}, "--http2 needs http:// URLs, got rpc://127.0.0.1:1"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "-H", "novalue"}, `want "Name: value"`},
 		{[]string{"cluster", "up", "--config", badYAML}, "does not parse"},
 		{[]string{"cluster", "up", "--config", unknownField}, "does not parse"},
