@@ -150,6 +150,9 @@ func (h *h2cConn) roundTrip(seq uint64) (*http.Response, error) {
 	for k, v := range h.cfg.Header {
 		req.Header[k] = v
 	}
+	if host := h.cfg.Header.Get("Host"); host != "" {
+		req.Host = host
+	}
 	req.Header.Set(seqHeader, strconv.FormatUint(seq, 10))
 	resp, err := h.cc.RoundTrip(req)
 	if err != nil {

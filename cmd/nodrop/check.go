@@ -99,7 +99,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.path, "path", "/", "request path")
 	f.StringVar(&o.method, "method", http.MethodGet, "HTTP method")
 	f.StringVar(&o.mode, "mode", "both", "load mode: keepalive (kept-alive connections: draining), fresh (a new connection per request: endpoint propagation) or both")
-	f.StringVar(&o.protocol, "protocol", "http", "the load's protocol: http, or grpc (long-lived: unary RPCs on four pinned HTTP/2 connections; the Service port named grpc or declaring appProtocol grpc/h2c unless --port names one)")
+	f.StringVar(&o.protocol, "protocol", "http", "the load's protocol: http; h2c (HTTP/2 without TLS, long-lived: requests on four pinned connections, four at once on each); or grpc (long-lived: unary RPCs on four pinned HTTP/2 connections; the Service port named grpc or declaring appProtocol grpc/h2c unless --port names one)")
 	f.StringVar(&o.grpcMethod, "grpc-method", "", "--protocol grpc: the unary method to call, /pkg.Service/Method, with an empty request (default: the standard health service's Check)")
 	f.IntVar(&o.streams, "streams", 0, "--protocol grpc: also hold this many server streams of the health service's Watch open, each judged on how it ended")
 	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: "+kube.DisruptionNames)
@@ -215,8 +215,8 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	}
 	target := o.target
 	target.Ingress = via == fixtures.Ingress
-	if o.protocol == "grpc" {
-		target.Scheme = "grpc"
+	if o.protocol == "grpc" || o.protocol == "h2c" {
+		target.Scheme = o.protocol
 	}
 	r, err := scenario.Resolve(objs, target)
 	if err != nil {
@@ -266,12 +266,20 @@ func (o checkOptions) loadModes() ([]fixtures.Mode, error) {
 			return nil, usagef("--grpc-method must be /package.Service/Method, got %q", o.grpcMethod)
 		}
 		return []fixtures.Mode{fixtures.LongLivedGRPC}, nil
+	case "h2c":
+		if o.mode != "both" {
+			return nil, usagef("--mode is for HTTP/1.1 load; HTTP/2 load is long-lived (leave --mode out)")
+		}
+		if o.grpcMethod != "" || o.streams != 0 {
+			return nil, usagef("--grpc-method and --streams need --protocol grpc")
+		}
+		return []fixtures.Mode{fixtures.LongLivedHTTP2}, nil
 	case "http", "":
 		if o.grpcMethod != "" || o.streams != 0 {
 			return nil, usagef("--grpc-method and --streams need --protocol grpc")
 		}
 	default:
-		return nil, usagef("--protocol %q: want http or grpc", o.protocol)
+		return nil, usagef("--protocol %q: want http, h2c or grpc", o.protocol)
 	}
 	modes, ok := checkModes[o.mode]
 	if !ok {

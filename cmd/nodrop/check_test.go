@@ -69,7 +69,9 @@ func TestCheckBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"check", "-f", writeManifest(t, deploymentYAML("web"), serviceYAML("other", "other"))}, "no Service in the manifests selects the pods of deployment web"},
 		{[]string{"check", "-f", good, "--port", "grpc"}, `service web has no port "grpc"`},
 		{[]string{"check", "-f", good, "--mode", "sometimes"}, `--mode "sometimes"`},
-		{[]string{"check", "-f", good, "--protocol", "tcp"}, `--protocol "tcp": want http or grpc`},
+		{[]string{"check", "-f", good, "--protocol", "tcp"}, `--protocol "tcp": want http, h2c or grpc`},
+		{[]string{"check", "-f", good, "--protocol", "h2c", "--mode", "fresh"}, "HTTP/2 load is long-lived"},
+		{[]string{"check", "-f", good, "--protocol", "h2c", "--streams", "2"}, "--streams need --protocol grpc"},
 		{[]string{"check", "-f", good, "--protocol", "grpc", "--mode", "fresh"}, "gRPC load is long-lived"},
 		{[]string{"check", "-f", good, "--protocol", "grpc", "--grpc-method", "Check"}, "--grpc-method must be /package.Service/Method"},
 		{[]string{"check", "-f", good, "--streams", "2"}, "need --protocol grpc"},
@@ -148,6 +150,23 @@ func TestCheckGRPCPlan(t *testing.T) {
 	o.grpcMethod = "/pkg.Svc/Do"
 	if tr := plan.scenario(o, plan.modes[0]).Traffic[0]; tr.Load.Target("10.0.0.1:30000", tr.Path) != "grpc://10.0.0.1:30000/pkg.Svc/Do" {
 		t.Fatalf("with --grpc-method: %s", tr.Load.Target("10.0.0.1:30000", tr.Path))
+	}
+}
+
+// --protocol h2c rolls under long-lived HTTP/2 load to the Service's one
+// port, with the path and method asked for.
+func TestCheckH2CPlan(t *testing.T) {
+	o := checkOptions{files: []string{writeManifest(t, deploymentYAML("web"), serviceYAML("web", "web"))}, mode: "both", protocol: "h2c", path: "/api", method: "POST", rate: 500, runs: 1, attempts: 1, disruption: "restart"}
+	plan, err := planCheck(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.modes) != 1 || plan.modes[0] != fixtures.LongLivedHTTP2 {
+		t.Fatalf("modes %v; want long-lived HTTP/2", plan.modes)
+	}
+	tr := plan.scenario(o, plan.modes[0]).Traffic[0]
+	if tr.Load.Scheme != "h2c" || tr.Load.Connections != 4 || tr.Config.Method != "POST" || tr.Load.Target("10.0.0.1:30000", tr.Path) != "h2c://10.0.0.1:30000/api" {
+		t.Fatalf("traffic %+v, target %s", tr, tr.Load.Target("10.0.0.1:30000", tr.Path))
 	}
 }
 

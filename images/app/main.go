@@ -46,6 +46,7 @@ type config struct {
 	drainTimeout  time.Duration
 	workTime      time.Duration
 	rpcListen     string
+	h2c           bool
 
 	grpcListen      string
 	grpcStop        string
@@ -87,6 +88,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.drainPeriod, "drain-period", 2*time.Second, "drain mode: keep serving with Connection: close this long")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 20*time.Second, "bound on waiting for in-flight requests")
 	fs.DurationVar(&c.workTime, "work-time", 0, "time each request takes")
+	fs.BoolVar(&c.h2c, "h2c", true, "also speak HTTP/2 without TLS (prior knowledge) on --listen; a drain then closes HTTP/2 connections with GOAWAY")
 	fs.StringVar(&c.rpcListen, "rpc-listen", "", "also serve nodrop's multiplexed RPC protocol (package rpcwire) on this address")
 	fs.StringVar(&c.grpcListen, "grpc-listen", "", "also serve gRPC (the health service, nodrop.app.Echo's Echo and Watch) on this address")
 	fs.StringVar(&c.grpcStop, "grpc-stop", grpcStopGraceful, "how gRPC stops when the app shuts down: stop, graceful or bounded (graceful for --drain-timeout, then stop)")
@@ -135,6 +137,13 @@ func serve(cfg config) int {
 
 	var ready, terminating, draining atomic.Bool
 	srv := &http.Server{Handler: handler(cfg, &ready, &terminating, &draining), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.h2c {
+		// Go's HTTP/2 server turns the drain's Connection: close into a
+		// GOAWAY, and Shutdown sends one to every HTTP/2 connection.
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 
 	rpc := &rpcServer{cfg: cfg, ready: &ready}
 	grpcSrv := newGRPCServer(cfg, &ready)

@@ -287,3 +287,27 @@ func TestRPCAnswersAndItsShutdownLoses(t *testing.T) {
 		t.Fatalf("rpc across the app's shutdown: %s, broken %d; want requests cut on broken connections", r.Summary(), r.BrokenConnections)
 	}
 }
+
+// The app speaks HTTP/2 without TLS beside HTTP/1.1. Its drain closes
+// each HTTP/2 connection with GOAWAY (Go's server turns the drain's
+// Connection: close into one): clients move to new connections with
+// nothing cut. What a strict HTTP/2 client can still lose is a request
+// that crossed that single GOAWAY, which the server refuses unprocessed
+// (a GOAWAY race; net/http's pooled client would send it again).
+func TestH2CDrainMovesClientsWithGoAway(t *testing.T) {
+	p := startApp(t, "--graceful", "drain", "--drain-period", "2s", "--work-time", "20ms")
+	p.waitEvent(t, "ready", 5*time.Second)
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}()
+	target := "h2c://" + strings.TrimPrefix(p.url, "http://")
+	r, err := loadgen.Run(context.Background(), loadgen.Config{Targets: []string{target}, Connections: 2, InFlight: 4, Rate: 200, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s; reconnects %d, broken %d, GOAWAY races %d", r.Summary(), r.Reconnects, r.BrokenConnections, r.GoAwayRace)
+	if r.Protocol != "h2c" || r.Total < 190 || r.ByPod["test"] != r.OK || r.Reconnects == 0 || r.BrokenConnections != 0 || r.Lost != r.GoAwayRace {
+		t.Errorf("want every HTTP/2 connection moved by GOAWAY with nothing cut, every loss a GOAWAY race: %s, reconnects %d, broken %d, races %d", r.Summary(), r.Reconnects, r.BrokenConnections, r.GoAwayRace)
+	}
+}
