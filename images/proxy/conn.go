@@ -182,8 +182,9 @@ func (cc *clientConn) answerHTTP(req *http.Request) bool {
 		h.Del(k)
 	}
 	h.Set(proxyHeader, p.cfg.version)
-	// A draining proxy tells each client to move after this response.
-	closeAfter := req.Close || p.draining.Load()
+	// A draining proxy tells each client to move after this response;
+	// with --pass-close, so does a draining app.
+	closeAfter := req.Close || p.draining.Load() || p.cfg.passClose && resp.Close
 	out2 := &http.Response{
 		StatusCode: resp.StatusCode, ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		ContentLength: int64(len(body)), Body: io.NopCloser(bytes.NewReader(body)), Close: closeAfter,

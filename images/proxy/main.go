@@ -56,6 +56,8 @@ type config struct {
 	version         string
 	pod             string
 	empty           bool
+	startupDelay    time.Duration
+	passClose       bool
 
 	log *lifecycle.Writer // the lifecycle lines, on stdout
 }
@@ -90,6 +92,8 @@ func flags(c *config) *flag.FlagSet {
 	fs.StringVar(&c.afterHandoff, "after-handoff", "exit", "what the old process does once handed over: exit, or idle until SIGTERM (a container must not exit and be restarted)")
 	fs.StringVar(&c.version, "version", "v1", "value of the X-Nodrop-Proxy response header")
 	fs.StringVar(&c.pod, "pod", host, "pod name in log lines")
+	fs.DurationVar(&c.startupDelay, "startup-delay", 0, "wait this long after start before listening (a sidecar slower to start than its app)")
+	fs.BoolVar(&c.passClose, "pass-close", false, "pass the app's Connection: close on to the HTTP client (so the app's drain moves the proxy's clients too); otherwise it ends only the proxy's own connection to the app, as hop-by-hop headers do")
 	return fs
 }
 
@@ -171,6 +175,15 @@ func run(cfg config) int {
 		return 0
 	}
 	logEvent(cfg, "start", "upgrade", cfg.upgrade, "drain_style", cfg.drainStyle, "socket", cfg.socket, "takeover_from", cfg.takeoverFrom)
+	if cfg.startupDelay > 0 {
+		select {
+		case <-time.After(cfg.startupDelay):
+		case s := <-sigs:
+			logEvent(cfg, "sigterm", "signal", s.String(), "phase", "starting")
+			logEvent(cfg, "exit", "code", 0)
+			return 0
+		}
+	}
 	p := newProxy(cfg)
 	if cfg.takeoverFrom != "" {
 		if _, err := p.takeOver(cfg.takeoverFrom); err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,6 +135,7 @@ func (p *proc) waitExit(t *testing.T) {
 type setup struct {
 	httpAddr, rpcAddr string
 	args              []string
+	app               *proc
 }
 
 func newSetup(t *testing.T, proxyArgs ...string) setup {
@@ -143,7 +145,7 @@ func newSetup(t *testing.T, proxyArgs ...string) setup {
 	// connection at every moment, as back-to-back clients do.
 	app := start(t, appBin, "--listen", appHTTP, "--rpc-listen", appRPC, "--pod", "app", "--work-time", "30ms")
 	app.waitEvent(t, "ready")
-	s := setup{httpAddr: freeAddr(t), rpcAddr: freeAddr(t)}
+	s := setup{httpAddr: freeAddr(t), rpcAddr: freeAddr(t), app: app}
 	s.args = append([]string{
 		"--listen", s.httpAddr, "--rpc-listen", s.rpcAddr, "--upstream", appHTTP, "--rpc-upstream", appRPC,
 		"--socket", filepath.Join(t.TempDir(), "proxy.sock"), "--pod", "proxy",
@@ -354,5 +356,59 @@ func TestRestartWithoutHandoffLoses(t *testing.T) {
 	}
 	if rpcR.Lost == 0 {
 		t.Errorf("RPC: want requests lost:\n%s", table(rpcR))
+	}
+}
+
+// The app's drain (Connection: close on each answer) reaches the proxy's
+// clients only with --pass-close: otherwise the header is hop-by-hop and
+// ends only the proxy's own connection to the app, so clients stay on
+// the proxy, which is what a sidecar in front of a terminating app must
+// not let them do.
+func TestPassCloseCarriesTheAppsDrainToClients(t *testing.T) {
+	for _, pass := range []bool{false, true} {
+		var args []string
+		if pass {
+			args = []string{"--pass-close"}
+		}
+		s := newSetup(t, args...)
+		s.start(t, "v1")
+		httpR, _ := s.underLoad(t, 10, func() {
+			s.app.cmd.Process.Signal(syscall.SIGTERM)
+			s.app.waitEvent(t, "sigterm")
+		})
+		switch {
+		case !httpR.Lossless():
+			t.Errorf("pass-close %v: want nothing lost while the app drains:\n%s", pass, table(httpR))
+		case pass && httpR.Reconnects < 10:
+			t.Errorf("pass-close: want every client told to move (%d reconnects):\n%s", httpR.Reconnects, table(httpR))
+		case !pass && httpR.Reconnects != 0:
+			t.Errorf("without pass-close: want the clients kept (%d reconnects):\n%s", httpR.Reconnects, table(httpR))
+		}
+	}
+}
+
+// A proxy slower to start than its app refuses connections until it
+// listens; SIGTERM meanwhile ends it at once.
+func TestStartupDelay(t *testing.T) {
+	s := newSetup(t, "--startup-delay", "700ms")
+	p := start(t, proxyBin, append(s.args, "--version", "v1")...)
+	p.waitEvent(t, "start")
+	if c, err := net.Dial("tcp", s.httpAddr); err == nil {
+		c.Close()
+		t.Fatal("the proxy accepted a connection during its start-up delay")
+	}
+	p.waitEvent(t, "serving")
+	c, err := net.Dial("tcp", s.httpAddr)
+	if err != nil {
+		t.Fatalf("after the delay: %v", err)
+	}
+	c.Close()
+
+	q := start(t, proxyBin, append(newSetup(t, "--startup-delay", "10s").args, "--version", "v1")...)
+	q.waitEvent(t, "start")
+	q.cmd.Process.Signal(syscall.SIGTERM)
+	q.waitExit(t)
+	if e := q.event("sigterm"); e == nil || e["phase"] != "starting" {
+		t.Errorf("want a sigterm while starting: %v", q.events)
 	}
 }
