@@ -124,12 +124,10 @@ func checkDeployment(d *appsv1.Deployment, pdbs []*policyv1.PodDisruptionBudget,
 		out = append(out, Finding{Kind: k, Rule: rule, Object: object, Message: msg, Fix: fix, Variant: variant, Measured: measured(variant)})
 	}
 	spec := d.Spec.Template.Spec
-	for _, c := range spec.Containers {
-		if len(c.Ports) == 0 && len(spec.Containers) > 1 {
-			// A sidecar that serves nothing: no probe or preStop is needed.
-			continue
-		}
-		checkContainer(c, obj+", container "+c.Name, spec, svcs, o, &out)
+	// A container that serves nothing needs no probe or preStop.
+	cs, roles := servingContainers(spec, svcs)
+	for i, c := range cs {
+		checkContainer(c, roles[i], obj+", container "+c.Name, spec, svcs, o, &out)
 	}
 	replicas := int32(1)
 	if d.Spec.Replicas != nil {
@@ -156,9 +154,9 @@ func checkDeployment(d *appsv1.Deployment, pdbs []*policyv1.PodDisruptionBudget,
 	return out
 }
 
-// checkContainer reviews one serving container of a pod, adding its
-// findings to out.
-func checkContainer(c corev1.Container, where string, spec corev1.PodSpec, svcs []*corev1.Service, o Options, out *[]Finding) {
+// checkContainer reviews one serving container of a pod in its role,
+// adding its findings to out.
+func checkContainer(c corev1.Container, r role, where string, spec corev1.PodSpec, svcs []*corev1.Service, o Options, out *[]Finding) {
 	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
 	if spec.TerminationGracePeriodSeconds != nil {
 		grace = *spec.TerminationGracePeriodSeconds
@@ -167,7 +165,12 @@ func checkContainer(c corev1.Container, where string, spec corev1.PodSpec, svcs 
 		*out = append(*out, Finding{Kind: k, Rule: rule, Object: object, Message: msg, Fix: fix, Variant: variant, Measured: measured(variant)})
 	}
 	grpc, isGRPC := grpcPort(c, svcs)
+	if r != roleApp {
+		sidecarFindings(c, r, spec, where, add)
+	}
 	switch {
+	case r != roleApp:
+		// Its readiness is the sidecar findings'.
 	case isGRPC && (c.ReadinessProbe == nil || c.ReadinessProbe.TCPSocket != nil):
 		rule, msg, fix, variant := grpcReadiness(grpc.ContainerPort, c.ReadinessProbe != nil)
 		add(Loss, rule, where, msg, fix, variant)
@@ -181,14 +184,18 @@ func checkContainer(c corev1.Container, where string, spec corev1.PodSpec, svcs 
 			"probe an HTTP path that answers only once the app serves (or make sure the port opens last)", "tcp-readiness-early-listen")
 	}
 	preStop := preStopSeconds(c)
-	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+	switch {
+	case r != roleApp:
+		// A sidecar's stop is the sidecar findings' (a grace period too
+		// short for its preStop is the app's finding too).
+	case c.Lifecycle == nil || c.Lifecycle.PreStop == nil:
 		msg, variant := "no preStop hook: SIGTERM arrives as the pod is deleted, while kube-proxy and load balancers still send it new requests for a second or more", "no-prestop"
 		if isGRPC {
 			msg, variant = grpcNoPreStop, "grpc-no-prestop"
 		}
 		add(Loss, "no-prestop", where, msg,
 			"add a preStop sleep (lifecycle.preStop.sleep.seconds: 5, or exec [sleep, 5] in images with sleep) so the pod keeps serving until its endpoint is gone everywhere", variant)
-	} else if preStop >= grace {
+	case preStop >= grace:
 		add(Loss, "grace-shorter-than-prestop", where,
 			fmt.Sprintf("terminationGracePeriodSeconds (%d) is not longer than the preStop hook (%d s): the kubelet kills the container with SIGKILL before the app has drained, cutting the requests on its connections", grace, preStop),
 			fmt.Sprintf("set terminationGracePeriodSeconds above preStop + the app's drain time (e.g. %d)", preStop+20), "grace-shorter-than-prestop")

@@ -27,6 +27,12 @@ func TestFindingsMatchTheCatalogue(t *testing.T) {
 		"shell-form-cmd":             {"shell-form-cmd"},
 		"start-sh-no-exec":           {"shell-script-pid1"},
 		"tini-init":                  nil,
+		"exec-readiness":             nil,
+		"startup-probe":              nil,
+		"exec-prestop":               {"shell-script-pid1"}, // start.sh, as start-sh-exec
+		// lint cannot see when the app opens its port, nor how it stops.
+		"tcp-readiness-late-listen": {"tcp-readiness-probe"},
+		"no-graceful-shutdown":      nil,
 		// lint cannot read the script inside the image: it asks whether
 		// it ends in exec, for both twins.
 		"start-sh-exec":                  {"shell-script-pid1"},
@@ -40,13 +46,32 @@ func TestFindingsMatchTheCatalogue(t *testing.T) {
 		"grpc-stream-blocks-stop": nil,
 		"grpc-tcp-readiness":      {"tcp-readiness-probe"},
 		"grpc-native-probe":       nil,
+		// A proxy in the pod the Service sends to: stopped with the app,
+		// or not part of the pod's readiness. lint cannot see whether a
+		// native sidecar passes the app's drain on to its clients.
+		"sidecar-no-prestop":               {"no-prestop", "sidecar-stops-with-app"},
+		"sidecar-prestop-app-only":         {"sidecar-stops-with-app"},
+		"sidecar-prestop-both":             nil,
+		"native-sidecar":                   nil,
+		"native-sidecar-keeps-connections": nil,
+		"sidecar-slow-start":               {"sidecar-not-in-readiness"},
+		"native-sidecar-startup-probe":     nil,
+	}
+	for _, v := range fixtures.Catalogue {
+		if _, ok := want[v.Name]; !ok {
+			t.Errorf("variant %s: say what lint finds in it", v.Name)
+		}
 	}
 	for name, rules := range want {
 		v, err := fixtures.Lookup(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs, err := v.Render("ns", "nodrop/app:"+v.ImageVariant)
+		var refs []string
+		for _, variant := range v.Images() {
+			refs = append(refs, "nodrop/app:"+variant)
+		}
+		objs, err := v.Render("ns", refs[0], refs[1:]...)
 		if err != nil {
 			t.Fatal(err)
 		}

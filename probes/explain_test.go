@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
@@ -62,5 +64,29 @@ func TestParseAppLine(t *testing.T) {
 	}
 	if _, ok := parseAppLine("web-1", []byte("start.sh: starting app")); ok {
 		t.Error("a plain log line is not an app event")
+	}
+}
+
+// A native sidecar's status is among the init containers' and counts as
+// one of the pod's containers, before the app; a plain init container
+// does not.
+func TestContainerStatusesIncludeNativeSidecars(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	p := &corev1.Pod{
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{Name: "setup"}, {Name: "proxy", RestartPolicy: &always}},
+			Containers:     []corev1.Container{{Name: "app"}},
+		},
+		Status: corev1.PodStatus{
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: "setup"}, {Name: "proxy"}},
+			ContainerStatuses:     []corev1.ContainerStatus{{Name: "app"}},
+		},
+	}
+	var names []string
+	for _, st := range containerStatuses(p) {
+		names = append(names, st.Name)
+	}
+	if strings.Join(names, ",") != "proxy,app" {
+		t.Errorf("containers %v, want proxy,app", names)
 	}
 }

@@ -218,7 +218,7 @@ func (r *Recorder) onPod(p *corev1.Pod) {
 		st.scheduled = true
 		ev(PodScheduled, p.Spec.NodeName)
 	}
-	for _, c := range p.Status.ContainerStatuses {
+	for _, c := range containerStatuses(p) {
 		// A restarted container's previous instance ended: its exit is
 		// in LastTerminationState once the new one runs.
 		if t := c.LastTerminationState.Terminated; t != nil && t.ContainerID != "" && st.terminated[c.Name] != t.ContainerID {
@@ -239,7 +239,7 @@ func (r *Recorder) onPod(p *corev1.Pod) {
 			if key := p.Name + "/" + c.ContainerID; !r.following[key] {
 				r.following[key] = true
 				r.wg.Add(1)
-				go r.followLogs(p.Name, c.Name)
+				go r.followLogs(p.Name, c.Name, len(containerStatuses(p)) > 1)
 			}
 		}
 	}
@@ -327,9 +327,28 @@ func (r *Recorder) onEvent(e *corev1.Event) {
 	r.add(Event{At: at, Kind: KubeEvent, Pod: pod, Detail: e.Reason + ": " + e.Message})
 }
 
+// containerStatuses are the statuses of a pod's containers that serve:
+// its containers and its native sidecars (init containers that keep
+// running), sidecars first, as the kubelet starts them.
+func containerStatuses(p *corev1.Pod) []corev1.ContainerStatus {
+	var out []corev1.ContainerStatus
+	for _, c := range p.Spec.InitContainers {
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			continue
+		}
+		for _, st := range p.Status.InitContainerStatuses {
+			if st.Name == c.Name {
+				out = append(out, st)
+			}
+		}
+	}
+	return append(out, p.Status.ContainerStatuses...)
+}
+
 // followLogs streams a container's log and records the sample app's
 // JSON lifecycle lines ({"ts":…,"event":…}) with the app's timestamps.
-func (r *Recorder) followLogs(pod, container string) {
+// In a pod of several containers each line names its container.
+func (r *Recorder) followLogs(pod, container string, named bool) {
 	defer r.wg.Done()
 	req := r.client.CoreV1().Pods(r.ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true})
 	stream, err := req.Stream(r.ctx)
@@ -340,6 +359,9 @@ func (r *Recorder) followLogs(pod, container string) {
 	sc := bufio.NewScanner(stream)
 	for sc.Scan() {
 		if e, ok := parseAppLine(pod, sc.Bytes()); ok {
+			if named {
+				e.Detail = container + ": " + e.Detail
+			}
 			r.add(e)
 		}
 	}

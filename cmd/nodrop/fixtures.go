@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -99,11 +100,17 @@ func newRenderCommand() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			note := ""
+			var notes, more []string
 			if image == "" {
+				var note string
 				image, note = loadedImage(cmd.Context(), v.ImageVariant, clusterName)
+				notes = append(notes, note)
 			}
-			objs, err := v.Render(ns, image)
+			for _, variant := range v.Images()[1:] {
+				ref, note := loadedImage(cmd.Context(), variant, clusterName)
+				more, notes = append(more, ref), append(notes, note)
+			}
+			objs, err := v.Render(ns, image, more...)
 			if err != nil {
 				return err
 			}
@@ -113,8 +120,10 @@ func newRenderCommand() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "# %s\n", v.Describe())
-			if note != "" {
-				fmt.Fprintf(out, "# %s\n", note)
+			for _, note := range slices.Compact(notes) {
+				if note != "" {
+					fmt.Fprintf(out, "# %s\n", note)
+				}
 			}
 			_, err = out.Write(y)
 			return err
