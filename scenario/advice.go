@@ -104,6 +104,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 	stoppedEarly := exited != nil && !exited.At.After(ep.End.Add(DefaultTolerance)) && exited.At.Sub(deleted.At) < DataPlaneLag
 	ready := lastBefore(events, ep.Start.Add(watchLag), probes.EndpointReady, DataPlaneLag+DefaultTolerance)
 	if !stoppedEarly && ready != nil && (ep.ByClass[loadgen.Refused] > 0 || ep.ByClass[loadgen.HTTP5xx] > 0) {
+		if s := containerStart(ep, ready, events); s != "" {
+			return head + s
+		}
 		fix := "Use an HTTP readiness probe on a path that answers only once the app serves."
 		if r.Client.HTTP2 {
 			fix = "Use the native gRPC readiness probe (readinessProbe: {grpc: {port: N}}): the health service says SERVING only once the server serves."
@@ -158,6 +161,9 @@ func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *pr
 func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []probes.Event, http2 bool) string {
 	after := max(ep.Start.Sub(deleted.At), 0)
 	s := fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
+	if note := containerStop(ep, deleted, events); note != "" {
+		return s + note
+	}
 	broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
 	// A proxy in front answers 502/503 for a request it sent to a pod
 	// that stopped listening: the same race as a refusal.

@@ -266,3 +266,79 @@ func TestAdviceDoesNotBlameAPodStillRunning(t *testing.T) {
 		t.Errorf("advice %q", got)
 	}
 }
+
+// In a pod with a proxy in front of the app, the advice says which
+// container stopped (or started) out of order, from the containers'
+// own lifecycle lines.
+func TestAdviceNamesTheSidecarOutOfOrder(t *testing.T) {
+	t0 := time.Now()
+	ev := func(at time.Duration, k probes.Kind, pod, detail string) probes.Event {
+		return probes.Event{At: t0.Add(at), Kind: k, Pod: pod, Detail: detail}
+	}
+	started := []probes.Event{
+		ev(0, probes.ContainerStarted, "old", "app"),
+		ev(0, probes.ContainerStarted, "old", "proxy"),
+	}
+	for _, tc := range []struct {
+		name   string
+		report *loadgen.Report
+		events []probes.Event
+		want   []string
+	}{
+		{
+			name:   "the proxy has no preStop: it stops at deletion, the app waits",
+			report: lossesAt(t0, 10200*time.Millisecond, 30, loadgen.Refused),
+			events: append(started,
+				ev(10*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(10050*time.Millisecond, probes.App, "old", "proxy: sigterm (signal=terminated component=proxy)"),
+				ev(12100*time.Millisecond, probes.ContainerTerminated, "old", "proxy exited 0 (Completed)"),
+				ev(15*time.Second, probes.App, "old", "app: sigterm (signal=terminated)"),
+			),
+			want: []string{"container proxy got SIGTERM at the deletion", "app, held by its preStop, still served", "native sidecar"},
+		},
+		{
+			name:   "no preStop anywhere",
+			report: lossesAt(t0, 10200*time.Millisecond, 30, loadgen.Refused),
+			events: append(started,
+				ev(10*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(10050*time.Millisecond, probes.App, "old", "proxy: sigterm (signal=terminated component=proxy)"),
+				ev(10060*time.Millisecond, probes.App, "old", "app: sigterm (signal=terminated)"),
+			),
+			want: []string{"containers app and proxy all got SIGTERM at the deletion", "the one in front of the app"},
+		},
+		{
+			name:   "the app exits first and the proxy answers for it",
+			report: lossesAt(t0, 17500*time.Millisecond, 30, loadgen.HTTP5xx),
+			events: append(started,
+				ev(10*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(15*time.Second, probes.App, "old", "app: sigterm (signal=terminated)"),
+				ev(17200*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+			),
+			want: []string{"container app exited 7.2s after the deletion while container proxy still ran", "pass the app's Connection: close"},
+		},
+		{
+			name:   "the pod turns ready before its proxy listens",
+			report: lossesAt(t0, 3100*time.Millisecond, 30, loadgen.Refused),
+			events: []probes.Event{
+				ev(0, probes.ContainerStarted, "new", "app"),
+				ev(0, probes.ContainerStarted, "new", "proxy"),
+				ev(2900*time.Millisecond, probes.App, "new", "app: ready"),
+				ev(3*time.Second, probes.EndpointReady, "new", ""),
+				ev(12*time.Second, probes.App, "new", "proxy: serving (component=proxy)"),
+			},
+			want: []string{"its container proxy did not serve yet (it began 9.0s after)", "readiness probe on its own port"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Advise(tc.report, tc.events)
+			if len(got) != 1 {
+				t.Fatalf("want one episode, got %q", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got[0], w) {
+					t.Errorf("advice lacks %q:\n%s", w, got[0])
+				}
+			}
+		})
+	}
+}
