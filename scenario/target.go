@@ -242,7 +242,8 @@ func targetPortNumber(p corev1.ServicePort, d *appsv1.Deployment) int32 {
 	case p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal != 0:
 		return p.TargetPort.IntVal
 	case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
-		for _, c := range d.Spec.Template.Spec.Containers {
+		// Native sidecars (init containers that keep running) serve too.
+		for _, c := range slices.Concat(d.Spec.Template.Spec.InitContainers, d.Spec.Template.Spec.Containers) {
 			for _, cp := range c.Ports {
 				if cp.Name == p.TargetPort.StrVal {
 					return cp.ContainerPort

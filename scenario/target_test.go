@@ -135,3 +135,22 @@ func TestResolvePicksPortsByNameOrNumber(t *testing.T) {
 		}
 	}
 }
+
+// A Service that sends to a native sidecar's named port leads to that
+// port of the pods, as it does to a container's.
+func TestResolveFollowsANamedPortToANativeSidecar(t *testing.T) {
+	d := strings.Replace(deployment("web", "web"), "      containers:\n", `      initContainers:
+      - name: proxy
+        image: proxy:1
+        restartPolicy: Always
+        ports: [{name: edge, containerPort: 8000}]
+      containers:
+`, 1)
+	r, err := Resolve(objects(t, d, service("web", "web", "NodePort", "[{name: http, port: 80, targetPort: edge}]")), Target{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PodPort() != 8000 {
+		t.Fatalf("pod port %d, want the sidecar's 8000", r.PodPort())
+	}
+}

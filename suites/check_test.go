@@ -57,9 +57,10 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		out, err := build.CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), "building nodrop: %s", out)
 		testdata = filepath.Join(suiteEnv.Root, "suites", "testdata", "check")
-		// The user's images: the sample app as "shop:1.0", Debian's nginx
-		// as "webserver:stock".
-		for ref, src := range map[string]string{"shop:1.0": suiteEnv.Images["exec-form"], "greeter:1.0": suiteEnv.Images["exec-form"], "webserver:stock": images.BaseRef()} {
+		// The user's images: the sample app as "shop:1.0" (and as
+		// "greeter:1.0" and "storefront:1.0"), nodrop's proxy as
+		// "edge-proxy:1.0", Debian's nginx as "webserver:stock".
+		for ref, src := range map[string]string{"shop:1.0": suiteEnv.Images["exec-form"], "greeter:1.0": suiteEnv.Images["exec-form"], "storefront:1.0": suiteEnv.Images["exec-form"], "edge-proxy:1.0": suiteEnv.Images[fixtures.SidecarImage], "webserver:stock": images.BaseRef()} {
 			out, err := exec.CommandContext(ctx, "docker", "tag", src, ref).CombinedOutput()
 			Expect(err).NotTo(HaveOccurred(), "docker tag %s %s: %s", src, ref, out)
 		}
@@ -233,6 +234,22 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(errOut).To(ContainSubstring("measured by nodrop's variant grpc-no-prestop"))
 		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
 	}, SpecTimeout(6*time.Minute))
+
+	It("flags a proxy sidecar that has no preStop or probe of its own, and the rollout confirms it: refused connections, advice that names the proxy container (exit 1)", func(ctx SpecContext) {
+		manifest := filepath.Join(testdata, "storefront.yaml")
+		code, out, errOut := nodrop(ctx, "check", "-f", manifest, "--load-image", "storefront:1.0", "--load-image", "edge-proxy:1.0", "--cluster", suiteEnv.Name, "--json")
+		Expect(code).To(Equal(1), "check: %s", errOut)
+		Expect(errOut).To(ContainSubstring("container edge-proxy receives the Service's traffic"), "the review names the sidecar")
+		Expect(errOut).To(ContainSubstring("measured by nodrop's variant sidecar-prestop-app-only"))
+		rs := runs(out)
+		Expect(rs).To(HaveLen(2))
+		for _, r := range rs {
+			Expect(r.Verdict).To(Equal("lossy"), "%s", r.Load)
+			Expect(r.Report.LostByClass["refused"]).To(BeNumerically(">", 0), "%s: the proxy closed its listener at deletion while kube-proxy still sent the pod connections", r.Load)
+			Expect(strings.Join(r.Advice, "\n")).To(ContainSubstring("container edge-proxy got SIGTERM at the deletion"), "%s: the advice names the container that stopped first", r.Load)
+		}
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "check deletes every namespace it made")
+	}, SpecTimeout(8*time.Minute))
 
 	It("flags Debian's stock nginx without preStop and with a TCP probe, and the rollout confirms it: lost requests explained, on a cluster named only by its kubeconfig (exit 1)", func(ctx SpecContext) {
 		manifest := filepath.Join(testdata, "stock-nginx.yaml")
