@@ -91,18 +91,20 @@ e2e:
 	$(GO) build -o $(BIN)/failures ./hack/failures
 ifeq ($(PROCS),1)
 	$(GO) test -c -o $(BIN)/suites.test ./suites
-	cd suites && ../$(BIN)/suites.test -test.timeout 80m -ginkgo.label-filter='$(LABELS)' \
+	cd suites && ../$(BIN)/suites.test -test.timeout 90m -ginkgo.timeout 85m -ginkgo.label-filter='$(LABELS)' \
 		-ginkgo.junit-report=$(CURDIR)/$(OUT)/junit.xml -ginkgo.json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS) \
 		|| { $(CURDIR)/$(BIN)/failures $(CURDIR)/$(OUT)/report.json; exit 1; }
 else
 	$(GO) build -o $(BIN)/ginkgo github.com/onsi/ginkgo/v2/ginkgo
-	./$(BIN)/ginkgo run --procs=$(PROCS) --timeout=80m --label-filter='$(LABELS)' \
+	./$(BIN)/ginkgo run --procs=$(PROCS) --timeout=85m --label-filter='$(LABELS)' \
 		--junit-report=$(CURDIR)/$(OUT)/junit.xml --json-report=$(CURDIR)/$(OUT)/report.json $(E2E_FLAGS) ./suites \
 		|| { ./$(BIN)/failures $(CURDIR)/$(OUT)/report.json; exit 1; }
 endif
 
-# CI's subset: every spec (each catalogue variant in both load modes), and
-# the chaos cases but those labelled extended (docs/ci.md).
+# CI's subset: every spec but those labelled extended (docs/ci.md): each
+# catalogue variant in its load modes, the chaos cases but the extended
+# ones; the baseline's other disruptions (image change, scale-down, pod
+# deletion) are make run's and make e2e's.
 e2e-ci:
 	$(MAKE) e2e LABELS='(cluster || check || rollout || hotupgrade || chaos || proxy) && !extended'
 

@@ -24,7 +24,8 @@ type rolloutCase struct {
 }
 
 // rolloutEntries is one Entry per variant and load mode under a rollout
-// restart, plus every other disruption on the baseline.
+// restart, plus every other disruption on the baseline (extended: make
+// run's, not CI's).
 func rolloutEntries() []TableEntry {
 	var entries []TableEntry
 	for _, v := range fixtures.Catalogue {
@@ -35,7 +36,7 @@ func rolloutEntries() []TableEntry {
 	}
 	for _, d := range []string{"image", "scale-down", "delete-pod"} {
 		for _, m := range fixtures.Modes {
-			entries = append(entries, Entry(fmt.Sprintf("baseline-good, %s, %s: loses no requests", m, d), suites.Lossless, rolloutTimeout,
+			entries = append(entries, Entry(fmt.Sprintf("baseline-good, %s, %s: loses no requests", m, d), suites.Lossless, suites.Extended, rolloutTimeout,
 				rolloutCase{variant: "baseline-good", mode: m, disruption: d}))
 		}
 	}
