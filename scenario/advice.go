@@ -98,6 +98,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			"Either PID 1 ignored SIGTERM (a shell-form CMD, or a shell script that does not exec the server, never passes it on: use an exec-form CMD or an init such as tini), "+
 			"or the preStop hook plus shutdown took longer than the grace period (raise terminationGracePeriodSeconds above preStop + drain).", kill.Pod)
 	}
+	if s, ok := podsStoppedOutOfOrder(ep, events); ok {
+		return head + s
+	}
 	// A deleted pod that stopped serving while it was still an endpoint:
 	// its container ended before the episode was over, soon after the
 	// deletion.
@@ -161,9 +164,6 @@ func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *pr
 func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []probes.Event, http2 bool) string {
 	after := max(ep.Start.Sub(deleted.At), 0)
 	s := fmt.Sprintf(", %.1fs after pod %s was deleted", after.Seconds(), deleted.Pod)
-	if note := containerStop(ep, deleted, events); note != "" {
-		return s + note
-	}
 	broken := ep.ByClass[loadgen.EOF] + ep.ByClass[loadgen.Reset]
 	// A proxy in front answers 502/503 for a request it sent to a pod
 	// that stopped listening: the same race as a refusal.

@@ -47,12 +47,35 @@ func lifeOf(events []probes.Event, pod string) podLife {
 			case !ok:
 			case strings.HasPrefix(line, "sigterm"):
 				first(l.sigterm, c, e.At)
+			case strings.HasPrefix(line, "exit"):
+				// The container's own word, before the kubelet reports it.
+				first(l.exited, c, e.At)
 			case strings.HasPrefix(line, "serving"), strings.HasPrefix(line, "ready"):
 				first(l.serving, c, e.At)
 			}
 		}
 	}
 	return l
+}
+
+// podsStoppedOutOfOrder explains an episode by the order in which the
+// containers of a pod deleted before it stopped (containerStop), trying
+// the deleted pods newest first: in a rollout an old pod goes as a new
+// one turns ready, so this comes before blaming the new pod's readiness.
+func podsStoppedOutOfOrder(ep probes.Burst, events []probes.Event) (string, bool) {
+	var deleted []*probes.Event
+	for i := range events {
+		if e := &events[i]; e.Kind == probes.PodDeleting && !e.At.After(ep.Start.Add(watchLag)) {
+			deleted = append(deleted, e)
+		}
+	}
+	slices.SortStableFunc(deleted, func(a, b *probes.Event) int { return b.At.Compare(a.At) })
+	for _, e := range deleted {
+		if note := containerStop(ep, e, events); note != "" {
+			return fmt.Sprintf(", %.1fs after pod %s was deleted", max(ep.Start.Sub(e.At), 0).Seconds(), e.Pod) + note, true
+		}
+	}
+	return "", false
 }
 
 // containerStop explains losses after the deletion of a pod of several
