@@ -141,12 +141,16 @@ func traceUnanswered(ctx context.Context, nodes NodeShell, rec *probes.Recorder,
 		case err != nil:
 			detail = head + "not looked up: " + err.Error()
 		default:
-			detail = head + "no entry for it on any node: dropped before the node tracked it (kube-proxy drops connections to a Service with no ready endpoint), or its entry expired or was replaced by a later connection from that port"
+			detail = head + noEntry + ": dropped before the node tracked it (kube-proxy drops connections to a Service with no ready endpoint), or its entry expired or was replaced by a later connection from that port"
 		}
 		events = append(events, probes.Event{At: w.loss.At, Kind: probes.Conntrack, Detail: detail})
 	}
 	return events
 }
+
+// noEntry: no node held an entry for a lost connection attempt once the
+// load was over.
+const noEntry = "no entry for it on any node"
 
 // describeEntry says where a node's entry sent the connection, in the
 // namespace's terms.

@@ -90,21 +90,27 @@ func containerStop(ep probes.Burst, deleted *probes.Event, events []probes.Event
 	since := func(t time.Time) float64 { return t.Sub(deleted.At).Seconds() }
 	// A container that exited before the losses while another still ran
 	// and answered 5xx: the one in front outlived the app it forwards to.
+	// (The app's losses begin as it closes its listener, a moment before
+	// its exit line: hence watchLag.)
 	if ep.ByClass[loadgen.HTTP5xx] > 0 {
 		for _, gone := range l.names {
 			at, ok := l.exited[gone]
-			if !ok || at.After(ep.Start) {
+			if !ok || at.After(ep.Start.Add(watchLag)) {
 				continue
 			}
 			for _, front := range l.names {
-				if end, ok := l.exited[front]; front != gone && (!ok || end.After(ep.Start)) {
+				if end, ok := l.exited[front]; front != gone && (!ok || end.After(ep.Start.Add(watchLag))) {
 					return fmt.Sprintf(" = container %s exited %.1fs after the deletion while container %s still ran and answered for it (5xx) to clients that kept their connections to it: a proxy in front of the app must move its clients before the app stops. Let it pass the app's Connection: close on to its clients, or drain it (a preStop sleep shorter than the app's) while the app still serves.", gone, since(at), front)
 				}
 			}
 		}
 	}
 	// Containers that got SIGTERM at the deletion, while kube-proxy still
-	// sent the pod new connections, and those a preStop held.
+	// sent the pod new connections, and those a preStop held: losses
+	// soon after the deletion.
+	if ep.Start.Sub(deleted.At) > DataPlaneLag+DefaultTolerance {
+		return ""
+	}
 	var early, held []string
 	for _, c := range l.names {
 		if at, ok := l.sigterm[c]; ok && at.Sub(deleted.At) < watchLag && !at.After(ep.End) {

@@ -533,7 +533,8 @@ func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map
 // followedOwnPort reports whether a lost connection attempt came from a
 // client port whose earlier connection the server had just reset or
 // refused (portFollowers), and no trace says otherwise: a live trace, when
-// there is one, saw no node make a new entry for it. The kernel let its
+// there is one, saw no node make a new entry for it, and a lookup after
+// the load found none, or none at all. The kernel let its
 // SYN follow the earlier connection's entry back to the pod that reset it:
 // refused while that pod is there, unanswered once it is gone. That is how
 // Linux tracks connections, whatever the configuration; a configuration
@@ -543,7 +544,7 @@ func followedOwnPort(events []probes.Event, l loadgen.Loss, followers map[lossKe
 		return false
 	}
 	t := tracedAt(events, l)
-	return t == nil || strings.Contains(t.Detail, notTakenIn)
+	return t == nil || strings.Contains(t.Detail, notTakenIn) || strings.Contains(t.Detail, noEntry)
 }
 
 // sentToDeleted reports whether a lost connection attempt is one the live

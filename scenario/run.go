@@ -54,6 +54,7 @@ func (s Scenario) Run(ctx context.Context, env Env) (res *Result, err error) {
 		r.waitServing,   // the URL answers
 		r.followIngress, // the ingress controller's view of the run
 		r.takeSlot,      // a share of the machine's load
+		r.favour,        // the load generator first, until the load stops
 		r.calibrate,     // the same load with nothing happening
 		r.disrupt,       // load through the disruption, its faults, the tail
 		r.trace,         // unanswered connections, the controller's events
@@ -115,6 +116,8 @@ type run struct {
 	// undo run first, last first: what a phase holds until the run ends
 	// (the load slot, a watch).
 	undo []func()
+	// unfavour undoes Env.Favour (favour), nil when nothing is to undo.
+	unfavour func()
 
 	cfgs           []loadgen.Config // the loads, aimed (aim)
 	host           string           // the Host header through an ingress
@@ -292,6 +295,24 @@ func (r *run) takeSlot(ctx context.Context) error {
 	return nil
 }
 
+// favour lets the load generator run first until the load stops
+// (Env.Favour), undone at the end of disrupt or on any way out.
+func (r *run) favour(context.Context) error {
+	if r.env.Favour != nil {
+		r.unfavour = r.env.Favour()
+		r.undo = append(r.undo, r.endFavour)
+	}
+	return nil
+}
+
+// endFavour undoes favour, once.
+func (r *run) endFavour() {
+	if r.unfavour != nil {
+		r.unfavour()
+		r.unfavour = nil
+	}
+}
+
 // calibrate runs the loads with nothing happening (Calibrate).
 func (r *run) calibrate(ctx context.Context) error {
 	calibration, err := Calibrate(ctx, r.s.calibrateFor(), r.env.Log, r.cfgs...)
@@ -335,6 +356,7 @@ func (r *run) disrupt(ctx context.Context) error {
 	for i, l := range loads {
 		r.reports[i], errs[i] = l.Stop()
 	}
+	r.endFavour()
 	if err := errors.Join(errs...); err != nil {
 		return step.Fail(err)
 	}

@@ -69,6 +69,11 @@ type Env struct {
 	// OnStall, when set, hears of each stall of the load generator
 	// (loadgen.Config.OnStall: the trace around it kept, internal/flight).
 	OnStall func(loadgen.Stall)
+	// Favour, when set, is called as a run's load starts (calibration)
+	// and what it returns as the load stops: it lets the load generator
+	// run first whenever it is ready (internal/sched.DuringLoad), so a
+	// burst of the cluster's does not stop nodrop from sending.
+	Favour func() (undo func())
 }
 
 // Slots bound how much load runs send at once (internal/slots shares

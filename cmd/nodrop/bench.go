@@ -279,7 +279,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	}
 	stalls := startStallWatch(ctx, o.stallTrace, env.Log)
 	defer stalls.Stop()
-	env.Witness, env.OnStall = stalls.Witness(), stalls.OnStall()
+	env.Witness, env.OnStall, env.Favour = stalls.Witness(), stalls.OnStall(), sched.DuringLoad
 	if !o.verbose {
 		env.Log = nil
 	}

@@ -334,7 +334,7 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 	}
 	stalls := startStallWatch(ctx, o.stallTrace, log)
 	defer stalls.Stop()
-	env.Witness, env.OnStall = stalls.Witness(), stalls.OnStall()
+	env.Witness, env.OnStall, env.Favour = stalls.Witness(), stalls.OnStall(), sched.DuringLoad
 	if err := plan.front(ctx, o, &env, report, log); err != nil {
 		return err
 	}

@@ -146,6 +146,7 @@ func runLoad(cmd *cobra.Command, o loadOptions) error {
 	stalls := startStallWatch(cmd.Context(), "", progress.New(stderr, false))
 	defer stalls.Stop()
 	cfg.Witness = stalls.Witness()
+	defer sched.DuringLoad()()
 	r, err := loadgen.Run(cmd.Context(), cfg)
 	if live {
 		fmt.Fprint(stderr, "\r\033[K")
