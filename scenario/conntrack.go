@@ -149,8 +149,12 @@ func traceUnanswered(ctx context.Context, nodes NodeShell, rec *probes.Recorder,
 }
 
 // noEntry: no node held an entry for a lost connection attempt once the
-// load was over.
-const noEntry = "no entry for it on any node"
+// load was over. closedEntry: the entry a node held for it is one a
+// refused or reset connection leaves (CLOSE).
+const (
+	noEntry     = "no entry for it on any node"
+	closedEntry = "entry CLOSE"
+)
 
 // describeEntry says where a node's entry sent the connection, in the
 // namespace's terms.

@@ -533,8 +533,9 @@ func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map
 // followedOwnPort reports whether a lost connection attempt came from a
 // client port whose earlier connection the server had just reset or
 // refused (portFollowers), and no trace says otherwise: a live trace, when
-// there is one, saw no node make a new entry for it, and a lookup after
-// the load found none, or none at all. The kernel let its
+// there is one, saw no node make a new entry for it; a lookup after the
+// load found no entry for it, or the closed one that refusal or reset
+// left. The kernel let its
 // SYN follow the earlier connection's entry back to the pod that reset it:
 // refused while that pod is there, unanswered once it is gone. That is how
 // Linux tracks connections, whatever the configuration; a configuration
@@ -544,7 +545,15 @@ func followedOwnPort(events []probes.Event, l loadgen.Loss, followers map[lossKe
 		return false
 	}
 	t := tracedAt(events, l)
-	return t == nil || strings.Contains(t.Detail, notTakenIn) || strings.Contains(t.Detail, noEntry)
+	if t == nil {
+		return true
+	}
+	for _, s := range []string{notTakenIn, noEntry, closedEntry} {
+		if strings.Contains(t.Detail, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // sentToDeleted reports whether a lost connection attempt is one the live
