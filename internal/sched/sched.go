@@ -81,7 +81,13 @@ func PreferLoadGenerator() (threads int) {
 // other CPU, and nodrop's own share (a sixth of a CPU at 1,000 rps of
 // fresh connections) is what it was.
 func RealTime() (threads int) {
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_RR, Priority: 1}
+	return setClass(unix.SchedAttr{Policy: unix.SCHED_RR, Priority: 1})
+}
+
+// setClass gives every thread of this process attr's scheduling class
+// and returns how many took it.
+func setClass(attr unix.SchedAttr) (threads int) {
+	attr.Size = unix.SizeofSchedAttr
 	for _, tid := range Threads() {
 		if unix.SchedSetAttr(tid, &attr, 0) == nil {
 			threads++
@@ -100,12 +106,7 @@ func DuringLoad() (undo func()) {
 	if RealTime() == 0 {
 		return func() {}
 	}
-	return func() {
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: GeneratorNice}
-		for _, tid := range Threads() {
-			unix.SchedSetAttr(tid, &attr, 0)
-		}
-	}
+	return func() { setClass(unix.SchedAttr{Policy: unix.SCHED_NORMAL, Nice: GeneratorNice}) }
 }
 
 // Threads are the thread IDs of this process (none where /proc does not
