@@ -79,3 +79,36 @@ func TestPreferLoadGenerator(t *testing.T) {
 		t.Logf("this kernel groups no sessions (sched_autogroup_enabled off): threads only")
 	}
 }
+
+// DuringLoad puts every thread of the process in SCHED_RR 1 and its undo
+// puts every one back in the normal class at GeneratorNice (as root; an
+// unprivileged process changes nothing).
+func TestDuringLoad(t *testing.T) {
+	policies := func() (rr, normal int) {
+		for _, tid := range Threads() {
+			a, err := unix.SchedGetAttr(tid, 0)
+			switch {
+			case err != nil:
+			case a.Policy == unix.SCHED_RR && a.Priority == 1:
+				rr++
+			case a.Policy == unix.SCHED_NORMAL && a.Nice == GeneratorNice:
+				normal++
+			}
+		}
+		return rr, normal
+	}
+	undo := DuringLoad()
+	rr, _ := policies()
+	undo()
+	_, normal := policies()
+	n := len(Threads())
+	if os.Geteuid() != 0 {
+		if rr != 0 {
+			t.Errorf("%d threads real-time without the right to", rr)
+		}
+		return
+	}
+	if rr < n-1 || normal < n-1 {
+		t.Errorf("of %d threads, %d were real-time during the load and %d back at nice %d after", n, rr, normal, GeneratorNice)
+	}
+}
