@@ -106,7 +106,14 @@ func DuringLoad() (undo func()) {
 	if RealTime() == 0 {
 		return func() {}
 	}
-	return func() { setClass(unix.SchedAttr{Policy: unix.SCHED_NORMAL, Nice: GeneratorNice}) }
+	return func() { Normal(GeneratorNice) }
+}
+
+// Normal puts every thread of this process in the normal class at nice
+// and returns how many took it: out of the real-time class, whatever the
+// parent gave.
+func Normal(nice int) (threads int) {
+	return setClass(unix.SchedAttr{Policy: unix.SCHED_NORMAL, Nice: int32(nice)})
 }
 
 // Threads are the thread IDs of this process (none where /proc does not

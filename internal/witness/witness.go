@@ -71,13 +71,12 @@ func Helper(args []string) (int, bool) {
 	return watch(os.Stdin, os.Stdout, Tick, Threshold), true
 }
 
-// atNormalPriority puts every thread of this process at nice 0: the
-// parent's threads may run at a higher priority (internal/sched), which a
-// child inherits, and the witness must stand for the pods, which run at 0.
+// atNormalPriority puts every thread of this process in the normal
+// class at nice 0: the parent's threads may run at a higher priority or
+// in the real-time class (internal/sched), which a child inherits, and
+// the witness must stand for the pods, which run normal at 0.
 func atNormalPriority() {
-	for _, tid := range sched.Threads() {
-		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
-	}
+	sched.Normal(0)
 }
 
 func watch(stdin io.Reader, stdout io.Writer, tick, threshold time.Duration) int {

@@ -2,11 +2,16 @@ package witness
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodrop-dev/nodrop/internal/sched"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -74,6 +79,44 @@ func TestParseLine(t *testing.T) {
 	for _, bad := range []string{"", "witness ready", "1 x", "1 -5"} {
 		if _, _, ok := parseLine(bad); ok {
 			t.Errorf("parseLine(%q) ok", bad)
+		}
+	}
+}
+
+// Spawned by a process in the real-time class, the witness puts itself
+// back in the normal class at nice 0, where the pods it stands for run
+// (as root; an unprivileged parent cannot be real-time to begin with).
+func TestWitnessRunsNormalWhateverItsParent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may put the parent in the real-time class")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	undo := sched.DuringLoad()
+	w, err := Spawn(context.Background(), self)
+	undo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	pid := w.p.Cmd.Process.Pid
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		a, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			continue // the thread has gone
+		}
+		if a.Policy != unix.SCHED_NORMAL || a.Nice != 0 {
+			t.Errorf("witness thread %d: policy %d, priority %d, nice %d; want the normal class at nice 0", tid, a.Policy, a.Priority, a.Nice)
 		}
 	}
 }
