@@ -25,7 +25,8 @@ const (
 )
 
 // Config describes one constant-rate load run. The zero value of each
-// field means its default; Normalize fills them in.
+// field means its default; Normalize fills them in. Its JSON (all but
+// the hooks) opens an outcome stream (Emit).
 type Config struct {
 	// Targets are the URLs requests go to, in turn.
 	Targets []string
@@ -83,15 +84,15 @@ type Config struct {
 	// standard health service's Watch.
 	StreamMethod string
 	// Progress, when set, is called about four times a second.
-	Progress func(Progress)
+	Progress func(Progress) `json:"-"`
 	// Witness, when set, watches the machine from a process of its own,
 	// so each stall of the generator says whether it was the generator's
 	// own or the whole machine's (Stall.Whose).
-	Witness Witness
+	Witness Witness `json:"-"`
 	// OnStall, when set, is called from the stall watch as each stall
 	// ends (e.g. to keep the execution trace around it); it must not
 	// block.
-	OnStall func(Stall)
+	OnStall func(Stall) `json:"-"`
 }
 
 // Progress is a snapshot of a running load.

@@ -86,6 +86,9 @@ type Stall struct {
 	CPUMs float64 `json:"cpu_ms"`
 	// GCCycles: garbage collections that ended during it.
 	GCCycles uint64 `json:"gc_cycles,omitempty"`
+	// Generator is which generator stood still, when several shared the
+	// load (Merge).
+	Generator string `json:"generator,omitempty"`
 	// PressureMs: the kernel's CPU pressure (/proc/pressure/cpu, some)
 	// during it: how long at least one task of the machine waited for a
 	// CPU. -1 where the kernel does not say.

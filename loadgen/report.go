@@ -113,6 +113,9 @@ type Report struct {
 	// MaxLossDetails of them.
 	Losses          []Loss `json:"losses"`
 	LossesTruncated bool   `json:"losses_truncated,omitempty"`
+	// Generators are the parts of the load, when several generators
+	// shared it (Merge); none when one process sent it all.
+	Generators []Share `json:"generators,omitempty"`
 }
 
 // Latency holds percentiles over every request, in milliseconds.
@@ -191,6 +194,9 @@ type Loss struct {
 	// GeneratorStallMs is how long the generator's process stood still
 	// while the request was open (timeouts only).
 	GeneratorStallMs float64 `json:"generator_stall_ms,omitempty"`
+	// Generator is the generator that sent it, when several shared the
+	// load (Merge): its Share's name.
+	Generator string `json:"generator,omitempty"`
 }
 
 // Client is what nodrop's client did with connections: a verdict holds
@@ -350,6 +356,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("load", "%s", r.Delivery)
 	g := r.Generator
 	row("generator", "sent p99 %.1fms / max %.1fms late; stood still %d times, longest %.0fms%s", g.SendLag.P99, g.SendLag.Max, g.StallCount, g.MaxStallMs, g.whose())
+	for _, s := range r.Generators {
+		problem := ""
+		if s.Problem != "" {
+			problem = "; " + s.Problem
+		}
+		row("  "+s.Name, "sent %d (%.1f/s of %d/s), lost %d; stood still %d times, longest %.0fms%s",
+			s.Sent, s.RateAchieved, s.RateTarget, s.Lost, s.StallCount, s.MaxStallMs, problem)
+	}
 	if g.CPUPressure >= 0 {
 		row("machine", "nodrop used %.0f%% of a CPU; CPU pressure %.0f%% (some task waited for a CPU that share of the run)", 100*g.CPU, 100*g.CPUPressure)
 	}
@@ -456,6 +470,7 @@ type outcome struct {
 	goAwayRace bool // strict: refused unprocessed at a GOAWAY, then sent again by the client
 	noConn     bool // HTTP load: it never got a connection
 	localPort  int
+	generator  string // the generator that sent it, when several did (Merge)
 }
 
 // idleCloseRace is the one place the race is decided: written to a
@@ -679,6 +694,7 @@ func (acc *accumulator) lose(o outcome) {
 		Retried:         o.retried,
 		IdleCloseRace:   o.idleCloseRace(),
 		GoAwayRace:      o.goAwayRace,
+		Generator:       o.generator,
 	}
 	if o.reused {
 		l.IdleMs = ms(o.idleFor)

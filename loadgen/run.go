@@ -29,13 +29,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	watch := startStallWatch(cfg.OnStall)
 	started := time.Now()
-	var outcomes <-chan outcome
-	var counts *connStats
-	if cfg.Connections > 0 {
-		outcomes, counts = sendLongLived(ctx, cfg, started, duration)
-	} else {
-		outcomes = sendPaced(ctx, cfg, started, duration)
-	}
+	outcomes, counts := send(ctx, cfg, started, duration)
 	acc := newAccumulator(cfg, started)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -58,6 +52,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 	}
+}
+
+// send starts the load cfg asks for: long-lived connections or paced
+// requests. Its outcomes come on the channel, closed once the last
+// request is judged; counts (long-lived load only, else nil) hold what
+// became of the connections once it is closed.
+func send(ctx context.Context, cfg Config, started time.Time, duration time.Duration) (outcomes <-chan outcome, counts *connStats) {
+	if cfg.Connections > 0 {
+		return sendLongLived(ctx, cfg, started, duration)
+	}
+	return sendPaced(ctx, cfg, started, duration), nil
 }
 
 // sendPaced is open-loop load through vegeta's attacker: requests leave
@@ -93,9 +98,9 @@ func sendPaced(ctx context.Context, cfg Config, started time.Time, duration time
 				if !ok {
 					return
 				}
-				// The pacer schedules the n-th request n intervals after
-				// the start.
-				due := started.Add(time.Duration(res.Seq) * interval)
+				// vegeta's constant pacer schedules request n (from 0)
+				// n+1 intervals after the start.
+				due := started.Add(time.Duration(res.Seq+1) * interval)
 				out <- judge(res, tr.take(res.Seq), !cfg.Lenient, due)
 			case <-stop:
 				// Stop sending; requests in flight still finish and are judged.

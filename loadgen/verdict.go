@@ -209,6 +209,11 @@ func (r *Report) JudgeAcross(from, to time.Time, critical []Span) Judgement {
 	case r.Interrupted:
 		j.Reasons = append(j.Reasons, fmt.Sprintf("interrupted after %.1fs of %.1fs", r.DurationSec, r.PlannedSec))
 	}
+	for _, g := range r.Generators {
+		if g.Problem != "" {
+			j.Reasons = append(j.Reasons, fmt.Sprintf("generator %s: %s", g.Name, g.Problem))
+		}
+	}
 	if n := r.Generator.TimeoutsDuringStalls; n > 0 {
 		j.Reasons = append(j.Reasons, fmt.Sprintf("%d timeouts came while the load generator itself stood still for %.0fms or more (max stall %.0fms): they may be its own delay, not the server's",
 			n, r.Generator.StallLimitMs, r.Generator.MaxStallMs))

@@ -27,6 +27,8 @@ type loadOptions struct {
 	body      string
 	asJSON    bool
 	http2     bool
+	emit      bool
+	merge     []string
 }
 
 func newLoadCommand() *cobra.Command {
@@ -56,6 +58,13 @@ cleanly; a stream cut is a lost request at that moment. grpc-go re-sends
 an RPC the server refused unprocessed, whatever its options: strict load
 counts it lost, --lenient counts it answered and retried.
 
+Several generators, one verdict: --emit writes each request's outcome as
+it is judged (one JSON line each, then the generator's own record) instead
+of a report, for another nodrop to merge; --merge FILE (repeatable, - for
+stdin) merges such streams into one report, each loss naming the
+generator (file) that sent it. A stream cut before its end, or a
+generator that sent less than its rate, makes the merged run not judged.
+
 A run is judged only if its load was delivered: at least 99% of the target
 rate over the run, and no 100 ms window below half its share. Timeouts that
 came while nodrop's own process stood still are not the server's.
@@ -84,6 +93,8 @@ Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 	f.StringVar(&cfg.StreamMethod, "stream-method", "", "the streams' server-streaming method, /pkg.Service/Method (default /grpc.health.v1.Health/Watch)")
 	f.BoolVar(&o.http2, "http2", false, "long-lived HTTP/2 without TLS (h2c, prior knowledge): http:// URLs are sent as h2c://, --in-flight requests per connection")
 	f.BoolVar(&o.asJSON, "json", false, "print the report as one JSON object")
+	f.BoolVar(&o.emit, "emit", false, "write every request's outcome to stdout as it is judged (the outcome stream --merge reads), not a report")
+	f.StringArrayVar(&o.merge, "merge", nil, "merge the outcome streams of generators run with --emit (a file, - for stdin; repeatable) into one report; no load is sent")
 	return cmd
 }
 
@@ -131,22 +142,29 @@ func (o loadOptions) config(cmd *cobra.Command) (loadgen.Config, error) {
 // runLoad sends the load, with live progress on a terminal and the
 // generator's stall watch, prints the report, and exits by its verdict.
 func runLoad(cmd *cobra.Command, o loadOptions) error {
+	if len(o.merge) > 0 {
+		return runMerge(cmd, o)
+	}
 	cfg, err := o.config(cmd)
 	if err != nil {
 		return err
 	}
 	stderr := cmd.ErrOrStderr()
-	live := isTerminal(stderr)
+	live := isTerminal(stderr) && !o.emit
 	if live {
-		cfg.Progress = func(p loadgen.Progress) {
-			fmt.Fprintf(stderr, "\r%6.1fs  sent %-8d lost %-8d", p.Elapsed.Seconds(), p.Sent, p.Lost)
-		}
+		cfg.Progress = liveProgress(stderr)
 	}
 	sched.OneP()
 	stalls := startStallWatch(cmd.Context(), "", progress.New(stderr, false))
 	defer stalls.Stop()
 	cfg.Witness = stalls.Witness()
 	defer sched.DuringLoad()()
+	if o.emit {
+		if err := loadgen.Emit(cmd.Context(), cfg, cmd.OutOrStdout()); err != nil {
+			return exitError{code: exitNotJudged, msg: err.Error()}
+		}
+		return nil
+	}
 	r, err := loadgen.Run(cmd.Context(), cfg)
 	if live {
 		fmt.Fprint(stderr, "\r\033[K")
@@ -157,6 +175,50 @@ func runLoad(cmd *cobra.Command, o loadOptions) error {
 	if err != nil {
 		return err
 	}
+	return writeLoadReport(cmd, o, r)
+}
+
+// liveProgress writes a run's progress on one line of a terminal.
+func liveProgress(w io.Writer) func(loadgen.Progress) {
+	return func(p loadgen.Progress) {
+		fmt.Fprintf(w, "\r%6.1fs  sent %-8d lost %-8d", p.Elapsed.Seconds(), p.Sent, p.Lost)
+	}
+}
+
+// runMerge merges the outcome streams --merge names into one report and
+// exits by its verdict. Every file is opened before anything is read: a
+// missing one is bad input.
+func runMerge(cmd *cobra.Command, o loadOptions) error {
+	if len(o.cfg.Targets) > 0 || o.emit {
+		return usagef("--merge reads the streams of generators that sent the load: no --url, no --emit")
+	}
+	var sources []loadgen.Source
+	for _, name := range o.merge {
+		if name == "-" {
+			sources = append(sources, loadgen.Source{Name: "stdin", R: cmd.InOrStdin()})
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return usageError{fmt.Errorf("--merge: %w", err)}
+		}
+		defer f.Close()
+		sources = append(sources, loadgen.Source{Name: name, R: f})
+	}
+	var live func(loadgen.Progress)
+	if stderr := cmd.ErrOrStderr(); isTerminal(stderr) {
+		live = liveProgress(stderr)
+		defer fmt.Fprint(stderr, "\r\033[K")
+	}
+	r, err := loadgen.Merge(cmd.Context(), sources, live)
+	if err != nil {
+		return usageError{err}
+	}
+	return writeLoadReport(cmd, o, r)
+}
+
+// writeLoadReport prints r (a table, or JSON) and exits by its verdict.
+func writeLoadReport(cmd *cobra.Command, o loadOptions, r *loadgen.Report) error {
 	out := cmd.OutOrStdout()
 	if o.asJSON {
 		if err := json.NewEncoder(out).Encode(r); err != nil {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,6 +80,54 @@ func TestLoadHTTP2(t *testing.T) {
 	}
 }
 
+// Two generators run with --emit, merged with --merge: one report of
+// every request, each generator's part named by its file, exit by the
+// merged verdict; a stream cut before its end is not judged (exit 3).
+func TestLoadEmitAndMerge(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer ok.Close()
+	dir := t.TempDir()
+	files := []string{filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")}
+	// The generators send at the same time, as a merged load's do.
+	codes := make([]int, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out bytes.Buffer
+			codes[i] = run(context.Background(), []string{"load", "--url", ok.URL, "--rate", "100", "--duration", "500ms", "--emit"}, &out, io.Discard)
+			os.WriteFile(f, out.Bytes(), 0o644)
+		}()
+	}
+	wg.Wait()
+	if codes[0] != exitOK || codes[1] != exitOK {
+		t.Fatalf("--emit: exit %v", codes)
+	}
+	code, out, _ := runCLI(t, "load", "--merge", files[0], "--merge", files[1], "--json")
+	var r struct {
+		Total      int `json:"total"`
+		RateTarget int `json:"rate_target"`
+		Generators []struct {
+			Name string `json:"name"`
+			Sent int    `json:"sent"`
+		} `json:"generators"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("--json output is not one JSON object: %v\n%s", err, out)
+	}
+	if code != exitOK || r.RateTarget != 200 || len(r.Generators) != 2 || r.Generators[0].Name != files[0] || r.Total != r.Generators[0].Sent+r.Generators[1].Sent {
+		t.Fatalf("merged: exit %d, %+v", code, r)
+	}
+	whole, _ := os.ReadFile(files[1])
+	lines := strings.SplitAfter(strings.TrimSuffix(string(whole), "\n"), "\n")
+	os.WriteFile(files[1], []byte(strings.Join(lines[:len(lines)-1], "")), 0o644)
+	code, out, errOut := runCLI(t, "load", "--merge", files[0], "--merge", files[1])
+	if code != exitNotJudged || !strings.Contains(errOut, "generator "+files[1]+": its outcome stream ended before its load did") {
+		t.Fatalf("a cut stream merged: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+}
+
 func TestBadInputIsOneLineAndExit2(t *testing.T) {
 	badYAML := filepath.Join(t.TempDir(), "kind.yaml")
 	os.WriteFile(badYAML, []byte("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes: [[[\n"), 0o644)
@@ -93,6 +143,8 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--duration", "-1s"}, "duration must not be negative"},
 		{[]string{"load", "--url", "not a url"}, "scheme must be http, https, rpc, grpc or h2c"},
 		{[]string{"load", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"load", "--merge", "/nonexistent/a.jsonl"}, "--merge: open /nonexistent/a.jsonl: no such file or directory"},
+		{[]string{"load", "--merge", "-", "--url", "http://127.0.0.1:1/"}, "--merge reads the streams of generators that sent the load: no --url, no --emit"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "--http2"}, "--http2 is long-lived load: set --connections N"},
 		{[]string{"load", "--url", "rpc://127.0.0.1:1", "--http2", "--connections", "1"}, "--http2 needs http:// URLs, got rpc://127.0.0.1:1"},
 		{[]string{"load", "--url", "http://127.0.0.1:1/", "-H", "novalue"}, `want "Name: value"`},
