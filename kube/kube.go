@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -209,6 +210,26 @@ func NodePortOf(ctx context.Context, c kubernetes.Interface, ns, name, what stri
 		}
 	}
 	return 0, fmt.Errorf("service %s/%s has no node port for port %s", ns, name, what)
+}
+
+// ClusterAddressOf is where pods of the cluster reach the port of
+// Service ns/name that match selects: its ClusterIP and the port's number
+// (what is the port as messages name it).
+func ClusterAddressOf(ctx context.Context, c kubernetes.Interface, ns, name, what string, match func(corev1.ServicePort) bool) (string, error) {
+	svc, err := c.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading service %s/%s: %w", ns, name, err)
+	}
+	ip := svc.Spec.ClusterIP
+	if ip == "" || ip == corev1.ClusterIPNone {
+		return "", fmt.Errorf("service %s/%s has no cluster IP", ns, name)
+	}
+	for _, p := range svc.Spec.Ports {
+		if match(p) {
+			return net.JoinHostPort(ip, strconv.Itoa(int(p.Port))), nil
+		}
+	}
+	return "", fmt.Errorf("service %s/%s has no port %s", ns, name, what)
 }
 
 // servingAnswers is how many requests in one try must all answer 2xx.

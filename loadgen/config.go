@@ -327,3 +327,29 @@ func orList(words []string) string {
 	}
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
+
+// Split divides cfg's load into n shares that add up to it, one for each
+// of n generators: the rate (the first shares one request a second more
+// where it does not divide), and in long-lived mode the connections and
+// streams (each share at least one connection).
+func Split(cfg Config, n int) []Config {
+	n = max(1, n)
+	shares := make([]Config, n)
+	part := func(total, i int) int {
+		p := total / n
+		if i < total%n {
+			p++
+		}
+		return p
+	}
+	for i := range shares {
+		s := cfg
+		s.Rate = part(cfg.Rate, i)
+		if cfg.Connections > 0 {
+			s.Connections = max(1, part(cfg.Connections, i))
+			s.Streams = part(cfg.Streams, i)
+		}
+		shares[i] = s
+	}
+	return shares
+}

@@ -120,3 +120,27 @@ func TestMergeNeedsAGenerator(t *testing.T) {
 		t.Error("Merge of no stream: no error")
 	}
 }
+
+// Shares add up to the load: its rate, connections and streams.
+func TestSplitAddsUpToTheLoad(t *testing.T) {
+	for _, tc := range []struct {
+		cfg loadgen.Config
+		n   int
+	}{
+		{loadgen.Config{Rate: 1000}, 3},
+		{loadgen.Config{Rate: 7, Connections: 4, Streams: 2}, 3},
+		{loadgen.Config{Rate: 500}, 0},
+	} {
+		shares := loadgen.Split(tc.cfg, tc.n)
+		rate, conns, streams := 0, 0, 0
+		for _, s := range shares {
+			rate, conns, streams = rate+s.Rate, conns+s.Connections, streams+s.Streams
+			if tc.cfg.Connections > 0 && s.Connections < 1 {
+				t.Errorf("%+v in %d: a share without a connection", tc.cfg, tc.n)
+			}
+		}
+		if len(shares) != max(1, tc.n) || rate != tc.cfg.Rate || conns != tc.cfg.Connections || streams != tc.cfg.Streams {
+			t.Errorf("%+v in %d: %d shares adding up to rate %d, %d connections, %d streams", tc.cfg, tc.n, len(shares), rate, conns, streams)
+		}
+	}
+}

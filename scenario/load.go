@@ -33,7 +33,7 @@ func (s Scenario) tailFor() time.Duration {
 // delivered with no gap, the generator on time), or the set-up is broken
 // (wrong port, pods not serving, a saturated load generator) and nothing
 // is judged: the error wraps ErrNotJudged.
-func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, cfgs ...loadgen.Config) ([]*loadgen.Report, error) {
+func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, send SendFunc, cfgs ...loadgen.Config) ([]*loadgen.Report, error) {
 	step := log.Start("calibrating for %s: the same load with nothing happening must be delivered and lose nothing", d)
 	reports := make([]*loadgen.Report, len(cfgs))
 	errs := make([]error, len(cfgs))
@@ -43,7 +43,7 @@ func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, cfgs 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reports[i], errs[i] = loadgen.Run(ctx, cfg)
+			reports[i], errs[i] = send(ctx, cfg)
 		}()
 	}
 	wg.Wait()
@@ -87,8 +87,21 @@ type background struct {
 	last   int
 }
 
+// SendFunc sends one load until ctx ends or its duration passed:
+// loadgen.Run, or a Sender's.
+type SendFunc func(ctx context.Context, cfg loadgen.Config) (*loadgen.Report, error)
+
+// send is how the run sends its loads: from this process, or from the
+// Env's generators in the run's namespace.
+func (r *run) send() SendFunc {
+	if g := r.env.Generators; g != nil {
+		return func(ctx context.Context, cfg loadgen.Config) (*loadgen.Report, error) { return g.Send(ctx, r.ns, cfg) }
+	}
+	return loadgen.Run
+}
+
 // startLoad starts cfg's load until Stop (or ctx's end).
-func startLoad(ctx context.Context, cfg loadgen.Config) *background {
+func startLoad(ctx context.Context, send SendFunc, cfg loadgen.Config) *background {
 	loadCtx, cancel := context.WithCancel(ctx)
 	l := &background{cancel: cancel, done: make(chan struct{}), count: make(chan int, 1)}
 	cfg.Progress = func(p loadgen.Progress) {
@@ -100,7 +113,7 @@ func startLoad(ctx context.Context, cfg loadgen.Config) *background {
 	}
 	go func() {
 		defer close(l.done)
-		l.report, l.err = loadgen.Run(loadCtx, cfg)
+		l.report, l.err = send(loadCtx, cfg)
 	}()
 	return l
 }

@@ -120,6 +120,7 @@ type run struct {
 	unfavour func()
 
 	cfgs           []loadgen.Config // the loads, aimed (aim)
+	waitURL        string           // the first load's URL from this process (waitServing)
 	host           string           // the Host header through an ingress
 	controller     *probes.Recorder // the ingress controller's namespace
 	controllerFrom time.Time
@@ -209,9 +210,19 @@ func (r *run) setUp(ctx context.Context) error {
 func (r *run) aim(ctx context.Context) error {
 	r.cfgs = make([]loadgen.Config, len(r.s.Traffic))
 	for i, t := range r.s.Traffic {
-		url, err := r.s.url(ctx, r.env, r.ns, r.target, t)
+		url, err := r.s.url(ctx, r.env, r.ns, r.target, t, false)
 		if err != nil {
 			return err
+		}
+		if i == 0 {
+			r.waitURL = url
+		}
+		if r.env.Generators != nil {
+			// The generators send from pods: to the ClusterIP. nodrop
+			// still waits from outside, through the NodePort.
+			if url, err = r.s.url(ctx, r.env, r.ns, r.target, t, true); err != nil {
+				return err
+			}
 		}
 		r.res.Traffic[i].URL = url
 		cfg := t.Load.Apply(t.Config)
@@ -239,7 +250,7 @@ func (r *run) aim(ctx context.Context) error {
 // waitServing waits until the first load's URL answers: over HTTP, or
 // over its own protocol (an RPC, a gRPC call) for the others.
 func (r *run) waitServing(ctx context.Context) error {
-	url := r.res.Traffic[0].URL
+	url := r.waitURL
 	what := url
 	if r.host != "" {
 		what = fmt.Sprintf("%s (host %s)", url, r.host)
@@ -315,7 +326,7 @@ func (r *run) endFavour() {
 
 // calibrate runs the loads with nothing happening (Calibrate).
 func (r *run) calibrate(ctx context.Context) error {
-	calibration, err := Calibrate(ctx, r.s.calibrateFor(), r.env.Log, r.cfgs...)
+	calibration, err := Calibrate(ctx, r.s.calibrateFor(), r.env.Log, r.send(), r.cfgs...)
 	for i, c := range calibration {
 		r.res.Traffic[i].Calibration = c
 	}
@@ -332,11 +343,15 @@ func (r *run) disrupt(ctx context.Context) error {
 	for _, t := range r.s.Traffic {
 		names = append(names, t.Load.Name)
 	}
-	step := r.env.Log.Start("%s under %d rps, %s", r.s.What(), r.cfgs[0].Rate, strings.Join(names, " + "))
+	from := ""
+	if g := r.env.Generators; g != nil {
+		from = ", from " + g.Where()
+	}
+	step := r.env.Log.Start("%s under %d rps, %s%s", r.s.What(), r.cfgs[0].Rate, strings.Join(names, " + "), from)
 	r.followNewConns(ctx)
 	loads := make([]*background, len(r.cfgs))
 	for i, cfg := range r.cfgs {
-		loads[i] = startLoad(ctx, cfg)
+		loads[i] = startLoad(ctx, r.send(), cfg)
 	}
 	first := loads[0]
 	first.WaitSent(ctx, r.cfgs[0].Rate/2)
@@ -402,7 +417,7 @@ func (r *run) trigger(ctx context.Context) error {
 // kept-alive HTTP load through a NodePort: they explain refusals.
 func (r *run) followNewConns(ctx context.Context) {
 	r.watches = make([]*newConnWatch, len(r.cfgs))
-	if r.env.Nodes == nil || r.env.URL != "" {
+	if r.env.Nodes == nil || r.env.URL != "" || r.env.Generators != nil {
 		return
 	}
 	for i, cfg := range r.cfgs {
@@ -423,7 +438,9 @@ func (r *run) followNewConns(ctx context.Context) {
 // (new ones followed live, attempts nobody answered) and the ingress
 // controller's events during the run.
 func (r *run) trace(ctx context.Context) error {
-	if r.env.Nodes != nil && r.env.URL == "" {
+	// The nodes' conntrack knows nodrop's own connections by its client
+	// ports; generators in pods are known by theirs, on their nodes.
+	if r.env.Nodes != nil && r.env.URL == "" && r.env.Generators == nil {
 		rest := slices.Clone(r.reports)
 		for i, w := range r.watches {
 			if w == nil {
@@ -537,7 +554,7 @@ func (r *run) deploy(ctx context.Context) error {
 
 // url is where a traffic's load goes: env.URL, or a node port of the
 // Service (the added one when the user's has none) at env.NodeIP.
-func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr Traffic) (string, error) {
+func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr Traffic, inCluster bool) (string, error) {
 	path := tr.Path
 	if path == "" {
 		path = "/"
@@ -545,15 +562,23 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 	if env.URL != "" && tr.Port == "" {
 		return strings.TrimSuffix(env.URL, "/") + path, nil
 	}
-	// How the node's address and a node port make the target's URL.
-	at := func(np int32) string { return tr.Load.Target(env.NodeIP+":"+strconv.Itoa(int(np)), path) }
+	// Where the port is reached: a node's address and its node port
+	// from outside, the Service's ClusterIP and port from a pod.
+	at := func(ns, svc, what string, match func(corev1.ServicePort) bool) (string, error) {
+		if inCluster {
+			addr, err := kube.ClusterAddressOf(ctx, env.Client, ns, svc, what, match)
+			return tr.Load.Target(addr, path), err
+		}
+		np, err := kube.NodePortOf(ctx, env.Client, ns, svc, what, match)
+		return tr.Load.Target(env.NodeIP+":"+strconv.Itoa(int(np)), path), err
+	}
 	if s.Target.Ingress && tr.Port == "" {
 		c := env.Ingress
-		np, err := kube.NodePortOf(ctx, env.Client, c.Namespace, c.Service, c.Port, func(p corev1.ServicePort) bool { return p.Name == c.Port })
+		u, err := at(c.Namespace, c.Service, c.Port, func(p corev1.ServicePort) bool { return p.Name == c.Port })
 		if err != nil {
 			return "", fmt.Errorf("the ingress controller: %w", err)
 		}
-		return at(np), nil
+		return u, nil
 	}
 	svc := t.Service.Name
 	if t.Added != nil && tr.Port == "" {
@@ -563,16 +588,12 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 	if port == "" {
 		port = strconv.Itoa(int(t.Port.Port))
 	}
-	np, err := kube.NodePortOf(ctx, env.Client, ns, svc, port, func(p corev1.ServicePort) bool {
+	return at(ns, svc, port, func(p corev1.ServicePort) bool {
 		if tr.Port != "" {
 			return p.Name == tr.Port
 		}
 		return t.Added != nil || p.Port == t.Port.Port
 	})
-	if err != nil {
-		return "", err
-	}
-	return at(np), nil
 }
 
 // notReadyWhy says which pods are not ready and the last events about

@@ -74,6 +74,21 @@ type Env struct {
 	// run first whenever it is ready (internal/sched.DuringLoad), so a
 	// burst of the cluster's does not stop nodrop from sending.
 	Favour func() (undo func())
+	// Generators, when set, sends the run's loads from elsewhere than
+	// this process (incluster.Generators: pods of a Job in the cluster),
+	// to the Service's ClusterIP; nil: nodrop sends them itself, to the
+	// NodePort (or URL).
+	Generators Sender
+}
+
+// A Sender sends a run's loads from elsewhere than nodrop's own process
+// and merges what its generators saw into one report (loadgen.Merge).
+type Sender interface {
+	// Send sends cfg's load from namespace ns until ctx ends or
+	// cfg.Duration has passed.
+	Send(ctx context.Context, ns string, cfg loadgen.Config) (*loadgen.Report, error)
+	// Where says where the load comes from, for the run's log.
+	Where() string
 }
 
 // Slots bound how much load runs send at once (internal/slots shares

@@ -20,6 +20,7 @@ import (
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/flight"
+	"github.com/nodrop-dev/nodrop/internal/generator"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/internal/slots"
@@ -46,6 +47,9 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}
 	if code, ok := cluster.CreateHelper(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	if code, ok := generator.Helper(os.Args[1:]); ok {
 		os.Exit(code)
 	}
 	sched.OneP()

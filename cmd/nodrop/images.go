@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -58,7 +60,36 @@ func newImagesCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(load, list)
+	gen := &cobra.Command{
+		Use:   "generator",
+		Short: "Build the load generator's image from this nodrop (for check --load-from cluster) and print its reference",
+		Long: `Build the load generator's image from this nodrop binary, offline, in the
+local Docker engine, and print its reference. On nodrop's kind cluster
+check --load-from cluster builds and loads it by itself; for a cluster of
+your own, tag and push it where the nodes pull from, and give it to check
+as --generator-image.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireDocker(cmd.Context()); err != nil {
+				return err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			dir, err := cacheDir()
+			if err != nil {
+				return err
+			}
+			ref, err := images.Generator(cmd.Context(), self, dir, progress.New(cmd.ErrOrStderr(), false))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), ref)
+			return nil
+		},
+	}
+	cmd.AddCommand(load, list, gen)
 	return cmd
 }
 

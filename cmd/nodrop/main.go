@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodrop-dev/nodrop/chaos/nfqueue"
 	"github.com/nodrop-dev/nodrop/cluster"
+	"github.com/nodrop-dev/nodrop/internal/generator"
 	"github.com/nodrop-dev/nodrop/internal/witness"
 )
 
@@ -78,6 +79,9 @@ func helper(args []string) (int, bool) {
 	}
 	if code, ok := cluster.CreateHelper(args); ok {
 		return code, true // this process creates a kind cluster on its own network (cluster.Options.Program)
+	}
+	if code, ok := generator.Helper(args); ok {
+		return code, true // this process is a load generator in a pod of the cluster (incluster)
 	}
 	return 0, false
 }

@@ -1,0 +1,89 @@
+// Package generator runs nodrop's load generator as a process of its own
+// inside the cluster under test: a pod of a Job (package incluster) whose
+// program is nodrop's own binary (or the suites' test binary), started
+// with HelperArg. Its first line on stdin says its share of the load and
+// when to start it (Start); it writes every request's outcome to stdout
+// as loadgen's outcome stream, which the nodrop attached to it merges
+// with the other generators' (loadgen.Merge). The end of its stdin (or
+// SIGTERM) ends its load as a finished one: requests in flight are judged
+// and the stream's end is written.
+package generator
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/internal/sched"
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// HelperArg, as a program's first argument, makes it a generator
+// (Helper). It is no command a person types.
+const HelperArg = "__nodrop-generator"
+
+// Start is what a generator reads first from its stdin, as one line of
+// JSON: its share of the load, and the moment to start sending it, the
+// same for every generator of the load.
+type Start struct {
+	Load loadgen.Config `json:"load"`
+	At   time.Time      `json:"at"`
+}
+
+// maxWait bounds how far ahead a Start may be.
+const maxWait = time.Minute
+
+// Helper runs the generator when args (os.Args[1:]) start with
+// HelperArg, and returns its exit code and true; otherwise it does
+// nothing and returns false.
+func Helper(args []string) (int, bool) {
+	if len(args) == 0 || args[0] != HelperArg {
+		return 0, false
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return run(ctx, os.Stdin, os.Stdout, os.Stderr), true
+}
+
+// run reads the Start from stdin, sends the load from its moment until
+// stdin ends (or its duration passed, or ctx ended), and writes the
+// outcome stream to stdout.
+func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) int {
+	in := bufio.NewReader(stdin)
+	line, err := in.ReadBytes('\n')
+	if err != nil && len(line) == 0 {
+		fmt.Fprintf(stderr, "%s: no load on stdin: %v\n", HelperArg, err)
+		return 2
+	}
+	var s Start
+	if err := json.Unmarshal(line, &s); err != nil {
+		fmt.Fprintf(stderr, "%s: the load: %v\n", HelperArg, err)
+		return 2
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, in) // until stdin ends: the load stops
+		cancel()
+	}()
+	// One P, as nodrop's own load runs: the generator's threads stay
+	// few, its stalls its own.
+	sched.OneP()
+	if wait := time.Until(s.At); wait > 0 {
+		select {
+		case <-time.After(min(wait, maxWait)):
+		case <-ctx.Done():
+		}
+	}
+	if err := loadgen.Emit(ctx, s.Load, stdout); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", HelperArg, err)
+		return 1
+	}
+	return 0
+}

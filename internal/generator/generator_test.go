@@ -1,0 +1,52 @@
+package generator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodrop-dev/nodrop/loadgen"
+)
+
+// The generator starts its share at the moment it is told, sends it
+// until its stdin ends, and writes the outcome stream a merge reads
+// whole; a load that is not one is bad input.
+func TestGeneratorSendsItsShareUntilItsStdinEnds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	if _, ok := Helper([]string{"load"}); ok {
+		t.Fatal("Helper took arguments that are not a generator's")
+	}
+	start, _ := json.Marshal(Start{Load: loadgen.Config{Targets: []string{srv.URL}, Rate: 100}, At: time.Now().Add(200 * time.Millisecond)})
+	stdinR, stdinW := io.Pipe()
+	var out, errOut bytes.Buffer
+	done := make(chan int)
+	began := time.Now()
+	go func() { done <- run(context.Background(), stdinR, &out, &errOut) }()
+	stdinW.Write(append(start, '\n'))
+	time.Sleep(700 * time.Millisecond)
+	stdinW.Close()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	r, err := loadgen.Merge(context.Background(), []loadgen.Source{{Name: "pod", R: &out}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict != loadgen.Lossless || r.Total < 30 || r.Total > 60 || r.RateTarget != 100 {
+		t.Errorf("merged: %s, %d requests at %d/s (%v); want lossless, about 50 at 100/s", r.Verdict, r.Total, r.RateTarget, r.NotJudged)
+	}
+	if at := r.Started.Sub(began); at < 150*time.Millisecond {
+		t.Errorf("started %s after it was told to wait 200ms", at)
+	}
+	errOut.Reset()
+	if code := run(context.Background(), strings.NewReader("{\n"), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "the load") {
+		t.Errorf("a load that is not JSON: exit %d, %q", code, errOut.String())
+	}
+}
