@@ -12,6 +12,7 @@
 package incluster
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,14 +130,13 @@ func (g Generators) Send(ctx context.Context, ns string, cfg loadgen.Config) (*l
 	streamCtx, cut := context.WithCancel(context.WithoutCancel(ctx))
 	defer cut()
 	attached := make([]*attachment, len(pods))
-	sources := make([]loadgen.Source, len(pods))
 	for i, p := range pods {
 		attached[i] = g.attach(streamCtx, p)
-		sources[i] = loadgen.Source{Name: fmt.Sprintf("%s on %s", p.Name, p.Spec.NodeName), R: attached[i].stdout}
 	}
-	startAt := time.Now().Add(startLead)
-	for i, a := range attached {
-		a.start(generator.Start{Load: shares[i], At: startAt})
+	sources, err := start(attached, pods, shares, time.Now().Add(startLead))
+	if err != nil {
+		cut()
+		return nil, err
 	}
 	stopped := make(chan struct{})
 	go func() {
@@ -313,6 +313,7 @@ func pending(p corev1.Pod) string {
 type attachment struct {
 	stdin  *io.PipeWriter
 	stdout *io.PipeReader
+	errMu  sync.Mutex
 	stderr strings.Builder
 	once   sync.Once
 	done   chan struct{}
@@ -331,7 +332,7 @@ func (g Generators) attach(ctx context.Context, p corev1.Pod) *attachment {
 			VersionedParams(&corev1.PodAttachOptions{Container: "generator", Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
 		exec, err := remotecommand.NewSPDYExecutor(g.REST, "POST", req.URL())
 		if err == nil {
-			err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: &lockedWriter{b: &a.stderr}})
+			err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: &lockedWriter{mu: &a.errMu, b: &a.stderr}})
 		}
 		a.err = err
 		outW.CloseWithError(err)
@@ -340,14 +341,76 @@ func (g Generators) attach(ctx context.Context, p corev1.Pod) *attachment {
 	return a
 }
 
-// start tells the generator its share and when to start.
-func (a *attachment) start(s generator.Start) {
+// clockWait bounds how long a generator may take to answer its Start
+// with its clock.
+const clockWait = 10 * time.Second
+
+// start tells each generator its share and the moment to start it (at,
+// on this process's clock), and measures from its answer how far its
+// clock is from this process's: the outcome streams, on one timeline.
+func start(attached []*attachment, pods []corev1.Pod, shares []loadgen.Config, at time.Time) ([]loadgen.Source, error) {
+	sources := make([]loadgen.Source, len(attached))
+	errs := make([]error, len(attached))
+	var wg sync.WaitGroup
+	for i, a := range attached {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sources[i].Name = fmt.Sprintf("%s on %s", pods[i].Name, pods[i].Spec.NodeName)
+			sources[i].R, sources[i].ClockOffset, sources[i].ClockUncertainty, errs[i] = a.start(generator.Start{Load: shares[i], At: at})
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("generator pod %s: %w", pods[i].Name, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return sources, errors.Join(errs...)
+}
+
+// start writes the generator's Start and reads its Clock line; the rest
+// of its stdout is the outcome stream.
+func (a *attachment) start(s generator.Start) (stream io.Reader, offset, uncertainty time.Duration, err error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	out := bufio.NewReader(a.stdout)
+	type answer struct {
+		line []byte
+		err  error
+		at   time.Time
+	}
+	got := make(chan answer, 1)
+	sent := time.Now()
 	go func() {
-		b, err := json.Marshal(s)
-		if err == nil {
-			_, _ = a.stdin.Write(append(b, '\n'))
+		if _, err := a.stdin.Write(append(b, '\n')); err != nil {
+			got <- answer{err: err}
+			return
 		}
+		line, err := out.ReadBytes('\n')
+		got <- answer{line, err, time.Now()}
 	}()
+	select {
+	case ans := <-got:
+		var c generator.Clock
+		if ans.err == nil {
+			ans.err = json.Unmarshal(ans.line, &c)
+		}
+		if ans.err != nil {
+			return nil, 0, 0, fmt.Errorf("no answer to its load: %w (%s)", ans.err, a.stderrText())
+		}
+		offset, uncertainty = generator.Offset(c, sent, ans.at)
+		return out, offset, uncertainty, nil
+	case <-time.After(clockWait):
+		return nil, 0, 0, fmt.Errorf("no answer to its load within %s", clockWait)
+	}
+}
+
+// stderrText is what the generator wrote to stderr so far.
+func (a *attachment) stderrText() string {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return strings.TrimSpace(a.stderr.String())
 }
 
 // stop closes the generator's stdin: it ends its load.
@@ -359,16 +422,16 @@ func (a *attachment) wait() { <-a.done }
 // why says how the attachment ended, with the generator's last words.
 func (a *attachment) why() string {
 	msg := a.err.Error()
-	if s := strings.TrimSpace(a.stderr.String()); s != "" {
+	if s := a.stderrText(); s != "" {
 		msg += "; it said: " + s
 	}
 	return msg
 }
 
-// lockedWriter is a strings.Builder the attachment writes to while
-// others may read it once it ended.
+// lockedWriter keeps the first 4 KiB written to it, for readers that
+// may look while it is written.
 type lockedWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	b  *strings.Builder
 }
 

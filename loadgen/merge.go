@@ -16,6 +16,12 @@ import (
 type Source struct {
 	Name string
 	R    io.Reader
+	// ClockOffset is how far the generator's clock was ahead of this
+	// process's (negative: behind), as measured by whoever reads the
+	// stream; its times are moved back by it so that every generator's
+	// requests and this process's events share one timeline.
+	// ClockUncertainty is how far off that measure may be.
+	ClockOffset, ClockUncertainty time.Duration
 }
 
 // Share is one generator's part of a load several generators shared
@@ -30,6 +36,10 @@ type Share struct {
 	RateAchieved float64   `json:"rate_achieved"`
 	StallCount   int       `json:"stall_count"`
 	MaxStallMs   float64   `json:"max_stall_ms"`
+	// ClockOffsetMs is how far its clock was ahead of nodrop's, give or
+	// take ClockUncertaintyMs (Source); its times are on nodrop's clock.
+	ClockOffsetMs      float64 `json:"clock_offset_ms"`
+	ClockUncertaintyMs float64 `json:"clock_uncertainty_ms"`
 	// Problem: why this generator's part does not stand for its share
 	// (its stream was cut or unreadable, it was interrupted, or it sent
 	// less than its rate); a merged load with one is not judged.
@@ -58,7 +68,9 @@ func Merge(ctx context.Context, sources []Source, progress func(Progress)) (*Rep
 	}
 	m := merger{n: len(sources), parts: make([]part, len(sources))}
 	for i, s := range sources {
-		m.parts[i].Name = s.Name
+		p := &m.parts[i]
+		p.Name, p.offset = s.Name, s.ClockOffset
+		p.ClockOffsetMs, p.ClockUncertaintyMs = ms(s.ClockOffset), ms(s.ClockUncertainty)
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -112,6 +124,7 @@ func readStream(i int, r io.Reader, events chan<- wireEvent) {
 // part is one generator's stream as the merge reads it.
 type part struct {
 	Share
+	offset      time.Duration // its clock ahead of this process's
 	start       *wireStart
 	end         *wireEnd
 	first, last time.Time
@@ -143,6 +156,7 @@ func (m *merger) take(e wireEvent) bool {
 		m.open()
 		return true
 	case e.f.Start != nil:
+		e.f.Start.Started = e.f.Start.Started.Add(-p.offset) // on this process's clock
 		p.start, p.Started, p.RateTarget = e.f.Start, e.f.Start.Started, e.f.Start.Load.Rate
 		m.open()
 	case e.f.O != nil:
@@ -228,7 +242,7 @@ func (m *merger) report(interrupted bool) *Report {
 				r.StreamsEndedByServer += e.StreamsEnded
 				r.StreamsHeld += e.StreamsHeld
 			}
-			gen.add(e.Generator, p.Name, int(p.Started.Sub(r.Started)/time.Second))
+			gen.add(e.Generator, p.Name, p.offset, int(p.Started.Sub(r.Started)/time.Second))
 			p.StallCount, p.MaxStallMs = e.Generator.StallCount, e.Generator.MaxStallMs
 		}
 		r.Generators = append(r.Generators, p.Share)
@@ -254,12 +268,13 @@ func (p *part) judge() {
 	}
 }
 
-// add counts one generator's watch (name, started offset seconds after
-// the merged load) in g: its stalls named, the machine's CPU pressure
-// the worst of the generators' each second.
-func (g *Generator) add(o Generator, name string, offset int) {
+// add counts one generator's watch in g (name, its clock ahead by
+// clock, started offset seconds after the merged load): its stalls named
+// and on this process's clock, the machine's CPU pressure the worst of
+// the generators' each second.
+func (g *Generator) add(o Generator, name string, clock time.Duration, offset int) {
 	for _, s := range o.Stalls {
-		s.Generator = name
+		s.Generator, s.At = name, s.At.Add(-clock)
 		g.Stalls = append(g.Stalls, s)
 	}
 	g.StallCount += o.StallCount

@@ -36,6 +36,24 @@ type Start struct {
 	At   time.Time      `json:"at"`
 }
 
+// Clock is the line a generator writes as soon as it has read its
+// Start, before its outcome stream: its clock at that moment, from which
+// the one who wrote the Start measures how far the generator's clock is
+// from its own (Offset).
+type Clock struct {
+	At time.Time `json:"clock"`
+}
+
+// Offset is how far a generator's clock is ahead of the reader's, and
+// how far off that may be: the Start was written at sent and its Clock
+// line c read at received (the reader's clock). The generator read the
+// Start between the two, so its clock at c.At stood for their middle,
+// give or take half the round trip.
+func Offset(c Clock, sent, received time.Time) (offset, uncertainty time.Duration) {
+	rtt := received.Sub(sent)
+	return c.At.Sub(sent.Add(rtt / 2)), rtt / 2
+}
+
 // maxWait bounds how far ahead a Start may be.
 const maxWait = time.Minute
 
@@ -65,6 +83,11 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := json.Unmarshal(line, &s); err != nil {
 		fmt.Fprintf(stderr, "%s: the load: %v\n", HelperArg, err)
 		return 2
+	}
+	clock, _ := json.Marshal(Clock{At: time.Now()})
+	if _, err := stdout.Write(append(clock, '\n')); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", HelperArg, err)
+		return 1
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -35,6 +35,11 @@ func TestGeneratorSendsItsShareUntilItsStdinEnds(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
+	var c Clock
+	line, err := out.ReadBytes('\n')
+	if err != nil || json.Unmarshal(line, &c) != nil || c.At.Before(began) || time.Since(c.At) > time.Second {
+		t.Fatalf("first line %q: want the generator's clock as it read its Start", line)
+	}
 	r, err := loadgen.Merge(context.Background(), []loadgen.Source{{Name: "pod", R: &out}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -48,5 +53,16 @@ func TestGeneratorSendsItsShareUntilItsStdinEnds(t *testing.T) {
 	errOut.Reset()
 	if code := run(context.Background(), strings.NewReader("{\n"), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "the load") {
 		t.Errorf("a load that is not JSON: exit %d, %q", code, errOut.String())
+	}
+}
+
+// A clock 5 s ahead, read back after a 40 ms round trip, is 5 s ahead
+// give or take 20 ms.
+func TestOffsetIsFromTheMiddleOfTheRoundTrip(t *testing.T) {
+	sent := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	received := sent.Add(40 * time.Millisecond)
+	c := Clock{At: sent.Add(20*time.Millisecond + 5*time.Second)}
+	if off, unc := Offset(c, sent, received); off != 5*time.Second || unc != 20*time.Millisecond {
+		t.Errorf("Offset = %s ± %s; want 5s ± 20ms", off, unc)
 	}
 }
