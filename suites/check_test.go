@@ -17,6 +17,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	sources "github.com/nodrop-dev/nodrop"
 	"github.com/nodrop-dev/nodrop/chaos"
@@ -36,6 +38,15 @@ type checkRun struct {
 		Total       int            `json:"total"`
 		Lost        int            `json:"lost"`
 		LostByClass map[string]int `json:"lost_by_class"`
+		Losses      []struct {
+			Class     string `json:"class"`
+			Generator string `json:"generator"`
+		} `json:"losses"`
+		Generators []struct {
+			Name    string `json:"name"`
+			Sent    int    `json:"sent"`
+			Problem string `json:"problem"`
+		} `json:"generators"`
 	} `json:"report"`
 	Added  []string `json:"added"`
 	Advice []string `json:"advice"`
@@ -331,7 +342,52 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(rs[0].Verdict).To(Equal("lossless"))
 		Expect(rs[0].Report.Total).To(BeNumerically(">", 10000))
 		Expect(errOut).To(ContainSubstring("nodrop-multi-worker"), "the pods ran on the workers, reached through the control plane's NodePort")
-	}, SpecTimeout(8*time.Minute))
+
+		// The same from inside the cluster, as a user of a cluster of
+		// their own does it: the generator's image built from this nodrop
+		// and put where the nodes pull from (here: loaded), two generator
+		// pods spread across the workers, one merged verdict.
+		code, ref, errOut := nodrop(ctx, "images", "generator")
+		Expect(code).To(Equal(0), "images generator: %s", errOut)
+		ref = strings.TrimSpace(ref)
+		Expect(ref).To(MatchRegexp(`^nodrop/generator:[0-9a-f]{12}$`))
+		code, _, errOut = nodrop(ctx, "images", "load", "--cluster", multi.Name, ref)
+		Expect(code).To(Equal(0), "images load: %s", errOut)
+		code, out, errOut = nodrop(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--kubeconfig", multi.Kubeconfig, "--mode", "keepalive",
+			"--load-from", "cluster", "--generator-image", ref, "--json")
+		Expect(code).To(Equal(0), "check --load-from cluster: %s", errOut)
+		rs = runs(out)
+		Expect(rs).To(HaveLen(1))
+		Expect(rs[0].Verdict).To(Equal("lossless"))
+		Expect(errOut).To(ContainSubstring("from 2 generator pods in the cluster"))
+		gens := rs[0].Report.Generators
+		Expect(gens).To(HaveLen(2), "one part per generator pod")
+		Expect([]string{gens[0].Name, gens[1].Name}).To(ConsistOf(HaveSuffix(" on nodrop-multi-worker"), HaveSuffix(" on nodrop-multi-worker2")), "spread across the workers")
+		Expect(gens[0].Sent+gens[1].Sent).To(Equal(rs[0].Report.Total), "every request counted once")
+		Expect(jobsLeft(ctx, multi.Kubeconfig)).To(BeEmpty(), "the generators' Job goes with the run")
+	}, SpecTimeout(12*time.Minute))
+
+	It("sends the load from generator pods in the cluster with --load-from cluster: stock nginx loses requests there too, each loss naming the pod that sent it (exit 1)", func(ctx SpecContext) {
+		code, _, errOut := nodrop(ctx, "images", "load", "--cluster", suiteEnv.Name, "webserver:stock")
+		Expect(code).To(Equal(0), "images load: %s", errOut)
+		code, out, errOut := nodrop(ctx, "check", "-f", filepath.Join(testdata, "stock-nginx.yaml"), "--cluster", suiteEnv.Name, "--mode", "fresh",
+			"--load-from", "cluster", "--json")
+		Expect(code).To(Equal(1), "check: %s", errOut)
+		rs := runs(out)
+		Expect(rs).To(HaveLen(1))
+		r := rs[0]
+		Expect(r.Verdict).To(Equal("lossy"))
+		Expect(r.Report.Generators).To(HaveLen(2))
+		for _, g := range r.Report.Generators {
+			Expect(g.Problem).To(BeEmpty(), "%s delivered its share", g.Name)
+		}
+		Expect(r.Report.Losses).NotTo(BeEmpty())
+		for _, l := range r.Report.Losses {
+			Expect(l.Generator).To(MatchRegexp(`^nodrop-load-\w+-\w+ on `), "each loss names the generator pod and its node")
+			Expect([]string{"refused", "reset", "eof", "timeout"}).To(ContainElement(l.Class), "nginx stopping loses connections, never answers 5xx")
+		}
+		Expect(leftNamespaces(ctx, "nodrop-check-", CurrentSpecReport().StartTime)).To(BeEmpty(), "the Job goes with the run's namespace")
+	}, SpecTimeout(6*time.Minute))
 
 	It("deletes what it created when interrupted, and exits 3 (not judged)", func(ctx SpecContext) {
 		cmd, errb := untilRollout(ctx, "check", "-f", filepath.Join(testdata, "shop.yaml"), "--cluster", suiteEnv.Name, "--mode", "keepalive", "--namespace", "nodrop-interrupted")
@@ -386,6 +442,24 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(string(md)).To(ContainSubstring("baseline-good"))
 	}, SpecTimeout(4*time.Minute))
 })
+
+// jobsLeft are the generators' Jobs still in the cluster of kubeconfig.
+func jobsLeft(ctx context.Context, kubeconfig string) []string {
+	GinkgoHelper()
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	c, err := kubernetes.NewForConfig(rc)
+	Expect(err).NotTo(HaveOccurred())
+	list, err := c.BatchV1().Jobs("").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=nodrop-generator"})
+	Expect(err).NotTo(HaveOccurred())
+	var out []string
+	for _, j := range list.Items {
+		if j.DeletionTimestamp == nil {
+			out = append(out, j.Namespace+"/"+j.Name)
+		}
+	}
+	return out
+}
 
 // kubeProxyState is the state letter of kube-proxy's process on the
 // suite's (first) node: T while a fault holds it stopped.

@@ -90,6 +90,13 @@ The cluster is nodrop's own kind cluster unless --kubeconfig names another:
 then nodrop builds and loads nothing, and load goes to a node's address
 (--node-ip, default the first node's InternalIP) or to --url.
 
+With --load-from cluster the load comes from inside the cluster, as its own
+clients' does: --load-pods generator pods of a Job, spread across the nodes,
+each sending its share to the Service's ClusterIP; nodrop attaches to them
+through the API server (only the kubeconfig is needed), merges their
+outcomes into one verdict, each loss naming the pod and node that sent it,
+and deletes the Job on every way out.
+
 Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 3 not judged (load not delivered, calibration lost requests, interrupted).`,
 		Args: cobra.NoArgs,
@@ -132,7 +139,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.loadFrom, "load-from", "host", "where the load comes from: host (this process, through a NodePort) or cluster (generator pods of a Job in the cluster, to the Service's ClusterIP, their outcomes merged into one verdict)")
 	f.IntVar(&o.loadPods, "load-pods", 2, "--load-from cluster: how many generator pods share the load, spread across the nodes")
 	f.StringSliceVar(&o.loadNodes, "load-nodes", nil, "--load-from cluster: run the generator pods on these nodes (comma-separated), spread across them")
-	f.StringVar(&o.generatorImage, "generator-image", "", "--load-from cluster: the generator's image (default on nodrop's kind cluster: built from this binary and loaded into the nodes; on a cluster of your own: required, an image of this nodrop, `nodrop images generator`, pushed where the nodes pull from)")
+	f.StringVar(&o.generatorImage, "generator-image", "", "--load-from cluster: the generator's image (default on nodrop's kind cluster: built from this binary and loaded into the nodes; on a cluster of your own: required, the image nodrop images generator builds, pushed where the nodes pull from)")
 	f.StringVar(&o.stallTrace, "stall-trace", "", "write the Go execution trace around each stall of the load generator of 50ms or more to this folder (go tool trace)")
 	return cmd
 }

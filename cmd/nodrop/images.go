@@ -15,7 +15,7 @@ import (
 
 func newImagesCommand() *cobra.Command {
 	var name string
-	cmd := &cobra.Command{Use: "images", Short: "Load local images into nodrop's kind nodes, or list what they hold"}
+	cmd := &cobra.Command{Use: "images", Short: "Load local images into nodrop's kind nodes, list what they hold, or build the load generator's image"}
 	cmd.PersistentFlags().StringVar(&name, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
 	load := &cobra.Command{
 		Use:   "load REF...",
