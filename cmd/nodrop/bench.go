@@ -38,6 +38,8 @@ type benchOptions struct {
 	chart manifest.Chart
 	// loadImages are local images of yours to load into the nodes first.
 	loadImages []string
+	// loadFrom: where the load comes from (--load-from and its flags).
+	loadFrom loadFromOptions
 	// stdin is where -f - reads from.
 	stdin io.Reader
 }
@@ -95,6 +97,7 @@ broken, interrupted).`,
 	f.StringVar(&o.clusterName, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show each run's phases")
 	f.StringVar(&o.stallTrace, "stall-trace", "", "write the Go execution trace around each stall of the load generator of 50ms or more to this folder (go tool trace)")
+	o.loadFrom.flags(f, false)
 	cmd.AddCommand(newBenchDiffCommand(), newBenchMergeCommand())
 	return cmd
 }
@@ -126,6 +129,9 @@ func planBench(o benchOptions) (*benchPlan, error) {
 	}
 	if o.rate <= 0 {
 		return nil, usagef("--rate must be > 0, got %d", o.rate)
+	}
+	if err := o.loadFrom.check(false, ""); err != nil {
+		return nil, err
 	}
 	switch {
 	case o.all && (len(o.variants) > 0 || len(o.hot) > 0):
@@ -280,6 +286,9 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	stalls := startStallWatch(ctx, o.stallTrace, env.Log)
 	defer stalls.Stop()
 	env.Witness, env.OnStall, env.Favour = stalls.Witness(), stalls.OnStall(), sched.DuringLoad
+	if env.Generators, err = o.loadFrom.generators(ctx, o.clusterName, env, log); err != nil {
+		return notJudgedUnlessBadInput(err)
+	}
 	if !o.verbose {
 		env.Log = nil
 	}

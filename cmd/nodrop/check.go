@@ -60,12 +60,8 @@ type checkOptions struct {
 	junit, out       string
 	stallTrace       string
 	verbose          bool
-	// Where load comes from: host (nodrop's process) or cluster
-	// (generator pods, incluster).
-	loadFrom       string
-	loadPods       int
-	loadNodes      []string
-	generatorImage string
+	// Where load comes from (--load-from and its flags).
+	loadFrom loadFromOptions
 	// stdin is where -f - reads from.
 	stdin io.Reader
 }
@@ -136,10 +132,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.junit, "junit", "", "write a JUnit report (one test case per mode × run) to this file")
 	f.StringVar(&o.out, "out", "", "write results.json, junit.xml, summary.md and each run's timeline to this directory")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "stream the output of every command nodrop runs")
-	f.StringVar(&o.loadFrom, "load-from", "host", "where the load comes from: host (this process, through a NodePort) or cluster (generator pods of a Job in the cluster, to the Service's ClusterIP, their outcomes merged into one verdict)")
-	f.IntVar(&o.loadPods, "load-pods", 2, "--load-from cluster: how many generator pods share the load, spread across the nodes")
-	f.StringSliceVar(&o.loadNodes, "load-nodes", nil, "--load-from cluster: run the generator pods on these nodes (comma-separated), spread across them")
-	f.StringVar(&o.generatorImage, "generator-image", "", "--load-from cluster: the generator's image (default on nodrop's kind cluster: built from this binary and loaded into the nodes; on a cluster of your own: required, the image nodrop images generator builds, pushed where the nodes pull from)")
+	o.loadFrom.flags(f, true)
 	f.StringVar(&o.stallTrace, "stall-trace", "", "write the Go execution trace around each stall of the load generator of 50ms or more to this folder (go tool trace)")
 	return cmd
 }
@@ -193,7 +186,7 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if !strings.HasPrefix(o.path, "/") {
 		return nil, usagef("--path must start with /, got %q", o.path)
 	}
-	if err := o.checkLoadFrom(); err != nil {
+	if err := o.loadFrom.check(o.kubeconfig != "" || o.kubeContext != "", o.via); err != nil {
 		return nil, err
 	}
 	switch o.podSecurity {
@@ -355,10 +348,8 @@ func runCheck(cmd *cobra.Command, o checkOptions) error {
 	stalls := startStallWatch(ctx, o.stallTrace, log)
 	defer stalls.Stop()
 	env.Witness, env.OnStall, env.Favour = stalls.Witness(), stalls.OnStall(), sched.DuringLoad
-	if o.loadFrom == "cluster" {
-		if env.Generators, err = generators(ctx, o, env, log); err != nil {
-			return notJudgedUnlessBadInput(err)
-		}
+	if env.Generators, err = o.loadFrom.generators(ctx, o.clusterName, env, log); err != nil {
+		return notJudgedUnlessBadInput(err)
 	}
 	if err := plan.front(ctx, o, &env, report, log); err != nil {
 		return err

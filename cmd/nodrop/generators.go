@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/spf13/pflag"
+
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/images"
 	"github.com/nodrop-dev/nodrop/incluster"
@@ -12,35 +14,61 @@ import (
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
-// checkLoadFrom refuses --load-from and its flags as bad input.
-func (o checkOptions) checkLoadFrom() error {
-	switch o.loadFrom {
-	case "host":
-		if o.loadPods != 2 || len(o.loadNodes) > 0 || o.generatorImage != "" {
+// loadFromOptions say where a run's load comes from: host (this
+// process) or cluster (generator pods of a Job, incluster).
+type loadFromOptions struct {
+	from  string
+	pods  int
+	nodes []string
+	image string
+}
+
+// flags adds --load-from and its flags to f; --generator-image where the
+// command runs on clusters of the user's own too.
+func (o *loadFromOptions) flags(f *pflag.FlagSet, ownClusters bool) {
+	f.StringVar(&o.from, "load-from", "host", "where the load comes from: host (this process, through a NodePort) or cluster (generator pods of a Job in the cluster, to the Service's ClusterIP, their outcomes merged into one verdict)")
+	f.IntVar(&o.pods, "load-pods", 2, "--load-from cluster: how many generator pods share the load, spread across the nodes")
+	f.StringSliceVar(&o.nodes, "load-nodes", nil, "--load-from cluster: run the generator pods on these nodes (comma-separated), spread across them")
+	if ownClusters {
+		f.StringVar(&o.image, "generator-image", "", "--load-from cluster: the generator's image (default on nodrop's kind cluster: built from this binary and loaded into the nodes; on a cluster of your own: required, the image nodrop images generator builds, pushed where the nodes pull from)")
+	}
+}
+
+// check refuses --load-from and its flags as bad input: ownCluster says
+// the run is on a cluster of the user's own, via names the proxy in
+// front (--via).
+func (o loadFromOptions) check(ownCluster bool, via string) error {
+	switch o.from {
+	case "", "host":
+		if (o.pods != 0 && o.pods != 2) || len(o.nodes) > 0 || o.image != "" {
 			return usagef("--load-pods, --load-nodes and --generator-image are for --load-from cluster")
 		}
 		return nil
 	case "cluster":
 	default:
-		return usagef("--load-from %q: want host or cluster", o.loadFrom)
+		return usagef("--load-from %q: want host or cluster", o.from)
 	}
-	if o.loadPods < 1 || o.loadPods > 50 {
-		return usagef("--load-pods must be 1–50, got %d", o.loadPods)
+	if o.pods < 1 || o.pods > 50 {
+		return usagef("--load-pods must be 1–50, got %d", o.pods)
 	}
-	if (o.kubeconfig != "" || o.kubeContext != "") && o.generatorImage == "" {
+	if ownCluster && o.image == "" {
 		return usagef("--load-from cluster on a cluster of your own needs --generator-image: an image of this nodrop its nodes can pull")
 	}
-	if o.via != "" && o.via != "ingress" {
+	if via != "" && via != "ingress" {
 		return usagef("--load-from cluster goes to the Service's ClusterIP: with --via, only through the ingress controller")
 	}
 	return nil
 }
 
-// generators are the load generator pods --load-from cluster asks for:
-// on nodrop's kind cluster their image is this binary's, built and
-// loaded into the nodes; on another cluster it is --generator-image.
-func generators(ctx context.Context, o checkOptions, env scenario.Env, log *progress.Logger) (scenario.Sender, error) {
-	image := o.generatorImage
+// generators are the load generator pods --load-from cluster asks for
+// (nil for --load-from host): on nodrop's kind cluster (clusterName)
+// their image is this binary's, built and loaded into the nodes;
+// elsewhere it is --generator-image.
+func (o loadFromOptions) generators(ctx context.Context, clusterName string, env scenario.Env, log *progress.Logger) (scenario.Sender, error) {
+	if o.from != "cluster" {
+		return nil, nil
+	}
+	image := o.image
 	if image == "" {
 		self, err := os.Executable()
 		if err != nil {
@@ -53,9 +81,9 @@ func generators(ctx context.Context, o checkOptions, env scenario.Env, log *prog
 		if image, err = images.Generator(ctx, self, dir, log); err != nil {
 			return nil, err
 		}
-		if err := cluster.LoadImages(ctx, o.clusterName, []string{image}, log); err != nil {
+		if err := cluster.LoadImages(ctx, clusterName, []string{image}, log); err != nil {
 			return nil, err
 		}
 	}
-	return incluster.Generators{REST: env.REST, Client: env.Client, Image: image, Pods: o.loadPods, Nodes: o.loadNodes, Log: log}, nil
+	return incluster.Generators{REST: env.REST, Client: env.Client, Image: image, Pods: o.pods, Nodes: o.nodes, Log: log}, nil
 }
