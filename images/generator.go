@@ -2,14 +2,13 @@ package images
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 
+	"github.com/nodrop-dev/nodrop/internal/cachedir"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 )
 
@@ -36,7 +35,7 @@ func Generator(ctx context.Context, program, cacheDir string, log *progress.Logg
 	if err != nil {
 		return "", err
 	}
-	sum, err := hashFile(program)
+	sum, err := cachedir.FileHash(program)
 	if err != nil {
 		return "", fmt.Errorf("the generator's program: %w", err)
 	}
@@ -66,20 +65,6 @@ func Generator(ctx context.Context, program, cacheDir string, log *progress.Logg
 	}
 	step.Done()
 	return ref, nil
-}
-
-// hashFile is the hex SHA-256 of a file's bytes.
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // linkOrCopy puts src's bytes at dst, executable: a hard link where both

@@ -33,6 +33,7 @@ import (
 
 	"github.com/nodrop-dev/nodrop/internal/generator"
 	"github.com/nodrop-dev/nodrop/internal/progress"
+	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
@@ -188,13 +189,7 @@ func (g Generators) job(n int) *batchv1.Job {
 			Args:            []string{generator.HelperArg},
 			Stdin:           true,
 			StdinOnce:       true,
-			SecurityContext: &corev1.SecurityContext{
-				RunAsNonRoot:             ptr.To(true),
-				RunAsUser:                ptr.To[int64](65534),
-				AllowPrivilegeEscalation: ptr.To(false),
-				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
+			SecurityContext: kube.RestrictedAsNobody(),
 		}},
 		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.ScheduleAnyway,

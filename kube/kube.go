@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 )
 
 // Timeouts are every wait of the specs, in one place.
@@ -347,4 +348,17 @@ func PodReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// RestrictedAsNobody is a container security context that meets the
+// restricted Pod Security Standard, running as nobody (65534): for the
+// pods nodrop adds beside the user's (its proxy, its load generators).
+func RestrictedAsNobody() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To[int64](65534),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
 }

@@ -7,11 +7,8 @@ package gomodule
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,7 +74,7 @@ func (p Program) Build(ctx context.Context, cacheDir string, log *progress.Logge
 		}
 		step.Done()
 	}
-	sum, err := fileHash(bin)
+	sum, err := cachedir.FileHash(bin)
 	if err != nil {
 		return nil, err
 	}
@@ -171,17 +168,4 @@ func (p Program) image(ctx context.Context, dir, bin, ref string, log *progress.
 	cmd := exec.CommandContext(ctx, "docker", "build", "-q", "-t", ref, bctx)
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	return log.Run(ctx, cmd)
-}
-
-func fileHash(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
