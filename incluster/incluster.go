@@ -160,6 +160,12 @@ func (g Generators) Send(ctx context.Context, ns string, cfg loadgen.Config) (*l
 	}
 	r, err := loadgen.Merge(mergeCtx, sources, progress)
 	close(stopped)
+	// Every stream was read to its end, or given up as unreadable: what
+	// is still attached (a generator whose stream was not read) ends.
+	for _, a := range attached {
+		a.stdout.Close()
+	}
+	cut()
 	for _, a := range attached {
 		a.wait()
 	}
