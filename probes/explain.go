@@ -3,6 +3,7 @@ package probes
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ type Burst struct {
 	// lookAhead after its end.
 	Cause  *Event
 	During []Event
+	// ByGenerator counts its losses by the generator that sent them,
+	// when several shared the load (loadgen.Merge).
+	ByGenerator map[string]int
 }
 
 // Bursts groups a report's losses and lays each group next to events.
@@ -50,6 +54,12 @@ func Bursts(r *loadgen.Report, events []Event) []Burst {
 		b.End = l.At
 		b.ByClass[l.Class]++
 		b.Lost++
+		if l.Generator != "" {
+			if b.ByGenerator == nil {
+				b.ByGenerator = map[string]int{}
+			}
+			b.ByGenerator[l.Generator]++
+		}
 		if l.Class == loadgen.Timeout && l.NoConnection {
 			b.Unanswered++
 		}
@@ -91,6 +101,13 @@ func Explain(r *loadgen.Report, events []Event) string {
 		} else {
 			sb.WriteString(", with no cluster event in the 5 s before")
 		}
+		if len(b.ByGenerator) > 0 {
+			var from []string
+			for _, g := range slices.Sorted(maps.Keys(b.ByGenerator)) {
+				from = append(from, fmt.Sprintf("%s (%d)", g, b.ByGenerator[g]))
+			}
+			fmt.Fprintf(&sb, "; sent by %s", strings.Join(from, ", "))
+		}
 		sb.WriteString("\n")
 		for _, e := range b.During {
 			fmt.Fprintf(&sb, "    +%.3fs %s\n", r.Offset(e.At).Seconds(), e)
@@ -121,10 +138,16 @@ func Episodes(bursts []Burst, gap time.Duration) []Burst {
 			for c, k := range b.ByClass {
 				e.ByClass[c] += k
 			}
+			for g, k := range b.ByGenerator {
+				if e.ByGenerator == nil {
+					e.ByGenerator = map[string]int{}
+				}
+				e.ByGenerator[g] += k
+			}
 			e.During = append(e.During, b.During...)
 			continue
 		}
-		b.ByClass = maps.Clone(b.ByClass)
+		b.ByClass, b.ByGenerator = maps.Clone(b.ByClass), maps.Clone(b.ByGenerator)
 		out = append(out, b)
 	}
 	return out

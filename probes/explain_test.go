@@ -57,6 +57,24 @@ func TestExplainLaysLossesNextToEvents(t *testing.T) {
 	}
 }
 
+// Losses merged from several generators say which sent how many.
+func TestExplainNamesTheGeneratorsOfABurst(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	r := &loadgen.Report{Started: t0, Losses: []loadgen.Loss{
+		{At: at(1000), Class: loadgen.Refused, Generator: "load-b on worker2"},
+		{At: at(1001), Class: loadgen.Refused, Generator: "load-a on worker"},
+		{At: at(1002), Class: loadgen.Refused, Generator: "load-b on worker2"},
+	}}
+	text := Explain(r, nil)
+	if want := "sent by load-a on worker (1), load-b on worker2 (2)"; !strings.Contains(text, want) {
+		t.Errorf("explanation lacks %q:\n%s", want, text)
+	}
+	if e := Episodes(Bursts(r, nil), time.Second); len(e) != 1 || e[0].ByGenerator["load-b on worker2"] != 2 {
+		t.Errorf("episodes: %+v", e)
+	}
+}
+
 func TestParseAppLine(t *testing.T) {
 	e, ok := parseAppLine("web-1", []byte(`{"ts":"2026-11-23T12:00:01.5Z","event":"sigterm","signal":"terminated","pid":1}`))
 	if !ok || e.Kind != App || e.Pod != "web-1" || !strings.HasPrefix(e.Detail, "sigterm (signal=terminated") || e.At.Nanosecond() != 5e8 {
