@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nodrop-dev/nodrop/internal/sched"
+	"github.com/nodrop-dev/nodrop/internal/witness"
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
 
@@ -98,6 +99,17 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) int {
 	// One P, as nodrop's own load runs: the generator's threads stay
 	// few, its stalls its own.
 	sched.OneP()
+	// A witness beside it in the pod, as beside nodrop on its host: a
+	// stall the witness shared was the node's (the pods on it stood
+	// still too), one it did not the generator's own.
+	if self, err := os.Executable(); err == nil {
+		if w, err := witness.Spawn(ctx, self); err == nil {
+			defer w.Close()
+			s.Load.Witness = w
+		} else {
+			fmt.Fprintf(stderr, "%s: no witness beside the load (its stalls will not say whose they were): %v\n", HelperArg, err)
+		}
+	}
 	if wait := time.Until(s.At); wait > 0 {
 		select {
 		case <-time.After(min(wait, maxWait)):

@@ -7,12 +7,22 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nodrop-dev/nodrop/internal/witness"
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
+
+// The test binary runs the witness the generator starts beside it.
+func TestMain(m *testing.M) {
+	if code, ok := witness.Helper(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
 
 // The generator starts its share at the moment it is told, sends it
 // until its stdin ends, and writes the outcome stream a merge reads
@@ -27,12 +37,13 @@ func TestGeneratorSendsItsShareUntilItsStdinEnds(t *testing.T) {
 	stdinR, stdinW := io.Pipe()
 	var out, errOut bytes.Buffer
 	done := make(chan int)
+	// errOut is read only once run returned.
 	began := time.Now()
 	go func() { done <- run(context.Background(), stdinR, &out, &errOut) }()
 	stdinW.Write(append(start, '\n'))
 	time.Sleep(700 * time.Millisecond)
 	stdinW.Close()
-	if code := <-done; code != 0 {
+	if code := <-done; code != 0 || errOut.Len() > 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	var c Clock
