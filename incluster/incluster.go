@@ -35,6 +35,7 @@ import (
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/kube"
 	"github.com/nodrop-dev/nodrop/loadgen"
+	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
 )
 
@@ -182,7 +183,8 @@ func (g Generators) Send(ctx context.Context, ns string, cfg loadgen.Config) (*l
 
 // job is the generators' Job: n pods, once each, spread across nodes.
 func (g Generators) job(n int) *batchv1.Job {
-	labels := map[string]string{"app.kubernetes.io/name": "nodrop-generator", "app.kubernetes.io/part-of": "nodrop"}
+	labels := map[string]string{"app.kubernetes.io/name": "nodrop-generator", "app.kubernetes.io/part-of": "nodrop",
+		probes.ObserverLabel: "load-generator"}
 	spec := corev1.PodSpec{
 		RestartPolicy:                 corev1.RestartPolicyNever,
 		TerminationGracePeriodSeconds: ptr.To[int64](int64(stopGrace.Seconds())),

@@ -94,6 +94,29 @@ type Recorder struct {
 	endpoints map[string]endpointState
 	following map[string]bool
 	ips       map[string]string // pod IP → the last pod seen with it
+	// observers are the pods, and the Jobs that own them, labelled as
+	// nodrop's own observers (ObserverLabel): kept off the timeline.
+	observers map[string]bool
+}
+
+// ObserverLabel marks a pod that is nodrop's own, watching or loading
+// what is under test and no part of it (a load generator): the Recorder
+// keeps it, its Job and their events off the timeline.
+const ObserverLabel = "nodrop.dev/observer"
+
+// observer says whether p is one of nodrop's observers, and remembers
+// it and its owners so their events are known too.
+func (r *Recorder) observer(p *corev1.Pod) bool {
+	if _, ok := p.Labels[ObserverLabel]; !ok {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.observers[p.Name] = true
+	for _, o := range p.OwnerReferences {
+		r.observers[o.Name] = true
+	}
+	return true
 }
 
 type podState struct {
@@ -111,7 +134,7 @@ func Start(ctx context.Context, client kubernetes.Interface, ns string) (*Record
 	r := &Recorder{
 		client: client, ns: ns, stop: make(chan struct{}),
 		pods: map[string]podState{}, endpoints: map[string]endpointState{}, following: map[string]bool{},
-		ips: map[string]string{},
+		ips: map[string]string{}, observers: map[string]bool{},
 	}
 	r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
@@ -198,6 +221,9 @@ func (r *Recorder) add(e Event) {
 }
 
 func (r *Recorder) onPod(p *corev1.Pod) {
+	if r.observer(p) {
+		return
+	}
 	r.mu.Lock()
 	st, seen := r.pods[p.Name]
 	if !seen {
@@ -269,7 +295,7 @@ func (r *Recorder) onPodDeleted(o any) {
 	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 		o = d.Obj
 	}
-	if p, ok := o.(*corev1.Pod); ok {
+	if p, ok := o.(*corev1.Pod); ok && !r.observer(p) {
 		r.add(Event{Kind: PodGone, Pod: p.Name})
 	}
 }
@@ -319,6 +345,12 @@ func (r *Recorder) onEvent(e *corev1.Event) {
 	}
 	if at.IsZero() {
 		at = time.Now()
+	}
+	r.mu.Lock()
+	observer := r.observers[e.InvolvedObject.Name]
+	r.mu.Unlock()
+	if observer {
+		return
 	}
 	pod := ""
 	if e.InvolvedObject.Kind == "Pod" {
