@@ -37,7 +37,7 @@ type Line struct {
 // Shown are the fields the timeline prints after the event's name, in
 // this order (Line.Detail).
 var Shown = []string{"component", "version", "signal", "code", "phase", "error", "pid",
-	"migrated_connections", "adopted_connections", "connections", "pending_bytes", "took_ms", "backends"}
+	"migrated_connections", "adopted_connections", "connections", "pending_bytes", "took_ms", "backends", "requests"}
 
 // MarshalJSON writes the line's fields as one JSON object.
 func (l Line) MarshalJSON() ([]byte, error) {

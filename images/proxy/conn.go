@@ -174,6 +174,7 @@ func (cc *clientConn) answerHTTP(req *http.Request) bool {
 		resp.Body.Close()
 	}
 	if err != nil {
+		p.upstreamFailed(err)
 		cc.writeHTTPError(http.StatusBadGateway, fmt.Errorf("upstream: %w", err))
 		return !req.Close
 	}

@@ -412,3 +412,44 @@ func TestStartupDelay(t *testing.T) {
 		t.Errorf("want a sigterm while starting: %v", q.events)
 	}
 }
+
+// Requests the app does not answer are answered 502, and the proxy says
+// so on its lifecycle log: one upstream_error line at the first, then at
+// most one a second with how many there were since, never a line per
+// request.
+func TestUpstreamErrorsAreLoggedOncePerSecond(t *testing.T) {
+	s := newSetup(t)
+	p := s.start(t, "v1")
+	s.app.cmd.Process.Kill()
+	<-s.app.done
+	client := &http.Client{Timeout: 2 * time.Second}
+	failed := 0
+	for i := 0; i < 20; i++ {
+		resp, err := client.Get("http://" + s.httpAddr + "/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusBadGateway {
+			failed++
+		}
+	}
+	if failed != 20 {
+		t.Fatalf("%d of 20 answered 502 with the app gone", failed)
+	}
+	e := p.waitEvent(t, "upstream_error")
+	if e["requests"] != float64(1) || !strings.Contains(fmt.Sprint(e["error"]), "refused") {
+		t.Errorf("first upstream_error line: %v; want the first request and its refusal", e)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lines := 0
+	for _, ev := range p.events {
+		if ev["event"] == "upstream_error" {
+			lines++
+		}
+	}
+	if lines != 1 {
+		t.Errorf("%d upstream_error lines for 20 failures within a second; want 1", lines)
+	}
+}

@@ -32,6 +32,25 @@ type proxy struct {
 
 	httpUp *http.Transport
 	rpcUp  *rpcUpstream
+
+	// Requests the app did not answer (the proxy answered them 502),
+	// since the last upstream_error line, and when that line was written
+	// (Unix nanoseconds).
+	upFails  atomic.Int64
+	upLogged atomic.Int64
+}
+
+// upstreamFailed writes a lifecycle line for a request the app did not
+// answer, which the proxy answers 502: the first at once, then at most
+// one a second with how many there were since, so the timeline says why
+// clients got 502 without a line per request.
+func (p *proxy) upstreamFailed(err error) {
+	p.upFails.Add(1)
+	now, last := time.Now().UnixNano(), p.upLogged.Load()
+	if last != 0 && now-last < int64(time.Second) || !p.upLogged.CompareAndSwap(last, now) {
+		return
+	}
+	p.logf("upstream_error", "error", err.Error(), "requests", p.upFails.Swap(0))
 }
 
 func newProxy(cfg config) *proxy {
