@@ -23,13 +23,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	duration := cfg.Duration
-	if duration == 0 {
-		duration = MaxDuration
-	}
 	watch := startStallWatch(cfg.OnStall)
 	started := time.Now()
-	outcomes, counts := send(ctx, cfg, started, duration)
+	outcomes, counts := send(ctx, cfg, started)
 	acc := newAccumulator(cfg, started)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -40,9 +36,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				if counts != nil {
 					counts.fill(acc.r)
 				}
-				// Cancelled before the planned end: the run is not the one
-				// asked for.
-				acc.r.Interrupted = cfg.Duration > 0 && ctx.Err() != nil && time.Since(started) < cfg.Duration
+				acc.r.Interrupted = interrupted(ctx, cfg, started)
 				return acc.report(watch.finish(cfg.Witness)), nil
 			}
 			acc.add(o)
@@ -54,15 +48,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 }
 
-// send starts the load cfg asks for: long-lived connections or paced
-// requests. Its outcomes come on the channel, closed once the last
-// request is judged; counts (long-lived load only, else nil) hold what
-// became of the connections once it is closed.
-func send(ctx context.Context, cfg Config, started time.Time, duration time.Duration) (outcomes <-chan outcome, counts *connStats) {
+// send starts the load cfg asks for, for cfg.Duration (0: until ctx
+// ends, at most MaxDuration): long-lived connections or paced requests.
+// Its outcomes come on the channel, closed once the last request is
+// judged; counts (long-lived load only, else nil) hold what became of the
+// connections once it is closed.
+func send(ctx context.Context, cfg Config, started time.Time) (outcomes <-chan outcome, counts *connStats) {
+	duration := cfg.Duration
+	if duration == 0 {
+		duration = MaxDuration
+	}
 	if cfg.Connections > 0 {
 		return sendLongLived(ctx, cfg, started, duration)
 	}
 	return sendPaced(ctx, cfg, started, duration), nil
+}
+
+// interrupted says a load that began at started was cancelled (ctx)
+// before its planned end: it cannot stand for the run asked for.
+func interrupted(ctx context.Context, cfg Config, started time.Time) bool {
+	return cfg.Duration > 0 && ctx.Err() != nil && time.Since(started) < cfg.Duration
 }
 
 // sendPaced is open-loop load through vegeta's attacker: requests leave

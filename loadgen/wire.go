@@ -154,15 +154,11 @@ func Emit(ctx context.Context, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	duration := cfg.Duration
-	if duration == 0 {
-		duration = MaxDuration
-	}
 	sendCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watch := startStallWatch(cfg.OnStall)
 	started := time.Now()
-	outcomes, counts := send(sendCtx, cfg, started, duration)
+	outcomes, counts := send(sendCtx, cfg, started)
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	werr := enc.Encode(frame{Start: &wireStart{Version: WireVersion, Started: started, Load: cfg}})
@@ -191,7 +187,7 @@ func Emit(ctx context.Context, cfg Config, w io.Writer) error {
 	if werr != nil {
 		return fmt.Errorf("writing the outcome stream: %w", werr)
 	}
-	end := &wireEnd{Generator: gen, Interrupted: cfg.Duration > 0 && ctx.Err() != nil && time.Since(started) < cfg.Duration}
+	end := &wireEnd{Generator: gen, Interrupted: interrupted(ctx, cfg, started)}
 	if counts != nil {
 		end.Reconnects, end.Broken = int(counts.reconnects.Load()), int(counts.broken.Load())
 		end.StreamsOpened, end.StreamsEnded, end.StreamsHeld = int(counts.streamsOpened.Load()), int(counts.streamsEnded.Load()), int(counts.streamsHeld.Load())
