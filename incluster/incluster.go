@@ -360,6 +360,7 @@ func start(attached []*attachment, pods []corev1.Pod, shares []loadgen.Config, a
 		go func() {
 			defer wg.Done()
 			sources[i].Name = fmt.Sprintf("%s on %s", pods[i].Name, pods[i].Spec.NodeName)
+			sources[i].Node = pods[i].Spec.NodeName
 			sources[i].R, sources[i].ClockOffset, sources[i].ClockUncertainty, errs[i] = a.start(generator.Start{Load: shares[i], At: at})
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("generator pod %s: %w", pods[i].Name, errs[i])

@@ -146,6 +146,13 @@ func checkDeployment(d *appsv1.Deployment, pdbs []*policyv1.PodDisruptionBudget,
 	} else {
 		add(Loss, "recreate-strategy", obj, "strategy Recreate stops every old pod before starting new ones: nothing answers in between", "use RollingUpdate with maxUnavailable: 0 and maxSurge: 1", "")
 	}
+	for _, s := range svcs {
+		if p := s.Spec.InternalTrafficPolicy; p != nil && *p == corev1.ServiceInternalTrafficPolicyLocal {
+			add(Loss, "internal-traffic-local", "service/"+s.Name,
+				"internalTrafficPolicy: Local sends each client in the cluster only to pods on its own node: while a rollout replaces a node's pod, that node's clients have no pod to go to and their connections are dropped (they time out), whatever the other nodes have; clients outside the cluster (a NodePort, a load balancer) do not show it",
+				"use internalTrafficPolicy: Cluster; Local suits a DaemonSet rolled with maxSurge 1 and maxUnavailable 0, which keeps a ready pod on every node (check it with nodrop check --load-from cluster)", "")
+		}
+	}
 	if !hasPDB(d, pdbs) {
 		out = append(out, Finding{Kind: Availability, Rule: "no-pdb", Object: obj,
 			Message: "no PodDisruptionBudget selects its pods: a node drain may evict every replica at once (a rollout does not consult it)",

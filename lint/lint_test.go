@@ -2,7 +2,11 @@ package lint
 
 import (
 	"slices"
+	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/nodrop-dev/nodrop/fixtures"
 )
@@ -95,5 +99,25 @@ func TestFindingsMatchTheCatalogue(t *testing.T) {
 		if !slices.Equal(got, rules) {
 			t.Errorf("%s: loss findings %v, want %v", name, got, rules)
 		}
+	}
+}
+
+// A Service that keeps each node's clients on that node's pods loses
+// them while a rollout replaces the node's pod: found, and the finding
+// says what shows it.
+func TestInternalTrafficLocalIsFound(t *testing.T) {
+	native := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}}
+	objs := grpcApp(t, native, true, true, "api")
+	if err := unstructured.SetNestedField(objs[1].Object, "Local", "spec", "internalTrafficPolicy"); err != nil {
+		t.Fatal(err)
+	}
+	var found []Finding
+	for _, f := range Check(objs, Options{}) {
+		if f.Kind == Loss {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 || found[0].Rule != "internal-traffic-local" || found[0].Object != "service/api" || !strings.Contains(found[0].Fix, "--load-from cluster") {
+		t.Errorf("findings %+v, want internal-traffic-local on service/api", found)
 	}
 }

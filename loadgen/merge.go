@@ -15,6 +15,9 @@ import (
 // part of the load goes by in reports (a generator pod's, with its node).
 type Source struct {
 	Name string
+	// Node is the machine it ran on, where that is known (a generator
+	// pod's node): the advice tells the losses of one node's clients.
+	Node string
 	R    io.Reader
 	// ClockOffset is how far the generator's clock was ahead of this
 	// process's (negative: behind), as measured by whoever reads the
@@ -29,6 +32,7 @@ type Source struct {
 // its part cannot stand for its share of the load, why.
 type Share struct {
 	Name         string    `json:"name"`
+	Node         string    `json:"node,omitempty"`
 	RateTarget   int       `json:"rate_target"`
 	Started      time.Time `json:"started"`
 	Sent         int       `json:"sent"`
@@ -69,7 +73,7 @@ func Merge(ctx context.Context, sources []Source, progress func(Progress)) (*Rep
 	m := merger{n: len(sources), parts: make([]part, len(sources))}
 	for i, s := range sources {
 		p := &m.parts[i]
-		p.Name, p.offset = s.Name, s.ClockOffset
+		p.Name, p.Node, p.offset = s.Name, s.Node, s.ClockOffset
 		p.ClockOffsetMs, p.ClockUncertaintyMs = ms(s.ClockOffset), ms(s.ClockUncertainty)
 	}
 	tick := time.NewTicker(250 * time.Millisecond)

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -76,6 +77,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 			ep.Lost, classList(ep.ByClass), ep.Unanswered, time.Duration(r.Client.TimeoutMs)*time.Millisecond, r.Offset(ep.Start).Seconds())
 	}
 	if s, ok := noneReady(r, ep, events); ok {
+		return head + s
+	}
+	if s, ok := nodeLocal(r, ep, events); ok {
 		return head + s
 	}
 	if f := faultNear(events, ep.Start); f != nil {
@@ -208,6 +212,79 @@ func noneReady(r *loadgen.Report, ep probes.Burst, events []probes.Event) (strin
 		}
 	}
 	return s + " = nothing served in between. With one replica, whatever takes it away (a rollout with maxUnavailable 1, an eviction, a node drain) leaves nothing to serve until its replacement is ready: run at least 2 replicas, roll with maxSurge 1 and maxUnavailable 0, and add a PodDisruptionBudget (minAvailable 1) so that a drain waits for the replacement.", true
+}
+
+// nodeLocal says, when an episode's losses all came from generators on
+// nodes that had no ready pod then, while generators on other nodes lost
+// nothing and pods there were ready, that the node's clients were sent
+// only to pods on their own node.
+func nodeLocal(r *loadgen.Report, ep probes.Burst, events []probes.Event) (string, bool) {
+	if len(r.Generators) < 2 || len(ep.ByGenerator) == 0 {
+		return "", false
+	}
+	lossy, spared := map[string]bool{}, map[string]bool{}
+	for _, g := range r.Generators {
+		switch {
+		case g.Node == "":
+			return "", false
+		case ep.ByGenerator[g.Name] > 0:
+			lossy[g.Node] = true
+		default:
+			spared[g.Node] = true
+		}
+	}
+	for n := range lossy {
+		if spared[n] {
+			return "", false
+		}
+	}
+	if len(spared) == 0 {
+		return "", false
+	}
+	nodeOf := map[string]string{}
+	for _, e := range events {
+		if e.Kind == probes.PodScheduled {
+			nodeOf[e.Pod] = e.Detail
+		}
+	}
+	ready, _, _ := readyAt(events, ep.Start)
+	var elsewhere []string
+	for pod := range ready {
+		n := nodeOf[pod]
+		if n == "" || lossy[n] {
+			return "", false
+		}
+		elsewhere = append(elsewhere, pod+" on "+n)
+	}
+	if len(elsewhere) == 0 {
+		return "", false
+	}
+	slices.Sort(elsewhere)
+	nodes := slices.Sorted(maps.Keys(lossy))
+	s := fmt.Sprintf(", lost only by the clients on %s (those on %s lost nothing), when no pod on %s was ready while %s %s",
+		strings.Join(nodes, ", "), strings.Join(slices.Sorted(maps.Keys(spared)), ", "), pronoun(len(nodes)), strings.Join(elsewhere, ", "), isAre(len(elsewhere)))
+	for i := range events {
+		if e := events[i]; e.Kind == probes.EndpointReady && e.At.After(ep.Start) && lossy[nodeOf[e.Pod]] {
+			s += fmt.Sprintf(" (the next there, %s, turned ready at +%.1fs)", e.Pod, r.Offset(e.At).Seconds())
+			break
+		}
+	}
+	return s + " = those clients were sent only to pods on their own node: a Service with internalTrafficPolicy: Local (or a topology rule) drops the connections of a node with no ready pod, whatever the other nodes have. " +
+		"Use internalTrafficPolicy: Cluster; Local suits a DaemonSet rolled with maxSurge 1 and maxUnavailable 0, which keeps a ready pod on every node.", true
+}
+
+func pronoun(n int) string {
+	if n == 1 {
+		return "that node"
+	}
+	return "those nodes"
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "was"
+	}
+	return "were"
 }
 
 // faultNear is the fault nodrop injected that an episode starting at t

@@ -368,3 +368,42 @@ func TestAdviceNamesTheSidecarOutOfOrder(t *testing.T) {
 		})
 	}
 }
+
+// With the load sent from generator pods on several nodes, losses of one
+// node's clients alone while that node had no ready pod (and another
+// node had) name the node-local routing, not the pod's shutdown.
+func TestAdviceNamesANodeWithNoReadyPod(t *testing.T) {
+	t0 := time.Now()
+	ev := func(at time.Duration, k probes.Kind, pod, detail string) probes.Event {
+		return probes.Event{At: t0.Add(at), Kind: k, Pod: pod, Detail: detail}
+	}
+	events := []probes.Event{
+		ev(0, probes.PodScheduled, "old-a", "worker"),
+		ev(0, probes.PodScheduled, "old-b", "worker2"),
+		ev(time.Second, probes.EndpointReady, "old-a", ""),
+		ev(time.Second, probes.EndpointReady, "old-b", ""),
+		ev(2*time.Second, probes.PodDeleting, "old-a", "grace 30s"),
+		ev(2100*time.Millisecond, probes.EndpointTerminating, "old-a", ""),
+		ev(9200*time.Millisecond, probes.ContainerTerminated, "old-a", "shop exited 0 (Completed)"),
+		ev(9500*time.Millisecond, probes.PodScheduled, "new-a", "worker"),
+		ev(11*time.Second, probes.EndpointReady, "new-a", ""),
+	}
+	gens := []loadgen.Share{{Name: "load-1 on worker", Node: "worker"}, {Name: "load-2 on worker2", Node: "worker2"}}
+	from := func(names ...string) *loadgen.Report {
+		r := &loadgen.Report{Started: t0, Generators: gens}
+		r.Client.TimeoutMs = 1000
+		for i, g := range names {
+			r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(9*time.Second + time.Duration(i)*time.Millisecond), Class: loadgen.Timeout, NoConnection: true, Generator: g})
+		}
+		return r
+	}
+	got := Advise(from("load-1 on worker", "load-1 on worker"), events)
+	for _, want := range []string{"lost only by the clients on worker (those on worker2 lost nothing)", "old-b on worker2 was", "the next there, new-a, turned ready at +11.0s", "internalTrafficPolicy: Local"} {
+		if len(got) != 1 || !strings.Contains(got[0], want) {
+			t.Errorf("one node's clients: want %q in %q", want, got)
+		}
+	}
+	if got := Advise(from("load-1 on worker", "load-2 on worker2"), events); len(got) != 1 || strings.Contains(got[0], "internalTrafficPolicy") {
+		t.Errorf("both nodes' clients lost: not node-local routing, got %q", got)
+	}
+}
