@@ -409,8 +409,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	r.writeLossBuckets(w)
+	return nil
+}
+
+// writeLossBuckets writes, for a report with losses, each 100 ms bucket
+// that lost some, by class.
+func (r *Report) writeLossBuckets(w io.Writer) {
 	if r.Lost == 0 {
-		return nil
+		return
 	}
 	fmt.Fprintln(w, "\nlosses by 100 ms bucket (send time):")
 	for _, b := range r.Timeline {
@@ -425,7 +432,6 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  +%-8s sent %-5d lost %-5d %s\n", fmtOffset(time.Duration(b.OffsetMs)*time.Millisecond), b.Sent, b.Lost, strings.Join(parts, ", "))
 	}
-	return nil
 }
 
 func fmtOffset(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
