@@ -154,7 +154,15 @@ func splitHTTP(b []byte) (*http.Request, int, error) {
 	if len(b) < n {
 		return nil, 0, nil
 	}
-	req.Body = io.NopCloser(bytes.NewReader(bytes.Clone(b[end:n])))
+	// A request without a body goes on as one (http.NoBody), not as an
+	// empty body: the transport can then send it again on a new
+	// connection when the app closed the pooled one it was written on
+	// before answering (the app's Shutdown closes its idle connections),
+	// as Go's reverse proxy does; a body it could not replay.
+	req.Body = http.NoBody
+	if req.ContentLength > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(bytes.Clone(b[end:n])))
+	}
 	return req, n, nil
 }
 

@@ -453,3 +453,66 @@ func TestUpstreamErrorsAreLoggedOncePerSecond(t *testing.T) {
 		t.Errorf("%d upstream_error lines for 20 failures within a second; want 1", lines)
 	}
 }
+
+// An app that closes a kept-alive connection as the proxy writes a
+// request on it (its Shutdown closing idle connections) costs the client
+// nothing: the proxy sends a request without a body again on a new
+// connection, as Go's reverse proxy does. The app here answers the first
+// request on each connection and closes the connection at the second
+// without answering it.
+func TestARequestOnAConnectionTheAppClosedIsSentAgain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	conns, unanswered := 0, 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns++
+			mu.Unlock()
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if n == 1 {
+						mu.Lock()
+						unanswered++
+						mu.Unlock()
+						return
+					}
+					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	proxyAddr := freeAddr(t)
+	p := start(t, proxyBin, "--listen", proxyAddr, "--upstream", ln.Addr().String(),
+		"--socket", filepath.Join(t.TempDir(), "proxy.sock"), "--pod", "proxy", "--version", "v1")
+	p.waitEvent(t, "serving")
+	client := &http.Client{Timeout: 2 * time.Second}
+	for i := 0; i < 4; i++ {
+		resp, err := client.Get("http://" + proxyAddr + "/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("request %d: %s, want 200 (sent again on a new connection)", i, resp.Status)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if unanswered == 0 || conns < 2 {
+		t.Errorf("the app closed %d requests' connections over %d connections; want the proxy to have reused one it closed", unanswered, conns)
+	}
+}
