@@ -443,3 +443,25 @@ func TestPressureAt(t *testing.T) {
 		}
 	}
 }
+
+// A request lost on a reused connection names the pod that answered the
+// request before it on that connection; connections are told apart by
+// their generator too.
+func TestALossNamesThePodItsConnectionReached(t *testing.T) {
+	start := time.Unix(1000, 0)
+	acc := newAccumulator(Config{Targets: []string{"http://x"}, Rate: 10, Timeout: time.Second}, start)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	acc.add(outcome{seq: 0, at: at(0), latency: time.Millisecond, localPort: 40000, pod: "web-a", generator: "g1"})
+	acc.add(outcome{seq: 1, at: at(1), latency: time.Millisecond, localPort: 40000, pod: "web-b", generator: "g2"})
+	acc.add(outcome{seq: 2, at: at(100), latency: time.Millisecond, localPort: 40000, reused: true, class: EOF, generator: "g1"})
+	acc.add(outcome{seq: 3, at: at(101), latency: time.Millisecond, localPort: 40000, reused: true, class: Reset, generator: "g2"})
+	acc.add(outcome{seq: 4, at: at(102), latency: time.Millisecond, localPort: 40001, reused: true, class: EOF, generator: "g1"})
+	acc.add(outcome{seq: 5, at: at(103), latency: time.Millisecond, localPort: 40000, class: Refused, generator: "g1"})
+	var got []string
+	for _, l := range acc.r.Losses {
+		got = append(got, l.ConnPod)
+	}
+	if want := []string{"web-a", "web-b", "", ""}; !slices.Equal(got, want) {
+		t.Errorf("the pods of the losses' connections %q, want %q (unknown for a connection no answer named, and for a new one)", got, want)
+	}
+}

@@ -197,6 +197,11 @@ type Loss struct {
 	// Generator is the generator that sent it, when several shared the
 	// load (Merge): its Share's name.
 	Generator string `json:"generator,omitempty"`
+	// ConnPod is the pod that answered the request before it on its
+	// connection (a reused connection whose server names its pod): the
+	// pod it was sent to, unless a proxy in front spreads a
+	// connection's requests over pods.
+	ConnPod string `json:"conn_pod,omitempty"`
 }
 
 // Client is what nodrop's client did with connections: a verdict holds
@@ -554,6 +559,20 @@ type accumulator struct {
 	first   time.Time
 	end     time.Time
 	outage  outageTracker
+	// connPod is the pod that last answered on each connection.
+	connPod map[connKey]string
+}
+
+// connKey names a connection: its generator, its client port and, in
+// long-lived load, its number.
+type connKey struct {
+	generator string
+	port      int
+	conn      int
+}
+
+func (o outcome) connKey() (connKey, bool) {
+	return connKey{o.generator, o.localPort, o.conn}, o.localPort != 0 || o.conn != 0
 }
 
 // histMaxMicros bounds what the histograms hold; larger values are
@@ -584,9 +603,10 @@ func newAccumulator(cfg Config, started time.Time) *accumulator {
 	}
 	return &accumulator{
 		r: r, timeout: cfg.Timeout,
-		lat:    hdrhistogram.New(1, histMaxMicros, 3),
-		lag:    hdrhistogram.New(1, histMaxMicros, 3),
-		outage: outageTracker{pending: map[uint64]outagePoint{}},
+		lat:     hdrhistogram.New(1, histMaxMicros, 3),
+		lag:     hdrhistogram.New(1, histMaxMicros, 3),
+		outage:  outageTracker{pending: map[uint64]outagePoint{}},
+		connPod: map[connKey]string{},
 	}
 }
 
@@ -616,6 +636,9 @@ func (acc *accumulator) add(o outcome) {
 		b.OK++
 		if o.pod != "" {
 			r.ByPod[o.pod]++
+			if k, ok := o.connKey(); ok {
+				acc.connPod[k] = o.pod
+			}
 		}
 		if o.version != "" {
 			r.ByVersion[o.version]++
@@ -704,6 +727,9 @@ func (acc *accumulator) lose(o outcome) {
 	}
 	if o.reused {
 		l.IdleMs = ms(o.idleFor)
+		if k, ok := o.connKey(); ok {
+			l.ConnPod = acc.connPod[k]
+		}
 	}
 	if !o.onConnAt.IsZero() && !o.failedAt.IsZero() {
 		l.FailedAfterMs = ms(o.failedAt.Sub(o.onConnAt))

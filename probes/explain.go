@@ -39,6 +39,9 @@ type Burst struct {
 	// ByGenerator counts its losses by the generator that sent them,
 	// when several shared the load (loadgen.Merge).
 	ByGenerator map[string]int
+	// ByConnPod counts its losses on reused connections by the pod that
+	// answered on the connection before (loadgen.Loss.ConnPod).
+	ByConnPod map[string]int
 }
 
 // Bursts groups a report's losses and lays each group next to events.
@@ -59,6 +62,12 @@ func Bursts(r *loadgen.Report, events []Event) []Burst {
 				b.ByGenerator = map[string]int{}
 			}
 			b.ByGenerator[l.Generator]++
+		}
+		if l.ConnPod != "" {
+			if b.ByConnPod == nil {
+				b.ByConnPod = map[string]int{}
+			}
+			b.ByConnPod[l.ConnPod]++
 		}
 		if l.Class == loadgen.Timeout && l.NoConnection {
 			b.Unanswered++
@@ -108,12 +117,35 @@ func Explain(r *loadgen.Report, events []Event) string {
 			}
 			fmt.Fprintf(&sb, "; sent by %s", strings.Join(from, ", "))
 		}
+		if len(b.ByConnPod) > 0 {
+			nodes := podNodes(events)
+			var to []string
+			for _, p := range slices.Sorted(maps.Keys(b.ByConnPod)) {
+				where := p
+				if n := nodes[p]; n != "" {
+					where += " on " + n
+				}
+				to = append(to, fmt.Sprintf("%s (%d)", where, b.ByConnPod[p]))
+			}
+			fmt.Fprintf(&sb, "; on connections to %s", strings.Join(to, ", "))
+		}
 		sb.WriteString("\n")
 		for _, e := range b.During {
 			fmt.Fprintf(&sb, "    +%.3fs %s\n", r.Offset(e.At).Seconds(), e)
 		}
 	}
 	return sb.String()
+}
+
+// podNodes is the node each pod was scheduled on, from the timeline.
+func podNodes(events []Event) map[string]string {
+	out := map[string]string{}
+	for _, e := range events {
+		if e.Kind == PodScheduled {
+			out[e.Pod] = e.Detail
+		}
+	}
+	return out
 }
 
 // Timeline writes every event with its offset from the load's start.
@@ -144,10 +176,16 @@ func Episodes(bursts []Burst, gap time.Duration) []Burst {
 				}
 				e.ByGenerator[g] += k
 			}
+			for p, k := range b.ByConnPod {
+				if e.ByConnPod == nil {
+					e.ByConnPod = map[string]int{}
+				}
+				e.ByConnPod[p] += k
+			}
 			e.During = append(e.During, b.During...)
 			continue
 		}
-		b.ByClass, b.ByGenerator = maps.Clone(b.ByClass), maps.Clone(b.ByGenerator)
+		b.ByClass, b.ByGenerator, b.ByConnPod = maps.Clone(b.ByClass), maps.Clone(b.ByGenerator), maps.Clone(b.ByConnPod)
 		out = append(out, b)
 	}
 	return out

@@ -75,6 +75,29 @@ func TestExplainNamesTheGeneratorsOfABurst(t *testing.T) {
 	}
 }
 
+// Losses on reused connections say which pod the connections reached,
+// and its node when the timeline has it.
+func TestExplainNamesThePodsTheConnectionsReached(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	r := &loadgen.Report{Started: t0, Losses: []loadgen.Loss{
+		{At: at(1000), Class: loadgen.EOF, ConnPod: "web-a"},
+		{At: at(1001), Class: loadgen.Reset, ConnPod: "web-a"},
+		{At: at(1002), Class: loadgen.Refused},
+		{At: at(3000), Class: loadgen.EOF, ConnPod: "web-b"},
+	}}
+	events := []Event{{At: at(0), Kind: PodScheduled, Pod: "web-a", Detail: "worker"}}
+	text := Explain(r, events)
+	for _, want := range []string{"; on connections to web-a on worker (2)\n", "; on connections to web-b (1)\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, text)
+		}
+	}
+	if e := Episodes(Bursts(r, events), 5*time.Second); len(e) != 1 || e[0].ByConnPod["web-a"] != 2 || e[0].ByConnPod["web-b"] != 1 {
+		t.Errorf("episodes: %+v", e)
+	}
+}
+
 func TestParseAppLine(t *testing.T) {
 	e, ok := parseAppLine("web-1", []byte(`{"ts":"2026-11-23T12:00:01.5Z","event":"sigterm","signal":"terminated","pid":1}`))
 	if !ok || e.Kind != App || e.Pod != "web-1" || !strings.HasPrefix(e.Detail, "sigterm (signal=terminated") || e.At.Nanosecond() != 5e8 {
