@@ -407,3 +407,40 @@ func TestAdviceNamesANodeWithNoReadyPod(t *testing.T) {
 		t.Errorf("both nodes' clients lost: not node-local routing, got %q", got)
 	}
 }
+
+// A rollout that replaces the pod of one node, then of another, loses
+// the clients of each node in turn: the second episode's timeouts are
+// other clients' (ports in another node's conntrack table), not the
+// first one's followers, and each says so.
+func TestAdviceTellsEachNodesEpisodeApart(t *testing.T) {
+	t0 := time.Now()
+	ev := func(at time.Duration, k probes.Kind, pod, detail string) probes.Event {
+		return probes.Event{At: t0.Add(at), Kind: k, Pod: pod, Detail: detail}
+	}
+	events := []probes.Event{
+		ev(0, probes.PodScheduled, "old-a", "worker"),
+		ev(0, probes.PodScheduled, "old-b", "worker2"),
+		ev(time.Second, probes.EndpointReady, "old-a", ""),
+		ev(time.Second, probes.EndpointReady, "old-b", ""),
+		ev(2*time.Second, probes.PodDeleting, "old-a", "grace 30s"),
+		ev(2100*time.Millisecond, probes.EndpointTerminating, "old-a", ""),
+		ev(9500*time.Millisecond, probes.PodScheduled, "new-a", "worker"),
+		ev(11*time.Second, probes.EndpointReady, "new-a", ""),
+		ev(12*time.Second, probes.PodDeleting, "old-b", "grace 30s"),
+		ev(12100*time.Millisecond, probes.EndpointTerminating, "old-b", ""),
+		ev(19500*time.Millisecond, probes.PodScheduled, "new-b", "worker2"),
+		ev(21*time.Second, probes.EndpointReady, "new-b", ""),
+	}
+	r := &loadgen.Report{Started: t0, Generators: []loadgen.Share{{Name: "load-1 on worker", Node: "worker"}, {Name: "load-2 on worker2", Node: "worker2"}}}
+	r.Client.TimeoutMs = 1000
+	for i, l := range []struct {
+		at  time.Duration
+		gen string
+	}{{9 * time.Second, "load-1 on worker"}, {9001 * time.Millisecond, "load-1 on worker"}, {19 * time.Second, "load-2 on worker2"}, {19001 * time.Millisecond, "load-2 on worker2"}} {
+		r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(l.at), Class: loadgen.Timeout, NoConnection: true, Generator: l.gen, LocalPort: 40000 + i%2})
+	}
+	got := Advise(r, events)
+	if len(got) != 2 || !strings.Contains(got[0], "lost only by the clients on worker (") || !strings.Contains(got[1], "lost only by the clients on worker2 (") {
+		t.Errorf("advice %q; want each episode named by its node", got)
+	}
+}

@@ -368,23 +368,55 @@ type stale struct {
 // refused ones, led to the pod that refused them once it is gone).
 func staleConntrack(eps []probes.Burst) []stale {
 	out := make([]stale, len(eps))
-	var lastTimeout, lastRefused time.Time
+	// By generator ("" when one sent the load): a port's entry is in its
+	// own client's node.
+	lastTimeout, lastRefused := map[string]time.Time{}, map[string]time.Time{}
 	for i, ep := range eps {
+		gens := lossGenerators(ep)
 		onlyTimeouts := ep.Lost == ep.ByClass[loadgen.Timeout]
+		t, tok := latestOfEvery(lastTimeout, gens)
+		rf, rok := latestOfEvery(lastRefused, gens)
 		switch {
-		case !lastTimeout.IsZero() && onlyTimeouts && !ep.Start.Before(lastTimeout) && ep.Start.Sub(lastTimeout) <= SYNSentTimeout:
-			out[i] = stale{After: lastTimeout}
-		case !lastRefused.IsZero() && onlyTimeouts && ep.Unanswered == ep.Lost && !ep.Start.Before(lastRefused) && ep.Start.Sub(lastRefused) <= CloseTimeout:
-			out[i] = stale{After: lastRefused, Refused: true}
+		case tok && onlyTimeouts && !ep.Start.Before(t) && ep.Start.Sub(t) <= SYNSentTimeout:
+			out[i] = stale{After: t}
+		case rok && onlyTimeouts && ep.Unanswered == ep.Lost && !ep.Start.Before(rf) && ep.Start.Sub(rf) <= CloseTimeout:
+			out[i] = stale{After: rf, Refused: true}
 		}
-		if ep.ByClass[loadgen.Timeout] > 0 {
-			lastTimeout = ep.End
-		}
-		if ep.ByClass[loadgen.Refused] > 0 {
-			lastRefused = ep.End
+		for _, g := range gens {
+			if ep.ByClass[loadgen.Timeout] > 0 {
+				lastTimeout[g] = ep.End
+			}
+			if ep.ByClass[loadgen.Refused] > 0 {
+				lastRefused[g] = ep.End
+			}
 		}
 	}
 	return out
+}
+
+// lossGenerators are the generators that lost requests in an episode;
+// "" alone when one generator sent the whole load.
+func lossGenerators(ep probes.Burst) []string {
+	if len(ep.ByGenerator) == 0 {
+		return []string{""}
+	}
+	return slices.Sorted(maps.Keys(ep.ByGenerator))
+}
+
+// latestOfEvery is the latest of the times of gens, if every one has a
+// time.
+func latestOfEvery(times map[string]time.Time, gens []string) (time.Time, bool) {
+	var latest time.Time
+	for _, g := range gens {
+		t, ok := times[g]
+		if !ok {
+			return time.Time{}, false
+		}
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	return latest, true
 }
 
 // reusedPorts reports whether every loss of an episode was a connection
@@ -434,17 +466,22 @@ func keyOf(l loadgen.Loss) lossKey { return lossKey{l.Seq, l.At.UnixNano(), l.Lo
 func portFollowers(r *loadgen.Report) map[lossKey]bool {
 	losses := slices.Clone(r.Losses) // in the order they ended; here, sent
 	slices.SortStableFunc(losses, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
-	last := map[int]loadgen.Loss{} // by client port: the latest failed attempt so far
+	type port struct {
+		generator string
+		n         int
+	}
+	last := map[port]loadgen.Loss{} // by client port: the latest failed attempt so far
 	out := map[lossKey]bool{}
 	for _, l := range losses {
-		prev, ok := last[l.LocalPort]
+		p := port{l.Generator, l.LocalPort}
+		prev, ok := last[p]
 		if ok && l.LocalPort != 0 && (l.NoConnection || l.Class == loadgen.Refused) &&
 			((prev.Class != loadgen.Timeout && l.At.Sub(prev.At) <= CloseTimeout) ||
 				(prev.Class == loadgen.Timeout && prev.NoConnection && l.At.Sub(prev.At) <= SYNSentTimeout)) {
 			out[keyOf(l)] = true
 		}
 		if l.Class == loadgen.Refused || l.Class == loadgen.Reset || (l.Class == loadgen.Timeout && l.NoConnection) {
-			last[l.LocalPort] = l
+			last[p] = l
 		}
 	}
 	return out
