@@ -118,7 +118,7 @@ func Explain(r *loadgen.Report, events []Event) string {
 			fmt.Fprintf(&sb, "; sent by %s", strings.Join(from, ", "))
 		}
 		if len(b.ByConnPod) > 0 {
-			nodes := podNodes(events)
+			nodes := PodNodes(events)
 			var to []string
 			for _, p := range slices.Sorted(maps.Keys(b.ByConnPod)) {
 				where := p
@@ -137,8 +137,8 @@ func Explain(r *loadgen.Report, events []Event) string {
 	return sb.String()
 }
 
-// podNodes is the node each pod was scheduled on, from the timeline.
-func podNodes(events []Event) map[string]string {
+// PodNodes is the node each pod was scheduled on, from the timeline.
+func PodNodes(events []Event) map[string]string {
 	out := map[string]string{}
 	for _, e := range events {
 		if e.Kind == PodScheduled {

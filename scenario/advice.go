@@ -241,12 +241,7 @@ func nodeLocal(r *loadgen.Report, ep probes.Burst, events []probes.Event) (strin
 	if len(spared) == 0 {
 		return "", false
 	}
-	nodeOf := map[string]string{}
-	for _, e := range events {
-		if e.Kind == probes.PodScheduled {
-			nodeOf[e.Pod] = e.Detail
-		}
-	}
+	nodeOf := probes.PodNodes(events)
 	ready, _, _ := readyAt(events, ep.Start)
 	var elsewhere []string
 	for pod := range ready {
