@@ -636,7 +636,9 @@ func (acc *accumulator) add(o outcome) {
 		b.OK++
 		if o.pod != "" {
 			r.ByPod[o.pod]++
-			if k, ok := o.connKey(); ok {
+			// Only a kept-alive connection is reused: fresh
+			// connections have no next request to name a pod for.
+			if k, ok := o.connKey(); ok && r.KeepAlive {
 				acc.connPod[k] = o.pod
 			}
 		}
