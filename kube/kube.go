@@ -251,6 +251,19 @@ func WaitServing(ctx context.Context, url, host string, t Timeouts) error {
 	return WaitAnswering(ctx, url, t, func(ctx context.Context) error { return get(ctx, client, url, host) })
 }
 
+// WaitServingThroughAPI is WaitServing for a Service port nodrop may not
+// reach itself: through the API server's proxy to the Service (which
+// sends to one of its ready endpoints), with the kubeconfig alone.
+func WaitServingThroughAPI(ctx context.Context, c kubernetes.Interface, ns, svc, port, path string, t Timeouts) error {
+	what := fmt.Sprintf("service %s/%s port %s", ns, svc, port)
+	return WaitAnswering(ctx, what, t, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := c.CoreV1().Services(ns).ProxyGet("http", svc, port, path, nil).DoRaw(ctx)
+		return err
+	})
+}
+
 // WaitAnswering waits until ask succeeds servingAnswers times in one try
 // (all at once), polling for at most t.Serving; what names the target
 // in the error.

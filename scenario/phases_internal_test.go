@@ -76,6 +76,47 @@ func TestAimPointsEachLoad(t *testing.T) {
 	}
 }
 
+// pods is a Sender that is never asked to send: aim only asks whether
+// the load comes from pods.
+type pods struct{}
+
+func (pods) Send(context.Context, string, loadgen.Config) (*loadgen.Report, error) { return nil, nil }
+func (pods) Where() string                                                         { return "pods" }
+
+// Load from pods goes to the user's own ClusterIP, as their clients'
+// does, so the Service's traffic policies apply to it; nodrop waits until
+// it serves through the API server, which the kubeconfig reaches.
+func TestAimSendsLoadFromPodsToTheUsersClusterIP(t *testing.T) {
+	s := shop(t)
+	s.Objects = objects(t, service("web", "web", "ClusterIP", "[{name: metrics, port: 9090}, {name: http, port: 80, targetPort: http}]"), deployment("web", "web"))
+	target, err := s.validate(Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target.Added == nil {
+		t.Fatal("no Service added beside a ClusterIP one")
+	}
+	client := fake.NewSimpleClientset(
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns-1"},
+			Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Name: "metrics", Port: 9090}, {Name: "http", Port: 80}}},
+		},
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: target.Added.Name, Namespace: "ns-1"},
+			Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.20", Ports: []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080}}},
+		})
+	r := &run{s: s, env: Env{Client: client, NodeIP: "10.0.0.1", Generators: pods{}}, target: target, ns: "ns-1", res: s.newResult()}
+	if err := r.aim(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.cfgs[0].Targets[0]; got != "http://10.96.0.10:80/" || r.res.Traffic[0].URL != got {
+		t.Errorf("load from pods to %q (result %q), want the user's ClusterIP", got, r.res.Traffic[0].URL)
+	}
+	if sp := r.waitVia; sp == nil || sp.ns != "ns-1" || sp.name != "web" || sp.what != "80" || r.waitPath != "" {
+		t.Errorf("waits through the API server at %+v, path %q; want the user's Service web, port 80", sp, r.waitPath)
+	}
+}
+
 // The phases that hold something until the run ends give it back last
 // first, whichever phase failed.
 func TestStopUndoesLastFirst(t *testing.T) {

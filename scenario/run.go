@@ -121,6 +121,8 @@ type run struct {
 
 	cfgs           []loadgen.Config // the loads, aimed (aim)
 	waitURL        string           // the first load's URL from this process (waitServing)
+	waitVia        *servicePort     // or its Service, through the API server (load from pods)
+	waitPath       string
 	host           string           // the Host header through an ingress
 	controller     *probes.Recorder // the ingress controller's namespace
 	controllerFrom time.Time
@@ -219,9 +221,13 @@ func (r *run) aim(ctx context.Context) error {
 		}
 		if r.env.Generators != nil {
 			// The generators send from pods: to the ClusterIP. nodrop
-			// still waits from outside, through the NodePort.
+			// waits through the API server, which needs nothing but the
+			// kubeconfig (a NodePort may not be reachable from here).
 			if url, err = r.s.url(ctx, r.env, r.ns, r.target, t, true); err != nil {
 				return err
+			}
+			if sp := r.s.servicePort(r.env, r.ns, r.target, t, true); i == 0 && t.Load.SpeaksHTTP() && !sp.ingress && r.env.URL == "" {
+				r.waitVia, r.waitPath = &sp, t.Path
 			}
 		}
 		r.res.Traffic[i].URL = url
@@ -255,11 +261,17 @@ func (r *run) waitServing(ctx context.Context) error {
 	if r.host != "" {
 		what = fmt.Sprintf("%s (host %s)", url, r.host)
 	}
+	if sp := r.waitVia; sp != nil {
+		what = fmt.Sprintf("service %s port %s (through the API server)", sp.name, sp.what)
+	}
 	step := r.env.Log.Start("waiting for %s to serve", what)
 	var err error
-	if r.s.Traffic[0].Load.SpeaksHTTP() {
+	switch {
+	case r.waitVia != nil:
+		err = kube.WaitServingThroughAPI(ctx, r.env.Client, r.waitVia.ns, r.waitVia.name, r.waitVia.what, r.waitPath, r.env.Timeouts)
+	case r.s.Traffic[0].Load.SpeaksHTTP():
 		err = kube.WaitServing(ctx, url, r.host, r.env.Timeouts)
-	} else {
+	default:
 		err = kube.WaitAnswering(ctx, url, r.env.Timeouts, func(context.Context) error { return loadgen.Ask(url, r.cfgs[0].Timeout) })
 	}
 	if err != nil {
@@ -553,7 +565,8 @@ func (r *run) deploy(ctx context.Context) error {
 }
 
 // url is where a traffic's load goes: env.URL, or a node port of the
-// Service (the added one when the user's has none) at env.NodeIP.
+// Service (the added one when the user's has none) at env.NodeIP; from a
+// pod (inCluster), the Service's ClusterIP and port.
 func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr Traffic, inCluster bool) (string, error) {
 	path := tr.Path
 	if path == "" {
@@ -562,38 +575,55 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 	if env.URL != "" && tr.Port == "" {
 		return strings.TrimSuffix(env.URL, "/") + path, nil
 	}
-	// Where the port is reached: a node's address and its node port
-	// from outside, the Service's ClusterIP and port from a pod.
-	at := func(ns, svc, what string, match func(corev1.ServicePort) bool) (string, error) {
-		if inCluster {
-			addr, err := kube.ClusterAddressOf(ctx, env.Client, ns, svc, what, match)
-			return tr.Load.Target(addr, path), err
-		}
-		np, err := kube.NodePortOf(ctx, env.Client, ns, svc, what, match)
-		return tr.Load.Target(env.NodeIP+":"+strconv.Itoa(int(np)), path), err
+	sp := s.servicePort(env, ns, t, tr, inCluster)
+	if inCluster {
+		addr, err := kube.ClusterAddressOf(ctx, env.Client, sp.ns, sp.name, sp.what, sp.match)
+		return tr.Load.Target(addr, path), sp.wrap(err)
 	}
+	np, err := kube.NodePortOf(ctx, env.Client, sp.ns, sp.name, sp.what, sp.match)
+	return tr.Load.Target(env.NodeIP+":"+strconv.Itoa(int(np)), path), sp.wrap(err)
+}
+
+// servicePort is the port of a Service a traffic's load goes to.
+type servicePort struct {
+	ns, name string
+	what     string // the port, as the user named it
+	match    func(corev1.ServicePort) bool
+	ingress  bool
+}
+
+func (sp servicePort) wrap(err error) error {
+	if err != nil && sp.ingress {
+		return fmt.Errorf("the ingress controller: %w", err)
+	}
+	return err
+}
+
+// servicePort is the Service port a traffic's load goes to: the ingress
+// controller's, or the port of the target Service. The added Service
+// stands in for the user's where theirs has no node port; a pod in the
+// cluster reaches the user's own ClusterIP, as their clients do (its
+// traffic policies apply), unless it is headless and has none.
+func (s Scenario) servicePort(env Env, ns string, t *Resolved, tr Traffic, inCluster bool) servicePort {
 	if s.Target.Ingress && tr.Port == "" {
 		c := env.Ingress
-		u, err := at(c.Namespace, c.Service, c.Port, func(p corev1.ServicePort) bool { return p.Name == c.Port })
-		if err != nil {
-			return "", fmt.Errorf("the ingress controller: %w", err)
-		}
-		return u, nil
+		return servicePort{ns: c.Namespace, name: c.Service, what: c.Port, ingress: true, match: func(p corev1.ServicePort) bool { return p.Name == c.Port }}
 	}
-	svc := t.Service.Name
-	if t.Added != nil && tr.Port == "" {
-		svc = t.Added.Name
+	added := t.Added != nil && tr.Port == "" && (!inCluster || t.Service.Spec.ClusterIP == corev1.ClusterIPNone)
+	sp := servicePort{ns: ns, name: t.Service.Name, what: tr.Port}
+	if added {
+		sp.name = t.Added.Name
 	}
-	port := tr.Port
-	if port == "" {
-		port = strconv.Itoa(int(t.Port.Port))
+	if sp.what == "" {
+		sp.what = strconv.Itoa(int(t.Port.Port))
 	}
-	return at(ns, svc, port, func(p corev1.ServicePort) bool {
+	sp.match = func(p corev1.ServicePort) bool {
 		if tr.Port != "" {
 			return p.Name == tr.Port
 		}
-		return t.Added != nil || p.Port == t.Port.Port
-	})
+		return added || p.Port == t.Port.Port
+	}
+	return sp
 }
 
 // notReadyWhy says which pods are not ready and the last events about
