@@ -24,6 +24,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -52,11 +53,20 @@ type Generators struct {
 	// them; otherwise the scheduler spreads them across the nodes that
 	// take ordinary pods.
 	Nodes []string
+	// CPU is what each pod requests (default DefaultCPU). A pod that
+	// requests none is BestEffort: its cgroup gets the smallest CPU
+	// weight there is, so on a busy node its load stands still while
+	// every other pod runs.
+	CPU resource.Quantity
 	// StartTimeout bounds how long the pods may take to run (default
 	// DefaultStartTimeout).
 	StartTimeout time.Duration
 	Log          *progress.Logger
 }
+
+// DefaultCPU is the CPU a generator pod requests unless told otherwise:
+// about what 500 requests a second on fresh connections take.
+var DefaultCPU = resource.MustParse("500m")
 
 // DefaultStartTimeout is how long generator pods may take to run.
 const DefaultStartTimeout = 2 * time.Minute
@@ -77,6 +87,13 @@ func (g Generators) Where() string {
 		where += " on " + strings.Join(g.Nodes, ", ")
 	}
 	return where
+}
+
+func (g Generators) cpu() resource.Quantity {
+	if g.CPU.IsZero() {
+		return DefaultCPU
+	}
+	return g.CPU
 }
 
 func (g Generators) pods() int {
@@ -198,6 +215,7 @@ func (g Generators) job(n int) *batchv1.Job {
 			Stdin:           true,
 			StdinOnce:       true,
 			SecurityContext: kube.RestrictedAsNobody(),
+			Resources:       corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: g.cpu()}},
 		}},
 		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
 			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.ScheduleAnyway,
@@ -339,7 +357,10 @@ func (g Generators) attach(ctx context.Context, p corev1.Pod) *attachment {
 		}
 		a.err = err
 		outW.CloseWithError(err)
-		inR.Close()
+		// The end of stdin, not a closed reader: the executor may still
+		// be copying it, and an end is no error to report (a closed
+		// reader is, in client-go's log).
+		inW.Close()
 	}()
 	return a
 }

@@ -30,6 +30,9 @@ func TestJobRunsGeneratorsOnceEachSpread(t *testing.T) {
 	if sc := c.SecurityContext; sc == nil || !*sc.RunAsNonRoot || *sc.AllowPrivilegeEscalation || sc.SeccompProfile == nil {
 		t.Errorf("security context %+v: want the restricted standard's", sc)
 	}
+	if cpu := c.Resources.Requests[corev1.ResourceCPU]; cpu.Cmp(DefaultCPU) != 0 {
+		t.Errorf("requests %v CPU, want %v: a BestEffort pod's load stands still on a busy node", cpu.String(), DefaultCPU.String())
+	}
 	if ts := p.TopologySpreadConstraints; len(ts) != 1 || ts[0].TopologyKey != corev1.LabelHostname || ts[0].WhenUnsatisfiable != corev1.ScheduleAnyway {
 		t.Errorf("spread %+v: want across hosts, as the scheduler can", ts)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/images"
@@ -21,6 +22,7 @@ type loadFromOptions struct {
 	pods  int
 	nodes []string
 	image string
+	cpu   string
 }
 
 // flags adds --load-from and its flags to f; --generator-image where the
@@ -29,6 +31,7 @@ func (o *loadFromOptions) flags(f *pflag.FlagSet, ownClusters bool) {
 	f.StringVar(&o.from, "load-from", "host", "where the load comes from: host (this process, through a NodePort) or cluster (generator pods of a Job in the cluster, to the Service's ClusterIP, their outcomes merged into one verdict)")
 	f.IntVar(&o.pods, "load-pods", 2, "--load-from cluster: how many generator pods share the load, spread across the nodes")
 	f.StringSliceVar(&o.nodes, "load-nodes", nil, "--load-from cluster: run the generator pods on these nodes (comma-separated), spread across them")
+	f.StringVar(&o.cpu, "load-cpu", incluster.DefaultCPU.String(), "--load-from cluster: the CPU each generator pod requests (a pod that requests none is the last a busy node runs, and its load stands still)")
 	if ownClusters {
 		f.StringVar(&o.image, "generator-image", "", "--load-from cluster: the generator's image (default on nodrop's kind cluster: built from this binary and loaded into the nodes; on a cluster of your own: required, the image nodrop images generator builds, pushed where the nodes pull from)")
 	}
@@ -40,8 +43,8 @@ func (o *loadFromOptions) flags(f *pflag.FlagSet, ownClusters bool) {
 func (o loadFromOptions) check(ownCluster bool, via string) error {
 	switch o.from {
 	case "", "host":
-		if (o.pods != 0 && o.pods != 2) || len(o.nodes) > 0 || o.image != "" {
-			return usagef("--load-pods, --load-nodes and --generator-image are for --load-from cluster")
+		if (o.pods != 0 && o.pods != 2) || len(o.nodes) > 0 || o.image != "" || (o.cpu != "" && o.cpu != incluster.DefaultCPU.String()) {
+			return usagef("--load-pods, --load-nodes, --load-cpu and --generator-image are for --load-from cluster")
 		}
 		return nil
 	case "cluster":
@@ -50,6 +53,9 @@ func (o loadFromOptions) check(ownCluster bool, via string) error {
 	}
 	if o.pods < 1 || o.pods > 50 {
 		return usagef("--load-pods must be 1–50, got %d", o.pods)
+	}
+	if q, err := resource.ParseQuantity(o.cpu); o.cpu != "" && (err != nil || q.Sign() <= 0) {
+		return usagef("--load-cpu %q: want a CPU quantity such as 500m or 1", o.cpu)
 	}
 	if ownCluster && o.image == "" {
 		return usagef("--load-from cluster on a cluster of your own needs --generator-image: an image of this nodrop its nodes can pull")
@@ -85,5 +91,9 @@ func (o loadFromOptions) generators(ctx context.Context, clusterName string, env
 			return nil, err
 		}
 	}
-	return incluster.Generators{REST: env.REST, Client: env.Client, Image: image, Pods: o.pods, Nodes: o.nodes, Log: log}, nil
+	g := incluster.Generators{REST: env.REST, Client: env.Client, Image: image, Pods: o.pods, Nodes: o.nodes, Log: log}
+	if o.cpu != "" {
+		g.CPU = resource.MustParse(o.cpu) // checked
+	}
+	return g, nil
 }
