@@ -62,7 +62,7 @@ func WriteSummary(w io.Writer, rows []Row) error {
 	}
 	fmt.Fprintf(&sb, "%d runs, %d passed, %d failed\n\n", len(rows), len(rows)-failed, failed)
 	if len(rows) == 0 {
-		sb.WriteString("No spec reached its verdict (the cluster or every set-up failed): nothing was judged.\n")
+		sb.WriteString("No spec recorded a run of a configuration: nothing was judged here (the specs that ran judge none, or the cluster or every set-up failed).\n")
 		_, err := io.WriteString(w, sb.String())
 		return err
 	}
