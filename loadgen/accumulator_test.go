@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"context"
+	"maps"
 	"net"
 	"runtime"
 	"slices"
@@ -463,5 +464,42 @@ func TestALossNamesThePodItsConnectionReached(t *testing.T) {
 	}
 	if want := []string{"web-a", "web-b", "", ""}; !slices.Equal(got, want) {
 		t.Errorf("the pods of the losses' connections %q, want %q (unknown for a connection no answer named, and for a new one)", got, want)
+	}
+}
+
+// EndByPod counts who answered the requests sent in the load's last
+// EndWindow, whatever order their outcomes came in; its memory holds
+// only those buckets.
+func TestEndByPodIsWhoAnsweredAtTheEnd(t *testing.T) {
+	cfg, err := Config{Targets: []string{"http://127.0.0.1:1/"}, Rate: 100, Duration: 10 * time.Second}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	acc := newAccumulator(cfg, start)
+	// 10 s at 100/s: old-a and old-b until 5 s, then new-a; in the last
+	// 2 s, new-a and new-b take turns. One slow answer from old-b, sent
+	// at 4 s, comes in last.
+	for i := range 1000 {
+		at := time.Duration(i) * 10 * time.Millisecond
+		pod := []string{"old-a", "old-b"}[i%2]
+		switch {
+		case at >= 8*time.Second:
+			pod = []string{"new-a", "new-b"}[i%2]
+		case at >= 5*time.Second:
+			pod = "new-a"
+		}
+		acc.add(outcome{seq: uint64(i), at: start.Add(at), latency: time.Millisecond, pod: pod})
+		if len(acc.endPods) > endBuckets+1 {
+			t.Fatalf("%d buckets held, want at most %d", len(acc.endPods), endBuckets+1)
+		}
+	}
+	acc.add(outcome{seq: 1000, at: start.Add(4 * time.Second), latency: 6 * time.Second, pod: "old-b"})
+	r := acc.report(Generator{})
+	if want := map[string]int{"new-a": 100, "new-b": 100}; !maps.Equal(r.EndByPod, want) {
+		t.Errorf("end by pod %v, want %v", r.EndByPod, want)
+	}
+	if r.ByPod["old-b"] != 251 || r.ByPod["new-a"] != 400 {
+		t.Errorf("by pod %v", r.ByPod)
 	}
 }

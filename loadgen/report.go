@@ -108,7 +108,11 @@ type Report struct {
 	LastLoss      *time.Time     `json:"last_loss,omitempty"`
 	LongestOutage *Window        `json:"longest_outage,omitempty"`
 	ByPod         map[string]int `json:"by_pod"`
-	ByVersion     map[string]int `json:"by_version"`
+	// EndByPod is who answered in the load's last EndWindow: after a
+	// rollout, how its clients ended up spread over the new pods (a
+	// long-lived connection stays on the pod it reached).
+	EndByPod  map[string]int `json:"end_by_pod,omitempty"`
+	ByVersion map[string]int `json:"by_version"`
 	// Losses lists lost requests in the order they were sent, at most
 	// MaxLossDetails of them.
 	Losses          []Loss `json:"losses"`
@@ -408,6 +412,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if len(r.ByPod) > 0 {
 		row("served by pod", "%s", countList(r.ByPod))
 	}
+	if len(r.EndByPod) > 0 {
+		row("served at the end", "%s (its last %s)", countList(r.EndByPod), EndWindow)
+	}
 	if len(r.ByVersion) > 0 {
 		row("served by version", "%s", countList(r.ByVersion))
 	}
@@ -561,7 +568,13 @@ type accumulator struct {
 	outage  outageTracker
 	// connPod is the pod that last answered on each connection.
 	connPod map[connKey]string
+	// endPods counts the pods that answered, by BucketWidth of the load,
+	// for the last EndWindow only: EndByPod. Older buckets are dropped.
+	endPods map[int]map[string]int
 }
+
+// EndWindow is the end of a load that Report.EndByPod counts.
+const EndWindow = 2 * time.Second
 
 // connKey names a connection: its generator, its client port and, in
 // long-lived load, its number.
@@ -607,6 +620,7 @@ func newAccumulator(cfg Config, started time.Time) *accumulator {
 		lag:     hdrhistogram.New(1, histMaxMicros, 3),
 		outage:  outageTracker{pending: map[uint64]outagePoint{}},
 		connPod: map[connKey]string{},
+		endPods: map[int]map[string]int{},
 	}
 }
 
@@ -636,6 +650,7 @@ func (acc *accumulator) add(o outcome) {
 		b.OK++
 		if o.pod != "" {
 			r.ByPod[o.pod]++
+			acc.countPod(o)
 			// Only a kept-alive connection is reused: fresh
 			// connections have no next request to name a pod for.
 			if k, ok := o.connKey(); ok && r.KeepAlive {
@@ -659,6 +674,47 @@ func (acc *accumulator) add(o outcome) {
 	}
 	b.LostByClass[o.class]++
 	acc.lose(o)
+}
+
+// endBuckets is how many buckets EndWindow spans.
+const endBuckets = int(EndWindow / BucketWidth)
+
+// countPod counts who answered o in its BucketWidth of the load, while
+// that bucket may still be among the last EndWindow.
+func (acc *accumulator) countPod(o outcome) {
+	i := max(0, int(o.at.Sub(acc.r.Started)/BucketWidth))
+	last := int(acc.r.LastSent.Sub(acc.r.Started) / BucketWidth)
+	if i <= last-endBuckets {
+		return
+	}
+	if acc.endPods[i] == nil {
+		acc.endPods[i] = map[string]int{}
+		for j := range acc.endPods {
+			if j <= last-endBuckets {
+				delete(acc.endPods, j)
+			}
+		}
+	}
+	acc.endPods[i][o.pod]++
+}
+
+// endByPod is who answered the requests sent in the last EndWindow of
+// the load.
+func (acc *accumulator) endByPod() map[string]int {
+	last := int(acc.r.LastSent.Sub(acc.r.Started) / BucketWidth)
+	var out map[string]int
+	for i, m := range acc.endPods {
+		if i <= last-endBuckets {
+			continue
+		}
+		for pod, k := range m {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[pod] += k
+		}
+	}
+	return out
 }
 
 // time records a request's latency and lag, the span of the run, and its
@@ -792,6 +848,7 @@ func (acc *accumulator) report(gen Generator) *Report {
 		if best := acc.outage.finish(); best.Requests > 0 {
 			r.LongestOutage = &best
 		}
+		r.EndByPod = acc.endByPod()
 		q := func(h *hdrhistogram.Histogram, p float64) float64 { return float64(h.ValueAtQuantile(p)) / 1000 }
 		r.Latency = Latency{P50: q(acc.lat, 50), P90: q(acc.lat, 90), P99: q(acc.lat, 99), Max: ms(acc.latMax), Mean: ms(acc.latSum / time.Duration(r.Total))}
 		r.Generator.SendLag = Latency{P50: q(acc.lag, 50), P90: q(acc.lag, 90), P99: q(acc.lag, 99), Max: ms(acc.lagMax), Mean: acc.lag.Mean() / 1000}
