@@ -32,8 +32,11 @@ type benchOptions struct {
 	rate        int
 	out         string
 	clusterName string
-	stallTrace  string
-	verbose     bool
+	// kindConfig is the kind config of the cluster bench brings up or
+	// reuses (cluster up's --config).
+	kindConfig string
+	stallTrace string
+	verbose    bool
 	// chart is a Helm chart of yours, run as one more configuration.
 	chart manifest.Chart
 	// loadImages are local images of yours to load into the nodes first.
@@ -95,6 +98,7 @@ broken, interrupted).`,
 	f.IntVar(&o.rate, "rate", fixtures.RolloutRate, "requests per second (a variant with a load of its own keeps it)")
 	f.StringVar(&o.out, "out", "nodrop-bench", "directory for results.md and results.json")
 	f.StringVar(&o.clusterName, "cluster", cluster.DefaultName, "name of nodrop's kind cluster")
+	f.StringVar(&o.kindConfig, "config", "", "kind config of that cluster, as cluster up's --config (default: nodrop's single-node config); a cluster made from another config is refused, not replaced")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show each run's phases")
 	f.StringVar(&o.stallTrace, "stall-trace", "", "write the Go execution trace around each stall of the load generator of 50ms or more to this folder (go tool trace)")
 	o.loadFrom.flags(f, false)
@@ -271,7 +275,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	// Builds and loads the catalogue's images, as cluster up does (no
 	// Docker engine is bad input); the first time on a machine this also
 	// builds the node image.
-	ready, err := clusterUp(ctx, log, upOptions{name: o.clusterName, k8sVersion: nodeimage.DefaultKubernetesVersion, withKruise: plan.needsKruise()})
+	ready, err := clusterUp(ctx, log, upOptions{name: o.clusterName, config: o.kindConfig, k8sVersion: nodeimage.DefaultKubernetesVersion, withKruise: plan.needsKruise()})
 	if err != nil {
 		return notJudgedUnlessBadInput(err)
 	}
