@@ -679,18 +679,22 @@ func (acc *accumulator) add(o outcome) {
 // endBuckets is how many buckets EndWindow spans.
 const endBuckets = int(EndWindow / BucketWidth)
 
+// endFrom is the first bucket of the last EndWindow sent so far.
+func (acc *accumulator) endFrom() int {
+	return int(acc.r.LastSent.Sub(acc.r.Started)/BucketWidth) - endBuckets + 1
+}
+
 // countPod counts who answered o in its BucketWidth of the load, while
 // that bucket may still be among the last EndWindow.
 func (acc *accumulator) countPod(o outcome) {
-	i := max(0, int(o.at.Sub(acc.r.Started)/BucketWidth))
-	last := int(acc.r.LastSent.Sub(acc.r.Started) / BucketWidth)
-	if i <= last-endBuckets {
+	i, from := max(0, int(o.at.Sub(acc.r.Started)/BucketWidth)), acc.endFrom()
+	if i < from {
 		return
 	}
 	if acc.endPods[i] == nil {
 		acc.endPods[i] = map[string]int{}
 		for j := range acc.endPods {
-			if j <= last-endBuckets {
+			if j < from {
 				delete(acc.endPods, j)
 			}
 		}
@@ -701,10 +705,10 @@ func (acc *accumulator) countPod(o outcome) {
 // endByPod is who answered the requests sent in the last EndWindow of
 // the load.
 func (acc *accumulator) endByPod() map[string]int {
-	last := int(acc.r.LastSent.Sub(acc.r.Started) / BucketWidth)
+	from := acc.endFrom()
 	var out map[string]int
 	for i, m := range acc.endPods {
-		if i <= last-endBuckets {
+		if i < from {
 			continue
 		}
 		for pod, k := range m {

@@ -54,8 +54,8 @@ func (o loadFromOptions) check(ownCluster bool, via string) error {
 	if o.pods < 1 || o.pods > 50 {
 		return usagef("--load-pods must be 1–50, got %d", o.pods)
 	}
-	if q, err := resource.ParseQuantity(o.cpu); o.cpu != "" && (err != nil || q.Sign() <= 0) {
-		return usagef("--load-cpu %q: want a CPU quantity such as 500m or 1", o.cpu)
+	if _, err := o.cpuRequest(); err != nil {
+		return err
 	}
 	if ownCluster && o.image == "" {
 		return usagef("--load-from cluster on a cluster of your own needs --generator-image: an image of this nodrop its nodes can pull")
@@ -91,9 +91,22 @@ func (o loadFromOptions) generators(ctx context.Context, clusterName string, env
 			return nil, err
 		}
 	}
-	g := incluster.Generators{REST: env.REST, Client: env.Client, Image: image, Pods: o.pods, Nodes: o.nodes, Log: log}
-	if o.cpu != "" {
-		g.CPU = resource.MustParse(o.cpu) // checked
+	cpu, err := o.cpuRequest()
+	if err != nil {
+		return nil, err
 	}
-	return g, nil
+	return incluster.Generators{REST: env.REST, Client: env.Client, Image: image, Pods: o.pods, Nodes: o.nodes, CPU: cpu, Log: log}, nil
+}
+
+// cpuRequest is --load-cpu as a quantity: zero (incluster's default)
+// when not given.
+func (o loadFromOptions) cpuRequest() (resource.Quantity, error) {
+	if o.cpu == "" {
+		return resource.Quantity{}, nil
+	}
+	q, err := resource.ParseQuantity(o.cpu)
+	if err != nil || q.Sign() <= 0 {
+		return resource.Quantity{}, usagef("--load-cpu %q: want a CPU quantity such as 500m or 1", o.cpu)
+	}
+	return q, nil
 }
