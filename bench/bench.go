@@ -24,6 +24,9 @@ type Entry struct {
 	Config string
 	// Scenario is run once per run; each of its loads is a row.
 	Scenario scenario.Scenario
+	// Generators, when set, send this entry's load whatever the
+	// benchmark's env says (a load that must come from the cluster).
+	Generators scenario.Sender
 }
 
 func (e Entry) loads() string {
@@ -94,7 +97,11 @@ func Run(ctx context.Context, env scenario.Env, p Plan, progress func(Step)) *Re
 			if attempts == 0 {
 				attempts = scenario.DefaultAttempts
 			}
-			r, err := e.Scenario.RunUntilJudged(ctx, env, attempts)
+			envE := env
+			if e.Generators != nil {
+				envE.Generators = e.Generators
+			}
+			r, err := e.Scenario.RunUntilJudged(ctx, envE, attempts)
 			res.Runs = append(res.Runs, FromResult(e.Config, run, r, err)...)
 			done++
 		}

@@ -44,13 +44,15 @@ func TestFindingsMatchTheCatalogue(t *testing.T) {
 		"single-replica-max-unavailable": {"all-replicas-unavailable"},
 		"single-replica-surge":           nil,
 		// lint cannot see how a server stops (Stop, streams left open).
-		"grpc-baseline":           nil,
-		"grpc-max-connection-age": nil,
-		"grpc-no-prestop":         {"no-prestop"},
-		"grpc-hard-stop":          nil,
-		"grpc-stream-blocks-stop": nil,
-		"grpc-tcp-readiness":      {"tcp-readiness-probe"},
-		"grpc-native-probe":       nil,
+		"grpc-baseline":                 nil,
+		"grpc-max-connection-age":       nil,
+		"grpc-round-robin":              nil,
+		"grpc-round-robin-long-prestop": nil,
+		"grpc-no-prestop":               {"no-prestop"},
+		"grpc-hard-stop":                nil,
+		"grpc-stream-blocks-stop":       nil,
+		"grpc-tcp-readiness":            {"tcp-readiness-probe"},
+		"grpc-native-probe":             nil,
 		// A proxy in the pod the Service sends to: stopped with the app,
 		// or not part of the pod's readiness. lint cannot see whether a
 		// native sidecar passes the app's drain on to its clients.

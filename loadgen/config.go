@@ -83,6 +83,13 @@ type Config struct {
 	// StreamMethod is the streams' server-streaming method. Default: the
 	// standard health service's Watch.
 	StreamMethod string
+	// Balancer, over a protocol whose client balances (grpc://), makes
+	// each client resolve the URL's host by DNS (dns:///) and spread its
+	// requests by this policy: "pick_first" (one address at a time) or
+	// "round_robin" (a connection to every address, requests in turn),
+	// as clients of a headless Service do. Empty: each client is pinned
+	// to the URL's address, as through a Service's virtual IP.
+	Balancer string
 	// Progress, when set, is called about four times a second.
 	Progress func(Progress) `json:"-"`
 	// Witness, when set, watches the machine from a process of its own,
@@ -159,6 +166,9 @@ func (cfg Config) Normalize() (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.checkStreams(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.checkBalancer(); err != nil {
 		return Config{}, err
 	}
 	if cfg.InFlight < 0 {
@@ -242,6 +252,24 @@ func (cfg Config) streamMethod() string {
 	return cfg.protocol().defaultStream
 }
 
+// Balancers are the policies Config.Balancer may name.
+var Balancers = []string{"pick_first", "round_robin"}
+
+// checkBalancer validates Config.Balancer: a policy of Balancers, for
+// long-lived load over a protocol whose client balances.
+func (cfg Config) checkBalancer() error {
+	if cfg.Balancer == "" {
+		return nil
+	}
+	if !slices.Contains(Balancers, cfg.Balancer) {
+		return invalid("balancer %q: want %s", cfg.Balancer, orList(Balancers))
+	}
+	if p := cfg.protocol(); cfg.Connections == 0 || p == nil || !p.balances {
+		return invalid("a balancer is for long-lived load whose client resolves and balances: %s", orList(balancingSchemes()))
+	}
+	return nil
+}
+
 // MaxStreams bounds Config.Streams.
 const MaxStreams = 100
 
@@ -288,6 +316,7 @@ func (cfg Config) client() Client {
 		c.Connections, c.CheckBeforeReuse = cfg.Connections, true
 		p := cfg.protocol()
 		c.Protocol, c.HTTP2, c.ReconnectBackoffMs = p.name, p.http2, ms(p.reconnectBackoff)
+		c.Balancer = cfg.Balancer
 		if p.multiplexed {
 			c.InFlight = cfg.InFlight
 		}

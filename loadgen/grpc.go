@@ -52,7 +52,7 @@ const grpcHealthWatch = "/grpc.health.v1.Health/Watch"
 // a unary method with an empty request and ignores the answer's content.
 var grpcProtocol = protocol{
 	name: "grpc", scheme: "grpc", multiplexed: true, retries: true, hasPath: true,
-	stream: grpcStream, defaultStream: grpcHealthWatch,
+	stream: grpcStream, defaultStream: grpcHealthWatch, balances: true,
 	http2: true, reconnectBackoff: grpcReconnectBackoff,
 	appProtocols: []string{"grpc", "h2c", "kubernetes.io/h2c"},
 	open: func(target string, cfg Config, stats *connStats) (wireConn, error) {
@@ -64,7 +64,7 @@ var grpcProtocol = protocol{
 		if u.Path != "" && u.Path != "/" {
 			g.method = u.Path
 		}
-		g.cc, err = grpcClient(u.Host, grpc.WithStatsHandler(g))
+		g.cc, err = grpcClient(u.Host, cfg.Balancer, grpc.WithStatsHandler(g))
 		if err != nil {
 			return nil, err
 		}
@@ -73,9 +73,11 @@ var grpcProtocol = protocol{
 	},
 }
 
-// grpcConn is one gRPC client connection and what nodrop knows of its
-// HTTP/2 connection underneath: RPCs on the wire, RPCs sent since it was
-// opened.
+// grpcConn is one gRPC client connection and what nodrop knows of the
+// HTTP/2 connections underneath it: one at a time when it is pinned or
+// picks the first address, one per address under round_robin. Each RPC
+// learns its HTTP/2 connection from the local address its header went
+// out on.
 type grpcConn struct {
 	cc      *grpc.ClientConn
 	method  string
@@ -83,14 +85,20 @@ type grpcConn struct {
 	stats   *connStats
 	strict  bool
 
-	mu       sync.Mutex
+	mu     sync.Mutex
+	closed bool
+	live   map[string]*h2conn // the open HTTP/2 connections, by local address
+	all    []*h2conn          // every one this client had
+}
+
+// h2conn is one HTTP/2 connection of a client: RPCs on the wire, RPCs
+// sent on it, and how it ended.
+type h2conn struct {
 	inFlight int
-	sent     int       // RPCs on the current HTTP/2 connection
+	sent     int
 	lastEnd  time.Time // the last RPC's end, or the connection's start
-	closed   bool
-	gen      int          // which HTTP/2 connection of this client is current
-	ends     int          // HTTP/2 connections the server ended
-	cut      map[int]bool // the connections that ended with an RPC cut on them
+	ended    bool      // the server (not nodrop's close) ended it
+	cut      bool      // an RPC was cut on it
 }
 
 func (g *grpcConn) usable() bool { return true }
@@ -102,23 +110,20 @@ func (g *grpcConn) usable() bool { return true }
 func (g *grpcConn) close() {
 	g.mu.Lock()
 	g.closed = true
-	broken := len(g.cut)
-	g.stats.broken.Add(int64(broken))
-	g.stats.reconnects.Add(int64(max(0, g.ends-broken)))
+	for _, c := range g.all {
+		switch {
+		case c.cut:
+			g.stats.broken.Add(1)
+		case c.ended:
+			g.stats.reconnects.Add(1)
+		}
+	}
 	g.mu.Unlock()
 	g.cc.Close()
 }
 
 // send calls the method once, within the run's timeout.
 func (g *grpcConn) send(o *outcome) error {
-	g.mu.Lock()
-	o.reused, o.idle = g.sent > 0, g.inFlight == 0
-	o.onConnAt = time.Now()
-	o.idleFor = o.onConnAt.Sub(g.lastEnd)
-	g.sent++
-	g.inFlight++
-	gen := g.gen
-	g.mu.Unlock()
 	note := new(rpcNote)
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), rpcNoteKey{}, note), g.timeout)
 	defer cancel()
@@ -141,8 +146,13 @@ func (g *grpcConn) send(o *outcome) error {
 	now := time.Now()
 	o.latency = now.Sub(o.at)
 	g.mu.Lock()
-	g.inFlight--
-	g.lastEnd = now
+	c := note.on
+	if c != nil {
+		// How the connection stood when the RPC went on it.
+		o.reused, o.idle, o.idleFor, o.onConnAt = note.reused, note.idle, note.idleFor, note.onConnAt
+		c.inFlight--
+		c.lastEnd = now
+	}
 	g.mu.Unlock()
 	if note.retried.Load() {
 		o.retried, o.retryCount = true, !g.strict
@@ -154,12 +164,9 @@ func (g *grpcConn) send(o *outcome) error {
 		o.err, o.failedAt = err, now
 		o.class, o.firstByte = grpcClass(err, answered)
 		o.status = int(status.Code(err))
-		if !o.firstByte && (o.class == EOF || o.class == Reset) {
+		if !o.firstByte && (o.class == EOF || o.class == Reset) && c != nil {
 			g.mu.Lock()
-			if g.cut == nil {
-				g.cut = map[int]bool{}
-			}
-			g.cut[gen] = true
+			c.cut = true
 			g.mu.Unlock()
 		}
 		return nil
@@ -215,10 +222,21 @@ func grpcClass(err error, answered bool) (Class, bool) {
 }
 
 // rpcNote is what the stats handler learns of one RPC: whether grpc-go
-// began a transparent retry of it.
-type rpcNote struct{ retried atomic.Bool }
+// began a transparent retry of it, and the HTTP/2 connection its last
+// attempt went on (nil: none took it) and how that connection stood
+// then. Guarded by its grpcConn's mu, but for retried.
+type rpcNote struct {
+	retried  atomic.Bool
+	on       *h2conn
+	reused   bool
+	idle     bool
+	idleFor  time.Duration
+	onConnAt time.Time
+}
 
 type rpcNoteKey struct{}
+
+type h2connKey struct{}
 
 // errTransparentRetry: in strict load, an RPC grpc-go sent a second time.
 var errTransparentRetry = errors.New("the server refused the RPC unprocessed (GOAWAY or REFUSED_STREAM) and grpc-go sent it again on another connection")
@@ -237,32 +255,77 @@ func closedUnder(msg string) bool {
 	return false
 }
 
-// TagRPC and TagConn are stats.Handler's; nodrop needs no tags.
-func (g *grpcConn) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (g *grpcConn) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+// TagRPC is stats.Handler's; nodrop needs no RPC tag.
+func (g *grpcConn) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
 
-// HandleRPC notes a transparent retry on the RPC's note.
+// TagConn notes a new HTTP/2 connection of the client.
+func (g *grpcConn) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	c := &h2conn{lastEnd: time.Now()}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.live == nil {
+		g.live = map[string]*h2conn{}
+	}
+	if info.LocalAddr != nil {
+		g.live[info.LocalAddr.String()] = c
+	}
+	g.all = append(g.all, c)
+	return context.WithValue(ctx, h2connKey{}, c)
+}
+
+// HandleRPC notes a transparent retry on the RPC's note, and the HTTP/2
+// connection each attempt's header went out on.
 func (g *grpcConn) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if b, ok := s.(*stats.Begin); ok && b.IsTransparentRetryAttempt {
-		if n, ok := ctx.Value(rpcNoteKey{}).(*rpcNote); ok {
+	n, ok := ctx.Value(rpcNoteKey{}).(*rpcNote)
+	if !ok {
+		return
+	}
+	switch s := s.(type) {
+	case *stats.Begin:
+		if s.IsTransparentRetryAttempt {
 			n.retried.Store(true)
 		}
+	case *stats.OutHeader:
+		if !s.Client || s.LocalAddr == nil {
+			return
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		c := g.live[s.LocalAddr.String()]
+		if c == nil {
+			return
+		}
+		if n.on != nil {
+			// An earlier attempt's connection: that attempt is over.
+			n.on.inFlight--
+		}
+		now := time.Now()
+		n.on, n.reused, n.idle, n.idleFor, n.onConnAt = c, c.sent > 0, c.inFlight == 0, now.Sub(c.lastEnd), now
+		c.sent++
+		c.inFlight++
 	}
 }
 
-// HandleConn notes the HTTP/2 connection's end (nodrop's own close at the
-// end of the run aside): the next RPC goes on a new one.
-func (g *grpcConn) HandleConn(_ context.Context, s stats.ConnStats) {
+// HandleConn notes an HTTP/2 connection's end (nodrop's own close at the
+// end of the run aside): its client's next RPCs go on another.
+func (g *grpcConn) HandleConn(ctx context.Context, s stats.ConnStats) {
 	if _, ok := s.(*stats.ConnEnd); !ok {
+		return
+	}
+	c, ok := ctx.Value(h2connKey{}).(*h2conn)
+	if !ok {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.closed {
-		g.ends++
+		c.ended = true
 	}
-	g.gen++
-	g.sent, g.lastEnd = 0, time.Now()
+	for k, v := range g.live {
+		if v == c {
+			delete(g.live, k)
+		}
+	}
 }
 
 // errNotServing is a health check answered NOT_SERVING (or UNKNOWN): lost,
@@ -279,12 +342,12 @@ func (e errNotServing) Error() string { return "health check answered " + e.stat
 // cleanly is opened again at once; a cut one (or one that could not be
 // opened) is lost and opened again after streamRetry, so a server that
 // is gone is not called in a loop.
-func grpcStream(ctx context.Context, target, method string, id int, stats *connStats, lost func(outcome)) {
+func grpcStream(ctx context.Context, target, method string, cfg Config, id int, stats *connStats, lost func(outcome)) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return
 	}
-	cc, err := grpcClient(u.Host)
+	cc, err := grpcClient(u.Host, cfg.Balancer)
 	if err != nil {
 		lost(outcome{at: time.Now(), target: target, conn: id, err: err, class: Other})
 		return
@@ -369,10 +432,16 @@ func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outco
 }
 
 // grpcClient is a client connection to host as strict load wants it:
-// cleartext, pinned to the address (no resolver), no retry policy and
-// no service config from the server.
-func grpcClient(host string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
-	return grpc.NewClient("passthrough:///"+host, append([]grpc.DialOption{
+// cleartext, no retry policy and no service config from the server;
+// pinned to the address (no resolver) when balancer is empty, otherwise
+// resolving host by DNS and balancing by that policy.
+func grpcClient(host, balancer string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	target := "passthrough:///" + host
+	if balancer != "" {
+		target = "dns:///" + host
+		opts = append(opts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"`+balancer+`":{}}]}`))
+	}
+	return grpc.NewClient(target, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDisableRetry(),
 		grpc.WithDisableServiceConfig(),

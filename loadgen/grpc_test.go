@@ -2,6 +2,7 @@ package loadgen_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -30,14 +32,14 @@ type grpcServer struct {
 	delay    atomic.Int64 // how long each answer takes, in ns
 }
 
-func startGRPCServer(t *testing.T) *grpcServer {
+func startGRPCServer(t *testing.T, opts ...grpc.ServerOption) *grpcServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := &grpcServer{addr: ln.Addr().String(), health: health.NewServer()}
-	g.srv = grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	g.srv = grpc.NewServer(append(opts, grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		grpc.SetHeader(ctx, metadata.Pairs(strings.ToLower(loadgen.PodHeader), "p1", strings.ToLower(loadgen.VersionHeader), "v1"))
 		time.Sleep(time.Duration(g.delay.Load()))
 		resp, err := h(ctx, req)
@@ -45,7 +47,7 @@ func startGRPCServer(t *testing.T) *grpcServer {
 			g.answered.Add(1)
 		}
 		return resp, err
-	}))
+	}))...)
 	healthpb.RegisterHealthServer(g.srv, g.health)
 	go g.srv.Serve(ln)
 	t.Cleanup(g.srv.Stop)
@@ -67,6 +69,39 @@ func TestGRPCLoad(t *testing.T) {
 	}
 	if r.Reconnects != 0 || r.BrokenConnections != 0 || r.NewConnections > 2 {
 		t.Errorf("reconnects %d, broken %d, new connections %d; want the 2 connections kept", r.Reconnects, r.BrokenConnections, r.NewConnections)
+	}
+}
+
+// A balancing client resolves the name by DNS and keeps a connection per
+// address; connections the server ages out with GOAWAY are each counted
+// once as a reconnect, none as broken, and nothing is lost.
+func TestGRPCRoundRobinOverDNSCountsEachConnection(t *testing.T) {
+	srv := startGRPCServer(t, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 300 * time.Millisecond, MaxConnectionAgeGrace: time.Second}))
+	_, port, _ := net.SplitHostPort(srv.addr)
+	cfg := grpcLoad("localhost:"+port, 2)
+	cfg.Balancer = "round_robin"
+	r := run(t, cfg)
+	expectOnly(t, r, loadgen.OK, 0)
+	if r.Client.Balancer != "round_robin" || int(srv.answered.Load()) != r.Total {
+		t.Errorf("client %+v; server answered %d of %d", r.Client, srv.answered.Load(), r.Total)
+	}
+	// Two clients, each connection aged out after 300 ms (±10 %) over 2 s.
+	if r.BrokenConnections != 0 || r.Reconnects < 6 || r.Reconnects > 20 {
+		t.Errorf("reconnects %d, broken %d; want each aged-out connection once, none broken", r.Reconnects, r.BrokenConnections)
+	}
+}
+
+// A balancer is a gRPC client's: other loads refuse one, and only the
+// policies it knows.
+func TestBalancerIsValidated(t *testing.T) {
+	for _, cfg := range []loadgen.Config{
+		{Targets: []string{"http://127.0.0.1:1"}, Rate: 10, Balancer: "round_robin"},
+		{Targets: []string{"rpc://127.0.0.1:1"}, Rate: 10, Connections: 1, Balancer: "round_robin"},
+		{Targets: []string{"grpc://127.0.0.1:1"}, Rate: 10, Connections: 1, Balancer: "least_request"},
+	} {
+		if _, err := cfg.Normalize(); !errors.Is(err, loadgen.ErrInvalidConfig) {
+			t.Errorf("%v with balancer %q: %v, want invalid", cfg.Targets, cfg.Balancer, err)
+		}
 	}
 }
 

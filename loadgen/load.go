@@ -21,12 +21,16 @@ type Load struct {
 	// InFlight is how many requests each connection of a multiplexed
 	// protocol keeps on the wire (0: DefaultInFlight).
 	InFlight int
+	// Balancer, when set, makes each client resolve the target's name by
+	// DNS and balance over its addresses (Config.Balancer): the target is
+	// then a name, as clients of a headless Service dial one.
+	Balancer string
 }
 
 // Apply returns cfg with the load's connection settings.
 func (l Load) Apply(cfg Config) Config {
 	cfg.DisableKeepAlive = l.Fresh
-	cfg.Connections, cfg.InFlight = l.Connections, l.InFlight
+	cfg.Connections, cfg.InFlight, cfg.Balancer = l.Connections, l.InFlight, l.Balancer
 	return cfg
 }
 

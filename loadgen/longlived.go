@@ -45,7 +45,7 @@ func sendLongLivedWith(ctx context.Context, cfg Config, started time.Time, durat
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ll.proto.stream(sendCtx, cfg.Targets[i%len(cfg.Targets)], cfg.streamMethod(), cfg.Connections+i+1, &ll.stats, func(o outcome) {
+			ll.proto.stream(sendCtx, cfg.Targets[i%len(cfg.Targets)], cfg.streamMethod(), cfg, cfg.Connections+i+1, &ll.stats, func(o outcome) {
 				o.seq = ll.nextSeq()
 				ll.outcomes <- o
 			})

@@ -50,7 +50,7 @@ type protocol struct {
 	// one that could not be opened, is handed to lost as one lost
 	// request at that moment; the server's clean ends and the streams
 	// held to the end are counted in stats.
-	stream func(ctx context.Context, target, method string, id int, stats *connStats, lost func(outcome))
+	stream func(ctx context.Context, target, method string, cfg Config, id int, stats *connStats, lost func(outcome))
 	// defaultStream is the streams' method when Config.StreamMethod is
 	// empty.
 	defaultStream string
@@ -60,6 +60,9 @@ type protocol struct {
 	// reconnectBackoff: how long the client may fail requests at once
 	// after a refused dial (Client.ReconnectBackoffMs).
 	reconnectBackoff time.Duration
+	// balances: its client can resolve a name and spread requests over
+	// the addresses (Config.Balancer).
+	balances bool
 	// appProtocols are the Service appProtocol values that say a port
 	// speaks it.
 	appProtocols []string
@@ -100,6 +103,18 @@ func streamSchemes() []string {
 	var s []string
 	for _, p := range protocols {
 		if p.stream != nil {
+			s = append(s, p.scheme+"://")
+		}
+	}
+	return s
+}
+
+// balancingSchemes lists the schemes of the protocols whose client
+// balances.
+func balancingSchemes() []string {
+	var s []string
+	for _, p := range protocols {
+		if p.balances {
 			s = append(s, p.scheme+"://")
 		}
 	}

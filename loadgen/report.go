@@ -243,6 +243,9 @@ type Client struct {
 	// at once for up to this long before it dials again (gRPC's
 	// backoff); 0 when it dials for the next request.
 	ReconnectBackoffMs float64 `json:"reconnect_backoff_ms,omitempty"`
+	// Balancer: each client resolved the target's name by DNS and spread
+	// its requests by this policy (Config.Balancer); empty: pinned.
+	Balancer string `json:"balancer,omitempty"`
 }
 
 // String is the client's settings in one line, for report headers.
@@ -253,6 +256,9 @@ func (c Client) String() string {
 		s += fmt.Sprintf(", %d long-lived connections", c.Connections)
 		if c.InFlight > 0 {
 			s += fmt.Sprintf(" (%d in flight each over %s)", c.InFlight, c.Protocol)
+		}
+		if c.Balancer != "" {
+			s += fmt.Sprintf(", each a client that resolves the name by DNS and balances %s", c.Balancer)
 		}
 		s += ", idle close checked before each request"
 	case c.KeepAlive:

@@ -76,6 +76,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		head = fmt.Sprintf("%d lost (%s; %d of the timeouts never connected: no answer to the connection attempt within %s) at +%.1fs",
 			ep.Lost, classList(ep.ByClass), ep.Unanswered, time.Duration(r.Client.TimeoutMs)*time.Millisecond, r.Offset(ep.Start).Seconds())
 	}
+	if s, ok := resolvedGone(r, ep, events); ok {
+		return head + s
+	}
 	if s, ok := noneReady(r, ep, events); ok {
 		return head + s
 	}
@@ -195,6 +198,40 @@ func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []prob
 	default:
 		return s + " = losses long after the deletion: a pod shutting down while still receiving traffic. Check the shutdown path (SIGTERM handling, drain, preStop) against the timeline."
 	}
+}
+
+// resolvedGone says, for clients that resolve the Service's name and
+// balance themselves, when every pod ready as the load started (the
+// addresses they resolved) had left the endpoints while others were
+// ready: they knew only pods that were gone.
+func resolvedGone(r *loadgen.Report, ep probes.Burst, events []probes.Event) (string, bool) {
+	if r.Client.Balancer == "" {
+		return "", false
+	}
+	resolved, _, _ := readyAt(events, r.Started)
+	now, _, _ := readyAt(events, ep.Start)
+	if len(resolved) == 0 || len(now) == 0 {
+		return "", false
+	}
+	for p := range resolved {
+		if now[p] {
+			return "", false
+		}
+	}
+	return fmt.Sprintf(", when every pod ready as the load started (%s: the addresses its clients resolved) had left the endpoints, while %s %s ready = "+
+		"the clients, which resolve the Service's name and balance %s over its addresses themselves, knew only pods that were gone. "+
+		"grpc-go's DNS resolver asks again at most every 30 s after an answer, however often its balancer asks, so clients that resolved less than 30 s before their pods went "+
+		"(started with the load here; in life, clients rolled in the same release, or moved by an earlier GOAWAY) have nowhere to send until then. "+
+		"Keep each old pod serving longer than that (a preStop sleep above 30 s, terminationGracePeriodSeconds above it), or let clients learn of new pods sooner "+
+		"(a proxy or xDS in front, or a ClusterIP Service and the server's MaxConnectionAge).",
+		strings.Join(slices.Sorted(maps.Keys(resolved)), ", "), strings.Join(slices.Sorted(maps.Keys(now)), ", "), wasWere(len(now)), r.Client.Balancer), true
+}
+
+func wasWere(n int) string {
+	if n == 1 {
+		return "was"
+	}
+	return "were"
 }
 
 // noneReady says, when no endpoint was ready as the episode started (and

@@ -63,6 +63,41 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			want: []string{"RPCs on connections clients opened to the pod after it closed its listener", "GOAWAY", "so GracefulStop begins once the endpoint is gone"},
 		},
 		{
+			name: "clients that balance themselves knew only pods that are gone",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 12*time.Second, 50, loadgen.Refused)
+				r.Protocol, r.Client.HTTP2, r.Client.Balancer = "grpc", true, "round_robin"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(-5*time.Second, probes.EndpointReady, "old-a", ""),
+				ev(-5*time.Second, probes.EndpointReady, "old-b", ""),
+				ev(3*time.Second, probes.EndpointReady, "new-a", ""),
+				ev(3*time.Second, probes.PodDeleting, "old-a", "grace 30s"),
+				ev(3100*time.Millisecond, probes.EndpointTerminating, "old-a", ""),
+				ev(6*time.Second, probes.EndpointReady, "new-b", ""),
+				ev(7*time.Second, probes.PodDeleting, "old-b", "grace 30s"),
+				ev(7100*time.Millisecond, probes.EndpointTerminating, "old-b", ""),
+			},
+			want: []string{"every pod ready as the load started (old-a, old-b", "while new-a, new-b were ready", "balance round_robin", "every 30 s", "preStop sleep above 30 s"},
+		},
+		{
+			name: "clients that balance themselves, one resolved pod still ready: not that",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 2*time.Second, 50, loadgen.Refused)
+				r.Protocol, r.Client.HTTP2, r.Client.Balancer = "grpc", true, "round_robin"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(-5*time.Second, probes.EndpointReady, "old", ""),
+				ev(-5*time.Second, probes.EndpointReady, "other", ""),
+				ev(1990*time.Millisecond, probes.EndpointReady, "new", ""),
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(2100*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+			},
+			want: []string{"RPCs on connections clients opened to the pod after it closed its listener"},
+		},
+		{
 			name: "Stop at SIGTERM, gRPC",
 			report: func() *loadgen.Report {
 				r := lossesAt(t0, 7*time.Second, 10, loadgen.EOF)

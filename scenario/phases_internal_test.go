@@ -33,7 +33,9 @@ func TestValidateRefusesBeforeAnythingIsMade(t *testing.T) {
 	ingress.Target.Ingress = true
 	fault := shop(t)
 	fault.Faults = []Fault{{Name: "pause kube-proxy", NeedsNodes: true}}
-	for name, c := range map[string]Scenario{"no load": noLoad, "ingress without a controller": ingress, "a fault on nodes without a shell": fault} {
+	balancing := shop(t)
+	balancing.Traffic[0].Load.Balancer = "round_robin"
+	for name, c := range map[string]Scenario{"no load": noLoad, "ingress without a controller": ingress, "a fault on nodes without a shell": fault, "clients that resolve the name, from this process": balancing} {
 		if _, err := c.validate(Env{}); !errors.Is(err, ErrBadInput) {
 			t.Errorf("%s: %v, want bad input", name, err)
 		}
@@ -114,6 +116,37 @@ func TestAimSendsLoadFromPodsToTheUsersClusterIP(t *testing.T) {
 	}
 	if sp := r.waitVia; sp == nil || sp.ns != "ns-1" || sp.name != "web" || sp.what != "80" || r.waitPath != "" {
 		t.Errorf("waits through the API server at %+v, path %q; want the user's Service web, port 80", sp, r.waitPath)
+	}
+}
+
+// Clients that balance themselves dial the user's Service by its name; a
+// headless one's name answers with the pods' addresses, so with the
+// pods' port. nodrop itself waits through the node port of the Service
+// it adds, which carries the load's port too.
+func TestAimSendsBalancingClientsToTheServicesName(t *testing.T) {
+	s := shop(t)
+	s.Objects = objects(t, service("web", "web", "ClusterIP", "[{name: http, port: 80, targetPort: http}, {name: grpc, port: 9091, targetPort: 9000}]"), deployment("web", "web"))
+	s.Objects[0].Object["spec"].(map[string]any)["clusterIP"] = "None"
+	s.Traffic[0].Load = loadgen.Load{Name: "client-side gRPC", Scheme: "grpc", Connections: 2, Balancer: "round_robin"}
+	s.Traffic[0].Port = "grpc"
+	env := Env{NodeIP: "10.0.0.1", Generators: pods{}}
+	target, err := s.validate(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Client = fake.NewSimpleClientset(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: target.Added.Name, Namespace: "ns-1"},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.20", Ports: []corev1.ServicePort{{Name: "http", Port: 8080, NodePort: 30080}, {Name: "grpc", Port: 9000, NodePort: 30900}}},
+	})
+	r := &run{s: s, env: env, target: target, ns: "ns-1", res: s.newResult()}
+	if err := r.aim(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.cfgs[0].Targets[0]; got != "grpc://web.ns-1.svc:9000" || r.cfgs[0].Balancer != "round_robin" {
+		t.Errorf("balancing clients sent to %q (balancer %q), want the headless Service's name and the pods' port", got, r.cfgs[0].Balancer)
+	}
+	if r.waitURL != "grpc://10.0.0.1:30900" {
+		t.Errorf("waits at %q, want the added Service's node port for grpc", r.waitURL)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -89,6 +90,9 @@ func (s Scenario) validate(env Env) (*Resolved, error) {
 	}
 	if s.Target.Ingress && env.Ingress == nil {
 		return nil, badInputf("load through an ingress needs nodrop's ingress controller on the cluster (nodrop cluster up --with-ingress)")
+	}
+	if s.LoadFromCluster() && env.Generators == nil {
+		return nil, badInputf("scenario %s: its clients balance themselves over the Service's name, which resolves only in the cluster: its load must come from pods there (--load-from cluster)", s.Name)
 	}
 	for _, f := range s.Faults {
 		if f.NeedsNodes && env.Nodes == nil {
@@ -576,12 +580,33 @@ func (s Scenario) url(ctx context.Context, env Env, ns string, t *Resolved, tr T
 		return strings.TrimSuffix(env.URL, "/") + path, nil
 	}
 	sp := s.servicePort(env, ns, t, tr, inCluster)
+	if inCluster && tr.Load.Balancer != "" && !sp.ingress {
+		return tr.Load.Target(serviceName(ns, t, tr), path), nil
+	}
 	if inCluster {
 		addr, err := kube.ClusterAddressOf(ctx, env.Client, sp.ns, sp.name, sp.what, sp.match)
 		return tr.Load.Target(addr, path), sp.wrap(err)
 	}
 	np, err := kube.NodePortOf(ctx, env.Client, sp.ns, sp.name, sp.what, sp.match)
 	return tr.Load.Target(env.NodeIP+":"+strconv.Itoa(int(np)), path), sp.wrap(err)
+}
+
+// serviceName is the DNS name and port a client that balances itself
+// dials: the user's Service by name, resolved in the cluster; for a
+// headless Service, whose name answers with the pods' addresses, the
+// pods' port.
+func serviceName(ns string, t *Resolved, tr Traffic) string {
+	port := t.Port
+	for _, p := range t.Service.Spec.Ports {
+		if tr.Port != "" && p.Name == tr.Port {
+			port = p
+		}
+	}
+	n := port.Port
+	if t.Service.Spec.ClusterIP == corev1.ClusterIPNone {
+		n = targetPortNumber(port, served(t.Deployment, t.Front))
+	}
+	return net.JoinHostPort(t.Service.Name+"."+ns+".svc", strconv.Itoa(int(n)))
 }
 
 // servicePort is the port of a Service a traffic's load goes to.
@@ -609,7 +634,8 @@ func (s Scenario) servicePort(env Env, ns string, t *Resolved, tr Traffic, inClu
 		c := env.Ingress
 		return servicePort{ns: c.Namespace, name: c.Service, what: c.Port, ingress: true, match: func(p corev1.ServicePort) bool { return p.Name == c.Port }}
 	}
-	added := t.Added != nil && tr.Port == "" && (!inCluster || t.Service.Spec.ClusterIP == corev1.ClusterIPNone)
+	added := t.Added != nil && (!inCluster || t.Service.Spec.ClusterIP == corev1.ClusterIPNone) &&
+		(tr.Port == "" || slices.ContainsFunc(t.Added.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == tr.Port }))
 	sp := servicePort{ns: ns, name: t.Service.Name, what: tr.Port}
 	if added {
 		sp.name = t.Added.Name
@@ -618,10 +644,13 @@ func (s Scenario) servicePort(env Env, ns string, t *Resolved, tr Traffic, inClu
 		sp.what = strconv.Itoa(int(t.Port.Port))
 	}
 	sp.match = func(p corev1.ServicePort) bool {
-		if tr.Port != "" {
+		switch {
+		case tr.Port != "":
 			return p.Name == tr.Port
+		case added:
+			return p.Name == t.Added.Spec.Ports[0].Name
 		}
-		return added || p.Port == t.Port.Port
+		return p.Port == t.Port.Port
 	}
 	return sp
 }

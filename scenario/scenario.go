@@ -81,6 +81,19 @@ type Env struct {
 	Generators Sender
 }
 
+// LoadFromCluster reports whether the scenario's load must come from
+// pods in the cluster (Env.Generators): a load whose clients balance
+// themselves resolves the Service's name, which only the cluster's DNS
+// answers.
+func (s Scenario) LoadFromCluster() bool {
+	for _, t := range s.Traffic {
+		if t.Load.Balancer != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // A Sender sends a run's loads from elsewhere than nodrop's own process
 // and merges what its generators saw into one report (loadgen.Merge).
 type Sender interface {

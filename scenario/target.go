@@ -103,11 +103,7 @@ func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
 		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
 			// A headless Service has no virtual IP, so no kube-proxy rule
 			// either; the added one has both.
-			served := d
-			if front != nil {
-				served = front
-			}
-			port.Port = targetPortNumber(port, served)
+			port.Port = targetPortNumber(port, served(d, front))
 		}
 		r.Added = &corev1.Service{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
@@ -121,8 +117,28 @@ func Resolve(objs []*unstructured.Unstructured, t Target) (*Resolved, error) {
 		if r.Added.Spec.Ports[0].Port == 0 {
 			r.Added.Spec.Ports[0].Port = 80
 		}
+		// The Service's other named ports too, so a load on another
+		// port of it (gRPC beside HTTP) has a node port as well.
+		for _, p := range svc.Spec.Ports {
+			if p.Name == "" || p.Name == port.Name {
+				continue
+			}
+			if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+				p.Port = targetPortNumber(p, served(d, front))
+			}
+			r.Added.Spec.Ports = append(r.Added.Spec.Ports, corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort, AppProtocol: p.AppProtocol})
+		}
 	}
 	return r, nil
+}
+
+// served is the Deployment whose pods a Service's ports lead to: the
+// proxy in front, if any.
+func served(d, front *appsv1.Deployment) *appsv1.Deployment {
+	if front != nil {
+		return front
+	}
+	return d
 }
 
 // PodPort is the container port of the rolled pods that the Service

@@ -71,8 +71,12 @@ func TestResolveAddsANodePortBesideAClusterIPService(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := r.Added
-	if a == nil || a.Name != "web"+AddedSuffix || a.Spec.Type != "NodePort" || a.Spec.Selector["app"] != "web" || len(a.Spec.Ports) != 1 || a.Spec.Ports[0].Port != 80 || a.Spec.Ports[0].TargetPort.StrVal != "http" {
+	if a == nil || a.Name != "web"+AddedSuffix || a.Spec.Type != "NodePort" || a.Spec.Selector["app"] != "web" || len(a.Spec.Ports) != 2 || a.Spec.Ports[0].Port != 80 || a.Spec.Ports[0].TargetPort.StrVal != "http" {
 		t.Fatalf("added %+v", a)
+	}
+	// The load's port first; the others beside it, for loads on them.
+	if a.Spec.Ports[1].Name != "metrics" || a.Spec.Ports[1].Port != 9090 {
+		t.Fatalf("added ports %+v", a.Spec.Ports)
 	}
 	// The user's own Service is not changed.
 	if r.Service.Spec.Type != "ClusterIP" {

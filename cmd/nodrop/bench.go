@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -293,6 +294,9 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	if env.Generators, err = o.loadFrom.generators(ctx, o.clusterName, env, log); err != nil {
 		return notJudgedUnlessBadInput(err)
 	}
+	if err := fromClusterWhereNeeded(ctx, entries, o.clusterName, env, log); err != nil {
+		return notJudgedUnlessBadInput(err)
+	}
 	if !o.verbose {
 		env.Log = nil
 	}
@@ -305,6 +309,30 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 		fmt.Fprintln(stderr, s)
 	})
 	return finishBench(stdout, stderr, res, o.out)
+}
+
+// fromClusterWhereNeeded gives the entries whose load must come from the
+// cluster (clients that resolve the Service's name) generator pods of
+// the default size, when the benchmark's own load comes from this
+// process.
+func fromClusterWhereNeeded(ctx context.Context, entries []bench.Entry, clusterName string, env scenario.Env, log *progress.Logger) error {
+	if env.Generators != nil {
+		return nil
+	}
+	var gens scenario.Sender
+	for i, e := range entries {
+		if !e.Scenario.LoadFromCluster() {
+			continue
+		}
+		if gens == nil {
+			var err error
+			if gens, err = (loadFromOptions{from: "cluster", pods: 2}).generators(ctx, clusterName, env, log); err != nil {
+				return err
+			}
+		}
+		entries[i].Generators = gens
+	}
+	return nil
 }
 
 // finishBench writes a benchmark's files into dir, prints its table and

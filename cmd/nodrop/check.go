@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ type checkOptions struct {
 	protocol         string
 	grpcMethod       string
 	streams          int
+	balancer         string
 	disruption       string
 	fault, faultAt   string
 	via              string
@@ -111,6 +113,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.protocol, "protocol", "http", "the load's protocol: http; h2c (HTTP/2 without TLS, long-lived: requests on four pinned connections, four at once on each); or grpc (long-lived: unary RPCs on four pinned HTTP/2 connections; the Service port named grpc or declaring appProtocol grpc/h2c unless --port names one)")
 	f.StringVar(&o.grpcMethod, "grpc-method", "", "--protocol grpc: the unary method to call, /pkg.Service/Method, with an empty request (default: the standard health service's Check)")
 	f.IntVar(&o.streams, "streams", 0, "--protocol grpc: also hold this many server streams of the health service's Watch open, each judged on how it ended")
+	f.StringVar(&o.balancer, "balancer", "", "--protocol grpc with --load-from cluster: clients that resolve the Service's name by DNS (a headless Service: its pods' addresses) and balance by this policy, pick_first or round_robin, as your clients do (default: each client pinned to the Service's ClusterIP)")
 	f.StringVar(&o.disruption, "disruption", "restart", "what to do under load: "+kube.DisruptionNames)
 	f.StringVar(&o.via, "via", "", "send load through a proxy in front of the Service, on nodrop's kind cluster: the ingress controller (ingress: Traefik, installed if missing, and an Ingress nodrop adds) or a proxy of nodrop's that reloads on endpoint changes ("+proxyNames()+")")
 	f.StringVar(&o.fault, "fault", "", "chaos injected during the disruption, on nodrop's kind cluster: "+chaos.Names)
@@ -278,8 +281,20 @@ func (o checkOptions) loadModes() ([]fixtures.Mode, error) {
 		if o.grpcMethod != "" && !strings.HasPrefix(o.grpcMethod, "/") {
 			return nil, usagef("--grpc-method must be /package.Service/Method, got %q", o.grpcMethod)
 		}
+		if o.balancer != "" {
+			if !slices.Contains(loadgen.Balancers, o.balancer) {
+				return nil, usagef("--balancer %q: want %s", o.balancer, strings.Join(loadgen.Balancers, " or "))
+			}
+			if o.loadFrom.from != "cluster" {
+				return nil, usagef("--balancer: clients that resolve the Service's name run in the cluster: add --load-from cluster")
+			}
+			return []fixtures.Mode{fixtures.ClientSideGRPC}, nil
+		}
 		return []fixtures.Mode{fixtures.LongLivedGRPC}, nil
 	case "h2c":
+		if o.balancer != "" {
+			return nil, usagef("--balancer needs --protocol grpc")
+		}
 		if o.mode != "both" {
 			return nil, usagef("--mode is for HTTP/1.1 load; HTTP/2 load is long-lived (leave --mode out)")
 		}
@@ -288,8 +303,8 @@ func (o checkOptions) loadModes() ([]fixtures.Mode, error) {
 		}
 		return []fixtures.Mode{fixtures.LongLivedHTTP2}, nil
 	case "http", "":
-		if o.grpcMethod != "" || o.streams != 0 {
-			return nil, usagef("--grpc-method and --streams need --protocol grpc")
+		if o.grpcMethod != "" || o.streams != 0 || o.balancer != "" {
+			return nil, usagef("--grpc-method, --streams and --balancer need --protocol grpc")
 		}
 	default:
 		return nil, usagef("--protocol %q: want http, h2c or grpc", o.protocol)
@@ -308,9 +323,12 @@ func (o checkOptions) traffic(mode fixtures.Mode) scenario.Traffic {
 		Config: loadgen.Config{Method: o.method, Rate: o.rate, Timeout: o.timeout},
 		Expect: scenario.Expectation{Verdict: loadgen.Lossless, Why: "a rollout of a well-configured Deployment loses no request"},
 	}
-	if mode == fixtures.LongLivedGRPC {
+	if mode == fixtures.LongLivedGRPC || mode == fixtures.ClientSideGRPC {
 		t.Path, t.Config.Method = o.grpcMethod, ""
 		t.Config.Streams = o.streams
+	}
+	if mode == fixtures.ClientSideGRPC {
+		t.Load.Balancer = o.balancer
 	}
 	return t
 }

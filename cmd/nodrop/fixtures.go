@@ -27,7 +27,7 @@ func newVariantsCommand() *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "VARIANT\tKEEP-ALIVE\tFRESH\tGRPC\tTWIN\tWHY")
 			for _, v := range fixtures.Catalogue {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, expected(v, fixtures.KeepAlive), expected(v, fixtures.Fresh), expected(v, fixtures.LongLivedGRPC), v.Twin, v.Why)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, expected(v, fixtures.KeepAlive), expected(v, fixtures.Fresh), grpcExpected(v), v.Twin, v.Why)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -186,6 +186,15 @@ func proxyVerdict(e fixtures.Expectation, m fixtures.Mode) string {
 
 // expected is a variant's verdict in a load mode, or "-" when it is not
 // rolled under it.
+// grpcExpected is v's claim under gRPC load: pinned clients, or clients
+// that balance themselves.
+func grpcExpected(v fixtures.Variant) string {
+	if e := v.Expects(fixtures.ClientSideGRPC); e != "" {
+		return string(e) + " (client-side)"
+	}
+	return expected(v, fixtures.LongLivedGRPC)
+}
+
 func expected(v fixtures.Variant, m fixtures.Mode) string {
 	if e := v.Expects(m); e != "" {
 		return string(e)

@@ -56,7 +56,10 @@ streams open (--stream-method, default the health service's Watch), each
 on a connection of its own and opened again when the server ends it
 cleanly; a stream cut is a lost request at that moment. grpc-go re-sends
 an RPC the server refused unprocessed, whatever its options: strict load
-counts it lost, --lenient counts it answered and retried.
+counts it lost, --lenient counts it answered and retried. --balancer
+round_robin (or pick_first) makes each gRPC client resolve the URL's host
+by DNS and balance over every address, as clients of a headless Service
+do; without it each is pinned to the address, as through a ClusterIP.
 
 Several generators, one verdict: --emit writes each request's outcome as
 it is judged (one JSON line each, then the generator's own record) instead
@@ -90,6 +93,7 @@ Exit status: 0 lossless, 1 some requests lost, 2 bad input, 3 not judged
 	f.IntVar(&cfg.Connections, "connections", 0, "long-lived mode: this many persistent connections sending back to back (needed for rpc://, grpc:// and h2c:// URLs and --http2)")
 	f.IntVar(&cfg.InFlight, "in-flight", loadgen.DefaultInFlight, "long-lived rpc, grpc and HTTP/2: requests each connection keeps on the wire")
 	f.IntVar(&cfg.Streams, "streams", 0, "long-lived grpc: also hold this many server streams open, each judged on how it ended")
+	f.StringVar(&cfg.Balancer, "balancer", "", "long-lived grpc: each client resolves the URL's host by DNS (dns:///) and balances over its addresses by this policy, pick_first or round_robin, as clients of a headless Service do (default: pinned to the address)")
 	f.StringVar(&cfg.StreamMethod, "stream-method", "", "the streams' server-streaming method, /pkg.Service/Method (default /grpc.health.v1.Health/Watch)")
 	f.BoolVar(&o.http2, "http2", false, "long-lived HTTP/2 without TLS (h2c, prior knowledge): http:// URLs are sent as h2c://, --in-flight requests per connection")
 	f.BoolVar(&o.asJSON, "json", false, "print the report as one JSON object")
