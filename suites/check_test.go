@@ -320,7 +320,9 @@ var _ = Describe("nodrop check on a user's manifests", suites.Check, Serial, Ord
 		Expect(runs(out)[0].Verdict).To(Equal("lossless"))
 	}, SpecTimeout(4*time.Minute))
 
-	It("judges a Deployment on a second, three-node cluster named only by its kubeconfig (exit 0)", func(ctx SpecContext) {
+	// Extended: it creates a cluster of its own (≈ 12 min with its runs),
+	// more than CI can give it; make e2e runs it.
+	It("judges a Deployment on a second, three-node cluster named only by its kubeconfig (exit 0)", suites.Extended, func(ctx SpecContext) {
 		config := filepath.Join(GinkgoT().TempDir(), "kind-config-multinode.yaml")
 		Expect(os.WriteFile(config, sources.MultiNodeKindConfig, 0o644)).To(Succeed())
 		log := progress.New(GinkgoWriter, false)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nodrop-dev/nodrop/cluster"
 	"github.com/nodrop-dev/nodrop/fixtures"
+	"github.com/nodrop-dev/nodrop/images"
+	"github.com/nodrop-dev/nodrop/incluster"
 	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/internal/sched"
 	"github.com/nodrop-dev/nodrop/kube"
@@ -86,6 +88,36 @@ func scenarioEnv() scenario.Env {
 	return newScenarioEnv(restConfig, scenario.Env{
 		NodeIP: suiteEnv.NodeIPs[0], Nodes: cluster.Shell{Cluster: suiteEnv.Name}, Ingress: suiteEnv.Ingress,
 	})
+}
+
+// podGenerators send the load of runs whose clients must be in the
+// cluster (they resolve the Service's name there): generator pods of a
+// Job, whose image is the suites' own binary, built and loaded into the
+// nodes once per process (inClusterGenerators).
+var podGenerators scenario.Sender
+
+// inClusterGenerators is podGenerators, made the first time a spec asks.
+func inClusterGenerators(ctx context.Context) scenario.Sender {
+	GinkgoHelper()
+	if podGenerators == nil {
+		log := progress.New(GinkgoWriter, false)
+		ref, err := images.Generator(ctx, helperProgram(), suiteEnv.StateDir, log)
+		Expect(err).NotTo(HaveOccurred(), "the generator's image")
+		Expect(cluster.LoadImages(ctx, suiteEnv.Name, []string{ref}, log)).To(Succeed())
+		podGenerators = incluster.Generators{REST: restConfig, Client: client, Image: ref, Pods: 2, Log: log}
+	}
+	return podGenerators
+}
+
+// envFor is the suite's env for s: with generator pods when its load
+// must come from the cluster.
+func envFor(ctx context.Context, s scenario.Scenario) scenario.Env {
+	GinkgoHelper()
+	env := scenarioEnv()
+	if s.LoadFromCluster() {
+		env.Generators = inClusterGenerators(ctx)
+	}
+	return env
 }
 
 // newScenarioEnv is a scenario.Env on the cluster rc reaches, with the
