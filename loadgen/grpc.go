@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -64,7 +65,7 @@ var grpcProtocol = protocol{
 		if u.Path != "" && u.Path != "/" {
 			g.method = u.Path
 		}
-		g.cc, err = grpcClient(u.Host, cfg.Balancer, grpc.WithStatsHandler(g))
+		g.cc, err = grpcClient(u.Host, cfg.Balancer, grpc.WithStatsHandler(g), grpc.WithContextDialer(g.dial))
 		if err != nil {
 			return nil, err
 		}
@@ -94,6 +95,7 @@ type grpcConn struct {
 // h2conn is one HTTP/2 connection of a client: RPCs on the wire, RPCs
 // sent on it, and how it ended.
 type h2conn struct {
+	pod      string // the pod that answered last on it
 	inFlight int
 	sent     int
 	lastEnd  time.Time // the last RPC's end, or the connection's start
@@ -152,6 +154,9 @@ func (g *grpcConn) send(o *outcome) error {
 		o.reused, o.idle, o.idleFor, o.onConnAt = note.reused, note.idle, note.idleFor, note.onConnAt
 		c.inFlight--
 		c.lastEnd = now
+		if o.pod != "" {
+			c.pod = o.pod
+		}
 	}
 	g.mu.Unlock()
 	if note.retried.Load() {
@@ -253,6 +258,73 @@ func closedUnder(msg string) bool {
 		}
 	}
 	return false
+}
+
+// dial opens an HTTP/2 connection for the client, watching what the
+// server sends on it for GOAWAY.
+func (g *grpcConn) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	local := c.LocalAddr().String()
+	return &goAwayWatch{Conn: c, got: func() {
+		g.mu.Lock()
+		pod := ""
+		if h := g.live[local]; h != nil {
+			pod = h.pod
+		}
+		closed := g.closed
+		g.mu.Unlock()
+		if !closed {
+			g.stats.goAway(GoAway{At: time.Now(), Pod: pod})
+		}
+	}}, nil
+}
+
+// goAwayWatch is a client's HTTP/2 connection that calls got as the
+// first GOAWAY frame's header arrives from the server (a graceful server
+// sends two, a ping apart: the first is when the client was told). It
+// reads frame headers only (nine bytes, the length and type), from the
+// first byte: a server's connection preface is its first frame.
+type goAwayWatch struct {
+	net.Conn
+	got  func()
+	seen bool
+	hdr  [9]byte
+	have int // bytes of hdr read
+	skip int // payload bytes of the current frame still to come
+}
+
+func (w *goAwayWatch) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	w.scan(p[:n])
+	return n, err
+}
+
+// http2GoAway is the GOAWAY frame's type.
+const http2GoAway = 0x7
+
+func (w *goAwayWatch) scan(b []byte) {
+	for len(b) > 0 {
+		if w.skip > 0 {
+			k := min(w.skip, len(b))
+			w.skip, b = w.skip-k, b[k:]
+			continue
+		}
+		k := copy(w.hdr[w.have:], b)
+		w.have, b = w.have+k, b[k:]
+		if w.have < len(w.hdr) {
+			return
+		}
+		w.have = 0
+		w.skip = int(w.hdr[0])<<16 | int(w.hdr[1])<<8 | int(w.hdr[2])
+		if w.hdr[3] == http2GoAway && !w.seen {
+			w.seen = true
+			w.got()
+		}
+	}
 }
 
 // TagRPC is stats.Handler's; nodrop needs no RPC tag.

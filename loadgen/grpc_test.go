@@ -161,6 +161,16 @@ func TestGRPCGracefulStopRefusesWhatComesAfter(t *testing.T) {
 	if r.BrokenConnections != 0 || r.Reconnects != 2 {
 		t.Errorf("broken %d, reconnects %d; want both connections closed by GOAWAY with nothing cut", r.BrokenConnections, r.Reconnects)
 	}
+	// Each connection's GOAWAY, when it arrived, from the pod that had
+	// answered there.
+	if len(r.GoAways) != 2 {
+		t.Fatalf("GOAWAYs %+v; want one per connection", r.GoAways)
+	}
+	for _, g := range r.GoAways {
+		if at := g.At.Sub(r.Started); g.Pod != "p1" || at < time.Second || at > 1300*time.Millisecond {
+			t.Errorf("GOAWAY from %q at +%s; want p1's, just after the stop at +1s", g.Pod, at)
+		}
+	}
 }
 
 // refuseFirstRPC serves a listener's first connection as an HTTP/2 server
@@ -315,5 +325,32 @@ func TestGRPCStreamsCutByStop(t *testing.T) {
 	t.Logf("stop: %s; %d streams cut at the stop", r.Summary(), cut)
 	if cut != 3 || r.StreamsOpened != 3 || r.StreamsEndedByServer != 0 || r.StreamsHeld != 0 || r.LostByClass[loadgen.Other] != 0 {
 		t.Fatalf("%s, by class %v; %d streams lost by 600 ms, opened %d, ended %d, held %d; want the 3 cut at the stop", r.Summary(), r.LostByClass, cut, r.StreamsOpened, r.StreamsEndedByServer, r.StreamsHeld)
+	}
+}
+
+// The GOAWAYs a generator's clients got travel in its outcome stream's
+// end: the merged report lists every generator's, each naming it.
+func TestMergedGOAWAYsNameTheirGenerator(t *testing.T) {
+	srv := startGRPCServer(t)
+	go func() {
+		time.Sleep(time.Second)
+		srv.srv.GracefulStop()
+	}()
+	ctx := context.Background()
+	cfg := grpcLoad(srv.addr, 2)
+	cfg.Rate = 100
+	r, err := loadgen.Merge(ctx, []loadgen.Source{{Name: "a", R: emit(t, ctx, cfg)}, {Name: "b", R: emit(t, ctx, cfg)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]int{}
+	for i, g := range r.GoAways {
+		by[g.Generator]++
+		if g.Pod != "p1" || (i > 0 && g.At.Before(r.GoAways[i-1].At)) {
+			t.Errorf("GOAWAY %+v; want p1's, in order of arrival", g)
+		}
+	}
+	if by["a"] != 2 || by["b"] != 2 {
+		t.Errorf("GOAWAYs by generator %v; want both connections of each", by)
 	}
 }

@@ -241,6 +241,13 @@ func (m *merger) report(interrupted bool) *Report {
 		if e := p.end; e != nil {
 			r.Reconnects += e.Reconnects
 			r.BrokenConnections += e.Broken
+			for _, g := range e.GoAways {
+				if len(r.GoAways) < MaxGoAways {
+					// On this process's clock, as the outcomes are.
+					g.At, g.Generator = g.At.Add(-p.offset), p.Name
+					r.GoAways = append(r.GoAways, g)
+				}
+			}
 			if r.Streams > 0 {
 				r.StreamsOpened += e.StreamsOpened
 				r.StreamsEndedByServer += e.StreamsEnded
@@ -251,6 +258,7 @@ func (m *merger) report(interrupted bool) *Report {
 		}
 		r.Generators = append(r.Generators, p.Share)
 	}
+	slices.SortStableFunc(r.GoAways, func(a, b GoAway) int { return a.At.Compare(b.At) })
 	r.Interrupted = interrupted
 	return m.acc.report(gen)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -142,13 +144,36 @@ type connStats struct {
 	reconnects atomic.Int64
 	broken     atomic.Int64
 
+	goAwayMu sync.Mutex
+	goAways  []GoAway // as they arrived, at most MaxGoAways
+
 	streamsOpened atomic.Int64 // streams the server accepted
 	streamsEnded  atomic.Int64 // of them, ended by the server cleanly (OK)
 	streamsHeld   atomic.Int64 // of them, still open when the run ended
 }
 
+// MaxGoAways bounds the GOAWAYs a report lists.
+const MaxGoAways = 1000
+
+// goAway notes a GOAWAY's arrival.
+func (s *connStats) goAway(g GoAway) {
+	s.goAwayMu.Lock()
+	defer s.goAwayMu.Unlock()
+	if len(s.goAways) < MaxGoAways {
+		s.goAways = append(s.goAways, g)
+	}
+}
+
+// goAwayList is the GOAWAYs so far.
+func (s *connStats) goAwayList() []GoAway {
+	s.goAwayMu.Lock()
+	defer s.goAwayMu.Unlock()
+	return slices.Clone(s.goAways)
+}
+
 // fill puts the counts in r.
 func (s *connStats) fill(r *Report) {
+	r.GoAways = s.goAwayList()
 	r.Reconnects, r.BrokenConnections = int(s.reconnects.Load()), int(s.broken.Load())
 	if r.Streams > 0 {
 		r.StreamsOpened, r.StreamsEndedByServer, r.StreamsHeld = int(s.streamsOpened.Load()), int(s.streamsEnded.Load()), int(s.streamsHeld.Load())

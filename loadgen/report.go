@@ -77,6 +77,10 @@ type Report struct {
 	Protocol          string `json:"protocol,omitempty"`
 	Reconnects        int    `json:"reconnects"`
 	BrokenConnections int    `json:"broken_connections"`
+	// GoAways are the GOAWAYs that arrived on the requests' HTTP/2
+	// connections (gRPC), in order, at most MaxGoAways: the moment each
+	// client was told to move, for the timeline.
+	GoAways []GoAway `json:"goaways,omitempty"`
 	// Streams is how many long-lived server streams were held beside the
 	// requests (Config.Streams), over StreamMethod; of the streams the
 	// server accepted, how many it ended cleanly (each then opened again)
@@ -248,6 +252,19 @@ type Client struct {
 	Balancer string `json:"balancer,omitempty"`
 }
 
+// GoAway is an HTTP/2 server's GOAWAY arriving on one of the load's
+// connections: the server asked the client to move (a graceful stop, a
+// connection aged out).
+type GoAway struct {
+	At time.Time `json:"at"`
+	// Pod is the pod that answered last on the connection ("" if none
+	// had).
+	Pod string `json:"pod,omitempty"`
+	// Generator is the generator whose connection it was, when several
+	// sent (Merge).
+	Generator string `json:"generator,omitempty"`
+}
+
 // String is the client's settings in one line, for report headers.
 func (c Client) String() string {
 	s := fmt.Sprintf("timeout %s", ms2d(c.TimeoutMs))
@@ -399,6 +416,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if r.Connections > 0 {
 		row("connections", "%d closed by the server with nothing lost and reopened, %d broke with requests on the wire", r.Reconnects, r.BrokenConnections)
+	}
+	if len(r.GoAways) > 0 {
+		row("GOAWAY", "%d connections told to move by the server, from +%.3fs to +%.3fs (on the timeline)", len(r.GoAways), r.Offset(r.GoAways[0].At).Seconds(), r.Offset(r.GoAways[len(r.GoAways)-1].At).Seconds())
 	}
 	if r.Streams > 0 {
 		row("streams", "%d held over %s: %d opened, %d ended by the server cleanly and opened again, %d open at the end; a cut is a lost request",

@@ -81,6 +81,7 @@ type wireEnd struct {
 	StreamsOpened int       `json:"streams_opened,omitempty"`
 	StreamsEnded  int       `json:"streams_ended,omitempty"`
 	StreamsHeld   int       `json:"streams_held,omitempty"`
+	GoAways       []GoAway  `json:"goaways,omitempty"`
 	Generator     Generator `json:"generator"`
 }
 
@@ -191,6 +192,7 @@ func Emit(ctx context.Context, cfg Config, w io.Writer) error {
 	if counts != nil {
 		end.Reconnects, end.Broken = int(counts.reconnects.Load()), int(counts.broken.Load())
 		end.StreamsOpened, end.StreamsEnded, end.StreamsHeld = int(counts.streamsOpened.Load()), int(counts.streamsEnded.Load()), int(counts.streamsHeld.Load())
+		end.GoAways = counts.goAwayList()
 	}
 	if err := enc.Encode(frame{End: end}); err != nil {
 		return fmt.Errorf("writing the outcome stream: %w", err)

@@ -83,7 +83,7 @@ func Bursts(r *loadgen.Report, events []Event) []Burst {
 				if !e.At.Before(b.Start) && !e.At.After(b.End) {
 					b.During = append(b.During, e)
 				}
-			case !e.At.After(b.Start) && b.Start.Sub(e.At) <= lookBack && e.Kind != KubeEvent:
+			case !e.At.After(b.Start) && b.Start.Sub(e.At) <= lookBack && e.Kind != KubeEvent && e.Kind != GoAway:
 				b.Cause = &events[j]
 			case e.At.After(b.Start) && !e.At.After(b.End.Add(lookAhead)):
 				b.During = append(b.During, e)

@@ -52,6 +52,11 @@ const (
 	// Ingress is a change of the pods the cluster's ingress controller
 	// routes the run's Service to, as its own API reports it.
 	Ingress Kind = "ingress"
+	// GoAway is what the load's clients saw and the cluster's record
+	// cannot: an HTTP/2 server's GOAWAY arriving on their connections
+	// (loadgen.Report.GoAways), with the pod that had answered there. It
+	// is evidence, never a loss's cause: the pod's own stop is.
+	GoAway Kind = "client got GOAWAY"
 )
 
 // Event is one thing the cluster or the app did.

@@ -3,8 +3,10 @@ package scenario
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -168,5 +170,27 @@ func TestStopUndoesLastFirst(t *testing.T) {
 	}
 	if got := strings.Join(order, " "); got != "watch slot cleanup" {
 		t.Errorf("undone in order %q", got)
+	}
+}
+
+// The GOAWAYs the clients got join the timeline where they arrived, one
+// line per pod and moment.
+func TestGoAwaysJoinTheTimeline(t *testing.T) {
+	t0 := time.Now()
+	events := []probes.Event{{At: t0, Kind: probes.PodDeleting, Pod: "old"}, {At: t0.Add(5 * time.Second), Kind: probes.App, Pod: "old", Detail: "grpc_stop"}}
+	rep := &loadgen.Report{GoAways: []loadgen.GoAway{
+		{At: t0.Add(5001 * time.Millisecond), Pod: "old", Generator: "a"},
+		{At: t0.Add(5002 * time.Millisecond), Pod: "old", Generator: "b"},
+		{At: t0.Add(5003 * time.Millisecond), Pod: ""},
+		{At: t0.Add(9 * time.Second), Pod: "old"},
+	}}
+	got := withGoAways(events, []*loadgen.Report{rep})
+	var lines []string
+	for _, e := range got {
+		lines = append(lines, e.String())
+	}
+	want := []string{"pod deleting old", "app old: grpc_stop", "client got GOAWAY old: on 2 connections", "client got GOAWAY: on 1 connection", "client got GOAWAY old: on 1 connection"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("timeline %q, want %q", lines, want)
 	}
 }

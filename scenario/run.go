@@ -489,7 +489,7 @@ func (r *run) trace(ctx context.Context) error {
 // judge judges each load against its expectation, on the run's whole
 // timeline; an interrupted run is not judged whatever it showed.
 func (r *run) judge(ctx context.Context) error {
-	r.res.Window, r.res.Events = r.window, r.rec.Events()
+	r.res.Window, r.res.Events = r.window, withGoAways(r.rec.Events(), r.reports)
 	for i, rep := range r.reports {
 		r.res.Traffic[i].Report = rep
 		r.res.Traffic[i].Outcome = Judge(rep, r.res.Events, r.window, r.s.Traffic[i].Expect)
@@ -684,6 +684,50 @@ func notReadyWhy(ctx context.Context, c kubernetes.Interface, ns string) string 
 		}
 	}
 	return b.String()
+}
+
+// goAwayGroup joins the GOAWAYs one pod sent the clients within it into
+// one timeline line: a server's graceful stop tells every connection at
+// once.
+const goAwayGroup = 200 * time.Millisecond
+
+// withGoAways is events with the GOAWAYs the loads' clients got placed
+// among them (probes.GoAway): one line per pod and moment, saying on how
+// many connections.
+func withGoAways(events []probes.Event, reports []*loadgen.Report) []probes.Event {
+	type group struct {
+		at  time.Time
+		pod string
+		n   int
+	}
+	var groups []group
+	for _, rep := range reports {
+		if rep == nil {
+			continue
+		}
+		latest := map[string]int{} // by pod: its latest group
+		for _, g := range rep.GoAways {
+			if i, ok := latest[g.Pod]; ok && g.At.Sub(groups[i].at) <= goAwayGroup {
+				groups[i].n++
+				continue
+			}
+			latest[g.Pod] = len(groups)
+			groups = append(groups, group{at: g.At, pod: g.Pod, n: 1})
+		}
+	}
+	if len(groups) == 0 {
+		return events
+	}
+	out := slices.Clone(events)
+	for _, g := range groups {
+		detail := fmt.Sprintf("on %d connections", g.n)
+		if g.n == 1 {
+			detail = "on 1 connection"
+		}
+		out = append(out, probes.Event{At: g.at, Kind: probes.GoAway, Pod: g.pod, Detail: detail})
+	}
+	slices.SortStableFunc(out, func(a, b probes.Event) int { return a.At.Compare(b.At) })
+	return out
 }
 
 // faultFailed is what a run says when a fault failed: not judged, bad
