@@ -1,13 +1,14 @@
-// Command proxy is nodrop's hot-upgradable sidecar proxy. It serves HTTP/1.1
-// and nodrop's RPC protocol (package rpcwire) and forwards both to the app
-// over localhost.
+// Command proxy is nodrop's hot-upgradable sidecar proxy. It serves HTTP/1.1,
+// nodrop's RPC protocol (package rpcwire) and HTTP/2 without TLS (gRPC),
+// and forwards each to the app over localhost.
 //
 // A new proxy process hot-upgrades an old one in the MOSN/Envoy style: it
 // connects to the old process's Unix socket, receives the listening
 // sockets with SCM_RIGHTS and starts accepting; the old process stops
 // accepting and then either migrates every established connection (its
 // FD plus the bytes it had read but not yet used) to the new process, or
-// drains them (--upgrade). The protocol is in handoff.go.
+// drains them (--upgrade). HTTP/2 connections are always drained, with
+// GOAWAY: they cannot be migrated (h2.go). The protocol is in handoff.go.
 //
 // Under OpenKruise's SidecarSet HotUpgrade (--kruise-socket-dir) the
 // socket names come from SIDECARSET_VERSION / SIDECARSET_VERSION_ALT, a
@@ -44,6 +45,8 @@ type config struct {
 	rpcListen       string
 	upstream        string
 	rpcUpstream     string
+	grpcListen      string
+	grpcUpstream    string
 	socket          string
 	takeoverFrom    string
 	kruiseDir       string
@@ -81,6 +84,8 @@ func flags(c *config) *flag.FlagSet {
 	fs.StringVar(&c.rpcListen, "rpc-listen", "", "rpcwire address (off when empty)")
 	fs.StringVar(&c.upstream, "upstream", "127.0.0.1:8080", "the app's HTTP address")
 	fs.StringVar(&c.rpcUpstream, "rpc-upstream", "127.0.0.1:9090", "the app's rpcwire address")
+	fs.StringVar(&c.grpcListen, "grpc-listen", "", "HTTP/2 without TLS (gRPC) address (off when empty); its connections are drained with GOAWAY at a handover, never migrated")
+	fs.StringVar(&c.grpcUpstream, "grpc-upstream", "127.0.0.1:9091", "the app's gRPC (HTTP/2 without TLS) address")
 	fs.StringVar(&c.socket, "socket", "/tmp/nodrop-proxy.sock", "this process's upgrade socket")
 	fs.StringVar(&c.takeoverFrom, "takeover-from", "", "upgrade socket of the process to take over from (default: --socket)")
 	fs.StringVar(&c.kruiseDir, "kruise-socket-dir", "", "OpenKruise HotUpgrade: sockets are DIR/proxy-$SIDECARSET_VERSION.sock, taking over from …_ALT")
@@ -194,7 +199,7 @@ func run(cfg config) int {
 		return fail(err)
 	}
 	if len(p.listeners) == 0 {
-		return fail(fmt.Errorf("nothing to serve: no --listen or --rpc-listen"))
+		return fail(fmt.Errorf("nothing to serve: no --listen, --rpc-listen or --grpc-listen"))
 	}
 	p.startAccepting()
 	ctl, err := listenControl(cfg.socket)

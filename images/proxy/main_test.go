@@ -134,20 +134,22 @@ func (p *proc) waitExit(t *testing.T) {
 // setup is an app and the address, socket and flags of a proxy in front.
 type setup struct {
 	httpAddr, rpcAddr string
+	grpcAddr          string
 	args              []string
 	app               *proc
 }
 
 func newSetup(t *testing.T, proxyArgs ...string) setup {
 	t.Helper()
-	appHTTP, appRPC := freeAddr(t), freeAddr(t)
+	appHTTP, appRPC, appGRPC := freeAddr(t), freeAddr(t), freeAddr(t)
 	// 30 ms of work per request keeps requests on the wire on every
 	// connection at every moment, as back-to-back clients do.
-	app := start(t, appBin, "--listen", appHTTP, "--rpc-listen", appRPC, "--pod", "app", "--work-time", "30ms")
+	app := start(t, appBin, "--listen", appHTTP, "--rpc-listen", appRPC, "--grpc-listen", appGRPC, "--pod", "app", "--work-time", "30ms")
 	app.waitEvent(t, "ready")
-	s := setup{httpAddr: freeAddr(t), rpcAddr: freeAddr(t), app: app}
+	s := setup{httpAddr: freeAddr(t), rpcAddr: freeAddr(t), grpcAddr: freeAddr(t), app: app}
 	s.args = append([]string{
 		"--listen", s.httpAddr, "--rpc-listen", s.rpcAddr, "--upstream", appHTTP, "--rpc-upstream", appRPC,
+		"--grpc-listen", s.grpcAddr, "--grpc-upstream", appGRPC,
 		"--socket", filepath.Join(t.TempDir(), "proxy.sock"), "--pod", "proxy",
 	}, proxyArgs...)
 	return s
@@ -238,6 +240,55 @@ func TestMigrationLosesNothingAcross20Upgrades(t *testing.T) {
 		if n != 10+rpcConns {
 			t.Errorf("upgrade %d adopted %v connections, want all %d (10 HTTP + %d RPC)", i+1, n, 10+rpcConns, rpcConns)
 		}
+	}
+}
+
+// gRPC through the proxy across upgrades, in both modes: an HTTP/2
+// connection cannot migrate (its header tables and streams live in the
+// old process), so the old process sends GOAWAY and serves what is on it
+// until it ends, and the client opens its next connection to the new
+// one. Unary RPCs lose nothing (a GOAWAY race, an RPC written as the
+// GOAWAY arrived, named and allowed); a server stream the app holds open
+// cannot move and is cut when the old process's drain period ends — the
+// negative control, one per stream and upgrade.
+func TestGRPCDrainsThroughUpgradesAndStreamsAreCut(t *testing.T) {
+	const upgrades, conns, inFlight, streams = 4, 4, 4, 2
+	for _, mode := range []string{"migrate", "drain"} {
+		t.Run(mode, func(t *testing.T) {
+			s := newSetup(t, "--upgrade", mode, "--drain-period", "500ms")
+			cur := s.start(t, "v0")
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan *loadgen.Report)
+			go func() {
+				r, err := loadgen.Run(ctx, loadgen.Config{Targets: []string{"grpc://" + s.grpcAddr + "/nodrop.app.Echo/Echo"}, Connections: conns, InFlight: inFlight, Rate: 300,
+					Streams: streams, StreamMethod: "/nodrop.app.Echo/Watch", Timeout: 2 * time.Second})
+				if err != nil {
+					t.Error(err)
+				}
+				done <- r
+			}()
+			time.Sleep(500 * time.Millisecond)
+			for i := 1; i <= upgrades; i++ {
+				cur = s.upgrade(t, cur, fmt.Sprintf("v%d", i))
+				time.Sleep(300 * time.Millisecond)
+			}
+			time.Sleep(500 * time.Millisecond)
+			cancel()
+			r := <-done
+			t.Log(table(r))
+			unary := r.Lost - r.LostByClass[loadgen.EOF] - r.LostByClass[loadgen.Reset]
+			if r.Total < 500 || r.BrokenConnections != 0 || unary != r.GoAwayRace || r.GoAwayRace > upgrades*conns*inFlight {
+				t.Errorf("%s: want every unary RPC answered but GOAWAY races, no connection broken:\n%s", mode, table(r))
+			}
+			// Each upgrade's GOAWAY reached every connection the old
+			// process served.
+			if len(r.GoAways) < upgrades*conns || r.Reconnects < upgrades*conns {
+				t.Errorf("%s: %d GOAWAYs, %d reconnects; want every connection moved at each of %d upgrades", mode, len(r.GoAways), r.Reconnects, upgrades)
+			}
+			if cut := r.LostByClass[loadgen.EOF] + r.LostByClass[loadgen.Reset]; cut != upgrades*streams {
+				t.Errorf("%s: %d streams cut; want each of the %d streams at each of %d upgrades:\n%s", mode, cut, streams, upgrades, table(r))
+			}
+		})
 	}
 }
 

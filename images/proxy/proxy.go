@@ -32,6 +32,7 @@ type proxy struct {
 
 	httpUp *http.Transport
 	rpcUp  *rpcUpstream
+	h2     *h2front
 
 	// Requests the app did not answer (the proxy answered them 502),
 	// since the last upstream_error line, and when that line was written
@@ -54,7 +55,7 @@ func (p *proxy) upstreamFailed(err error) {
 }
 
 func newProxy(cfg config) *proxy {
-	return &proxy{
+	p := &proxy{
 		cfg:   cfg,
 		conns: map[*clientConn]struct{}{},
 		httpUp: &http.Transport{
@@ -64,13 +65,15 @@ func newProxy(cfg config) *proxy {
 		},
 		rpcUp: &rpcUpstream{addr: cfg.rpcUpstream},
 	}
+	p.h2 = newH2Front(p)
+	return p
 }
 
 func (p *proxy) logf(event string, fields ...any) { logEvent(p.cfg, event, fields...) }
 
 // listen opens the proxy's ports that were not handed over.
 func (p *proxy) listen() error {
-	want := []struct{ name, addr string }{{protoHTTP, p.cfg.listen}, {protoRPC, p.cfg.rpcListen}}
+	want := []struct{ name, addr string }{{protoHTTP, p.cfg.listen}, {protoRPC, p.cfg.rpcListen}, {protoGRPC, p.cfg.grpcListen}}
 	for _, w := range want {
 		if w.addr == "" || p.listener(w.name) != nil {
 			continue
@@ -110,6 +113,10 @@ func (p *proxy) startAccepting() {
 						p.logf("accept_error", "protocol", l.name, "error", err.Error())
 					}
 					return
+				}
+				if l.name == protoGRPC {
+					p.h2.serve(c)
+					continue
 				}
 				p.adopt(c, l.name, nil)
 			}
@@ -261,6 +268,10 @@ func (p *proxy) handOver(c ctrl) error {
 		p.drain()
 		return nil
 	}
+	// HTTP/2 connections cannot move: they drain beside the migration.
+	h2done := make(chan struct{})
+	go func() { p.h2.drain(p.cfg.drainPeriod); close(h2done) }()
+	defer func() { <-h2done }()
 
 	start := time.Now()
 	conns := p.snapshot()
@@ -314,6 +325,8 @@ func (p *proxy) drain() {
 	start := time.Now()
 	conns := p.snapshot()
 	p.logf("drain_start", "connections", len(conns), "style", p.cfg.drainStyle, "period", p.cfg.drainPeriod.String())
+	h2done := make(chan struct{})
+	go func() { p.h2.drain(p.cfg.drainPeriod); close(h2done) }()
 	if p.cfg.drainStyle == drainCloseIdle {
 		for _, cc := range conns {
 			cc.closing.Store(true)
@@ -334,6 +347,7 @@ func (p *proxy) drain() {
 		<-cc.done
 		cc.inflight.Wait()
 	}
+	<-h2done
 	p.logf("drain_end", "connections", len(conns), "took_ms", time.Since(start).Milliseconds())
 }
 
