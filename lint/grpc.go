@@ -103,3 +103,30 @@ func pinnedConnections(obj string, port corev1.ContainerPort, svcs []*corev1.Ser
 	}
 	return Finding{}, false
 }
+
+// resolveEvery is how seldom grpc-go's DNS resolver asks again: at most
+// once every 30 s after an answer.
+const resolveEvery = 30
+
+// resolvingClients flags a gRPC port behind a headless Service whose
+// pods keep serving less than resolveEvery seconds after their deletion
+// (the preStop sleep): clients that balance over the Service's name
+// learn of new pods only when they resolve again.
+func resolvingClients(obj string, port corev1.ContainerPort, svcs []*corev1.Service, preStop int64) (Finding, bool) {
+	if preStop > resolveEvery {
+		return Finding{}, false
+	}
+	for _, s := range svcs {
+		if s.Spec.ClusterIP != corev1.ClusterIPNone {
+			continue
+		}
+		for _, sp := range s.Spec.Ports {
+			if targets(sp, port) {
+				return Finding{Kind: Loss, Rule: "grpc-headless-short-prestop", Object: obj + ", service/" + s.Name, Variant: "grpc-round-robin",
+					Message: fmt.Sprintf("gRPC on port %d behind a headless Service, and the pods stop serving %d s after their deletion (the preStop sleep): clients that balance over its DNS name (round_robin) learn of new pods only when they resolve it again, which grpc-go does at most every %d s after an answer; clients that resolved less than that before every pod they know has stopped (started in the same release, or moved by an earlier GOAWAY) have nowhere to send", port.ContainerPort, preStop, resolveEvery),
+					Fix:     fmt.Sprintf("keep each old pod serving longer than the clients' re-resolution: a preStop sleep above %d s (lifecycle.preStop.sleep.seconds: %d) and terminationGracePeriodSeconds above it; or put xDS or a proxy in front", resolveEvery, resolveEvery+5)}, true
+			}
+		}
+	}
+	return Finding{}, false
+}

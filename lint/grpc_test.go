@@ -48,6 +48,23 @@ func grpcApp(t *testing.T, probe *corev1.Probe, preStop bool, headless bool, por
 	return out
 }
 
+// longPreStop is objs with the Deployment's preStop sleep made 35 s (and
+// its grace period above it).
+func longPreStop(t *testing.T, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	t.Helper()
+	cs, _, _ := unstructured.NestedSlice(objs[0].Object, "spec", "template", "spec", "containers")
+	if err := unstructured.SetNestedField(cs[0].(map[string]any), int64(35), "lifecycle", "preStop", "sleep", "seconds"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(objs[0].Object, cs, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(objs[0].Object, int64(60), "spec", "template", "spec", "terminationGracePeriodSeconds"); err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
 // A gRPC server is found by its port's name, its Service's appProtocol or
 // its gRPC probe, and its findings speak gRPC: the native probe as the
 // fix for a TCP one, GOAWAY for a missing preStop, and connections pinned
@@ -63,7 +80,8 @@ func TestGRPCFindings(t *testing.T) {
 	}{
 		{"tcp probe, no preStop, ClusterIP", grpcApp(t, tcp, false, false, "api"), []string{"grpc-pinned-connections", "no-prestop", "tcp-readiness-probe"}, "readinessProbe: {grpc: {port: 9090}}"},
 		{"no probe, port named grpc", grpcApp(t, nil, true, false, "grpc"), []string{"grpc-pinned-connections", "no-readiness-probe"}, "UNAVAILABLE"},
-		{"native probe, preStop, headless", grpcApp(t, native, true, true, "api"), nil, ""},
+		{"native probe, preStop 5 s, headless", grpcApp(t, native, true, true, "api"), []string{"grpc-headless-short-prestop"}, "at most every 30 s"},
+		{"native probe, preStop 35 s, headless", longPreStop(t, grpcApp(t, native, true, true, "api")), nil, ""},
 	} {
 		var got []string
 		var text strings.Builder

@@ -224,6 +224,10 @@ func checkContainer(c corev1.Container, r role, where string, spec corev1.PodSpe
 		if f, ok := pinnedConnections(where, grpc, svcs); ok {
 			*out = append(*out, f)
 		}
+		if f, ok := resolvingClients(where, grpc, svcs, preStop); ok && r == roleApp {
+			f.Measured = measured(f.Variant)
+			*out = append(*out, f)
+		}
 	}
 	if missing := hardeningMissing(spec.SecurityContext, c.SecurityContext); len(missing) > 0 {
 		*out = append(*out, Finding{Kind: Hardening, Rule: "restricted-security-context", Object: where,

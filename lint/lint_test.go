@@ -46,7 +46,7 @@ func TestFindingsMatchTheCatalogue(t *testing.T) {
 		// lint cannot see how a server stops (Stop, streams left open).
 		"grpc-baseline":                 nil,
 		"grpc-max-connection-age":       nil,
-		"grpc-round-robin":              nil,
+		"grpc-round-robin":              {"grpc-headless-short-prestop"},
 		"grpc-round-robin-long-prestop": nil,
 		"grpc-no-prestop":               {"no-prestop"},
 		"grpc-hard-stop":                nil,
@@ -110,7 +110,7 @@ func TestFindingsMatchTheCatalogue(t *testing.T) {
 // says what shows it.
 func TestInternalTrafficLocalIsFound(t *testing.T) {
 	native := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}}
-	objs := grpcApp(t, native, true, true, "api")
+	objs := longPreStop(t, grpcApp(t, native, true, true, "api"))
 	if err := unstructured.SetNestedField(objs[1].Object, "Local", "spec", "internalTrafficPolicy"); err != nil {
 		t.Fatal(err)
 	}
