@@ -142,7 +142,10 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 
 // checkPlan is a check's input, validated before the cluster is touched.
 type checkPlan struct {
-	objs       []*unstructured.Unstructured
+	objs []*unstructured.Unstructured
+	// target is what the runs roll and load (the port the protocol
+	// speaks among the Service's), resolved as resolved.
+	target     scenario.Target
 	resolved   *scenario.Resolved
 	modes      []fixtures.Mode
 	disruption kube.Disruption
@@ -244,16 +247,14 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	if replicas := r.Deployment.Spec.Replicas; o.disruption == "scale-down" && (replicas == nil || *replicas < 2) {
 		return nil, usagef("--disruption scale-down needs at least 2 replicas; deployment %s has 1", r.Deployment.Name)
 	}
-	return &checkPlan{objs: objs, resolved: r, modes: modes, disruption: d, faults: faults, name: r.Deployment.Name, via: via}, nil
+	return &checkPlan{objs: objs, target: target, resolved: r, modes: modes, disruption: d, faults: faults, name: r.Deployment.Name, via: via}, nil
 }
 
 // scenario is one run of the plan under one load mode: the user's
 // objects rolled under load, expected to lose nothing.
 func (p *checkPlan) scenario(o checkOptions, mode fixtures.Mode) scenario.Scenario {
-	objs, target := p.objs, o.target
-	if p.via == fixtures.Ingress {
-		target.Ingress = true
-	} else if p.via != "" {
+	objs, target := p.objs, p.target
+	if p.via != "" && p.via != fixtures.Ingress {
 		// The proxy's objects were valid when the plan was made (a
 		// test renders them); they cannot fail here.
 		lb, _ := fixtures.LBObjects(p.via, viaName, p.resolved.Service.Name, p.resolved.PodPort(), p.viaImage)

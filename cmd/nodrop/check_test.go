@@ -154,9 +154,14 @@ func TestCheckGRPCPlan(t *testing.T) {
 	if len(plan.modes) != 1 || plan.modes[0] != fixtures.LongLivedGRPC || plan.resolved.Port.Port != 9090 {
 		t.Fatalf("modes %v, port %d; want long-lived gRPC to port 9090", plan.modes, plan.resolved.Port.Port)
 	}
-	tr := plan.scenario(o, plan.modes[0]).Traffic[0]
+	s := plan.scenario(o, plan.modes[0])
+	tr := s.Traffic[0]
 	if tr.Load.Scheme != "grpc" || tr.Path != "" || tr.Config.Streams != 2 || tr.Load.Target("10.0.0.1:30000", "/") != "grpc://10.0.0.1:30000" {
 		t.Fatalf("traffic %+v", tr)
+	}
+	// The run loads the port the plan chose, not the Service's http one.
+	if r, err := scenario.Resolve(s.Objects, s.Target); err != nil || r.Port.Port != 9090 || r.Added == nil || r.Added.Spec.Ports[0].Port != 9090 {
+		t.Fatalf("the run resolves %+v (%v); want port 9090 first in the Service nodrop adds", r, err)
 	}
 	o.grpcMethod = "/pkg.Svc/Do"
 	if tr := plan.scenario(o, plan.modes[0]).Traffic[0]; tr.Load.Target("10.0.0.1:30000", tr.Path) != "grpc://10.0.0.1:30000/pkg.Svc/Do" {
