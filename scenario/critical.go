@@ -109,7 +109,12 @@ func starvedCluster(r *loadgen.Report, events []probes.Event) string {
 }
 
 // probeTimedOut reports whether e is the kubelet saying a probe timed out.
+// A native gRPC probe that could not connect is not one: the kubelet
+// dials until the probe's timeout and reports every refused attempt as
+// "timeout: failed to connect service … within 1s", which is a server
+// not listening yet (or any more), not a starved machine.
 func probeTimedOut(e probes.Event) bool {
 	return e.Kind == probes.KubeEvent && strings.HasPrefix(e.Detail, "Unhealthy") &&
-		(strings.Contains(e.Detail, "timed out") || strings.Contains(e.Detail, "deadline exceeded") || strings.Contains(e.Detail, "Timeout exceeded"))
+		(strings.Contains(e.Detail, "timed out") || strings.Contains(e.Detail, "deadline exceeded") || strings.Contains(e.Detail, "Timeout exceeded")) &&
+		!strings.Contains(e.Detail, "failed to connect service")
 }

@@ -421,6 +421,13 @@ func TestJudgeNamesAStarvedCluster(t *testing.T) {
 	if o.Got != loadgen.Lossy || o.Passed() {
 		t.Errorf("the same losses with no probe timing out: got %q, %q", o.Got, o.Problems)
 	}
+	// A native gRPC probe that could not connect is a server not
+	// listening yet, not a starved machine.
+	notListening := probe
+	notListening.Detail = `Unhealthy: Readiness probe failed: timeout: failed to connect service "10.244.0.19:9091" within 1s: context deadline exceeded`
+	if o := scenario.Judge(r, append(slices.Clone(deleted), notListening), window, lossless); o.Got != loadgen.Lossy {
+		t.Errorf("losses 0.6s after a gRPC probe found nothing listening: got %q, %q", o.Got, o.NotJudged)
+	}
 	// A probe that timed out long before the losses does not explain them.
 	probe.At = t0.Add(-20 * time.Second)
 	if o := scenario.Judge(r, append(slices.Clone(deleted), probe), window, lossless); o.Got != loadgen.Lossy {
