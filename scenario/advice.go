@@ -205,7 +205,9 @@ func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []prob
 // addresses they resolved) had left the endpoints while others were
 // ready: they knew only pods that were gone.
 func resolvedGone(r *loadgen.Report, ep probes.Burst, events []probes.Event) (string, bool) {
-	if r.Client.Balancer == "" {
+	if r.Client.Balancer == "" || ep.ByClass[loadgen.Refused]+ep.ByClass[loadgen.Timeout] != ep.Lost {
+		// Answers (a server's own error) came from a pod the clients
+		// could still reach.
 		return "", false
 	}
 	resolved, _, _ := readyAt(events, r.Started)

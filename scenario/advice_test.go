@@ -82,6 +82,21 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			want: []string{"every pod ready as the load started (old-a, old-b", "while new-a, new-b were ready", "balance round_robin", "every 30 s", "preStop sleep above 30 s"},
 		},
 		{
+			name: "clients that balance themselves, answered by a pod they reached: not that",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 12*time.Second, 5, loadgen.HTTP5xx)
+				r.Protocol, r.Client.HTTP2, r.Client.Balancer = "grpc", true, "round_robin"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(-5*time.Second, probes.EndpointReady, "old-a", ""),
+				ev(3*time.Second, probes.EndpointReady, "new-a", ""),
+				ev(3*time.Second, probes.PodDeleting, "old-a", "grace 30s"),
+				ev(3100*time.Millisecond, probes.EndpointTerminating, "old-a", ""),
+			},
+			want: []string{"5 lost (http_5xx 5)"},
+		},
+		{
 			name: "clients that balance themselves, one resolved pod still ready: not that",
 			report: func() *loadgen.Report {
 				r := lossesAt(t0, 2*time.Second, 50, loadgen.Refused)
@@ -191,6 +206,9 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 				if !strings.Contains(got[0], w) {
 					t.Errorf("advice %q\nlacks %q", got[0], w)
 				}
+			}
+			if strings.Contains(tc.name, "not that") && strings.Contains(got[0], "knew only pods that were gone") {
+				t.Errorf("advice %q\nblames the clients' resolution", got[0])
 			}
 		})
 	}
