@@ -158,16 +158,29 @@ func ParseAt(s string) (scenario.FaultAt, error) {
 // were while it is stopped; a stopped API server answers nothing.
 var paused = []string{"kube-proxy", "kube-apiserver", "kube-controller-manager"}
 
-// resumeStopped resumes each of paused that is stopped on the node and
-// prints its name, then removes the rules of packet-loss and delay
-// faults and says so.
-var resumeStopped = func() string {
+// resumeStopped resumes each of paused that is stopped on the node (or
+// has a stopped child) and prints its name, then removes the rules of
+// packet-loss and delay faults and says so.
+var resumeStopped = stoppedScript(paused) + removeRules + "; true"
+
+// stoppedScript resumes each of names that is stopped, and each stopped
+// child of one (resumeScript says why), printing the name for each.
+func stoppedScript(names []string) string {
 	var b strings.Builder
-	for _, name := range paused {
-		fmt.Fprintf(&b, `for p in $(pgrep -x %s 2>/dev/null); do [ "$(awk '{print $3}' /proc/$p/stat)" = T ] && kill -CONT $p && echo %s; done; `, comm(name), name)
+	for _, name := range names {
+		fmt.Fprintf(&b, `for p in $(pgrep -x %s 2>/dev/null); do for c in $p $(pgrep -P $p); do [ "$(awk '{print $3}' /proc/$c/stat)" = T ] && kill -CONT $c && echo %s; done; done; `, comm(name), name)
 	}
-	return b.String() + removeRules + "; true"
-}()
+	return b.String()
+}
+
+// resumeScript resumes process and every child of it. A child the
+// process forked as SIGSTOP was sent (kube-proxy running
+// iptables-restore) can take the signal after its exec, under its new
+// name: pkill -x alone would leave it stopped for good, and its parent,
+// waiting for it, would never follow an endpoint again.
+func resumeScript(process string) string {
+	return fmt.Sprintf(`pkill -CONT -x %[1]s && for p in $(pgrep -x %[1]s); do pkill -CONT -P $p; done; pgrep -x %[1]s >/dev/null`, comm(process))
+}
 
 // comm is the name the kernel keeps for a process (its first 15 bytes),
 // which pgrep -x and pkill -x match.
@@ -213,7 +226,7 @@ func pause(process, name, mechanism string, d time.Duration, at scenario.FaultAt
 			undo := func(ctx context.Context) error {
 				var errs []error
 				for _, n := range stopped {
-					if _, err := shell.Run(ctx, n, "pkill -CONT -x "+comm(process)); err != nil {
+					if _, err := shell.Run(ctx, n, resumeScript(process)); err != nil {
 						errs = append(errs, fmt.Errorf("resuming %s on %s: %w", process, n, err))
 					}
 				}
@@ -349,7 +362,10 @@ func Resume(ctx context.Context, shell scenario.NodeShell) ([]string, error) {
 			return resumed, fmt.Errorf("resuming a stopped process: %w", err)
 		}
 		for _, p := range strings.Fields(out) {
-			resumed = append(resumed, p+" on "+n)
+			// A process and its stopped child say the same name.
+			if what := p + " on " + n; !slices.Contains(resumed, what) {
+				resumed = append(resumed, what)
+			}
 		}
 	}
 	return resumed, nil
