@@ -95,6 +95,7 @@ type grpcConn struct {
 // h2conn is one HTTP/2 connection of a client: RPCs on the wire, RPCs
 // sent on it, and how it ended.
 type h2conn struct {
+	local    string // its local address, its key in grpcConn.live
 	pod      string // the pod that answered last on it
 	inFlight int
 	sent     int
@@ -339,7 +340,8 @@ func (g *grpcConn) TagConn(ctx context.Context, info *stats.ConnTagInfo) context
 		g.live = map[string]*h2conn{}
 	}
 	if info.LocalAddr != nil {
-		g.live[info.LocalAddr.String()] = c
+		c.local = info.LocalAddr.String()
+		g.live[c.local] = c
 	}
 	g.all = append(g.all, c)
 	return context.WithValue(ctx, h2connKey{}, c)
@@ -393,10 +395,8 @@ func (g *grpcConn) HandleConn(ctx context.Context, s stats.ConnStats) {
 	if !g.closed {
 		c.ended = true
 	}
-	for k, v := range g.live {
-		if v == c {
-			delete(g.live, k)
-		}
+	if g.live[c.local] == c {
+		delete(g.live, c.local)
 	}
 }
 
