@@ -89,19 +89,27 @@ const grpcNoPreStop = "no preStop hook on a gRPC server: a GracefulStop at SIGTE
 // connections (not headless): each client keeps one HTTP/2 connection to
 // one pod.
 func pinnedConnections(obj string, port corev1.ContainerPort, svcs []*corev1.Service) (Finding, bool) {
+	s := serviceTo(port, svcs, false)
+	if s == nil {
+		return Finding{}, false
+	}
+	return Finding{Kind: Availability, Rule: "grpc-pinned-connections", Object: obj + ", service/" + s.Name,
+		Message: fmt.Sprintf("gRPC on port %d behind a Service that balances connections: each client keeps one HTTP/2 connection to one pod, so after a rollout the new pods carry only the clients that reconnected, unless the server ages connections out (MaxConnectionAge)", port.ContainerPort),
+		Fix:     "set the server's MaxConnectionAge with a grace (grpc-go keepalive.ServerParameters, e.g. 5m and 30s), or use a headless Service with client-side round_robin"}, true
+}
+
+// serviceTo is the first of svcs, headless or not as asked, with a port
+// that sends to port; nil if none.
+func serviceTo(port corev1.ContainerPort, svcs []*corev1.Service, headless bool) *corev1.Service {
 	for _, s := range svcs {
-		if s.Spec.ClusterIP == corev1.ClusterIPNone {
+		if (s.Spec.ClusterIP == corev1.ClusterIPNone) != headless {
 			continue
 		}
-		for _, sp := range s.Spec.Ports {
-			if targets(sp, port) {
-				return Finding{Kind: Availability, Rule: "grpc-pinned-connections", Object: obj + ", service/" + s.Name,
-					Message: fmt.Sprintf("gRPC on port %d behind a Service that balances connections: each client keeps one HTTP/2 connection to one pod, so after a rollout the new pods carry only the clients that reconnected, unless the server ages connections out (MaxConnectionAge)", port.ContainerPort),
-					Fix:     "set the server's MaxConnectionAge with a grace (grpc-go keepalive.ServerParameters, e.g. 5m and 30s), or use a headless Service with client-side round_robin"}, true
-			}
+		if slices.ContainsFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool { return targets(sp, port) }) {
+			return s
 		}
 	}
-	return Finding{}, false
+	return nil
 }
 
 // resolveEvery is how seldom grpc-go's DNS resolver asks again: at most
@@ -113,20 +121,11 @@ const resolveEvery = 30
 // (the preStop sleep): clients that balance over the Service's name
 // learn of new pods only when they resolve again.
 func resolvingClients(obj string, port corev1.ContainerPort, svcs []*corev1.Service, preStop int64) (Finding, bool) {
-	if preStop > resolveEvery {
+	s := serviceTo(port, svcs, true)
+	if s == nil || preStop > resolveEvery {
 		return Finding{}, false
 	}
-	for _, s := range svcs {
-		if s.Spec.ClusterIP != corev1.ClusterIPNone {
-			continue
-		}
-		for _, sp := range s.Spec.Ports {
-			if targets(sp, port) {
-				return Finding{Kind: Loss, Rule: "grpc-headless-short-prestop", Object: obj + ", service/" + s.Name, Variant: "grpc-round-robin",
-					Message: fmt.Sprintf("gRPC on port %d behind a headless Service, and the pods stop serving %d s after their deletion (the preStop sleep): clients that balance over its DNS name (round_robin) learn of new pods only when they resolve it again, which grpc-go does at most every %d s after an answer; clients that resolved less than that before every pod they know has stopped (started in the same release, or moved by an earlier GOAWAY) have nowhere to send", port.ContainerPort, preStop, resolveEvery),
-					Fix:     fmt.Sprintf("keep each old pod serving longer than the clients' re-resolution: a preStop sleep above %d s (lifecycle.preStop.sleep.seconds: %d) and terminationGracePeriodSeconds above it; or put xDS or a proxy in front", resolveEvery, resolveEvery+5)}, true
-			}
-		}
-	}
-	return Finding{}, false
+	return Finding{Kind: Loss, Rule: "grpc-headless-short-prestop", Object: obj + ", service/" + s.Name, Variant: "grpc-round-robin",
+		Message: fmt.Sprintf("gRPC on port %d behind a headless Service, and the pods stop serving %d s after their deletion (the preStop sleep): clients that balance over its DNS name (round_robin) learn of new pods only when they resolve it again, which grpc-go does at most every %d s after an answer; clients that resolved less than that before every pod they know has stopped (started in the same release, or moved by an earlier GOAWAY) have nowhere to send", port.ContainerPort, preStop, resolveEvery),
+		Fix:     fmt.Sprintf("keep each old pod serving longer than the clients' re-resolution: a preStop sleep above %d s (lifecycle.preStop.sleep.seconds: %d) and terminationGracePeriodSeconds above it; or put xDS or a proxy in front", resolveEvery, resolveEvery+5)}, true
 }
