@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -65,7 +66,7 @@ var grpcProtocol = protocol{
 		if u.Path != "" && u.Path != "/" {
 			g.method = u.Path
 		}
-		g.cc, err = grpcClient(u.Host, cfg.Balancer, grpc.WithStatsHandler(g), grpc.WithContextDialer(g.dial))
+		g.cc, err = grpcClient(u.Host, cfg.Balancer, grpc.WithStatsHandler(g), grpc.WithContextDialer(watchedDialer(g.gotGoAway)))
 		if err != nil {
 			return nil, err
 		}
@@ -261,27 +262,32 @@ func closedUnder(msg string) bool {
 	return false
 }
 
-// dial opens an HTTP/2 connection for the client, watching what the
-// server sends on it for GOAWAY.
-func (g *grpcConn) dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
+// watchedDialer dials HTTP/2 connections that call got with the
+// connection as the server's first GOAWAY on it arrives.
+func watchedDialer(got func(net.Conn)) func(context.Context, string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &goAwayWatch{Conn: c, got: func() { got(c) }}, nil
 	}
-	local := c.LocalAddr().String()
-	return &goAwayWatch{Conn: c, got: func() {
-		g.mu.Lock()
-		pod := ""
-		if h := g.live[local]; h != nil {
-			pod = h.pod
-		}
-		closed := g.closed
-		g.mu.Unlock()
-		if !closed {
-			g.stats.goAway(GoAway{At: time.Now(), Pod: pod})
-		}
-	}}, nil
+}
+
+// gotGoAway notes the GOAWAY on one of the client's HTTP/2 connections,
+// with the pod that answered there last.
+func (g *grpcConn) gotGoAway(c net.Conn) {
+	g.mu.Lock()
+	pod := ""
+	if h := g.live[c.LocalAddr().String()]; h != nil {
+		pod = h.pod
+	}
+	closed := g.closed
+	g.mu.Unlock()
+	if !closed {
+		g.stats.goAway(GoAway{At: time.Now(), Pod: pod})
+	}
 }
 
 // goAwayWatch is a client's HTTP/2 connection that calls got as the
@@ -419,7 +425,12 @@ func grpcStream(ctx context.Context, target, method string, cfg Config, id int, 
 	if err != nil {
 		return
 	}
-	cc, err := grpcClient(u.Host, cfg.Balancer)
+	pods := &streamPods{}
+	cc, err := grpcClient(u.Host, cfg.Balancer, grpc.WithContextDialer(watchedDialer(func(c net.Conn) {
+		if ctx.Err() == nil {
+			stats.goAway(GoAway{At: time.Now(), Pod: pods.of(c.LocalAddr())})
+		}
+	})))
 	if err != nil {
 		lost(outcome{at: time.Now(), target: target, conn: id, err: err, class: Other})
 		return
@@ -427,7 +438,7 @@ func grpcStream(ctx context.Context, target, method string, cfg Config, id int, 
 	defer cc.Close()
 	for ctx.Err() == nil {
 		o := outcome{at: time.Now(), target: "grpc://" + u.Host + method, conn: id}
-		opened, answered, err := watchOnce(ctx, cc, method, &o)
+		opened, answered, err := watchOnce(ctx, cc, method, &o, pods)
 		if opened {
 			stats.streamsOpened.Add(1)
 		}
@@ -453,6 +464,35 @@ func grpcStream(ctx context.Context, target, method string, cfg Config, id int, 
 	}
 }
 
+// streamPods names the pod that answered last on each of a stream
+// client's HTTP/2 connections, by its local address: whose GOAWAY it is
+// when one arrives there.
+type streamPods struct {
+	mu sync.Mutex
+	by map[string]string
+}
+
+func (p *streamPods) of(local net.Addr) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.by[local.String()]
+}
+
+// answered notes the pod a stream's header named, on the connection the
+// stream went on (ctx is the stream's).
+func (p *streamPods) answered(ctx context.Context, pod string) {
+	on, ok := peer.FromContext(ctx)
+	if !ok || on.LocalAddr == nil || pod == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.by == nil {
+		p.by = map[string]string{}
+	}
+	p.by[on.LocalAddr.String()] = pod
+}
+
 // streamRetry is how long a stream that failed waits before it is opened
 // again.
 const streamRetry = 100 * time.Millisecond
@@ -462,7 +502,7 @@ const streamRetry = 100 * time.Millisecond
 // whether the server accepted it (a message came), answered whether
 // the error is the server's own status (its trailer named the pod). o
 // gets the pod and version the answer named.
-func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outcome) (opened, answered bool, err error) {
+func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outcome, pods *streamPods) (opened, answered bool, err error) {
 	// The run's end cancels the stream from this side. Its deadline is
 	// not sent along: the server would end the stream at it, racing the
 	// client's own end, and the stream would look cut.
@@ -492,6 +532,7 @@ func watchOnce(ctx context.Context, cc *grpc.ClientConn, method string, o *outco
 		return ended(err)
 	}
 	named(o, header)
+	pods.answered(s.Context(), o.pod)
 	o.reused, o.firstByte = true, true
 	// Opened once the server sent on it: a status alone (app starting)
 	// refused it.

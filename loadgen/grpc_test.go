@@ -47,6 +47,9 @@ func startGRPCServer(t *testing.T, opts ...grpc.ServerOption) *grpcServer {
 			g.answered.Add(1)
 		}
 		return resp, err
+	}), grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		ss.SetHeader(metadata.Pairs(strings.ToLower(loadgen.PodHeader), "p1"))
+		return h(srv, ss)
 	}))...)
 	healthpb.RegisterHealthServer(g.srv, g.health)
 	go g.srv.Serve(ln)
@@ -165,6 +168,26 @@ func TestGRPCGracefulStopRefusesWhatComesAfter(t *testing.T) {
 	// answered there.
 	if len(r.GoAways) != 2 {
 		t.Fatalf("GOAWAYs %+v; want one per connection", r.GoAways)
+	}
+	for _, g := range r.GoAways {
+		if at := g.At.Sub(r.Started); g.Pod != "p1" || at < time.Second || at > 1300*time.Millisecond {
+			t.Errorf("GOAWAY from %q at +%s; want p1's, just after the stop at +1s", g.Pod, at)
+		}
+	}
+}
+
+// A stream's own connection hears the GOAWAY too: GracefulStop tells
+// every connection, the streams' among them, each noted with the pod its
+// stream last named.
+func TestGRPCStreamsConnectionsGetTheirGOAWAY(t *testing.T) {
+	srv := startGRPCServer(t)
+	cfg := grpcLoad(srv.addr, 2)
+	cfg.Streams = 2
+	time.AfterFunc(time.Second, srv.srv.GracefulStop)
+	r := run(t, cfg)
+	t.Log(r.Summary())
+	if len(r.GoAways) != 4 {
+		t.Fatalf("GOAWAYs %+v; want one per connection: 2 of the RPCs, 2 of the streams", r.GoAways)
 	}
 	for _, g := range r.GoAways {
 		if at := g.At.Sub(r.Started); g.Pod != "p1" || at < time.Second || at > 1300*time.Millisecond {
