@@ -29,7 +29,9 @@ import (
 type Timeouts struct {
 	// Available bounds a new Deployment becoming available.
 	Available time.Duration
-	// Serving bounds a Service answering after its Deployment is available.
+	// Serving bounds a Service answering after its Deployment is
+	// available: an app whose probe passes as its port opens may warm up
+	// for a minute after.
 	Serving time.Duration
 	// Rollout bounds a rollout, old pods gone included.
 	Rollout time.Duration
@@ -43,7 +45,7 @@ type Timeouts struct {
 func DefaultTimeouts() Timeouts {
 	return Timeouts{
 		Available: 2 * time.Minute,
-		Serving:   30 * time.Second,
+		Serving:   90 * time.Second,
 		Rollout:   3 * time.Minute,
 		Namespace: 2 * time.Minute,
 		Poll:      200 * time.Millisecond,

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -76,6 +77,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		head = fmt.Sprintf("%d lost (%s; %d of the timeouts never connected: no answer to the connection attempt within %s) at +%.1fs",
 			ep.Lost, classList(ep.ByClass), ep.Unanswered, time.Duration(r.Client.TimeoutMs)*time.Millisecond, r.Offset(ep.Start).Seconds())
 	}
+	if s, ok := servedLate(r, ep, events); ok {
+		return head + s
+	}
 	if s, ok := resolvedGone(r, ep, events); ok {
 		return head + s
 	}
@@ -98,8 +102,8 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 	deleted, exited := deletionBefore(events, ep)
 	if kill := near(events, ep.Start, probes.ContainerTerminated, "SIGKILL", DefaultTolerance); kill != nil {
 		s := head
-		if deleted != nil && deleted.Pod == kill.Pod {
-			s += fmt.Sprintf(", %.1fs after pod %s was deleted", ep.Start.Sub(deleted.At).Seconds(), deleted.Pod)
+		if d := deletionOf(events, kill.Pod); d != nil {
+			s += fmt.Sprintf(", %.1fs after pod %s was deleted", ep.Start.Sub(d.At).Seconds(), d.Pod)
 		}
 		return s + fmt.Sprintf(" = SIGKILL of %s at the end of its grace period: the container was still running when terminationGracePeriodSeconds ran out. "+
 			"Either PID 1 ignored SIGTERM (a shell-form CMD, or a shell script that does not exec the server, never passes it on: use an exec-form CMD or an init such as tini), "+
@@ -143,14 +147,22 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 
 // deletionBefore is the last pod deletion before the episode started (or
 // as it started: the watch reports a little late), and that pod's
-// container's exit after it, if any.
+// container's exit after it, if any. Where the episode's losses were on
+// connections to deleted pods, the last of those pods' deletions: the
+// pod the losses were with, not merely the latest one deleted.
 func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *probes.Event) {
+	var any, on *probes.Event
 	for i := range events {
 		e := &events[i]
-		if e.Kind == probes.PodDeleting && !e.At.After(ep.Start.Add(watchLag)) {
-			deleted = e
+		if e.Kind != probes.PodDeleting || e.At.After(ep.Start.Add(watchLag)) {
+			continue
+		}
+		any = e
+		if ep.ByConnPod[e.Pod] > 0 {
+			on = e
 		}
 	}
+	deleted = cmp.Or(on, any)
 	if deleted == nil {
 		return nil, nil
 	}
@@ -161,6 +173,66 @@ func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *pr
 		}
 	}
 	return deleted, nil
+}
+
+// deletionOf is pod's deletion, if the timeline has it.
+func deletionOf(events []probes.Event, pod string) *probes.Event {
+	for i := range events {
+		if e := &events[i]; e.Kind == probes.PodDeleting && e.Pod == pod {
+			return e
+		}
+	}
+	return nil
+}
+
+// servedLate explains refusals or a server's own errors by pods that
+// were endpoints as the episode began but whose app said it was ready
+// only after (the sample app's "ready" line): traffic sent to pods that
+// did not serve, however long ago they turned ready. Clients that
+// balance themselves learn such a pod from DNS whenever they next ask.
+func servedLate(r *loadgen.Report, ep probes.Burst, events []probes.Event) (string, bool) {
+	if ep.ByClass[loadgen.Refused]+ep.ByClass[loadgen.HTTP5xx] == 0 {
+		return "", false
+	}
+	ready, _, _ := readyAt(events, ep.Start.Add(watchLag))
+	var late []string
+	for _, pod := range slices.Sorted(maps.Keys(ready)) {
+		var endpoint, serving *probes.Event
+		for i := range events {
+			e := &events[i]
+			switch {
+			case e.Pod != pod:
+			case e.Kind == probes.EndpointReady && endpoint == nil:
+				endpoint = e
+			case e.Kind == probes.App && serving == nil && appSays(e.Detail, "ready"):
+				serving = e
+			}
+		}
+		if endpoint != nil && serving != nil && serving.At.After(ep.Start) {
+			late = append(late, fmt.Sprintf("%s (an endpoint from +%.1fs, its app ready at +%.1fs)", pod, r.Offset(endpoint.At).Seconds(), r.Offset(serving.At).Seconds()))
+		}
+	}
+	if len(late) == 0 {
+		return "", false
+	}
+	s := fmt.Sprintf(", while %s %s sent traffic before serving = readiness that passed before the app was ready (no readiness probe, or a TCP probe on a port that opens before the app is ready).",
+		andList(late), wasWere(len(late)))
+	if r.Client.Balancer != "" {
+		s += " Clients that balance themselves learn pods from DNS, which names a pod once it is ready, and use them from the moment they next ask (here when the old pods' GOAWAY sent them)."
+	}
+	if r.Client.HTTP2 {
+		return s + " Use the native gRPC readiness probe (readinessProbe: {grpc: {port: N}}): the health service says SERVING only once the server serves.", true
+	}
+	return s + " Use an HTTP readiness probe on a path that answers only once the app serves.", true
+}
+
+// appSays reports whether an app lifecycle line (its container's name
+// first, in a pod of several) is the word line.
+func appSays(detail, line string) bool {
+	if _, rest, ok := strings.Cut(detail, ": "); ok {
+		detail = rest
+	}
+	return strings.HasPrefix(detail, line+" ") || detail == line
 }
 
 // afterDeletion explains an episode that followed a pod's deletion by
@@ -175,7 +247,16 @@ func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []prob
 	// A proxy in front answers 502/503 for a request it sent to a pod
 	// that stopped listening: the same race as a refusal.
 	fresh := ep.ByClass[loadgen.Refused] + ep.ByClass[loadgen.Timeout] + ep.ByClass[loadgen.HTTP5xx]
+	var term *probes.Event // the deleted pod's app got SIGTERM as the episode began
+	for i := range events {
+		e := &events[i]
+		if e.Kind == probes.App && e.Pod == deleted.Pod && strings.HasPrefix(e.Detail, "sigterm") && e.At.Sub(ep.Start).Abs() <= DefaultTolerance {
+			term = e
+		}
+	}
 	switch {
+	case broken >= fresh && http2 && after >= DataPlaneLag+DefaultTolerance && term != nil:
+		return s + fmt.Sprintf(" = the server closed connections with RPCs on them when it got SIGTERM, %.1fs after the deletion (Stop, or an exit): its preStop had kept new connections away, but clients keep the connections they have (a balancing client one to every pod it resolved). Stop with GracefulStop: its GOAWAY moves the clients, and the RPCs in flight finish; end long streams yourself or bound the wait.", term.At.Sub(deleted.At).Seconds())
 	case broken >= fresh && after < DataPlaneLag+DefaultTolerance && http2:
 		return s + " = the server closed connections with RPCs on them when it got SIGTERM (Stop, or an exit). Stop with GracefulStop (GOAWAY, then the RPCs in flight finish; end long streams yourself or bound the wait), and add a preStop sleep (5 s) so the endpoint is removed before the stop begins."
 	case broken >= fresh && after < DataPlaneLag+DefaultTolerance:
@@ -211,7 +292,7 @@ func resolvedGone(r *loadgen.Report, ep probes.Burst, events []probes.Event) (st
 		return "", false
 	}
 	resolved, _, _ := readyAt(events, r.Started)
-	now, _, _ := readyAt(events, ep.Start)
+	now, _, _ := readyAt(events, ep.Start.Add(watchLag))
 	if len(resolved) == 0 || len(now) == 0 {
 		return "", false
 	}

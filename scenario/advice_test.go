@@ -63,6 +63,64 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			want: []string{"RPCs on connections clients opened to the pod after it closed its listener", "GOAWAY", "so GracefulStop begins once the endpoint is gone"},
 		},
 		{
+			name: "gRPC Stop after a long preStop: the losses name the pod whose connections broke, not the latest deleted",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 40*time.Second, 6, loadgen.EOF)
+				for i := range r.Losses {
+					r.Losses[i].ConnPod = "old-a"
+				}
+				r.Protocol, r.Client.HTTP2, r.Client.Balancer = "grpc", true, "round_robin"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(4*time.Second, probes.EndpointReady, "new-a", ""),
+				ev(5*time.Second, probes.PodDeleting, "old-a", "grace 60s"),
+				ev(7*time.Second, probes.EndpointReady, "new-b", ""),
+				ev(8*time.Second, probes.PodDeleting, "old-b", "grace 60s"),
+				ev(40010*time.Millisecond, probes.App, "old-a", "sigterm (version=v1 signal=terminated pid=1)"),
+				ev(40400*time.Millisecond, probes.ContainerTerminated, "old-a", "app exited 0 (Completed)"),
+			},
+			want: []string{"35.0s after pod old-a was deleted", "when it got SIGTERM, 35.0s after the deletion", "Stop with GracefulStop"},
+		},
+		{
+			name: "clients that balance themselves learnt from DNS pods that did not serve yet",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 37*time.Second, 50, loadgen.HTTP5xx)
+				r.Protocol, r.Client.HTTP2, r.Client.Balancer = "grpc", true, "round_robin"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(-5*time.Second, probes.EndpointReady, "old-a", ""),
+				ev(time.Second, probes.EndpointReady, "new-a", ""),
+				ev(1100*time.Millisecond, probes.PodDeleting, "old-a", "grace 60s"),
+				ev(1150*time.Millisecond, probes.EndpointTerminating, "old-a", ""),
+				ev(36*time.Second, probes.App, "old-a", "sigterm (version=v1 signal=terminated pid=1)"),
+				ev(36500*time.Millisecond, probes.ContainerTerminated, "old-a", "app exited 0 (Completed)"),
+				ev(46*time.Second, probes.App, "new-a", "ready (version=v2 pid=1)"),
+			},
+			want: []string{"while new-a (an endpoint from +1.0s, its app ready at +46.0s) was sent traffic before serving", "learn pods from DNS", "native gRPC readiness probe"},
+		},
+		{
+			name: "refused by pods DNS named before they listened, not by pods that are gone",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 37*time.Second, 50, loadgen.Refused)
+				r.Protocol, r.Client.HTTP2, r.Client.Balancer = "grpc", true, "round_robin"
+				return r
+			}(),
+			events: []probes.Event{
+				ev(-5*time.Second, probes.EndpointReady, "old-a", ""),
+				ev(-5*time.Second, probes.App, "old-a", "ready (version=v1 pid=1)"),
+				ev(time.Second, probes.EndpointReady, "new-a", ""),
+				ev(1100*time.Millisecond, probes.PodDeleting, "old-a", "grace 60s"),
+				ev(1150*time.Millisecond, probes.EndpointTerminating, "old-a", ""),
+				ev(36*time.Second, probes.App, "old-a", "sigterm (version=v1 signal=terminated pid=1)"),
+				ev(36500*time.Millisecond, probes.ContainerTerminated, "old-a", "app exited 0 (Completed)"),
+				ev(46*time.Second, probes.App, "new-a", "listening (version=v2 pid=1)"),
+				ev(46*time.Second, probes.App, "new-a", "ready (version=v2 pid=1)"),
+			},
+			want: []string{"while new-a (an endpoint from +1.0s, its app ready at +46.0s) was sent traffic before serving", "no readiness probe"},
+		},
+		{
 			name: "clients that balance themselves knew only pods that are gone",
 			report: func() *loadgen.Report {
 				r := lossesAt(t0, 12*time.Second, 50, loadgen.Refused)

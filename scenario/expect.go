@@ -511,6 +511,12 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 			lastRefused[l.Conn] = l.At
 		}
 	}
+	// An outage the disruption began that runs on past its settling
+	// (new pods, ready by the API, that do not serve yet) is one episode:
+	// a loss after it settled within EpisodeGap of one the disruption
+	// explains is that episode's tail.
+	var lastDuring time.Time
+	var late []loadgen.Loss
 	for _, l := range r.Losses {
 		switch {
 		case !w.Trigger.IsZero() && l.At.Before(w.Trigger):
@@ -522,8 +528,18 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 			if last, ok := lastRefused[l.Conn]; ok && l.Class == loadgen.Refused && l.At.Sub(last) <= backoff {
 				continue
 			}
-			after++
+			late = append(late, l)
+		case l.At.After(lastDuring):
+			lastDuring = l.At
 		}
+	}
+	slices.SortFunc(late, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
+	for _, l := range late {
+		if !lastDuring.IsZero() && l.At.Sub(lastDuring) <= EpisodeGap {
+			lastDuring = l.At
+			continue
+		}
+		after++
 	}
 	return before, after
 }

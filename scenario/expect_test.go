@@ -101,6 +101,8 @@ func TestJudge(t *testing.T) {
 		{"a loss while the data plane catches up", report(loss{7500 * time.Millisecond, loadgen.Timeout, false}), lossy(loadgen.Timeout), true, ""},
 		{"late timeouts after timeouts in the disruption (stale conntrack)", report(loss{7 * time.Second, loadgen.Timeout, false}, loss{9500 * time.Millisecond, loadgen.Timeout, false}), func() scenario.Expectation { e := lossy(loadgen.Timeout); e.LossStarts = killAt; return e }(), true, ""},
 		{"late timeouts with none in the disruption", report(loss{7 * time.Second, loadgen.Reset, false}, loss{9500 * time.Millisecond, loadgen.Timeout, false}), lossy(loadgen.Reset, loadgen.Timeout), false, "1 sent after it settled"},
+		{"an outage the disruption began, running on past its settling", report(loss{7 * time.Second, loadgen.HTTP5xx, false}, loss{7900 * time.Millisecond, loadgen.HTTP5xx, false}, loss{9500 * time.Millisecond, loadgen.HTTP5xx, false}), lossy(loadgen.HTTP5xx), true, ""},
+		{"a loss after a gap past the settling", report(loss{7 * time.Second, loadgen.HTTP5xx, false}, loss{9100 * time.Millisecond, loadgen.HTTP5xx, false}), lossy(loadgen.HTTP5xx), false, "1 sent after it settled"},
 		{"a late reset after timeouts", report(loss{7 * time.Second, loadgen.Timeout, false}, loss{9500 * time.Millisecond, loadgen.Reset, false}), func() scenario.Expectation {
 			e := lossy(loadgen.Timeout, loadgen.Reset)
 			e.LossStarts = killAt
