@@ -522,12 +522,6 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 		case !w.Trigger.IsZero() && l.At.Before(w.Trigger):
 			before++
 		case !w.Settled.IsZero() && l.At.After(settled):
-			if l.Class == loadgen.Timeout && !lastTimeout.IsZero() && l.At.Sub(lastTimeout) <= SYNSentTimeout {
-				continue
-			}
-			if last, ok := lastRefused[l.Conn]; ok && l.Class == loadgen.Refused && l.At.Sub(last) <= backoff {
-				continue
-			}
 			late = append(late, l)
 		case l.At.After(lastDuring):
 			lastDuring = l.At
@@ -535,7 +529,12 @@ func lossesOutside(r *loadgen.Report, w Window) (before, after int) {
 	}
 	slices.SortFunc(late, func(a, b loadgen.Loss) int { return a.At.Compare(b.At) })
 	for _, l := range late {
-		if !lastDuring.IsZero() && l.At.Sub(lastDuring) <= EpisodeGap {
+		chained := !lastDuring.IsZero() && l.At.Sub(lastDuring) <= EpisodeGap
+		staleSYN := l.Class == loadgen.Timeout && !lastTimeout.IsZero() && l.At.Sub(lastTimeout) <= SYNSentTimeout
+		last, ok := lastRefused[l.Conn]
+		inBackoff := ok && l.Class == loadgen.Refused && l.At.Sub(last) <= backoff
+		if chained || staleSYN || inBackoff {
+			// Explained; the episode goes on while explained losses do.
 			lastDuring = l.At
 			continue
 		}

@@ -102,6 +102,14 @@ func TestJudge(t *testing.T) {
 		{"late timeouts after timeouts in the disruption (stale conntrack)", report(loss{7 * time.Second, loadgen.Timeout, false}, loss{9500 * time.Millisecond, loadgen.Timeout, false}), func() scenario.Expectation { e := lossy(loadgen.Timeout); e.LossStarts = killAt; return e }(), true, ""},
 		{"late timeouts with none in the disruption", report(loss{7 * time.Second, loadgen.Reset, false}, loss{9500 * time.Millisecond, loadgen.Timeout, false}), lossy(loadgen.Reset, loadgen.Timeout), false, "1 sent after it settled"},
 		{"an outage the disruption began, running on past its settling", report(loss{7 * time.Second, loadgen.HTTP5xx, false}, loss{7900 * time.Millisecond, loadgen.HTTP5xx, false}, loss{9500 * time.Millisecond, loadgen.HTTP5xx, false}), lossy(loadgen.HTTP5xx), true, ""},
+		{"an outage on past the settling, bridged by refusals in a gRPC backoff", func() *loadgen.Report {
+			r := grpcRefused(7500*time.Millisecond, 10*time.Second)
+			r.Lost++
+			r.LostByClass[loadgen.Refused]++
+			r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(11800 * time.Millisecond), Class: loadgen.Refused, Conn: 2})
+			r.OK = r.Total - r.Lost
+			return r
+		}(), lossy(loadgen.Refused), true, ""},
 		{"a loss after a gap past the settling", report(loss{7 * time.Second, loadgen.HTTP5xx, false}, loss{9100 * time.Millisecond, loadgen.HTTP5xx, false}), lossy(loadgen.HTTP5xx), false, "1 sent after it settled"},
 		{"a late reset after timeouts", report(loss{7 * time.Second, loadgen.Timeout, false}, loss{9500 * time.Millisecond, loadgen.Reset, false}), func() scenario.Expectation {
 			e := lossy(loadgen.Timeout, loadgen.Reset)
