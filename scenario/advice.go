@@ -77,7 +77,12 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		head = fmt.Sprintf("%d lost (%s; %d of the timeouts never connected: no answer to the connection attempt within %s) at +%.1fs",
 			ep.Lost, classList(ep.ByClass), ep.Unanswered, time.Duration(r.Client.TimeoutMs)*time.Millisecond, r.Offset(ep.Start).Seconds())
 	}
-	if s, ok := servedLate(r, ep, events); ok {
+	deleted, exited := deletionBefore(events, ep)
+	// A deleted pod that stopped serving while it was still an endpoint:
+	// its container ended before the episode was over, soon after the
+	// deletion.
+	stoppedEarly := exited != nil && !exited.At.After(ep.End.Add(DefaultTolerance)) && exited.At.Sub(deleted.At) < DataPlaneLag
+	if s, ok := servedLate(r, ep, events); ok && !stoppedEarly {
 		return head + s
 	}
 	if s, ok := resolvedGone(r, ep, events); ok {
@@ -99,7 +104,6 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		}
 		return head + fmt.Sprintf(", as the proxy in front (%s) reloaded = %s", rl.Pod, why)
 	}
-	deleted, exited := deletionBefore(events, ep)
 	if kill := near(events, ep.Start, probes.ContainerTerminated, "SIGKILL", DefaultTolerance); kill != nil {
 		s := head
 		if d := deletionOf(events, kill.Pod); d != nil {
@@ -112,10 +116,6 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 	if s, ok := podsStoppedOutOfOrder(ep, events); ok {
 		return head + s
 	}
-	// A deleted pod that stopped serving while it was still an endpoint:
-	// its container ended before the episode was over, soon after the
-	// deletion.
-	stoppedEarly := exited != nil && !exited.At.After(ep.End.Add(DefaultTolerance)) && exited.At.Sub(deleted.At) < DataPlaneLag
 	ready := lastBefore(events, ep.Start.Add(watchLag), probes.EndpointReady, DataPlaneLag+DefaultTolerance)
 	if !stoppedEarly && ready != nil && (ep.ByClass[loadgen.Refused] > 0 || ep.ByClass[loadgen.HTTP5xx] > 0) {
 		if s := containerStart(ep, ready, events); s != "" {
@@ -186,10 +186,11 @@ func deletionOf(events []probes.Event, pod string) *probes.Event {
 }
 
 // servedLate explains refusals or a server's own errors by pods that
-// were endpoints as the episode began but whose app said it was ready
-// only after (the sample app's "ready" line): traffic sent to pods that
-// did not serve, however long ago they turned ready. Clients that
-// balance themselves learn such a pod from DNS whenever they next ask.
+// turned ready as endpoints before their app said it was ready (the
+// sample app's "ready" line), and whose app said so only after the
+// episode began: traffic sent to pods that did not serve, however long
+// ago they turned ready. Clients that balance themselves learn such a
+// pod from DNS whenever they next ask.
 func servedLate(r *loadgen.Report, ep probes.Burst, events []probes.Event) (string, bool) {
 	if ep.ByClass[loadgen.Refused]+ep.ByClass[loadgen.HTTP5xx] == 0 {
 		return "", false
@@ -208,7 +209,9 @@ func servedLate(r *loadgen.Report, ep probes.Burst, events []probes.Event) (stri
 				serving = e
 			}
 		}
-		if endpoint != nil && serving != nil && serving.At.After(ep.Start) {
+		// An endpoint before its app was ready, and still not ready as
+		// the episode began.
+		if endpoint != nil && serving != nil && serving.At.After(endpoint.At) && serving.At.After(ep.Start) {
 			late = append(late, fmt.Sprintf("%s (an endpoint from +%.1fs, its app ready at +%.1fs)", pod, r.Offset(endpoint.At).Seconds(), r.Offset(serving.At).Seconds()))
 		}
 	}

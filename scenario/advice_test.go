@@ -121,6 +121,21 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			want: []string{"while new-a (an endpoint from +1.0s, its app ready at +46.0s) was sent traffic before serving", "no readiness probe"},
 		},
 		{
+			name: "no preStop, gRPC, a new pod turning ready just after: its app was ready first, so not its readiness",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 2*time.Second, 50, loadgen.Refused)
+				r.Protocol, r.Client.HTTP2 = "grpc", true
+				return r
+			}(),
+			events: []probes.Event{
+				ev(2*time.Second, probes.PodDeleting, "old", "grace 30s"),
+				ev(2100*time.Millisecond, probes.ContainerTerminated, "old", "app exited 0 (Completed)"),
+				ev(2600*time.Millisecond, probes.App, "new", "ready (version=v1 pid=1)"),
+				ev(2800*time.Millisecond, probes.EndpointReady, "new", ""),
+			},
+			want: []string{"GracefulStop"},
+		},
+		{
 			name: "clients that balance themselves knew only pods that are gone",
 			report: func() *loadgen.Report {
 				r := lossesAt(t0, 12*time.Second, 50, loadgen.Refused)
