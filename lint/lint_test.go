@@ -57,6 +57,7 @@ func TestFindingsMatchTheCatalogue(t *testing.T) {
 		"grpc-no-readiness":                   {"no-readiness-probe"},
 		"grpc-no-prestop":                     {"no-prestop"},
 		"grpc-hard-stop":                      nil,
+		"grpc-bounded-stop":                   nil,
 		"grpc-stream-blocks-stop":             nil,
 		"grpc-tcp-readiness":                  {"tcp-readiness-probe"},
 		"grpc-native-probe":                   nil,

@@ -29,13 +29,14 @@ type rolloutCase struct {
 // slowest lossless specs (5.8 min together, 2026-12-06); the gRPC
 // failure modes through a headless Service, whose preStop outlasts
 // grpc-go's 30 s between DNS answers (the pinned pairs and
-// grpc-round-robin's pair run in CI); and grpc-no-readiness, whose
-// early readiness grpc-tcp-readiness shows in CI.
+// grpc-round-robin's pair run in CI); grpc-no-readiness, whose early
+// readiness grpc-tcp-readiness shows in CI; and grpc-bounded-stop, whose
+// streams are cut as grpc-stream-blocks-stop's are.
 var ciLeavesOut = map[string]bool{
 	"native-sidecar-startup-probe": true, "single-replica-surge": true, "tcp-readiness-late-listen": true,
 	"grpc-round-robin-no-prestop": true, "grpc-round-robin-hard-stop": true, "grpc-round-robin-stream-blocks-stop": true,
 	"grpc-round-robin-tcp-readiness": true, "grpc-round-robin-native-probe": true, "grpc-round-robin-no-readiness": true,
-	"grpc-no-readiness": true,
+	"grpc-no-readiness": true, "grpc-bounded-stop": true,
 }
 
 // rolloutEntries is one Entry per variant and load mode under a rollout
