@@ -253,7 +253,7 @@ func afterDeletion(ep probes.Burst, deleted, exited *probes.Event, events []prob
 	var term *probes.Event // the deleted pod's app got SIGTERM as the episode began
 	for i := range events {
 		e := &events[i]
-		if e.Kind == probes.App && e.Pod == deleted.Pod && strings.HasPrefix(e.Detail, "sigterm") && e.At.Sub(ep.Start).Abs() <= DefaultTolerance {
+		if e.Kind == probes.App && e.Pod == deleted.Pod && appSays(e.Detail, "sigterm") && e.At.Sub(ep.Start).Abs() <= DefaultTolerance {
 			term = e
 		}
 	}
