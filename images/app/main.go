@@ -180,14 +180,16 @@ func serve(cfg config) int {
 		logEvent(cfg, "exit", "code", 0)
 		return 0
 	}
+	// An app that listens late is ready before its port opens: a
+	// connection accepted as it opens must not read "starting".
+	ready.Store(true)
+	grpcSrv.setServing(true)
 	if !cfg.listenEarly {
 		if err := listen(); err != nil {
 			logEvent(cfg, "exit", "error", err.Error(), "code", 1)
 			return 1
 		}
 	}
-	ready.Store(true)
-	grpcSrv.setServing(true)
 	logEvent(cfg, "ready")
 
 	s := <-sigs

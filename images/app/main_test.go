@@ -211,6 +211,47 @@ func TestLateListenRefusesBeforeReady(t *testing.T) {
 	p.waitEvent(t, "ready", 5*time.Second)
 }
 
+// An app that listens only once it is ready answers its very first
+// connections: none accepted as the port opens reads "starting". Clients
+// dial from before the port opens until each has had an answer.
+func TestLateListenAnswersItsFirstConnections(t *testing.T) {
+	for range 5 {
+		p := startApp(t, "--startup-delay", "300ms", "--grpc-listen", freePort(t), "--rpc-listen", freePort(t))
+		c := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		var wg sync.WaitGroup
+		codes := make(chan int, 64)
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+					resp, err := c.Get(p.url)
+					if err != nil {
+						continue // refused: not listening yet
+					}
+					resp.Body.Close()
+					codes <- resp.StatusCode
+					return
+				}
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		n := 0
+		for code := range codes {
+			n++
+			if code != http.StatusOK {
+				t.Fatalf("first answer on a fresh connection = %d, want 200", code)
+			}
+		}
+		if n != 32 {
+			t.Fatalf("%d of 32 clients had an answer", n)
+		}
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
 func TestResponseHeadersAndExecProbe(t *testing.T) {
 	p := startApp(t, "--version", "v7")
 	p.waitEvent(t, "ready", 5*time.Second)
