@@ -467,6 +467,26 @@ func TestALossNamesThePodItsConnectionReached(t *testing.T) {
 	}
 }
 
+// A gRPC client balancing over several pods keeps an HTTP/2 connection
+// to each: a loss on one names the pod of that connection, not the pod
+// that answered last on another of the same client.
+func TestALossNamesThePodOfItsHTTP2Connection(t *testing.T) {
+	start := time.Unix(1000, 0)
+	acc := newAccumulator(Config{Targets: []string{"grpc://x"}, Connections: 1, Rate: 10, Timeout: time.Second}, start)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	acc.add(outcome{seq: 0, at: at(0), latency: time.Millisecond, conn: 1, h2conn: 1, pod: "web-a"})
+	acc.add(outcome{seq: 1, at: at(1), latency: time.Millisecond, conn: 1, h2conn: 2, pod: "web-b"})
+	acc.add(outcome{seq: 2, at: at(100), latency: time.Millisecond, conn: 1, h2conn: 1, reused: true, class: EOF})
+	acc.add(outcome{seq: 3, at: at(101), latency: time.Millisecond, conn: 1, h2conn: 2, reused: true, class: Reset})
+	var got []string
+	for _, l := range acc.r.Losses {
+		got = append(got, l.ConnPod)
+	}
+	if want := []string{"web-a", "web-b"}; !slices.Equal(got, want) {
+		t.Errorf("the pods of the losses' connections %q, want %q", got, want)
+	}
+}
+
 // EndByPod counts who answered the requests sent in the load's last
 // EndWindow, whatever order their outcomes came in; its memory holds
 // only those buckets.

@@ -96,6 +96,7 @@ type grpcConn struct {
 // h2conn is one HTTP/2 connection of a client: RPCs on the wire, RPCs
 // sent on it, and how it ended.
 type h2conn struct {
+	id       int    // its number among the client's connections, from 1
 	local    string // its local address, its key in grpcConn.live
 	pod      string // the pod that answered last on it
 	inFlight int
@@ -153,7 +154,7 @@ func (g *grpcConn) send(o *outcome) error {
 	c := note.on
 	if c != nil {
 		// How the connection stood when the RPC went on it.
-		o.reused, o.idle, o.idleFor, o.onConnAt = note.reused, note.idle, note.idleFor, note.onConnAt
+		o.reused, o.idle, o.idleFor, o.onConnAt, o.h2conn = note.reused, note.idle, note.idleFor, note.onConnAt, c.id
 		c.inFlight--
 		c.lastEnd = now
 		if o.pod != "" {
@@ -342,6 +343,7 @@ func (g *grpcConn) TagConn(ctx context.Context, info *stats.ConnTagInfo) context
 	c := &h2conn{lastEnd: time.Now()}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	c.id = len(g.all) + 1
 	if g.live == nil {
 		g.live = map[string]*h2conn{}
 	}

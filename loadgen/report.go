@@ -503,6 +503,7 @@ type outcome struct {
 	pod        string
 	version    string
 	conn       int  // long-lived mode: which connection, from 1
+	h2conn     int  // gRPC: which of its client's HTTP/2 connections it went on, from 1
 	reused     bool // the connection had carried a request before
 	idle       bool // nothing else was on the connection when it was written
 	idleFor    time.Duration
@@ -603,15 +604,18 @@ type accumulator struct {
 const EndWindow = 2 * time.Second
 
 // connKey names a connection: its generator, its client port and, in
-// long-lived load, its number.
+// long-lived load, its client's number and, for a gRPC client that keeps
+// several HTTP/2 connections (one per address it balances over), which
+// of them.
 type connKey struct {
 	generator string
 	port      int
 	conn      int
+	h2conn    int
 }
 
 func (o outcome) connKey() (connKey, bool) {
-	return connKey{o.generator, o.localPort, o.conn}, o.localPort != 0 || o.conn != 0
+	return connKey{o.generator, o.localPort, o.conn, o.h2conn}, o.localPort != 0 || o.conn != 0
 }
 
 // histMaxMicros bounds what the histograms hold; larger values are

@@ -58,6 +58,7 @@ type wireOutcome struct {
 	OnConn  int64     `json:"oc,omitempty"`
 	Failed  int64     `json:"fa,omitempty"`
 	Port    int       `json:"lp,omitempty"`
+	H2Conn  int       `json:"h2,omitempty"`
 }
 
 // wireFlags are an outcome's booleans, a bit each.
@@ -97,7 +98,7 @@ func toWire(o outcome, started time.Time, targets []string) *wireOutcome {
 		Seq: o.seq, At: since(o.at), Latency: int64(o.latency), SendLag: int64(o.sendLag),
 		Class: o.class, Status: o.status, Pod: o.pod, Version: o.version, Conn: o.conn,
 		IdleFor: int64(o.idleFor), OnConn: since(o.onConnAt), Failed: since(o.failedAt), Port: o.localPort,
-		Target: max(0, slices.Index(targets, o.target)),
+		H2Conn: o.h2conn, Target: max(0, slices.Index(targets, o.target)),
 	}
 	if o.err != nil {
 		w.Error = o.err.Error()
@@ -126,7 +127,7 @@ func (w *wireOutcome) outcome(started time.Time, targets []string) outcome {
 	o := outcome{
 		seq: w.Seq, at: started.Add(time.Duration(w.At)), latency: time.Duration(w.Latency), sendLag: time.Duration(w.SendLag),
 		class: w.Class, status: w.Status, pod: w.Pod, version: w.Version, conn: w.Conn,
-		idleFor: time.Duration(w.IdleFor), onConnAt: at(w.OnConn), failedAt: at(w.Failed), localPort: w.Port,
+		idleFor: time.Duration(w.IdleFor), onConnAt: at(w.OnConn), failedAt: at(w.Failed), localPort: w.Port, h2conn: w.H2Conn,
 		reused: w.Flags&flagReused != 0, idle: w.Flags&flagIdle != 0, firstByte: w.Flags&flagFirstByte != 0,
 		retried: w.Flags&flagRetried != 0, retryCount: w.Flags&flagRetryCount != 0,
 		goAwayRace: w.Flags&flagGoAwayRace != 0, noConn: w.Flags&flagNoConn != 0,

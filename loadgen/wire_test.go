@@ -20,7 +20,7 @@ func TestOutcomeCrossesTheStreamWhole(t *testing.T) {
 		target: targets[1], pod: "web-1", version: "v2", conn: 3,
 		reused: true, idle: true, idleFor: 7 * time.Millisecond,
 		onConnAt: at.Add(10 * time.Microsecond), failedAt: at.Add(900 * time.Microsecond),
-		retried: true, retryCount: true, goAwayRace: true, noConn: true, localPort: 40123,
+		retried: true, retryCount: true, goAwayRace: true, noConn: true, localPort: 40123, h2conn: 2,
 	}
 	got := toWire(o, started, targets).outcome(started, targets)
 	if got.err == nil || got.err.Error() != o.err.Error() {

@@ -104,6 +104,9 @@ func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {
 		}
 		return head + fmt.Sprintf(", as the proxy in front (%s) reloaded = %s", rl.Pod, why)
 	}
+	if s, ok := boundedStopRanOut(ep, events); ok {
+		return head + s
+	}
 	if kill := near(events, ep.Start, probes.ContainerTerminated, "SIGKILL", DefaultTolerance); kill != nil {
 		s := head
 		if d := deletionOf(events, kill.Pod); d != nil {
@@ -173,6 +176,25 @@ func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *pr
 		}
 	}
 	return deleted, nil
+}
+
+// boundedStopRanOut explains losses as a pod's GracefulStop ran out of
+// the time its server gave it (the sample app's grpc_stop_timeout line)
+// and Stop cut what was still open: streams, as a rule.
+func boundedStopRanOut(ep probes.Burst, events []probes.Event) (string, bool) {
+	for i := range events {
+		e := &events[i]
+		if e.Kind != probes.App || !appSays(e.Detail, "grpc_stop_timeout") || e.At.Sub(ep.Start).Abs() > DefaultTolerance {
+			continue
+		}
+		s := ""
+		if d := deletionOf(events, e.Pod); d != nil {
+			s = fmt.Sprintf(", %.1fs after pod %s was deleted", ep.Start.Sub(d.At).Seconds(), d.Pod)
+		}
+		return s + fmt.Sprintf(" = the server's bounded GracefulStop ran out of time on %s and Stop cut what was still open on it (long streams, as a rule): the bound makes the pod exit in time, and loses those streams all the same. "+
+			"End long streams yourself when the server drains (return from the stream's handler, so clients open them again elsewhere); then GracefulStop finishes within its bound.", e.Pod), true
+	}
+	return "", false
 }
 
 // deletionOf is pod's deletion, if the timeline has it.

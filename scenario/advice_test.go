@@ -186,6 +186,22 @@ func TestAdviceNamesTheMechanismFromTheTimeline(t *testing.T) {
 			want: []string{"RPCs on connections clients opened to the pod after it closed its listener"},
 		},
 		{
+			name: "a bounded GracefulStop that ran out of time: the pod whose stop it was, not the latest deleted",
+			report: func() *loadgen.Report {
+				r := lossesAt(t0, 13*time.Second, 2, loadgen.EOF)
+				r.Protocol, r.Client.HTTP2 = "grpc", true
+				return r
+			}(),
+			events: []probes.Event{
+				ev(5*time.Second, probes.PodDeleting, "old-a", "grace 30s"),
+				ev(10*time.Second, probes.App, "old-a", "sigterm (version=v1 signal=terminated pid=1)"),
+				ev(11*time.Second, probes.PodDeleting, "old-b", "grace 30s"),
+				ev(13010*time.Millisecond, probes.App, "old-a", "grpc_stop_timeout (version=v1 after=3s pid=1)"),
+				ev(13100*time.Millisecond, probes.ContainerTerminated, "old-a", "app exited 0 (Completed)"),
+			},
+			want: []string{"8.0s after pod old-a was deleted", "bounded GracefulStop ran out of time on old-a", "End long streams yourself"},
+		},
+		{
 			name: "Stop at SIGTERM, gRPC",
 			report: func() *loadgen.Report {
 				r := lossesAt(t0, 7*time.Second, 10, loadgen.EOF)
