@@ -523,3 +523,34 @@ func TestEndByPodIsWhoAnsweredAtTheEnd(t *testing.T) {
 		t.Errorf("by pod %v", r.ByPod)
 	}
 }
+
+// The text report lists the 100 ms buckets that lost requests; a run of
+// buckets that lost every request is one line with its span, partial
+// ones one line each.
+func TestLossBucketsFoldAnOutage(t *testing.T) {
+	b := func(ms int64, sent, lost int) Bucket {
+		return Bucket{OffsetMs: ms, Sent: sent, OK: sent - lost, Lost: lost, LostByClass: map[Class]int{Refused: lost}}
+	}
+	r := &Report{Lost: 1, Timeline: []Bucket{
+		b(0, 10, 0), b(100, 10, 3), b(200, 10, 10), b(300, 10, 10), b(400, 10, 10),
+		b(500, 10, 2), b(600, 10, 10), b(800, 10, 10), b(900, 10, 0),
+	}}
+	var out strings.Builder
+	r.writeLossBuckets(&out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")[1:]
+	want := []string{
+		"+0.100s  sent 10    lost 3     refused 3",
+		"+0.200s to +0.500s sent 30    lost 30    refused 30 (every request, 3 buckets)",
+		"+0.500s  sent 10    lost 2     refused 2",
+		"+0.600s  sent 10    lost 10    refused 10",
+		"+0.800s  sent 10    lost 10    refused 10",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got\n%s", out.String())
+	}
+	for i := range want {
+		if got := strings.Join(strings.Fields(lines[i]), " "); got != strings.Join(strings.Fields(want[i]), " ") {
+			t.Errorf("line %d = %q, want %q", i, got, want[i])
+		}
+	}
+}

@@ -452,24 +452,62 @@ func (r *Report) WriteTable(w io.Writer) error {
 }
 
 // writeLossBuckets writes, for a report with losses, each 100 ms bucket
-// that lost some, by class.
+// that lost some, by class; a run of buckets that lost every request
+// they sent (an outage) is one line.
 func (r *Report) writeLossBuckets(w io.Writer) {
 	if r.Lost == 0 {
 		return
 	}
 	fmt.Fprintln(w, "\nlosses by 100 ms bucket (send time):")
-	for _, b := range r.Timeline {
-		if b.Lost == 0 {
-			continue
+	var run []Bucket // consecutive buckets that lost all they sent
+	flush := func() {
+		if len(run) == 0 {
+			return
 		}
-		var parts []string
-		for _, c := range LossClasses {
-			if n := b.LostByClass[c]; n > 0 {
-				parts = append(parts, fmt.Sprintf("%s %d", c, n))
+		sum := Bucket{OffsetMs: run[0].OffsetMs, LostByClass: map[Class]int{}}
+		for _, b := range run {
+			sum.Sent += b.Sent
+			sum.Lost += b.Lost
+			for c, n := range b.LostByClass {
+				sum.LostByClass[c] += n
 			}
 		}
-		fmt.Fprintf(w, "  +%-8s sent %-5d lost %-5d %s\n", fmtOffset(time.Duration(b.OffsetMs)*time.Millisecond), b.Sent, b.Lost, strings.Join(parts, ", "))
+		at, note := "+"+fmtOffset(time.Duration(sum.OffsetMs)*time.Millisecond), ""
+		if len(run) > 1 {
+			end := time.Duration(run[len(run)-1].OffsetMs)*time.Millisecond + BucketWidth
+			at += " to +" + fmtOffset(end)
+			note = fmt.Sprintf(" (every request, %d buckets)", len(run))
+		}
+		writeBucket(w, at, sum, note)
+		run = run[:0]
 	}
+	for _, b := range r.Timeline {
+		switch {
+		case b.Lost == 0:
+			flush()
+		case b.Lost == b.Sent:
+			if n := len(run); n > 0 && b.OffsetMs-run[n-1].OffsetMs != BucketWidth.Milliseconds() {
+				flush()
+			}
+			run = append(run, b)
+		default:
+			flush()
+			writeBucket(w, "+"+fmtOffset(time.Duration(b.OffsetMs)*time.Millisecond), b, "")
+		}
+	}
+	flush()
+}
+
+// writeBucket writes one line of writeLossBuckets: when, what was sent
+// and lost, by class.
+func writeBucket(w io.Writer, at string, b Bucket, note string) {
+	var parts []string
+	for _, c := range LossClasses {
+		if n := b.LostByClass[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, n))
+		}
+	}
+	fmt.Fprintf(w, "  %-9s sent %-5d lost %-5d %s%s\n", at, b.Sent, b.Lost, strings.Join(parts, ", "), note)
 }
 
 func fmtOffset(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
