@@ -53,7 +53,10 @@ type Share struct {
 // Merge reads the outcome streams of generators that shared one load
 // and counts their requests in one Report, as Run does those of one
 // process. The merged load is what the streams say they sent: the first
-// one's kind of load, at the sum of their rates, to all their targets.
+// one's kind of load, at the sum of their rates, to all their targets;
+// what it achieved is the sum of what each achieved over its own span
+// (generators that start some milliseconds apart sent their rates all
+// the same).
 // Each lost request names its generator (Loss.Generator), each stall
 // too (Stall.Generator), and each generator's part is in
 // Report.Generators. A generator whose stream did not end as a finished
@@ -260,6 +263,13 @@ func (m *merger) report(interrupted bool) *Report {
 	}
 	slices.SortStableFunc(r.GoAways, func(a, b GoAway) int { return a.At.Compare(b.At) })
 	r.Interrupted = interrupted
+	m.acc.achieved = func() float64 {
+		sum := 0.0
+		for _, p := range m.parts {
+			sum += p.RateAchieved
+		}
+		return sum
+	}
 	return m.acc.report(gen)
 }
 

@@ -115,6 +115,25 @@ func TestMergeOfACutStreamIsNotJudged(t *testing.T) {
 	}
 }
 
+// Generators that start some tens of milliseconds apart, as a pod's
+// and another's do, still delivered the load: its rate is what each
+// achieved, summed, not its requests over the span of both.
+func TestMergeOfGeneratorsStartedApartIsDelivered(t *testing.T) {
+	srv := startRawServer(t, every(1000000, respond200))
+	ctx := context.Background()
+	cfg := loadgen.Config{Targets: []string{srv.URL()}, Rate: 100, Duration: 500 * time.Millisecond}
+	a := emit(t, ctx, cfg)
+	time.Sleep(40 * time.Millisecond)
+	b := emit(t, ctx, cfg)
+	r, err := loadgen.Merge(ctx, []loadgen.Source{{Name: "a", R: a}, {Name: "b", R: b}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict != loadgen.Lossless || r.RateAchieved < 0.99*200 || r.RateAchieved > 1.01*200 {
+		t.Errorf("verdict %s (%v), %.1f a second of 200", r.Verdict, r.NotJudged, r.RateAchieved)
+	}
+}
+
 func TestMergeNeedsAGenerator(t *testing.T) {
 	if _, err := loadgen.Merge(context.Background(), nil, nil); err == nil {
 		t.Error("Merge of no stream: no error")

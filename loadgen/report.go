@@ -636,6 +636,10 @@ type accumulator struct {
 	// endPods counts the pods that answered, by BucketWidth of the load,
 	// for the last EndWindow only: EndByPod. Older buckets are dropped.
 	endPods map[int]map[string]int
+	// achieved, when set, is the rate the load achieved (a merged
+	// load's: its generators' own, summed); otherwise its requests over
+	// the span from the first to the last.
+	achieved func() float64
 }
 
 // EndWindow is the end of a load that Report.EndByPod counts.
@@ -916,6 +920,9 @@ func (acc *accumulator) report(gen Generator) *Report {
 		}
 		if span := r.LastSent.Sub(acc.first).Seconds(); r.Total > 1 && span > 0 {
 			r.RateAchieved = float64(r.Total-1) / span
+		}
+		if acc.achieved != nil {
+			r.RateAchieved = acc.achieved()
 		}
 		if best := acc.outage.finish(); best.Requests > 0 {
 			r.LongestOutage = &best

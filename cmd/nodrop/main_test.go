@@ -104,7 +104,7 @@ func TestLoadEmitAndMerge(t *testing.T) {
 	if codes[0] != exitOK || codes[1] != exitOK {
 		t.Fatalf("--emit: exit %v", codes)
 	}
-	code, out, _ := runCLI(t, "load", "--merge", files[0], "--merge", files[1], "--json")
+	code, out, errOut := runCLI(t, "load", "--merge", files[0], "--merge", files[1], "--json")
 	var r struct {
 		Total      int `json:"total"`
 		RateTarget int `json:"rate_target"`
@@ -117,12 +117,12 @@ func TestLoadEmitAndMerge(t *testing.T) {
 		t.Fatalf("--json output is not one JSON object: %v\n%s", err, out)
 	}
 	if code != exitOK || r.RateTarget != 200 || len(r.Generators) != 2 || r.Generators[0].Name != files[0] || r.Total != r.Generators[0].Sent+r.Generators[1].Sent {
-		t.Fatalf("merged: exit %d, %+v", code, r)
+		t.Fatalf("merged: exit %d, %+v, stderr %q", code, r, errOut)
 	}
 	whole, _ := os.ReadFile(files[1])
 	lines := strings.SplitAfter(strings.TrimSuffix(string(whole), "\n"), "\n")
 	os.WriteFile(files[1], []byte(strings.Join(lines[:len(lines)-1], "")), 0o644)
-	code, out, errOut := runCLI(t, "load", "--merge", files[0], "--merge", files[1])
+	code, out, errOut = runCLI(t, "load", "--merge", files[0], "--merge", files[1])
 	if code != exitNotJudged || !strings.Contains(errOut, "generator "+files[1]+": its outcome stream ended before its load did") {
 		t.Fatalf("a cut stream merged: exit %d, stderr %q\n%s", code, errOut, out)
 	}
