@@ -182,19 +182,16 @@ func deletionBefore(events []probes.Event, ep probes.Burst) (deleted, exited *pr
 // the time its server gave it (the sample app's grpc_stop_timeout line)
 // and Stop cut what was still open: streams, as a rule.
 func boundedStopRanOut(ep probes.Burst, events []probes.Event) (string, bool) {
-	for i := range events {
-		e := &events[i]
-		if e.Kind != probes.App || !appSays(e.Detail, "grpc_stop_timeout") || e.At.Sub(ep.Start).Abs() > DefaultTolerance {
-			continue
-		}
-		s := ""
-		if d := deletionOf(events, e.Pod); d != nil {
-			s = fmt.Sprintf(", %.1fs after pod %s was deleted", ep.Start.Sub(d.At).Seconds(), d.Pod)
-		}
-		return s + fmt.Sprintf(" = the server's bounded GracefulStop ran out of time on %s and Stop cut what was still open on it (long streams, as a rule): the bound makes the pod exit in time, and loses those streams all the same. "+
-			"End long streams yourself when the server drains (return from the stream's handler, so clients open them again elsewhere); then GracefulStop finishes within its bound.", e.Pod), true
+	e := near(events, ep.Start, probes.App, "grpc_stop_timeout", DefaultTolerance)
+	if e == nil {
+		return "", false
 	}
-	return "", false
+	s := ""
+	if d := deletionOf(events, e.Pod); d != nil {
+		s = fmt.Sprintf(", %.1fs after pod %s was deleted", ep.Start.Sub(d.At).Seconds(), d.Pod)
+	}
+	return s + fmt.Sprintf(" = the server's bounded GracefulStop ran out of time on %s and Stop cut what was still open on it (long streams, as a rule): the bound makes the pod exit in time, and loses those streams all the same. "+
+		"End long streams yourself when the server drains (return from the stream's handler, so clients open them again elsewhere); then GracefulStop finishes within its bound.", e.Pod), true
 }
 
 // deletionOf is pod's deletion, if the timeline has it.
