@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodrop-dev/nodrop/internal/pressure"
+	"github.com/nodrop-dev/nodrop/internal/procs"
 )
 
 // The generator's own health. A request's deadline runs on the client, so
@@ -23,6 +24,16 @@ const (
 	StallThreshold = 20 * time.Millisecond
 	// maxStallsListed bounds Generator.Stalls; the figures stay exact.
 	maxStallsListed = 1000
+	// BusyPressure is the CPU pressure of a second (the share of it in
+	// which some task of the machine waited for a CPU) from which
+	// Generator.BusySeconds names the processes that used the CPU then.
+	BusyPressure = 0.5
+	// busiestListed is how many command names a Busiest list holds;
+	// maxBusySeconds bounds Generator.BusySeconds.
+	busiestListed  = 5
+	maxBusySeconds = 600
+	// procRoot is where the processes are read from.
+	procRoot = "/proc"
 )
 
 // Generator is how punctual the load generator was.
@@ -56,6 +67,33 @@ type Generator struct {
 	StallLimitMs float64 `json:"stall_limit_ms"`
 	// TimeoutsDuringStalls: timeouts that are not the server's for sure.
 	TimeoutsDuringStalls int `json:"timeouts_during_stalls"`
+	// Busiest: the command names whose processes used the most CPU over
+	// the run, as seen from the generator (on the host: every process
+	// of the machine, kind's node containers included; in a pod: the
+	// pod's own).
+	Busiest []procs.Use `json:"busiest,omitempty"`
+	// BusySeconds: each second of the run in which some task waited for
+	// a CPU at least BusyPressure of it, with the busiest names then.
+	BusySeconds []BusySecond `json:"busy_seconds,omitempty"`
+}
+
+// BusySecond is a second of the run in which the machine was short of
+// CPU, and what used it then.
+type BusySecond struct {
+	At       time.Time   `json:"at"`
+	Pressure float64     `json:"cpu_pressure"`
+	Busiest  []procs.Use `json:"busiest"`
+}
+
+// BusiestAt is what used the CPU most in the second that holds t, when
+// the machine was short of CPU then; nil otherwise.
+func (g Generator) BusiestAt(t time.Time) []procs.Use {
+	for _, b := range g.BusySeconds {
+		if !t.Before(b.At) && t.Before(b.At.Add(time.Second)) {
+			return b.Busiest
+		}
+	}
+	return nil
 }
 
 // StallKind says whose a stall was.
@@ -140,12 +178,61 @@ type stallWatch struct {
 	// bySecond is the CPU pressure of each second of the run, from the
 	// watch's start (-1 unknown).
 	bySecond []float64
+	// busiest and busySeconds: what used the CPU, over the run and in
+	// its seconds of high pressure (watchProcs).
+	busiest     []procs.Use
+	busySeconds []BusySecond
+	procsDone   chan struct{}
 }
 
 func startStallWatch(onStall func(Stall)) *stallWatch {
-	w := &stallWatch{stop: make(chan struct{}), done: make(chan struct{}), onStall: onStall}
+	w := &stallWatch{stop: make(chan struct{}), done: make(chan struct{}), procsDone: make(chan struct{}), onStall: onStall}
 	go w.run()
+	go w.watchProcs()
 	return w
+}
+
+// watchProcs reads the machine's processes once a second, on a goroutine
+// of its own so that reading them never delays the stall watch's tick,
+// and keeps the busiest of each second the machine was short of CPU.
+func (w *stallWatch) watchProcs() {
+	defer close(w.procsDone)
+	psi := pressure.Open()
+	defer psi.Close()
+	if psi == nil {
+		return // no pressure to say when; and likely no /proc either
+	}
+	first := procs.Take(procRoot)
+	last := first
+	lastP, _ := psi.Read()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	defer func() {
+		end := procs.Take(procRoot)
+		w.mu.Lock()
+		w.busiest = procs.Busiest(first, end, busiestListed)
+		w.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			now := procs.Take(procRoot)
+			p, ok := psi.Read()
+			span := now.At.Sub(last.At)
+			if ok && span > 0 {
+				if share := float64(p-lastP) / float64(span); share >= BusyPressure {
+					w.mu.Lock()
+					if len(w.busySeconds) < maxBusySeconds {
+						w.busySeconds = append(w.busySeconds, BusySecond{At: last.At, Pressure: share, Busiest: procs.Busiest(last, now, busiestListed)})
+					}
+					w.mu.Unlock()
+				}
+			}
+			last, lastP = now, p
+		}
+	}
 }
 
 // sample is what the process and the machine had done by one tick.
@@ -264,10 +351,12 @@ func (w *stallWatch) add(s Stall) {
 func (w *stallWatch) finish(wit Witness) Generator {
 	close(w.stop)
 	<-w.done
+	<-w.procsDone
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	g := Generator{MaxStallMs: ms(w.max), StallTotalMs: ms(w.total), StallCount: w.count, Stalls: append([]Stall(nil), w.stalls...),
-		CPU: w.cpuShare, CPUPressure: w.pressure, PressureBySecond: append([]float64(nil), w.bySecond...)}
+		CPU: w.cpuShare, CPUPressure: w.pressure, PressureBySecond: append([]float64(nil), w.bySecond...),
+		Busiest: w.busiest, BusySeconds: w.busySeconds}
 	if wit == nil {
 		return g
 	}

@@ -305,7 +305,14 @@ func (g *Generator) add(o Generator, name string, clock time.Duration, offset in
 	g.OwnStalls += o.OwnStalls
 	g.MachineStalls += o.MachineStalls
 	g.CPU += o.CPU
+	if o.CPUPressure > g.CPUPressure || g.Busiest == nil {
+		g.Busiest = o.Busiest // what the most starved generator saw
+	}
 	g.CPUPressure = max(g.CPUPressure, o.CPUPressure)
+	for _, b := range o.BusySeconds {
+		b.At = b.At.Add(-clock)
+		g.BusySeconds = append(g.BusySeconds, b)
+	}
 	for i, v := range o.PressureBySecond {
 		j := i + max(0, offset)
 		for len(g.PressureBySecond) <= j {

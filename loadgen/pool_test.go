@@ -41,21 +41,30 @@ func (l *connLog) idleSince(t time.Time) (idle, all int) {
 // how loaded the machine was a second before (issue 13: two parallel runs
 // made a negative control lose nothing).
 func TestSpikeDoesNotShedKeptAliveConnections(t *testing.T) {
-	log := &connLog{last: make(map[string]time.Time)}
-	start := time.Now()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log.saw(r.RemoteAddr)
-		if time.Since(start) < 300*time.Millisecond {
-			time.Sleep(40 * time.Millisecond) // the spike: ≈ 20 requests in flight
-		}
-		w.Write([]byte("ok"))
-	}))
-	defer srv.Close()
-	r := run(t, loadgen.Config{Targets: []string{srv.URL}, Rate: 500, Duration: 2500 * time.Millisecond})
+	type spiky struct {
+		srv   *httptest.Server
+		log   *connLog
+		start time.Time
+	}
+	r, s := judgedRun(t, func() spiky {
+		s := spiky{log: &connLog{last: make(map[string]time.Time)}, start: time.Now()}
+		s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.log.saw(r.RemoteAddr)
+			if time.Since(s.start) < 300*time.Millisecond {
+				time.Sleep(40 * time.Millisecond) // the spike: ≈ 20 requests in flight
+			}
+			w.Write([]byte("ok"))
+		}))
+		t.Cleanup(s.srv.Close)
+		return s
+	}, func(s spiky) loadgen.Config {
+		return loadgen.Config{Targets: []string{s.srv.URL}, Rate: 500, Duration: 2500 * time.Millisecond}
+	})
 	if !r.Lossless() {
 		t.Fatalf("healthy server: %s", r.Summary())
 	}
-	idle, all := log.idleSince(start.Add(2 * time.Second))
+	log := s.log
+	idle, all := log.idleSince(s.start.Add(2 * time.Second))
 	if all < 10 {
 		t.Fatalf("the spike opened only %d connections; the test needs it to grow the pool", all)
 	}

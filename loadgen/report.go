@@ -12,6 +12,8 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/nodrop-dev/nodrop/internal/procs"
 )
 
 // BucketWidth is the width of one timeline bucket.
@@ -398,6 +400,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if g.CPUPressure >= 0 {
 		row("machine", "nodrop used %.0f%% of a CPU; CPU pressure %.0f%% (some task waited for a CPU that share of the run)", 100*g.CPU, 100*g.CPUPressure)
+	}
+	if len(g.Busiest) > 0 {
+		row("busiest", "%s (of a CPU, over the run)", procs.List(g.Busiest))
 	}
 	row("ok", "%d", r.OK)
 	lostPct := 0.0

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodrop-dev/nodrop/internal/procs"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 )
@@ -65,7 +66,14 @@ func starvedNote(r *loadgen.Report, ep probes.Burst) string {
 	if p < StarvedPressure {
 		return ""
 	}
-	return fmt.Sprintf(" (The machine was short of CPU then: some task waited for one %.0f%% of that second, the cluster's pods and kubelet among those that may have; a larger machine or a lower rate tells the configuration's losses from the machine's.)", 100*p)
+	who := "the cluster's pods and kubelet among those that may have"
+	for _, t := range []time.Time{ep.Start, ep.End} {
+		if b := r.Generator.BusiestAt(t); len(b) > 0 {
+			who = "the busiest processes then: " + procs.List(b) + " of a CPU"
+			break
+		}
+	}
+	return fmt.Sprintf(" (The machine was short of CPU then: some task waited for one %.0f%% of that second; %s. A larger machine or a lower rate tells the configuration's losses from the machine's.)", 100*p, who)
 }
 
 func advise(r *loadgen.Report, ep probes.Burst, events []probes.Event) string {

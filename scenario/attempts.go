@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodrop-dev/nodrop/internal/procs"
 	"github.com/nodrop-dev/nodrop/internal/witness"
 	"github.com/nodrop-dev/nodrop/loadgen"
 )
@@ -69,7 +70,7 @@ func (s Scenario) RunUntilJudged(ctx context.Context, env Env, attempts int) (*R
 			if w.Quiet {
 				step.Done(fmt.Sprintf("quiet after %s (CPU pressure %s)", w.Took.Round(time.Second), pct(w.Last)))
 			} else {
-				step.Done(fmt.Sprintf("still busy after %s (CPU pressure %s): trying anyway", w.Took.Round(time.Second), pct(w.Last)))
+				step.Done(fmt.Sprintf("still busy after %s (CPU pressure %s%s): trying anyway", w.Took.Round(time.Second), pct(w.Last), busiest("; the busiest: ", w.Busiest)))
 			}
 		}
 		env.Log.Printf("• running it again, attempt %d of %d", i+1, attempts)
@@ -80,6 +81,15 @@ func (s Scenario) RunUntilJudged(ctx context.Context, env Env, attempts int) (*R
 // (internal/witness).
 type quieter interface {
 	WaitQuiet(ctx context.Context, q witness.Quiet) (witness.Waited, error)
+}
+
+// busiest says, after prefix, which processes used the CPU most; ""
+// when none is known.
+func busiest(prefix string, uses []procs.Use) string {
+	if len(uses) == 0 {
+		return ""
+	}
+	return prefix + procs.List(uses) + " of a CPU"
 }
 
 func pct(share float64) string {

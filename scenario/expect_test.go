@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodrop-dev/nodrop/internal/procs"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 	"github.com/nodrop-dev/nodrop/scenario"
@@ -450,12 +451,17 @@ func TestJudgeNamesAStarvedCluster(t *testing.T) {
 func TestAdviceSaysWhenTheMachineWasShortOfCPU(t *testing.T) {
 	r := report(loss{at: 3100 * time.Millisecond, class: loadgen.Refused}, loss{at: 7100 * time.Millisecond, class: loadgen.Refused})
 	r.Generator.PressureBySecond = []float64{0, 0, 0, 0.85, 0, 0, 0, 0.1, 0, 0}
+	r.Generator.BusySeconds = []loadgen.BusySecond{{At: r.Started.Add(3 * time.Second), Pressure: 0.85,
+		Busiest: []procs.Use{{Name: "compile", Procs: 3, CPU: 1.5}, {Name: "kube-apiserver", Procs: 1, CPU: 0.4}}}}
 	lines := scenario.Advise(r, deleted)
 	if len(lines) != 2 {
 		t.Fatalf("want one line an episode: %q", lines)
 	}
 	if !strings.Contains(lines[0], "short of CPU then: some task waited for one 85% of that second") {
 		t.Errorf("the episode at +3.1s (85%% pressure): %s", lines[0])
+	}
+	if !strings.Contains(lines[0], "the busiest processes then: compile ×3 150%, kube-apiserver 40% of a CPU") {
+		t.Errorf("the episode at +3.1s does not name what used the CPU: %s", lines[0])
 	}
 	if strings.Contains(lines[1], "short of CPU") {
 		t.Errorf("the episode at +7.1s (10%% pressure): %s", lines[1])

@@ -59,11 +59,11 @@ func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, send 
 	}
 	g := reports[0].Generator
 	if g.CPUPressure >= MaxCalibrationPressure {
-		return reports, step.Fail(notJudged{fmt.Errorf("the machine is too small for this load: with nothing happening, some task waited for a CPU %.0f%% of the calibration (nodrop used %.0f%% of a CPU at %d rps); a rollout on top of it would starve the pods or the generator, so nothing was judged: run at a lower rate, or on a larger machine",
-			100*g.CPUPressure, 100*g.CPU, reports[0].RateTarget)})
+		return reports, step.Fail(notJudged{fmt.Errorf("the machine is too small for this load: with nothing happening, some task waited for a CPU %.0f%% of the calibration (nodrop used %.0f%% of a CPU at %d rps%s); a rollout on top of it would starve the pods or the generator, so nothing was judged: run at a lower rate, or on a larger machine, or stop what else keeps it busy",
+			100*g.CPUPressure, 100*g.CPU, reports[0].RateTarget, busiest("; the busiest processes: ", g.Busiest))})
 	}
 	if g.CPUPressure >= 0 {
-		step.Done(fmt.Sprintf("machine CPU pressure %.0f%%, nodrop %.0f%% of a CPU", 100*g.CPUPressure, 100*g.CPU))
+		step.Done(fmt.Sprintf("machine CPU pressure %.0f%%, nodrop %.0f%% of a CPU%s", 100*g.CPUPressure, 100*g.CPU, busiest("; the busiest: ", g.Busiest)))
 	} else {
 		step.Done()
 	}

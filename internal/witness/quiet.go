@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nodrop-dev/nodrop/internal/pressure"
+	"github.com/nodrop-dev/nodrop/internal/procs"
 )
 
 // Quiet is what "the machine is quiet" means before a run is tried again:
@@ -27,6 +28,9 @@ type Waited struct {
 	Took  time.Duration
 	Quiet bool    // false: Max passed first (the run goes on anyway)
 	Last  float64 // the pressure over the last For, -1 where the kernel does not say
+	// Busiest: the command names that used the most CPU over the last
+	// For (internal/procs).
+	Busiest []procs.Use
 }
 
 // WaitQuiet waits until the machine has been quiet (q), at most q.Max; it
@@ -39,6 +43,7 @@ func (w *Witness) WaitQuiet(ctx context.Context, q Quiet) (Waited, error) {
 		window = 1
 	}
 	var totals []time.Duration // one reading per step, newest last
+	var snaps []procs.Snapshot // likewise
 	t := time.NewTicker(step)
 	defer t.Stop()
 	for {
@@ -46,7 +51,11 @@ func (w *Witness) WaitQuiet(ctx context.Context, q Quiet) (Waited, error) {
 		if ok {
 			totals = append(totals, p)
 		}
-		res := Waited{Took: time.Since(start), Last: -1}
+		snaps = append(snaps, procs.Take("/proc"))
+		if len(snaps) > window+1 {
+			snaps = snaps[len(snaps)-window-1:]
+		}
+		res := Waited{Took: time.Since(start), Last: -1, Busiest: procs.Busiest(snaps[0], snaps[len(snaps)-1], 5)}
 		if len(totals) > window {
 			totals = totals[len(totals)-window-1:]
 			res.Last = float64(totals[len(totals)-1]-totals[0]) / float64(time.Duration(window)*step)
