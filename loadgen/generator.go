@@ -351,7 +351,9 @@ func (w *stallWatch) add(s Stall) {
 func (w *stallWatch) finish(wit Witness) Generator {
 	close(w.stop)
 	<-w.done
-	<-w.procsDone
+	if w.procsDone != nil {
+		<-w.procsDone
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	g := Generator{MaxStallMs: ms(w.max), StallTotalMs: ms(w.total), StallCount: w.count, Stalls: append([]Stall(nil), w.stalls...),

@@ -51,9 +51,12 @@ func (s Scenario) RunUntilJudged(ctx context.Context, env Env, attempts int) (*R
 		why := NotJudgedWhy(res, err)
 		if why == "" || i >= attempts || ctx.Err() != nil {
 			if res != nil {
-				res.EarlierAttempts = earlier
+				res.EarlierAttempts = append(earlier, res.EarlierAttempts...)
 			}
 			return res, err
+		}
+		if res != nil {
+			earlier = append(earlier, res.EarlierAttempts...) // rates lowered within it
 		}
 		earlier = append(earlier, why)
 		if q, ok := env.Witness.(quieter); ok {

@@ -59,8 +59,8 @@ func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, send 
 	}
 	g := reports[0].Generator
 	if g.CPUPressure >= MaxCalibrationPressure {
-		return reports, step.Fail(notJudged{fmt.Errorf("the machine is too small for this load: with nothing happening, some task waited for a CPU %.0f%% of the calibration (nodrop used %.0f%% of a CPU at %d rps%s); a rollout on top of it would starve the pods or the generator, so nothing was judged: run at a lower rate, or on a larger machine, or stop what else keeps it busy",
-			100*g.CPUPressure, 100*g.CPU, reports[0].RateTarget, busiest("; the busiest processes: ", g.Busiest))})
+		return reports, step.Fail(notJudged{fmt.Errorf("%w: with nothing happening, some task waited for a CPU %.0f%% of the calibration (nodrop used %.0f%% of a CPU at %d rps%s); a rollout on top of it would starve the pods or the generator, so nothing was judged: run at a lower rate, or on a larger machine, or stop what else keeps it busy",
+			errMachineBusy, 100*g.CPUPressure, 100*g.CPU, reports[0].RateTarget, busiest("; the busiest processes: ", g.Busiest))})
 	}
 	if g.CPUPressure >= 0 {
 		step.Done(fmt.Sprintf("machine CPU pressure %.0f%%, nodrop %.0f%% of a CPU%s", 100*g.CPUPressure, 100*g.CPU, busiest("; the busiest: ", g.Busiest)))
@@ -69,6 +69,10 @@ func Calibrate(ctx context.Context, d time.Duration, log *progress.Logger, send 
 	}
 	return reports, nil
 }
+
+// errMachineBusy marks a calibration refused for the machine's CPU
+// pressure (Scenario.MinRate).
+var errMachineBusy = errors.New("the machine is too small for this load")
 
 // MaxCalibrationPressure is the CPU pressure (the share of the time in
 // which some task of the machine waited for a CPU) above which the load

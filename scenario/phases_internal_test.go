@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/nodrop-dev/nodrop/internal/progress"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 )
@@ -192,5 +194,66 @@ func TestGoAwaysJoinTheTimeline(t *testing.T) {
 	want := []string{"pod deleting old", "app old: grpc_stop", "client got GOAWAY old: on 2 connections", "client got GOAWAY: on 1 connection", "client got GOAWAY old: on 1 connection"}
 	if !slices.Equal(lines, want) {
 		t.Errorf("timeline %q, want %q", lines, want)
+	}
+}
+
+// A calibration refused because the machine's CPU was taken is tried
+// again at half the rate while MinRate allows, and the run says so; a
+// calibration refused for anything else, or with no MinRate, is not.
+func TestCalibrationFitsTheRateToTheMachine(t *testing.T) {
+	busyAbove := func(rate int) SendFunc {
+		return func(_ context.Context, cfg loadgen.Config) (*loadgen.Report, error) {
+			p := 0.2
+			if cfg.Rate > rate {
+				p = 0.9
+			}
+			return &loadgen.Report{Verdict: loadgen.Lossless, RateTarget: cfg.Rate, Generator: loadgen.Generator{CPUPressure: p}}, nil
+		}
+	}
+	for _, tc := range []struct {
+		name              string
+		minRate, busyOver int
+		wantRate          int
+		wantErr           bool
+	}{
+		{"fits at half", 250, 500, 500, false},
+		{"fits at a quarter", 250, 300, 250, false},
+		{"not at MinRate", 500, 300, 500, true},
+		{"no MinRate: the rate as asked", 0, 500, 1000, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := shop(t)
+			s.MinRate = tc.minRate
+			s.Calibrate = time.Millisecond
+			s.Traffic = append(s.Traffic, Traffic{Load: loadgen.Load{Name: "second"}, Config: loadgen.Config{Rate: 100}})
+			var log strings.Builder
+			r := &run{s: s, env: Env{Log: progress.New(&log, false)}, res: s.newResult(),
+				cfgs: []loadgen.Config{{Rate: 1000}, {Rate: 100}}}
+			err := r.calibrateWith(context.Background(), busyAbove(tc.busyOver))
+			if (err != nil) != tc.wantErr || err != nil && !errors.Is(err, ErrNotJudged) {
+				t.Fatalf("err = %v, want an error %v (not judged)", err, tc.wantErr)
+			}
+			if r.cfgs[0].Rate != tc.wantRate || r.cfgs[1].Rate != 100*tc.wantRate/1000 {
+				t.Errorf("rates %d and %d, want %d and the second halved as often", r.cfgs[0].Rate, r.cfgs[1].Rate, tc.wantRate)
+			}
+			if got := r.res.Traffic[0].Calibration.RateTarget; got != tc.wantRate {
+				t.Errorf("the calibration kept is at %d rps, want %d", got, tc.wantRate)
+			}
+			if lowered := len(r.res.EarlierAttempts); (lowered > 0) != (tc.wantRate < 1000) ||
+				lowered > 0 && !strings.Contains(r.res.EarlierAttempts[0], "at 1000 rps, with nothing happening, some task waited for a CPU 90% of the calibration") {
+				t.Errorf("the result says %q", r.res.EarlierAttempts)
+			}
+		})
+	}
+	// A calibration that lost requests is a broken set-up, not a busy
+	// machine: the rate stays.
+	s := shop(t)
+	s.MinRate, s.Calibrate = 100, time.Millisecond
+	r := &run{s: s, env: Env{Log: progress.New(io.Discard, false)}, res: s.newResult(), cfgs: []loadgen.Config{{Rate: 1000}}}
+	lossy := func(_ context.Context, cfg loadgen.Config) (*loadgen.Report, error) {
+		return &loadgen.Report{Verdict: loadgen.Lossy, Lost: 1, RateTarget: cfg.Rate}, nil
+	}
+	if err := r.calibrateWith(context.Background(), lossy); err == nil || r.cfgs[0].Rate != 1000 {
+		t.Errorf("a lossy calibration: %v at %d rps, want refused at 1000", err, r.cfgs[0].Rate)
 	}
 }

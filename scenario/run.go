@@ -340,13 +340,37 @@ func (r *run) endFavour() {
 	}
 }
 
-// calibrate runs the loads with nothing happening (Calibrate).
-func (r *run) calibrate(ctx context.Context) error {
-	calibration, err := Calibrate(ctx, r.s.calibrateFor(), r.env.Log, r.send(), r.cfgs...)
-	for i, c := range calibration {
-		r.res.Traffic[i].Calibration = c
+// calibrate runs the loads with nothing happening (Calibrate), at lower
+// rates while the machine does not hold them and Scenario.MinRate allows.
+func (r *run) calibrate(ctx context.Context) error { return r.calibrateWith(ctx, r.send()) }
+
+func (r *run) calibrateWith(ctx context.Context, send SendFunc) error {
+	for {
+		calibration, err := Calibrate(ctx, r.s.calibrateFor(), r.env.Log, send, r.cfgs...)
+		for i, c := range calibration {
+			r.res.Traffic[i].Calibration = c
+		}
+		if !errors.Is(err, errMachineBusy) || ctx.Err() != nil || !r.lowerRate(calibration[0].Generator) {
+			return err
+		}
 	}
-	return err
+}
+
+// lowerRate halves every load's rate, when the first stays at
+// Scenario.MinRate or above, and says why in the result: g, the
+// calibration's generator, found the machine's CPU taken.
+func (r *run) lowerRate(g loadgen.Generator) bool {
+	from := r.cfgs[0].Rate
+	if r.s.MinRate <= 0 || from/2 < r.s.MinRate {
+		return false
+	}
+	for i := range r.cfgs {
+		r.cfgs[i].Rate = max(1, r.cfgs[i].Rate/2)
+	}
+	r.res.EarlierAttempts = append(r.res.EarlierAttempts, fmt.Sprintf("at %d rps, with nothing happening, some task waited for a CPU %.0f%% of the calibration (nodrop used %.0f%% of a CPU%s): the load lowered to %d rps to fit the machine",
+		from, 100*g.CPUPressure, 100*g.CPU, busiest("; the busiest: ", g.Busiest), r.cfgs[0].Rate))
+	r.env.Log.Printf("• the machine does not hold %d rps beside what it runs: calibrating again at %d rps (no lower than %d)", from, r.cfgs[0].Rate, r.s.MinRate)
+	return true
 }
 
 // disrupt is the run proper: the loads start, the disruption is triggered

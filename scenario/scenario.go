@@ -143,6 +143,13 @@ type Scenario struct {
 	Checks []Check
 	// Calibrate and Tail default to CalibrateFor and TailFor.
 	Calibrate, Tail time.Duration
+	// MinRate, when set, lets the load fit the machine: a calibration
+	// refused because the machine's CPU was taken with nothing happening
+	// is tried again with every load at half its rate, while the first
+	// stays at MinRate or above. The run is judged at the rate it
+	// calibrated at (its reports' rate_target), and says why in
+	// Result.EarlierAttempts. 0: the rate stays as asked.
+	MinRate int
 }
 
 // Check is one claim about a finished run.

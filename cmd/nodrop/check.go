@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,7 @@ type checkOptions struct {
 	fault, faultAt   string
 	via              string
 	rate             int
+	minRate          int
 	timeout          time.Duration
 	runs             int
 	loadImages       []string
@@ -95,6 +97,10 @@ through the API server (only the kubeconfig is needed), merges their
 outcomes into one verdict, each loss naming the pod and node that sent it,
 and deletes the Job on every way out.
 
+A machine that does not hold the load (its CPU taken with nothing happening,
+at calibration) gets half the rate, down to --min-rate; the run is judged at
+the rate it calibrated at and says why, naming what took the CPU.
+
 Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 3 not judged (load not delivered, calibration lost requests, interrupted).`,
 		Args: cobra.NoArgs,
@@ -119,6 +125,7 @@ Exit status: 0 lossless, 1 requests lost, 2 bad input (nothing left behind),
 	f.StringVar(&o.fault, "fault", "", "chaos injected during the disruption, on nodrop's kind cluster: "+chaos.Names)
 	f.StringVar(&o.faultAt, "fault-at", "", "when the fault starts: DURATION after the disruption starts, pod-deleting[+DURATION] after the first old pod is deleted, or P%[+DURATION] after P% of the pods were deleted (30%) (default pod-deleting; with --disruption none, 0s)")
 	f.IntVar(&o.rate, "rate", loadgen.DefaultRate, "requests per second")
+	f.IntVar(&o.minRate, "min-rate", 0, "when the machine does not hold --rate (the calibration finds its CPU taken with nothing happening), halve the load, down to this rate, and judge the run there (default: half of --rate; --min-rate equal to --rate keeps the rate as asked)")
 	f.DurationVar(&o.timeout, "timeout", loadgen.DefaultTimeout, "per-request timeout")
 	f.IntVar(&o.runs, "runs", 1, "runs per mode, each in a fresh namespace")
 	f.StringArrayVar(&o.loadImages, "load-image", nil, "local Docker image to load into the kind nodes first (no registry needed); repeatable")
@@ -188,6 +195,9 @@ func planCheck(o checkOptions) (*checkPlan, error) {
 	}
 	if o.rate <= 0 {
 		return nil, usagef("--rate must be > 0, got %d", o.rate)
+	}
+	if o.minRate < 0 || o.minRate > o.rate {
+		return nil, usagef("--min-rate must be 1–%d (--rate), got %d", o.rate, o.minRate)
 	}
 	if !strings.HasPrefix(o.path, "/") {
 		return nil, usagef("--path must start with /, got %q", o.path)
@@ -266,6 +276,7 @@ func (p *checkPlan) scenario(o checkOptions, mode fixtures.Mode) scenario.Scenar
 		Traffic:    []scenario.Traffic{o.traffic(mode)},
 		Disruption: scenario.Rollout(p.disruption),
 		Faults:     p.faults,
+		MinRate:    cmp.Or(o.minRate, max(1, o.rate/2)),
 	}
 }
 

@@ -89,6 +89,8 @@ func TestCheckBadInputIsOneLineAndExit2(t *testing.T) {
 		{[]string{"check", "-f", good, "--disruption", "earthquake"}, `unknown disruption "earthquake"`},
 		{[]string{"check", "-f", good, "--disruption", "scale-down"}, "scale-down needs at least 2 replicas"},
 		{[]string{"check", "-f", good, "--runs", "0"}, "--runs must be 1–100"},
+		{[]string{"check", "-f", good, "--rate", "400", "--min-rate", "500"}, "--min-rate must be 1–400 (--rate), got 500"},
+		{[]string{"check", "-f", good, "--min-rate", "-1"}, "--min-rate must be 1–1000 (--rate), got -1"},
 		{[]string{"check", "-f", good, "--path", "healthz"}, "--path must start with /"},
 		{[]string{"check", "-k", t.TempDir()}, "kustomize"},
 		{[]string{"check", "-f", good, "--fault", "earthquake"}, `unknown fault "earthquake" (known: kill-pod, crash-pod, drain-node[=DURATION], pause-node[=DURATION], pause-kube-proxy`},

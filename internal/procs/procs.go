@@ -32,6 +32,10 @@ type Snapshot struct {
 type proc struct {
 	name string
 	cpu  time.Duration // user and system time of all its threads
+	// start is when it started, in clock ticks since boot: with the
+	// PID, which process it is (a PID is reused; a kernel worker's name
+	// changes with the work it does).
+	start int64
 }
 
 // Take reads every process's CPU time from root (a proc file system:
@@ -86,16 +90,18 @@ func parseStat(b []byte) (proc, bool) {
 		return proc{}, false
 	}
 	f := strings.Fields(string(b[end+1:]))
-	// After the name: state(3) ppid(4) ... utime(14) stime(15).
-	if len(f) < 13 {
+	// After the name: state(3) ppid(4) ... utime(14) stime(15) ...
+	// starttime(22).
+	if len(f) < 20 {
 		return proc{}, false
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
+	start, err3 := strconv.ParseInt(f[19], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
 		return proc{}, false
 	}
-	return proc{name: string(b[open+1 : end]), cpu: time.Duration(ut+st) * time.Second / userHZ}, true
+	return proc{name: string(b[open+1 : end]), cpu: time.Duration(ut+st) * time.Second / userHZ, start: start}, true
 }
 
 // Use is what the processes of one command name used of the CPU over a
@@ -117,8 +123,10 @@ func (u Use) String() string {
 
 // Busiest is what each command name used of the CPU from a to b, the
 // most first, at most n names and only those that used at least 1 % of a
-// CPU. A process that started after a counts from zero; one that ended
-// before b is not counted.
+// CPU. A process is known by its PID and start time; one that started
+// after a counts from zero, one that ended before b is not counted. A
+// process is named as it was at b (a kernel worker's name changes with
+// its work: kworker/u8:1-events_unbound).
 func Busiest(a, b Snapshot, n int) []Use {
 	span := b.At.Sub(a.At)
 	if span <= 0 {
@@ -127,7 +135,7 @@ func Busiest(a, b Snapshot, n int) []Use {
 	by := map[string]*Use{}
 	for pid, p := range b.procs {
 		used := p.cpu
-		if q, ok := a.procs[pid]; ok && q.name == p.name {
+		if q, ok := a.procs[pid]; ok && q.start == p.start {
 			used -= q.cpu
 		}
 		if used <= 0 {

@@ -24,11 +24,18 @@ func TestParseStatNameWithSpacesAndParentheses(t *testing.T) {
 // writeProc writes a process's stat file into a fake /proc.
 func writeProc(t *testing.T, root string, pid int, name string, ticks int) {
 	t.Helper()
+	writeProcStarted(t, root, pid, name, ticks, 1)
+}
+
+// writeProcStarted is writeProc with the process's start time, in ticks
+// since boot.
+func writeProcStarted(t *testing.T, root string, pid int, name string, ticks, start int) {
+	t.Helper()
 	dir := filepath.Join(root, strconv.Itoa(pid))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	line := strconv.Itoa(pid) + " (" + name + ") S 1 1 1 0 -1 0 0 0 0 0 " + strconv.Itoa(ticks) + " 0 0 0 20 0 1 0 1 0 0\n"
+	line := strconv.Itoa(pid) + " (" + name + ") S 1 1 1 0 -1 0 0 0 0 0 " + strconv.Itoa(ticks) + " 0 0 0 20 0 1 0 " + strconv.Itoa(start) + " 0 0\n"
 	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +51,8 @@ func TestBusiestSumsByName(t *testing.T) {
 	writeProc(t, root, 12, "etcd", 300)
 	writeProc(t, root, 13, "gone", 100)
 	writeProc(t, root, 14, "idle", 40)
+	writeProc(t, root, 17, "kworker/u8:1-flush", 880)
+	writeProc(t, root, 18, "old", 4000)
 	os.WriteFile(filepath.Join(root, "self"), nil, 0o644) // not a PID: skipped
 	a := Take(root)
 	writeProc(t, root, 10, "kube-apiserver", 1060) // 0.6 s
@@ -52,12 +61,17 @@ func TestBusiestSumsByName(t *testing.T) {
 	writeProc(t, root, 12, "etcd", 300)            // nothing
 	writeProc(t, root, 14, "idle", 40)
 	writeProc(t, root, 16, "crumb", 0)
+	writeProc(t, root, 17, "kworker/u8:1-events_unbound", 900)
+	writeProcStarted(t, root, 18, "new", 5, 7)
 	os.RemoveAll(filepath.Join(root, "13"))
 	b := Take(root)
 	b.At = a.At.Add(time.Second)
 
 	got := Busiest(a, b, 5)
-	want := []Use{{Name: "compile", Procs: 2, CPU: 1.5}, {Name: "kube-apiserver", Procs: 1, CPU: 0.6}}
+	// The kernel worker renamed by its work counts from its own earlier
+	// time (0.2 s), PID 18 reused by a new process from zero (0.05 s).
+	want := []Use{{Name: "compile", Procs: 2, CPU: 1.5}, {Name: "kube-apiserver", Procs: 1, CPU: 0.6},
+		{Name: "kworker/u8:1-events_unbound", Procs: 1, CPU: 0.2}, {Name: "new", Procs: 1, CPU: 0.05}}
 	if len(got) != len(want) {
 		t.Fatalf("Busiest = %v, want %v", got, want)
 	}
@@ -66,7 +80,7 @@ func TestBusiestSumsByName(t *testing.T) {
 			t.Fatalf("Busiest = %v, want %v", got, want)
 		}
 	}
-	if s := List(got); s != "compile ×2 150%, kube-apiserver 60%" {
+	if s := List(got); s != "compile ×2 150%, kube-apiserver 60%, kworker/u8:1-events_unbound 20%, new 5%" {
 		t.Errorf("List = %q", s)
 	}
 	if got := Busiest(a, b, 1); len(got) != 1 || got[0].Name != "compile" {
