@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodrop-dev/nodrop/internal/procs"
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
 )
@@ -69,7 +68,7 @@ func starvedNote(r *loadgen.Report, ep probes.Burst) string {
 	who := "the cluster's pods and kubelet among those that may have"
 	for _, t := range []time.Time{ep.Start, ep.End} {
 		if b := r.Generator.BusiestAt(t); len(b) > 0 {
-			who = "the busiest processes then: " + procs.List(b) + " of a CPU"
+			who = busiest("the busiest processes then: ", b)
 			break
 		}
 	}

@@ -55,7 +55,7 @@ func (w *Witness) WaitQuiet(ctx context.Context, q Quiet) (Waited, error) {
 		if len(snaps) > window+1 {
 			snaps = snaps[len(snaps)-window-1:]
 		}
-		res := Waited{Took: time.Since(start), Last: -1, Busiest: procs.Busiest(snaps[0], snaps[len(snaps)-1], 5)}
+		res := Waited{Took: time.Since(start), Last: -1}
 		if len(totals) > window {
 			totals = totals[len(totals)-window-1:]
 			res.Last = float64(totals[len(totals)-1]-totals[0]) / float64(time.Duration(window)*step)
@@ -64,9 +64,9 @@ func (w *Witness) WaitQuiet(ctx context.Context, q Quiet) (Waited, error) {
 		calm := w.StoodStill(now.Add(-q.For), now) == 0 && time.Since(start) >= q.For
 		if calm && (!ok || res.Last >= 0 && res.Last <= q.MaxPressure) {
 			res.Quiet = true
-			return res, nil
 		}
-		if res.Took >= q.Max {
+		if res.Quiet || res.Took >= q.Max {
+			res.Busiest = procs.Busiest(snaps[0], snaps[len(snaps)-1], 5)
 			return res, nil
 		}
 		select {
