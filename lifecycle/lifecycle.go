@@ -138,11 +138,17 @@ func NewWriter(out io.Writer, who Line) *Writer {
 // Write writes one line, stamped now: event and its fields as key, value
 // pairs ("signal", "terminated", "code", 0). A nil Writer writes nothing.
 func (w *Writer) Write(event string, kv ...any) {
+	w.WriteAt(time.Now(), event, kv...)
+}
+
+// WriteAt writes one line stamped at: for a step whose moment is known
+// only once it is over (a reload that took effect before it returned).
+func (w *Writer) WriteAt(at time.Time, event string, kv ...any) {
 	if w == nil {
 		return
 	}
 	l := w.who
-	l.At, l.Event = time.Now(), event
+	l.At, l.Event = at, event
 	if len(kv) > 1 {
 		l.Fields = make(map[string]any, len(kv)/2)
 		for i := 0; i+1 < len(kv); i += 2 {

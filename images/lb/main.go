@@ -155,6 +155,11 @@ func logEvent(cfg config, event string, fields ...any) {
 	cfg.log.Write(event, fields...)
 }
 
+// logEventAt writes a lifecycle line stamped at.
+func logEventAt(cfg config, at time.Time, event string, fields ...any) {
+	cfg.log.WriteAt(at, event, fields...)
+}
+
 func run(cfg config) error {
 	p, err := newProxy(cfg)
 	if err != nil {
@@ -199,7 +204,7 @@ func run(cfg config) error {
 				continue
 			}
 			reloads++
-			logEvent(cfg, "reloaded", "took_ms", ms(time.Since(t0)), "requested", true)
+			logEventAt(cfg, p.tookEffect, "reloaded", "took_ms", ms(time.Since(t0)), "requested", true)
 			if err := os.WriteFile(reloadsFile, []byte(strconv.Itoa(reloads)), 0o644); err != nil {
 				logEvent(cfg, "reload not recorded", "error", err.Error())
 			}
@@ -228,7 +233,7 @@ func run(cfg config) error {
 				retry(changes, backends)
 				continue
 			} else {
-				logEvent(cfg, p.applied(), "took_ms", ms(time.Since(t0)))
+				logEventAt(cfg, p.tookEffect, p.applied(), "took_ms", ms(time.Since(t0)))
 			}
 			current = backends
 			ready.Store(len(backends) > 0)
@@ -271,6 +276,10 @@ type proxy struct {
 	cmd   *exec.Cmd
 	done  chan error
 	slots [slots]string // haproxy-runtime: each slot's address, "" if free
+	// tookEffect is when the last reload took effect, which its lifecycle
+	// line is stamped with: in haproxy-sf mode the moment the old
+	// process's listening socket closed, before that process exits.
+	tookEffect time.Time
 }
 
 func newProxy(cfg config) (*proxy, error) {
@@ -343,6 +352,7 @@ func (p *proxy) applied() string {
 
 func (p *proxy) apply(backends []string) error {
 	if p.cfg.mode == "haproxy-runtime" {
+		defer func() { p.tookEffect = time.Now() }()
 		return p.setServers(backends)
 	}
 	return p.reload(backends)
@@ -353,6 +363,12 @@ func (p *proxy) apply(backends []string) error {
 // operator's reload for another reason: the configuration is written
 // from lb's record of the slots, so no server set at runtime is lost).
 func (p *proxy) reload(backends []string) error {
+	p.tookEffect = time.Time{}
+	defer func() {
+		if p.tookEffect.IsZero() {
+			p.tookEffect = time.Now()
+		}
+	}()
 	if err := p.write(backends); err != nil {
 		return err
 	}
@@ -367,16 +383,35 @@ func (p *proxy) reload(backends []string) error {
 		// a gone pod kept half the new connections). The old process
 		// exits once the new one has bound its sockets and it has
 		// finished its connections.
+		//
+		// The reload takes effect, and loses what it loses, when the old
+		// process closes its listening socket, not when it exits: that
+		// can be seconds later on a busy machine, once its last
+		// connections end. So the sockets listening on the port are
+		// watched, and the reload is stamped when the old ones are gone.
 		old, oldDone := p.cmd, p.done
+		before, _ := listeningSockets(p.cfg.listen)
 		if err := p.run("/usr/sbin/haproxy", "-db", "-f", p.confPath(), "-sf", strconv.Itoa(old.Process.Pid)); err != nil {
 			return err
 		}
-		select {
-		case <-oldDone:
-		case <-time.After(5 * time.Second):
-			return fmt.Errorf("HAProxy %d still runs 5 s after its successor started", old.Process.Pid)
+		deadline := time.After(5 * time.Second)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-oldDone:
+				if p.tookEffect.IsZero() {
+					p.tookEffect = time.Now()
+				}
+				return nil
+			case <-deadline:
+				return fmt.Errorf("HAProxy %d still runs 5 s after its successor started", old.Process.Pid)
+			case <-tick.C:
+				if p.tookEffect.IsZero() && len(before) > 0 && closedAll(p.cfg.listen, before) {
+					p.tookEffect = time.Now()
+				}
+			}
 		}
-		return nil
 	}
 	// HAProxy's master re-executes itself to reload, and a SIGUSR2 that
 	// arrives meanwhile is lost: the proxy would keep the backends of the
@@ -720,4 +755,43 @@ func watchSlices(ctx context.Context, a *api, cfg config, out chan []string) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// listeningSockets are the inodes of the TCP sockets listening on port
+// in this network namespace (/proc/net/tcp and tcp6).
+func listeningSockets(port int) (map[string]bool, error) {
+	out := map[string]bool{}
+	hexPort := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+			f := strings.Fields(line)
+			if len(f) >= 10 && f[3] == "0A" && strings.HasSuffix(f[1], hexPort) {
+				out[f[9]] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// closedAll says whether none of the sockets in before listens on port
+// any more.
+func closedAll(port int, before map[string]bool) bool {
+	now, err := listeningSockets(port)
+	if err != nil {
+		return false
+	}
+	for inode := range before {
+		if now[inode] {
+			return false
+		}
+	}
+	return true
 }
