@@ -68,7 +68,7 @@ func runChaos(ctx SpecContext, env scenario.Env, name string, c fixtures.ChaosCa
 		Expect(err).NotTo(HaveOccurred())
 		Expect(uncordoned).To(BeEmpty(), "still cordoned after the run")
 	})
-	res, err := s.RunUntilJudged(ctx, env, attempts)
+	res, err := fitted(s).RunUntilJudged(ctx, env, attempts)
 	record(res)
 	Expect(err).NotTo(HaveOccurred())
 	expectPassed(c.Variant, res)

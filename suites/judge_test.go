@@ -70,6 +70,19 @@ func caseDecorators(lossy, extended bool, timeout any) []any {
 // under test (docs/ci.md).
 const attempts = 5
 
+// fitted lets a catalogue run's load fit the machine as `nodrop check`
+// does: a calibration refused for CPU pressure runs again with the load
+// at half its rate, once (Scenario.MinRate), and the run is judged at the
+// rate it calibrated at, the reason in its report. Without it such a run
+// waits for quiet and calibrates again at the same rate, and on a machine
+// that never holds that rate beside the cluster ends not judged.
+func fitted(s scenario.Scenario) scenario.Scenario {
+	if len(s.Traffic) > 0 {
+		s.MinRate = max(1, s.Traffic[0].Config.Rate/2)
+	}
+	return s
+}
+
 // helperProgram is this test binary, which runs nodrop's helper
 // processes (TestMain): the delay faults' packet holder runs there, not
 // beside the load generator.

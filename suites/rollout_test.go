@@ -81,7 +81,7 @@ var _ = Describe("Rolling update under constant load", suites.Rollout, func() {
 			s, err := fixtures.RolloutCase{Variant: v, Mode: tc.mode, Disruption: tc.disruption}.Scenario(suiteEnv.Images)
 			Expect(err).NotTo(HaveOccurred())
 			By(fmt.Sprintf("%s, %s load at %d rps: %s", v.Name, tc.mode, s.Traffic[0].Config.Rate, s.Disruption.Name))
-			res, err := s.RunUntilJudged(ctx, envFor(ctx, s), attempts)
+			res, err := fitted(s).RunUntilJudged(ctx, envFor(ctx, s), attempts)
 			record(res)
 			Expect(err).NotTo(HaveOccurred())
 			expectPassed(v.Name, res)
