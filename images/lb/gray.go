@@ -159,7 +159,7 @@ func runGray(ctx context.Context, cfg config, p *proxy, a *api) error {
 				continue
 			}
 			t0 := time.Now()
-			if err := p.apply(next.servers(addrs)); err != nil {
+			if _, err := p.apply(next.servers(addrs)); err != nil {
 				logEvent(cfg, "apply failed", "error", err.Error())
 				continue
 			}

@@ -199,12 +199,13 @@ func run(cfg config) error {
 			}
 			logEvent(cfg, "reload requested", "backends", len(current))
 			t0 := time.Now()
-			if err := p.reload(current); err != nil {
+			at, err := p.reload(current)
+			if err != nil {
 				logEvent(cfg, "reload failed", "error", err.Error())
 				continue
 			}
 			reloads++
-			logEventAt(cfg, p.tookEffect, "reloaded", "took_ms", ms(time.Since(t0)), "requested", true)
+			logEventAt(cfg, at, "reloaded", "took_ms", ms(time.Since(t0)), "requested", true)
 			if err := os.WriteFile(reloadsFile, []byte(strconv.Itoa(reloads)), 0o644); err != nil {
 				logEvent(cfg, "reload not recorded", "error", err.Error())
 			}
@@ -228,12 +229,12 @@ func run(cfg config) error {
 				}
 				started = true
 				logEvent(cfg, "proxy started", "took_ms", ms(time.Since(t0)))
-			} else if err := p.apply(backends); err != nil {
+			} else if at, err := p.apply(backends); err != nil {
 				logEvent(cfg, "apply failed", "error", err.Error())
 				retry(changes, backends)
 				continue
 			} else {
-				logEventAt(cfg, p.tookEffect, p.applied(), "took_ms", ms(time.Since(t0)))
+				logEventAt(cfg, at, p.applied(), "took_ms", ms(time.Since(t0)))
 			}
 			current = backends
 			ready.Store(len(backends) > 0)
@@ -276,10 +277,6 @@ type proxy struct {
 	cmd   *exec.Cmd
 	done  chan error
 	slots [slots]string // haproxy-runtime: each slot's address, "" if free
-	// tookEffect is when the last reload took effect, which its lifecycle
-	// line is stamped with: in haproxy-sf mode the moment the old
-	// process's listening socket closed, before that process exits.
-	tookEffect time.Time
 }
 
 func newProxy(cfg config) (*proxy, error) {
@@ -350,10 +347,12 @@ func (p *proxy) applied() string {
 	return "reloaded"
 }
 
-func (p *proxy) apply(backends []string) error {
+// apply makes backends the proxy's, and returns when that took effect
+// (as reload).
+func (p *proxy) apply(backends []string) (time.Time, error) {
 	if p.cfg.mode == "haproxy-runtime" {
-		defer func() { p.tookEffect = time.Now() }()
-		return p.setServers(backends)
+		err := p.setServers(backends)
+		return time.Now(), err
 	}
 	return p.reload(backends)
 }
@@ -362,19 +361,18 @@ func (p *proxy) apply(backends []string) error {
 // the mode's way; in haproxy-runtime mode, as haproxy-reload (an
 // operator's reload for another reason: the configuration is written
 // from lb's record of the slots, so no server set at runtime is lost).
-func (p *proxy) reload(backends []string) error {
-	p.tookEffect = time.Time{}
-	defer func() {
-		if p.tookEffect.IsZero() {
-			p.tookEffect = time.Now()
-		}
-	}()
+// It returns when the reload took effect, which its lifecycle line is
+// stamped with: in haproxy-sf mode the moment the old process's listening
+// socket closed, before that process exits; otherwise once the proxy
+// has it.
+func (p *proxy) reload(backends []string) (time.Time, error) {
 	if err := p.write(backends); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	switch p.cfg.mode {
 	case "nginx-reload", "nginx-gray":
-		return p.cmd.Process.Signal(syscall.SIGHUP) // what nginx -s reload sends
+		err := p.cmd.Process.Signal(syscall.SIGHUP) // what nginx -s reload sends
+		return time.Now(), err
 	case "haproxy-sf":
 		// The old process finishes what it has and exits; its exit is
 		// no longer the proxy's. One reload at a time here too: a new
@@ -392,23 +390,24 @@ func (p *proxy) reload(backends []string) error {
 		old, oldDone := p.cmd, p.done
 		before, _ := listeningSockets(p.cfg.listen)
 		if err := p.run("/usr/sbin/haproxy", "-db", "-f", p.confPath(), "-sf", strconv.Itoa(old.Process.Pid)); err != nil {
-			return err
+			return time.Time{}, err
 		}
+		var closed time.Time
 		deadline := time.After(5 * time.Second)
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
 			case <-oldDone:
-				if p.tookEffect.IsZero() {
-					p.tookEffect = time.Now()
+				if closed.IsZero() {
+					closed = time.Now()
 				}
-				return nil
+				return closed, nil
 			case <-deadline:
-				return fmt.Errorf("HAProxy %d still runs 5 s after its successor started", old.Process.Pid)
+				return time.Time{}, fmt.Errorf("HAProxy %d still runs 5 s after its successor started", old.Process.Pid)
 			case <-tick.C:
-				if p.tookEffect.IsZero() && len(before) > 0 && closedAll(p.cfg.listen, before) {
-					p.tookEffect = time.Now()
+				if closed.IsZero() && len(before) > 0 && closedAll(p.cfg.listen, before) {
+					closed = time.Now()
 				}
 			}
 		}
@@ -420,17 +419,17 @@ func (p *proxy) reload(backends []string) error {
 	// current; changes that came meanwhile make the next reload.
 	before, err := currentWorker()
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if now, err := currentWorker(); err == nil && now != before {
-			return nil
+			return time.Now(), nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no new HAProxy worker 10 s after the reload signal (worker %s still current)", before)
+			return time.Time{}, fmt.Errorf("no new HAProxy worker 10 s after the reload signal (worker %s still current)", before)
 		}
 	}
 }
