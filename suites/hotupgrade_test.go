@@ -12,8 +12,11 @@ import (
 	"github.com/nodrop-dev/nodrop/suites"
 )
 
-// hotTimeout bounds one hot-upgrade spec, set-up and calibration included.
-var hotTimeout = SpecTimeout(4 * time.Minute)
+// hotTimeout bounds one hot-upgrade spec, set-up and calibration
+// included, with its attempts and the waits for quiet between them (up
+// to 90 s each), as rolloutTimeout does: a spec whose first runs were not
+// judged must not run out of time before its attempts do.
+var hotTimeout = SpecTimeout(10 * time.Minute)
 
 // nginxEntries are the catalogue's nginx cases (fixtures.NginxCases).
 func nginxEntries() []TableEntry {

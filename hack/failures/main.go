@@ -1,6 +1,6 @@
 // Command failures prints, after a suite run, why each spec failed: one
-// line per failed spec with the first line of its failure, then how many
-// failed for each reason. The Makefile runs it when the suites fail, so
+// line per failed spec with its failure's message on that line (its lines
+// joined, up to MaxWhy bytes), then how many failed for each reason. The Makefile runs it when the suites fail, so
 // the end of a CI log says why, not only which.
 //
 //	go run ./hack/failures out/report.json
@@ -50,16 +50,17 @@ func digest(w io.Writer, reports []types.Report) int {
 				continue
 			}
 			n++
-			why := firstLine(s.Failure.Message)
+			why, reason := oneLine(s.Failure.Message), firstLine(s.Failure.Message)
 			if s.Failure.FailureNodeType != types.NodeTypeIt && s.Failure.FailureNodeType != types.NodeTypeInvalid {
 				why = fmt.Sprintf("in %s: %s", s.Failure.FailureNodeType, why)
+				reason = fmt.Sprintf("in %s: %s", s.Failure.FailureNodeType, reason)
 			}
 			name := strings.TrimSpace(strings.Join(append(s.ContainerHierarchyTexts, s.LeafNodeText), " "))
 			if name == "" {
 				name = s.LeafNodeType.String()
 			}
 			fmt.Fprintf(w, "FAILED %s (%s, %s): %s\n", name, s.State, s.Failure.Location, why)
-			reasons[digits.ReplaceAllString(clip(why, 120), "N")]++
+			reasons[digits.ReplaceAllString(clip(reason, 120), "N")]++
 		}
 	}
 	if n == 0 {
@@ -79,12 +80,28 @@ func digest(w io.Writer, reports []types.Report) int {
 	return n
 }
 
+// MaxWhy bounds a failure's line: enough for a verdict's evidence or an
+// error under "Unexpected error:", which Gomega puts on the lines after it.
+const MaxWhy = 1500
+
+// oneLine is a failure's message on one line: its non-empty lines,
+// trimmed, joined with " | ", clipped at MaxWhy.
+func oneLine(s string) string {
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return clip(strings.Join(parts, " | "), MaxWhy)
+}
+
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
-	return clip(s, 400)
+	return s
 }
 
 func clip(s string, n int) string {
