@@ -50,11 +50,11 @@ var ciLeavesOut = map[string]bool{
 // 2026-12-07) and its fresh specs, the ones a busy two-core machine
 // starves, to those whose claims differ by mode.
 var ciOneMode = map[string]fixtures.Mode{
-	"no-prestop": fixtures.Fresh,
+	"no-prestop":   fixtures.Fresh,
 	"no-readiness": fixtures.KeepAlive, "tcp-readiness-early-listen": fixtures.KeepAlive,
 	"exec-readiness": fixtures.KeepAlive, "startup-probe": fixtures.KeepAlive,
 	"single-replica-max-unavailable": fixtures.KeepAlive,
-	"exec-prestop": fixtures.KeepAlive, "start-sh-exec": fixtures.KeepAlive, "tini-init": fixtures.KeepAlive,
+	"exec-prestop":                   fixtures.KeepAlive, "start-sh-exec": fixtures.KeepAlive, "tini-init": fixtures.KeepAlive,
 	"sidecar-no-prestop": fixtures.KeepAlive, "sidecar-prestop-app-only": fixtures.KeepAlive,
 	"sidecar-prestop-both": fixtures.KeepAlive, "sidecar-slow-start": fixtures.KeepAlive,
 	"native-sidecar": fixtures.KeepAlive,
