@@ -138,6 +138,29 @@ func TestStallPastTimeoutIsTimeout(t *testing.T) {
 	expectOnly(t, r, loadgen.Timeout, int(srv.dropped.Load()))
 }
 
+// The timeline keeps the slowest answer of each bucket: the server that
+// answers every 25th request after 1.5 s shows it in the buckets those
+// were sent in, and nowhere else.
+func TestTimelineKeepsTheSlowestAnswer(t *testing.T) {
+	srv := startRawServer(t, every(25, stall))
+	r := run(t, loadgen.Config{Targets: []string{srv.URL()}, Rate: 100, Duration: time.Second, Timeout: 2 * time.Second})
+	if r.Lost != 0 || r.OK < 95 {
+		t.Fatalf("lost %d, answered %d: %s", r.Lost, r.OK, r.Summary())
+	}
+	slow := 0
+	for _, b := range r.Timeline {
+		if b.SlowestMs >= float64(stallFor.Milliseconds()) {
+			slow++
+		}
+	}
+	if want := int(srv.n.Load() / 25); slow < want-1 || slow > want {
+		t.Errorf("%d buckets with an answer of %s or more, want %d", slow, stallFor, want)
+	}
+	if got := r.SlowestAnswered(r.Started, r.Started.Add(time.Second)); got < stallFor || got > stallFor+500*time.Millisecond {
+		t.Errorf("slowest answer %s, want about %s", got, stallFor)
+	}
+}
+
 func TestClosedPortIsRefused(t *testing.T) {
 	r := run(t, loadgen.Config{Targets: []string{closedPortURL(t)}, Rate: 200, Duration: time.Second})
 	if r.Total < 195 {

@@ -155,6 +155,25 @@ type Bucket struct {
 	// schedule, not its send time) left late: near zero, the generator
 	// sent on time through the bucket whatever its clock watch saw.
 	LateMs float64 `json:"late_ms,omitempty"`
+	// SlowestMs is the longest an answered request sent in this bucket
+	// took: how long the machine and the server kept answers waiting
+	// then (Report.SlowestAnswered).
+	SlowestMs float64 `json:"slowest_ms,omitempty"`
+}
+
+// SlowestAnswered is the longest an answered request sent from from to
+// to took (by the timeline's buckets that span any of it); 0 if none was
+// answered then.
+func (r *Report) SlowestAnswered(from, to time.Time) time.Duration {
+	var slowest float64
+	for i := max(0, int(from.Sub(r.Started)/BucketWidth)); i < len(r.Timeline); i++ {
+		b := r.Timeline[i]
+		if r.Started.Add(time.Duration(b.OffsetMs) * time.Millisecond).After(to) {
+			break
+		}
+		slowest = max(slowest, b.SlowestMs)
+	}
+	return time.Duration(slowest * float64(time.Millisecond))
 }
 
 // Window is a run of consecutive lost requests.
@@ -733,6 +752,7 @@ func (acc *accumulator) add(o outcome) {
 	if !lost {
 		r.OK++
 		b.OK++
+		b.SlowestMs = max(b.SlowestMs, ms(o.latency))
 		if o.pod != "" {
 			r.ByPod[o.pod]++
 			acc.countPod(o)

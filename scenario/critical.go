@@ -118,3 +118,51 @@ func probeTimedOut(e probes.Event) bool {
 		(strings.Contains(e.Detail, "timed out") || strings.Contains(e.Detail, "deadline exceeded") || strings.Contains(e.Detail, "Timeout exceeded")) &&
 		!strings.Contains(e.Detail, "failed to connect service")
 }
+
+// StarvedAround is how far before and after a timeout the answered
+// requests starvedAt looks at were sent.
+const StarvedAround = time.Second
+
+// starvedAt says, for a request sent at t that timed out, whether the
+// machine was starved then: some task waited for a CPU StarvedPressure or
+// more of that second, and an answered request sent within StarvedAround
+// of it took half the client's timeout or more. A request lost to a
+// network that dropped it, or to a pod that was gone, times out among
+// answers that came quickly; one among answers the machine kept waiting
+// nearly as long is the tail of those delays, not the configuration's.
+// It returns the slowest answer and the pressure when so.
+func starvedAt(r *loadgen.Report, t time.Time) (slowest time.Duration, pressure float64, ok bool) {
+	timeout := time.Duration(r.Client.TimeoutMs) * time.Millisecond
+	pressure = max(r.Generator.PressureAt(r.Started, t), r.Generator.PressureAt(r.Started, t.Add(timeout)))
+	slowest = r.SlowestAnswered(t.Add(-StarvedAround), t.Add(StarvedAround))
+	return slowest, pressure, timeout > 0 && pressure >= StarvedPressure && 2*slowest >= timeout
+}
+
+// starved is starvedAt's answer alone.
+func starved(r *loadgen.Report, t time.Time) bool {
+	_, _, ok := starvedAt(r, t)
+	return ok
+}
+
+// starvedMachine says, when every loss of a run is a timeout sent while
+// the machine was starved (starvedAt), why; "" otherwise.
+func starvedMachine(r *loadgen.Report, events []probes.Event) string {
+	eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
+	if len(eps) == 0 || r.LostByClass[loadgen.Timeout] != r.Lost {
+		return ""
+	}
+	var seen []string
+	for _, ep := range eps {
+		// The episode's first and last losses stand for it: starved at
+		// both, the answers between were kept waiting as long.
+		s1, p1, ok1 := starvedAt(r, ep.Start)
+		s2, p2, ok2 := starvedAt(r, ep.End)
+		if !ok1 || !ok2 {
+			return ""
+		}
+		seen = append(seen, fmt.Sprintf("%d timeouts at +%.1fs, answered requests sent within %s of them taking up to %.1fs, some task waiting for a CPU %.0f%% of that second",
+			ep.Lost, r.Offset(ep.Start).Seconds(), StarvedAround, max(s1, s2).Seconds(), 100*max(p1, p2)))
+	}
+	return fmt.Sprintf("the machine was starved when requests were lost: %s: with answers kept waiting half the %s timeout or more, these timeouts are the tail of the machine's delays, not the configuration's: run at a lower --rate or on a larger machine",
+		strings.Join(seen, "; "), time.Duration(r.Client.TimeoutMs)*time.Millisecond)
+}

@@ -486,3 +486,46 @@ func TestSummarySaysWhatWasSpared(t *testing.T) {
 		t.Errorf("row %+v; summary:\n%s", row, b.String())
 	}
 }
+
+// Timeouts among answers the machine kept waiting half the timeout or
+// more, in a second of high CPU pressure, are the machine's: a lossless
+// claim is not judged, and a lossy claim spares them as a foreign class.
+// Timeouts among quick answers, or in a quiet second, stay the
+// configuration's.
+func TestJudgeNamesAStarvedMachine(t *testing.T) {
+	lossless := scenario.Expectation{Verdict: loadgen.Lossless}
+	starved := func(slowest float64, pressure float64, losses ...loss) *loadgen.Report {
+		r := report(losses...)
+		r.Client.TimeoutMs = 2000
+		r.Generator.PressureBySecond = make([]float64, 10)
+		r.Generator.PressureBySecond[3], r.Generator.PressureBySecond[5] = pressure, pressure
+		r.Timeline[30].SlowestMs = slowest
+		return r
+	}
+	timeouts := []loss{{at: 3100 * time.Millisecond, class: loadgen.Timeout}, {at: 3101 * time.Millisecond, class: loadgen.Timeout}}
+	o := scenario.Judge(starved(1200, 0.85, timeouts...), deleted, window, lossless)
+	if o.Got != loadgen.NotJudged || len(o.NotJudged) == 0 || !strings.Contains(o.NotJudged[0], "the machine was starved") || !strings.Contains(o.NotJudged[0], "up to 1.2s") {
+		t.Errorf("timeouts among answers of 1.2 s at 85%% pressure: got %q, %q", o.Got, o.NotJudged)
+	}
+	for name, r := range map[string]*loadgen.Report{
+		"quick answers":   starved(300, 0.85, timeouts...),
+		"a quiet second":  starved(1200, 0.2, timeouts...),
+		"a refusal too":   starved(1200, 0.85, append(slices.Clone(timeouts), loss{at: 3200 * time.Millisecond, class: loadgen.Refused})...),
+		"slow long after": starved(0, 0.85, timeouts...),
+	} {
+		if name == "slow long after" {
+			r.Timeline[60].SlowestMs = 1500
+		}
+		if o := scenario.Judge(r, deleted, window, lossless); o.Got != loadgen.Lossy || o.Passed() {
+			t.Errorf("%s: got %q, %q", name, o.Got, o.NotJudged)
+		}
+	}
+	resets := scenario.Expectation{Verdict: loadgen.Lossy, Classes: map[loadgen.Class]string{loadgen.Reset: "queued connections reset"}}
+	withReset := append(slices.Clone(timeouts), loss{at: 3000 * time.Millisecond, class: loadgen.Reset})
+	if o := scenario.Judge(starved(1200, 0.85, withReset...), deleted, window, resets); !o.Passed() || len(o.Spared) != 2 || !strings.Contains(o.Spared[0], "the machine was starved then") {
+		t.Errorf("a lossy claim's timeouts among slow answers: problems %q, spared %q", o.Problems, o.Spared)
+	}
+	if o := scenario.Judge(starved(300, 0.85, withReset...), deleted, window, resets); o.Passed() {
+		t.Errorf("a lossy claim's timeouts among quick answers passed: spared %q", o.Spared)
+	}
+}
