@@ -147,21 +147,19 @@ func starved(r *loadgen.Report, t time.Time) bool {
 // starvedMachine says, when every loss of a run is a timeout sent while
 // the machine was starved (starvedAt), why; "" otherwise.
 func starvedMachine(r *loadgen.Report, events []probes.Event) string {
-	eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
-	if len(eps) == 0 || r.LostByClass[loadgen.Timeout] != r.Lost {
+	if r.Lost == 0 || r.LostByClass[loadgen.Timeout] != r.Lost || len(r.Losses) == 0 {
 		return ""
 	}
-	var seen []string
-	for _, ep := range eps {
-		// The episode's first and last losses stand for it: starved at
-		// both, the answers between were kept waiting as long.
-		s1, p1, ok1 := starvedAt(r, ep.Start)
-		s2, p2, ok2 := starvedAt(r, ep.End)
-		if !ok1 || !ok2 {
+	for _, l := range r.Losses {
+		if !starved(r, l.At) {
 			return ""
 		}
+	}
+	var seen []string
+	for _, ep := range probes.Episodes(probes.Bursts(r, events), EpisodeGap) {
+		slowest, pressure, _ := starvedAt(r, ep.Start)
 		seen = append(seen, fmt.Sprintf("%d timeouts at +%.1fs, answered requests sent within %s of them taking up to %.1fs, some task waiting for a CPU %.0f%% of that second",
-			ep.Lost, r.Offset(ep.Start).Seconds(), StarvedAround, max(s1, s2).Seconds(), 100*max(p1, p2)))
+			ep.Lost, r.Offset(ep.Start).Seconds(), StarvedAround, slowest.Seconds(), 100*pressure))
 	}
 	return fmt.Sprintf("the machine was starved when requests were lost: %s: with answers kept waiting half the %s timeout or more, these timeouts are the tail of the machine's delays, not the configuration's: run at a lower --rate or on a larger machine",
 		strings.Join(seen, "; "), time.Duration(r.Client.TimeoutMs)*time.Millisecond)

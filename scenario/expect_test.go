@@ -508,10 +508,11 @@ func TestJudgeNamesAStarvedMachine(t *testing.T) {
 		t.Errorf("timeouts among answers of 1.2 s at 85%% pressure: got %q, %q", o.Got, o.NotJudged)
 	}
 	for name, r := range map[string]*loadgen.Report{
-		"quick answers":   starved(300, 0.85, timeouts...),
-		"a quiet second":  starved(1200, 0.2, timeouts...),
-		"a refusal too":   starved(1200, 0.85, append(slices.Clone(timeouts), loss{at: 3200 * time.Millisecond, class: loadgen.Refused})...),
-		"slow long after": starved(0, 0.85, timeouts...),
+		"quick answers":         starved(300, 0.85, timeouts...),
+		"a quiet second":        starved(1200, 0.2, timeouts...),
+		"a refusal too":         starved(1200, 0.85, append(slices.Clone(timeouts), loss{at: 3200 * time.Millisecond, class: loadgen.Refused})...),
+		"slow long after":       starved(0, 0.85, timeouts...),
+		"one in a quiet second": starved(1200, 0.85, append(slices.Clone(timeouts), loss{at: 7100 * time.Millisecond, class: loadgen.Timeout})...),
 	} {
 		if name == "slow long after" {
 			r.Timeline[60].SlowestMs = 1500
