@@ -248,6 +248,27 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	if v := e.Versions; v != nil {
 		o.Problems = append(o.Problems, versionProblems(r, w, *v)...)
 	}
+	return saturated(r, o)
+}
+
+// saturated makes a run that did not show its claim not judged when the
+// machine did not hold its load through it: some task waited for a CPU
+// MaxCalibrationPressure or more of the run, the bar a calibration with
+// nothing happening must stay under. On such a machine kube-proxy lags,
+// answers wait up to the client's timeout and a proxy's open-loop
+// clients pile up connections: what the run showed may be the machine's.
+// A run that showed its claim stays judged.
+func saturated(r *loadgen.Report, o Outcome) Outcome {
+	if o.Passed() || r.Generator.CPUPressure < MaxCalibrationPressure {
+		return o
+	}
+	shown := o.Problems[0]
+	if len(shown) > 300 {
+		shown = shown[:300] + "…"
+	}
+	why := fmt.Sprintf("the machine did not hold the load through the run: some task waited for a CPU %.0f%% of it, over the %.0f%% a calibration allows with nothing happening, so what the run showed may be the machine's (%s): run at a lower --rate or on a larger machine",
+		100*r.Generator.CPUPressure, 100*MaxCalibrationPressure, shown)
+	o.Got, o.NotJudged, o.Problems = loadgen.NotJudged, append(o.NotJudged, why), []string{"not judged: " + why}
 	return o
 }
 

@@ -530,3 +530,32 @@ func TestJudgeNamesAStarvedMachine(t *testing.T) {
 		t.Errorf("a lossy claim's timeouts among quick answers passed: spared %q", o.Spared)
 	}
 }
+
+// A run that did not show its claim on a machine that did not hold its
+// load (CPU pressure over the run at the calibration's bar or more) is
+// not judged, the claim's problem kept in the reason; one that showed it,
+// or failed on a machine that held it, stays judged.
+func TestJudgeNeedsAMachineThatHeldTheRun(t *testing.T) {
+	lossless := scenario.Expectation{Verdict: loadgen.Lossless}
+	busy := func(pressure float64, losses ...loss) *loadgen.Report {
+		r := report(losses...)
+		r.Generator.CPUPressure = pressure
+		return r
+	}
+	refused := loss{at: 3100 * time.Millisecond, class: loadgen.Refused}
+	o := scenario.Judge(busy(0.84, refused), deleted, window, lossless)
+	if o.Got != loadgen.NotJudged || len(o.Problems) != 1 || !strings.Contains(o.Problems[0], "did not hold the load through the run: some task waited for a CPU 84%") ||
+		!strings.Contains(o.Problems[0], "expected no lost request, lost 1") {
+		t.Errorf("a lossless claim that lost at 84%% pressure: got %q, %q", o.Got, o.Problems)
+	}
+	if o := scenario.Judge(busy(0.6, refused), deleted, window, lossless); o.Got != loadgen.Lossy || o.Passed() {
+		t.Errorf("the same at 60%%: got %q, %q", o.Got, o.Problems)
+	}
+	if o := scenario.Judge(busy(0.9), deleted, window, lossless); o.Got != loadgen.Lossless || !o.Passed() {
+		t.Errorf("nothing lost at 90%%: got %q, %q", o.Got, o.Problems)
+	}
+	resets := scenario.Expectation{Verdict: loadgen.Lossy, Classes: map[loadgen.Class]string{loadgen.Reset: "queued connections reset"}}
+	if o := scenario.Judge(busy(0.9, loss{at: 3100 * time.Millisecond, class: loadgen.Reset}), deleted, window, resets); o.Got != loadgen.Lossy || !o.Passed() {
+		t.Errorf("a lossy claim shown at 90%%: got %q, %q", o.Got, o.Problems)
+	}
+}
