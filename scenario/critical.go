@@ -2,6 +2,8 @@ package scenario
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -138,29 +140,60 @@ func starvedAt(r *loadgen.Report, t time.Time) (slowest time.Duration, pressure 
 	return slowest, pressure, timeout > 0 && pressure >= StarvedPressure && 2*slowest >= timeout
 }
 
-// starved is starvedAt's answer alone.
-func starved(r *loadgen.Report, t time.Time) bool {
-	_, _, ok := starvedAt(r, t)
-	return ok
+// bucketAt is the start of the run's i-th timeline bucket.
+func bucketAt(r *loadgen.Report, i int) time.Time {
+	return r.Started.Add(time.Duration(r.Timeline[i].OffsetMs) * time.Millisecond)
+}
+
+// starvedTimeouts are the timeline's buckets whose timeouts were sent
+// while the machine was starved (starvedAt at the bucket's start), with
+// how many timeouts each holds. The timeline counts every loss, where the
+// loss details stop at loadgen.MaxLossDetails.
+func starvedTimeouts(r *loadgen.Report) map[int]int {
+	out := map[int]int{}
+	for i, b := range r.Timeline {
+		if n := b.LostByClass[loadgen.Timeout]; n > 0 {
+			if _, _, ok := starvedAt(r, bucketAt(r, i)); ok {
+				out[i] = n
+			}
+		}
+	}
+	return out
+}
+
+// starvedSpans says, one line per run of consecutive buckets, the
+// timeouts starvedTimeouts found, and how many in all.
+func starvedSpans(r *loadgen.Report, buckets map[int]int) (lines []string, total int) {
+	idx := slices.Sorted(maps.Keys(buckets))
+	for k := 0; k < len(idx); {
+		j, n := k, 0
+		for ; j < len(idx) && idx[j]-idx[k] == j-k; j++ {
+			n += buckets[idx[j]]
+		}
+		from, to := bucketAt(r, idx[k]), bucketAt(r, idx[j-1]).Add(loadgen.BucketWidth)
+		slowest := r.SlowestAnswered(from.Add(-StarvedAround), to.Add(StarvedAround))
+		pressure := 0.0
+		for t := from; t.Before(to); t = t.Add(time.Second) {
+			pressure = max(pressure, r.Generator.PressureAt(r.Started, t))
+		}
+		lines = append(lines, fmt.Sprintf("%d timeouts sent from +%.1fs to +%.1fs: the machine was starved then: answered requests sent within %s of them took up to %.1fs, and some task waited for a CPU up to %.0f%% of those seconds",
+			n, r.Offset(from).Seconds(), r.Offset(to).Seconds(), StarvedAround, slowest.Seconds(), 100*pressure))
+		total += n
+		k = j
+	}
+	return lines, total
 }
 
 // starvedMachine says, when every loss of a run is a timeout sent while
-// the machine was starved (starvedAt), why; "" otherwise.
-func starvedMachine(r *loadgen.Report, events []probes.Event) string {
-	if r.Lost == 0 || r.LostByClass[loadgen.Timeout] != r.Lost || len(r.Losses) == 0 {
+// the machine was starved (starvedTimeouts), why; "" otherwise.
+func starvedMachine(r *loadgen.Report) string {
+	if r.Lost == 0 || r.LostByClass[loadgen.Timeout] != r.Lost {
 		return ""
 	}
-	for _, l := range r.Losses {
-		if !starved(r, l.At) {
-			return ""
-		}
-	}
-	var seen []string
-	for _, ep := range probes.Episodes(probes.Bursts(r, events), EpisodeGap) {
-		slowest, pressure, _ := starvedAt(r, ep.Start)
-		seen = append(seen, fmt.Sprintf("%d timeouts at +%.1fs, answered requests sent within %s of them taking up to %.1fs, some task waiting for a CPU %.0f%% of that second",
-			ep.Lost, r.Offset(ep.Start).Seconds(), StarvedAround, slowest.Seconds(), 100*pressure))
+	lines, n := starvedSpans(r, starvedTimeouts(r))
+	if n != r.Lost {
+		return ""
 	}
 	return fmt.Sprintf("the machine was starved when requests were lost: %s: with answers kept waiting half the %s timeout or more, these timeouts are the tail of the machine's delays, not the configuration's: run at a lower --rate or on a larger machine",
-		strings.Join(seen, "; "), time.Duration(r.Client.TimeoutMs)*time.Millisecond)
+		strings.Join(lines, "; "), time.Duration(r.Client.TimeoutMs)*time.Millisecond)
 }

@@ -221,7 +221,7 @@ func Judge(r *loadgen.Report, events []probes.Event, w Window, e Expectation) Ou
 	}
 	racesOnly := r.Lost > 0 && r.Lost == r.IdleCloseRace+r.GoAwayRace && r.IdleCloseRace <= e.RacesAllowed && r.GoAwayRace <= e.GoAwayRacesAllowed
 	if e.Verdict == loadgen.Lossless && r.Lost > 0 && !racesOnly {
-		if why := cmp.Or(starvedCluster(r, events), starvedMachine(r, events)); why != "" {
+		if why := cmp.Or(starvedCluster(r, events), starvedMachine(r)); why != "" {
 			o.Got, o.NotJudged = loadgen.NotJudged, append(o.NotJudged, why)
 			bad("not judged: %s", why)
 			return o
@@ -581,8 +581,23 @@ func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map
 	}
 	var spared []string
 	keys := map[lossKey]bool{}
+	// Timeouts the machine's starvation explains are counted on the
+	// timeline, which has every loss.
+	starvedBuckets := map[int]int{}
+	if _, ok := out[loadgen.Timeout]; ok {
+		starvedBuckets = starvedTimeouts(r)
+		lines, n := starvedSpans(r, starvedBuckets)
+		spared = append(spared, lines...)
+		if out[loadgen.Timeout] -= n; out[loadgen.Timeout] <= 0 {
+			delete(out, loadgen.Timeout)
+		}
+	}
 	followers := portFollowers(r)
 	for _, l := range r.Losses {
+		if l.Class == loadgen.Timeout && starvedBuckets[int(l.At.Sub(r.Started)/loadgen.BucketWidth)] > 0 {
+			keys[keyOf(l)] = true
+			continue
+		}
 		if _, ok := out[l.Class]; !ok {
 			continue
 		}
@@ -592,9 +607,6 @@ func foreignLosses(r *loadgen.Report, events []probes.Event, e Expectation) (map
 			why = "a node sent it to a pod already being deleted: kube-proxy's rules lagged its endpoint"
 		case followedOwnPort(events, l, followers):
 			why = "it reused a client port whose earlier connection the server had just reset or refused, and its SYN followed that connection's conntrack entry back to where it went"
-		case l.Class == loadgen.Timeout && starved(r, l.At):
-			slowest, pressure, _ := starvedAt(r, l.At)
-			why = fmt.Sprintf("the machine was starved then: answered requests sent within %s of it took up to %.1fs, and some task waited for a CPU %.0f%% of that second", StarvedAround, slowest.Seconds(), 100*pressure)
 		default:
 			continue
 		}

@@ -36,6 +36,11 @@ func report(losses ...loss) *loadgen.Report {
 			r.IdleCloseRace++
 		}
 		r.Losses = append(r.Losses, loadgen.Loss{At: t0.Add(l.at), Class: l.class, IdleCloseRace: l.race})
+		if b := &r.Timeline[int(l.at/loadgen.BucketWidth)]; b.LostByClass == nil {
+			b.LostByClass = map[loadgen.Class]int{l.class: 1}
+		} else {
+			b.LostByClass[l.class]++
+		}
 	}
 	r.OK = r.Total - r.Lost
 	return r
@@ -523,8 +528,15 @@ func TestJudgeNamesAStarvedMachine(t *testing.T) {
 	}
 	resets := scenario.Expectation{Verdict: loadgen.Lossy, Classes: map[loadgen.Class]string{loadgen.Reset: "queued connections reset"}}
 	withReset := append(slices.Clone(timeouts), loss{at: 3000 * time.Millisecond, class: loadgen.Reset})
-	if o := scenario.Judge(starved(1200, 0.85, withReset...), deleted, window, resets); !o.Passed() || len(o.Spared) != 2 || !strings.Contains(o.Spared[0], "the machine was starved then") {
+	if o := scenario.Judge(starved(1200, 0.85, withReset...), deleted, window, resets); !o.Passed() || len(o.Spared) != 1 || !strings.Contains(o.Spared[0], "2 timeouts sent from +3.1s to +3.2s: the machine was starved then") {
 		t.Errorf("a lossy claim's timeouts among slow answers: problems %q, spared %q", o.Problems, o.Spared)
+	}
+	// The timeline has every loss: timeouts past the loss details (kept
+	// for the first loadgen.MaxLossDetails losses) are spared too.
+	truncated := starved(1200, 0.85, withReset...)
+	truncated.Losses, truncated.LossesTruncated = truncated.Losses[2:], true
+	if o := scenario.Judge(truncated, deleted, window, resets); !o.Passed() || len(o.Spared) != 1 {
+		t.Errorf("timeouts past the loss details: problems %q, spared %q", o.Problems, o.Spared)
 	}
 	if o := scenario.Judge(starved(300, 0.85, withReset...), deleted, window, resets); o.Passed() {
 		t.Errorf("a lossy claim's timeouts among quick answers passed: spared %q", o.Spared)
