@@ -184,6 +184,19 @@ func starvedSpans(r *loadgen.Report, buckets map[int]int) (lines []string, total
 	return lines, total
 }
 
+// starvedEpisode reports whether an episode of a lossy run is only
+// timeouts its mechanism does not claim, sent while the machine was
+// starved (starvedAt at its first and last loss): spared from the
+// mechanism's classes, they are spared from its timing too.
+func starvedEpisode(r *loadgen.Report, ep probes.Burst, e Expectation) bool {
+	if _, claimed := e.Classes[loadgen.Timeout]; claimed || ep.Lost == 0 || ep.ByClass[loadgen.Timeout] != ep.Lost {
+		return false
+	}
+	_, _, first := starvedAt(r, ep.Start)
+	_, _, last := starvedAt(r, ep.End)
+	return first && last
+}
+
 // starvedMachine says, when every loss of a run is a timeout sent while
 // the machine was starved (starvedTimeouts), why; "" otherwise.
 func starvedMachine(r *loadgen.Report) string {

@@ -287,7 +287,7 @@ func lossyProblems(r *loadgen.Report, events []probes.Event, w Window, e Expecta
 		eps := probes.Episodes(probes.Bursts(r, events), EpisodeGap)
 		stale := staleConntrack(eps)
 		for i, ep := range eps {
-			if !e.startsWhenClaimed(ep, events) && stale[i].After.IsZero() && !reusedPorts(r, ep) {
+			if !e.startsWhenClaimed(ep, events) && stale[i].After.IsZero() && !reusedPorts(r, ep) && !starvedEpisode(r, ep, e) {
 				off = append(off, fmt.Sprintf("+%.3fs", r.Offset(ep.Start).Seconds()))
 			}
 		}

@@ -531,6 +531,19 @@ func TestJudgeNamesAStarvedMachine(t *testing.T) {
 	if o := scenario.Judge(starved(1200, 0.85, withReset...), deleted, window, resets); !o.Passed() || len(o.Spared) != 1 || !strings.Contains(o.Spared[0], "2 timeouts sent from +3.1s to +3.2s: the machine was starved then") {
 		t.Errorf("a lossy claim's timeouts among slow answers: problems %q, spared %q", o.Problems, o.Spared)
 	}
+	// An episode of such timeouts alone, away from the claimed moment,
+	// is spared the mechanism's timing too.
+	atDeletion := resets
+	atDeletion.LossStarts = []scenario.Timing{{After: probes.PodDeleting}}
+	late := starved(1200, 0.85, loss{at: 3000 * time.Millisecond, class: loadgen.Reset}, loss{at: 6100 * time.Millisecond, class: loadgen.Timeout})
+	late.Generator.PressureBySecond[6], late.Timeline[61].SlowestMs = 0.85, 1200
+	if o := scenario.Judge(late, deleted, window, atDeletion); !o.Passed() {
+		t.Errorf("starved timeouts 3 s after the claimed moment: problems %q", o.Problems)
+	}
+	late.Timeline[61].SlowestMs = 300
+	if o := scenario.Judge(late, deleted, window, atDeletion); o.Passed() {
+		t.Errorf("timeouts among quick answers 3 s after the claimed moment passed")
+	}
 	// The timeline has every loss: timeouts past the loss details (kept
 	// for the first loadgen.MaxLossDetails losses) are spared too.
 	truncated := starved(1200, 0.85, withReset...)
