@@ -132,12 +132,11 @@ const StarvedAround = time.Second
 // network that dropped it, or to a pod that was gone, times out among
 // answers that came quickly; one among answers the machine kept waiting
 // nearly as long is the tail of those delays, not the configuration's.
-// It returns the slowest answer and the pressure when so.
-func starvedAt(r *loadgen.Report, t time.Time) (slowest time.Duration, pressure float64, ok bool) {
+func starvedAt(r *loadgen.Report, t time.Time) bool {
 	timeout := time.Duration(r.Client.TimeoutMs) * time.Millisecond
-	pressure = max(r.Generator.PressureAt(r.Started, t), r.Generator.PressureAt(r.Started, t.Add(timeout)))
-	slowest = r.SlowestAnswered(t.Add(-StarvedAround), t.Add(StarvedAround))
-	return slowest, pressure, timeout > 0 && pressure >= StarvedPressure && 2*slowest >= timeout
+	pressure := max(r.Generator.PressureAt(r.Started, t), r.Generator.PressureAt(r.Started, t.Add(timeout)))
+	slowest := r.SlowestAnswered(t.Add(-StarvedAround), t.Add(StarvedAround))
+	return timeout > 0 && pressure >= StarvedPressure && 2*slowest >= timeout
 }
 
 // bucketAt is the start of the run's i-th timeline bucket.
@@ -153,7 +152,7 @@ func starvedTimeouts(r *loadgen.Report) map[int]int {
 	out := map[int]int{}
 	for i, b := range r.Timeline {
 		if n := b.LostByClass[loadgen.Timeout]; n > 0 {
-			if _, _, ok := starvedAt(r, bucketAt(r, i)); ok {
+			if starvedAt(r, bucketAt(r, i)) {
 				out[i] = n
 			}
 		}
@@ -192,9 +191,7 @@ func starvedEpisode(r *loadgen.Report, ep probes.Burst, e Expectation) bool {
 	if _, claimed := e.Classes[loadgen.Timeout]; claimed || ep.Lost == 0 || ep.ByClass[loadgen.Timeout] != ep.Lost {
 		return false
 	}
-	_, _, first := starvedAt(r, ep.Start)
-	_, _, last := starvedAt(r, ep.End)
-	return first && last
+	return starvedAt(r, ep.Start) && starvedAt(r, ep.End)
 }
 
 // starvedMachine says, when every loss of a run is a timeout sent while

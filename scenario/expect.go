@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nodrop-dev/nodrop/loadgen"
 	"github.com/nodrop-dev/nodrop/probes"
@@ -263,8 +264,11 @@ func saturated(r *loadgen.Report, o Outcome) Outcome {
 		return o
 	}
 	shown := o.Problems[0]
-	if len(shown) > 300 {
-		shown = shown[:300] + "…"
+	if n := 300; len(shown) > n {
+		for !utf8.RuneStart(shown[n]) {
+			n--
+		}
+		shown = shown[:n] + "…"
 	}
 	why := fmt.Sprintf("the machine did not hold the load through the run: some task waited for a CPU %.0f%% of it, over the %.0f%% a calibration allows with nothing happening, so what the run showed may be the machine's (%s): run at a lower --rate or on a larger machine",
 		100*r.Generator.CPUPressure, 100*MaxCalibrationPressure, shown)

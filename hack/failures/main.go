@@ -1,7 +1,8 @@
 // Command failures prints, after a suite run, why each spec failed: one
 // line per failed spec with its failure's message on that line (its lines
-// joined, up to MaxWhy bytes), then how many failed for each reason. The Makefile runs it when the suites fail, so
-// the end of a CI log says why, not only which.
+// joined, up to MaxWhy bytes), then how many failed for each reason. The
+// Makefile runs it when the suites fail, so the end of a CI log says why,
+// not only which.
 //
 //	go run ./hack/failures out/report.json
 package main
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/onsi/ginkgo/v2/types"
 )
@@ -106,6 +108,9 @@ func firstLine(s string) string {
 
 func clip(s string, n int) string {
 	if len(s) > n {
+		for !utf8.RuneStart(s[n]) {
+			n--
+		}
 		return s[:n] + "…"
 	}
 	return s

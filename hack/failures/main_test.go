@@ -43,3 +43,11 @@ func TestDigest(t *testing.T) {
 		t.Errorf("a passed spec printed:\n%s", out)
 	}
 }
+
+// A message clipped inside a multi-byte character keeps it whole or
+// drops it, never half of it.
+func TestClipKeepsCharactersWhole(t *testing.T) {
+	if got := clip("ab≤cd", 3); got != "ab…" {
+		t.Errorf("clip = %q, want %q", got, "ab…")
+	}
+}
